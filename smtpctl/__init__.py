@@ -1,0 +1,3 @@
+"""smtpctl: administer SMTP sending credentials and metered usage."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""smtpctl account: sub-accounts, their daily limits and blocks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from smtpctl.cli.agency import report_outcome
+from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, render_list, render_record
+from smtpctl.cli.state import store_of
+from smtpctl.core import services
+
+app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
+
+COLUMNS = [
+    ("name", "Account"), ("agency", "Agency"), ("effective_daily_limit", "Daily limit"),
+    ("domains", "Domains"), ("blocked", "Blocked"), ("created_at", "Created (UTC)"),
+]
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    agency: Annotated[str, typer.Option("--agency", help="The agency that owns the account.")],
+    daily_limit: Annotated[Optional[int], typer.Option(
+        "--daily-limit", help="Emails per day (default: the store's default_daily_limit).")] = None,
+    exist_ok: ExistOkOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Create a sub-account under an agency."""
+    outcome = services.add_account(store_of(ctx), name, agency, daily_limit=daily_limit, exist_ok=exist_ok)
+    report_outcome("Account", outcome, repr(outcome.object.name), json_out)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    agency: Annotated[Optional[str], typer.Option("--agency", help="Only this agency's accounts.")] = None,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """List accounts."""
+    output = fmt(json_out, csv_out)
+    rows = services.list_accounts(store_of(ctx), agency=agency)
+    render_list(rows, COLUMNS, output=output, empty="No accounts.")
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account name.")],
+         json_out: JsonOption = False) -> None:
+    """Show an account: agency, limit, block state and domains."""
+    render_record(services.account_detail(store_of(ctx), name), output=fmt(json_out))
+
+
+@app.command("set-limit")
+def set_limit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    limit: Annotated[str, typer.Argument(help="Emails per day, or 'default' for the store's default.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Set an account's daily email limit."""
+    outcome = services.set_account_limit(store_of(ctx), name, limit)
+    report_outcome("Account", outcome, f"{outcome.object.name!r} daily limit", json_out)

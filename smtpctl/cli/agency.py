@@ -1,0 +1,54 @@
+"""smtpctl agency: the agencies that own sub-accounts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, message, render_list, render_record, to_json
+from smtpctl.cli.state import store_of
+from smtpctl.core import services
+
+app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
+
+COLUMNS = [("name", "Agency"), ("accounts", "Accounts"), ("domains", "Domains"), ("created_at", "Created (UTC)")]
+
+
+def report_outcome(kind: str, outcome, label: str, json_out: bool) -> None:
+    """Say what a create did: the object as JSON, or one line for people."""
+    if json_out:
+        import sys
+
+        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+    elif outcome.status == "unchanged":
+        message(f"{kind} {label} already exists (unchanged).")
+    else:
+        message(f"{kind} {label} {outcome.status}.")
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Agency name.")],
+    exist_ok: ExistOkOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Create an agency."""
+    outcome = services.add_agency(store_of(ctx), name, exist_ok=exist_ok)
+    report_outcome("Agency", outcome, repr(outcome.object.name), json_out)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
+    """List agencies with their account and domain counts."""
+    output = fmt(json_out, csv_out)
+    rows = services.list_agencies(store_of(ctx))
+    render_list(rows, COLUMNS, output=output, empty="No agencies yet. Add one with: smtpctl agency add NAME")
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency name.")],
+         json_out: JsonOption = False) -> None:
+    """Show an agency, its accounts and its domains."""
+    render_record(services.agency_detail(store_of(ctx), name), output=fmt(json_out))

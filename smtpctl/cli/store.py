@@ -1,0 +1,64 @@
+"""smtpctl store: the service's settings, and care of the store file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, to_json
+from smtpctl.cli.state import store_of
+from smtpctl.core import services
+
+app = typer.Typer(help="Service settings and care of the store file.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """Show the service settings: each value, its default and where it comes from."""
+    rows = services.settings_view(store_of(ctx))
+    output = fmt(json_out)
+    if output == "json":
+        sys.stdout.write(to_json({r["key"]: r["value"] for r in rows}) + "\n")
+        return
+    render_list(rows, [("key", "Setting"), ("value", "Value"), ("source", "Source"), ("description", "Meaning")],
+                output=output)
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Setting name (see: smtpctl store show).")],
+    value: Annotated[str, typer.Argument(help="New value.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Change one service setting (validated and audited)."""
+    outcome = services.set_setting(store_of(ctx), key, value)
+    if json_out:
+        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+    else:
+        message(f"Setting {key} = {outcome.object.value} ({outcome.status}).")
+
+
+@app.command("info")
+def info(ctx: typer.Context, json_out: JsonOption = False) -> None:
+    """Show the store's path, schema version, object counts and size."""
+    data = services.store_info(store_of(ctx))
+    render_record(data, output=fmt(json_out))
+
+
+@app.command("backup")
+def backup(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="File to write the copy to.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Copy the store with SQLite's online backup API (safe while others write)."""
+    result = services.backup_store(store_of(ctx), path, force=force)
+    if json_out:
+        sys.stdout.write(to_json(result) + "\n")
+    else:
+        message(f"Backed up the store to {result['path']} ({result['size_bytes']} bytes).")

@@ -1,0 +1,183 @@
+"""Pure rules of the service: names, domains, limits and store settings.
+
+Nothing here touches the store; every function takes plain values and either
+returns the normalised value or raises ``InvalidInput``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+from smtpctl.core.errors import InvalidInput
+
+# RULES.md defaults.
+DEFAULT_SMTP_HOST = "smtp.mailgun.org"
+DEFAULT_DAILY_LIMIT = 1500
+DEFAULT_CREDENTIALS_PER_DOMAIN = 5
+DEFAULT_PRICE_PER_1000 = Decimal("0.675")
+DEFAULT_COMPARE_NAME = "Mailgun"
+DEFAULT_COMPARE_PRICE_PER_1000 = Decimal("0.80")
+DEFAULT_TIMEZONE = "UTC"
+
+MAX_DAILY_LIMIT = 100_000_000
+MAX_NAME_LENGTH = 64
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ._&'-]*[A-Za-z0-9._])?$")
+_LDH_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_name(kind: str, name: str) -> str:
+    """Validate an agency or account name and return it as stored.
+
+    Names are what operators type, so they stay as given (case kept), but
+    must be 1-64 characters: letters, digits, space and ``. _ & ' -``,
+    starting with a letter or digit. Raises ``InvalidInput``.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"{kind} name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"{kind} name is longer than {MAX_NAME_LENGTH} characters: {name[:20]!r}...")
+    if not _NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid {kind} name {name!r}: use letters, digits, space and . _ & ' -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def normalise_domain(name: str) -> str:
+    """Return a domain name as stored: lower case ASCII (IDNA A-label).
+
+    A Unicode name is converted with UTS #46 mapping and IDNA 2008; a trailing
+    dot is dropped. The name needs at least two labels, each 1-63 letters,
+    digits or hyphens (no leading or trailing hyphen), 253 characters in all,
+    and a top-level label that is not all digits (an IP address is not a
+    sending domain). Raises ``InvalidInput``.
+    """
+    import idna
+
+    raw = name.strip() if isinstance(name, str) else ""
+    if not raw:
+        raise InvalidInput("domain name must not be empty")
+    candidate = raw[:-1] if raw.endswith(".") else raw
+    try:
+        ascii_name = idna.encode(candidate, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidInput(f"invalid domain name {raw!r}: {exc}") from None
+    ascii_name = ascii_name.lower()
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise InvalidInput(f"invalid domain name {raw!r}: it needs at least two labels (e.g. mail.example.com)")
+    if len(ascii_name) > 253:
+        raise InvalidInput(f"invalid domain name {raw!r}: longer than 253 characters")
+    for label in labels:
+        if not _LDH_LABEL_RE.match(label):
+            raise InvalidInput(
+                f"invalid domain name {raw!r}: label {label!r} must be 1-63 letters, digits or hyphens"
+            )
+    if labels[-1].isdigit():
+        raise InvalidInput(f"invalid domain name {raw!r}: an IP address is not a domain")
+    return ascii_name
+
+
+def domain_unicode(ascii_name: str) -> str:
+    """The Unicode (U-label) form of a stored domain, for display."""
+    if "xn--" not in ascii_name:
+        return ascii_name
+    import idna
+
+    try:
+        return idna.decode(ascii_name)
+    except idna.IDNAError:
+        return ascii_name
+
+
+def validate_daily_limit(value: object) -> int:
+    """A daily limit is a whole number of emails from 1 to 100,000,000."""
+    try:
+        number = int(str(value).replace("_", "").replace(",", ""))
+    except ValueError:
+        raise InvalidInput(f"daily limit must be a whole number, not {value!r}") from None
+    if not 1 <= number <= MAX_DAILY_LIMIT:
+        raise InvalidInput(f"daily limit must be between 1 and {MAX_DAILY_LIMIT:,}, not {number}")
+    return number
+
+
+def validate_price(value: object) -> Decimal:
+    """A price per 1,000 emails: a non-negative decimal with at most 6 places."""
+    try:
+        price = Decimal(str(value).strip().lstrip("$"))
+    except InvalidOperation:
+        raise InvalidInput(f"price must be a decimal number such as 0.675, not {value!r}") from None
+    if not price.is_finite() or price < 0:
+        raise InvalidInput(f"price must be a finite number >= 0, not {value!r}")
+    if price.as_tuple().exponent < -6:  # type: ignore[operator]
+        raise InvalidInput(f"price has more than 6 decimal places: {value!r}")
+    return price
+
+
+def validate_timezone(value: object) -> str:
+    """A time-zone name from the IANA database, e.g. UTC or Europe/Berlin."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)") from None
+    return name
+
+
+def validate_host(value: object) -> str:
+    """An SMTP server host name (a domain name, kept in ASCII)."""
+    return normalise_domain(str(value))
+
+
+def validate_credentials_per_domain(value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise InvalidInput(f"credentials per domain must be a whole number, not {value!r}") from None
+    if not 1 <= number <= 1000:
+        raise InvalidInput(f"credentials per domain must be between 1 and 1000, not {number}")
+    return number
+
+
+def validate_label(value: object) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 40 or any(ord(c) < 32 for c in text):
+        raise InvalidInput("a name must be 1-40 printable characters")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: object
+    parse: Callable[[object], object]
+    description: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting("smtp_host", DEFAULT_SMTP_HOST, validate_host, "SMTP server credential holders connect to"),
+        Setting("timezone", DEFAULT_TIMEZONE, validate_timezone, "time zone whose calendar day the daily limit counts"),
+        Setting("default_daily_limit", DEFAULT_DAILY_LIMIT, validate_daily_limit, "emails per account per day unless set per account"),
+        Setting("credentials_per_domain", DEFAULT_CREDENTIALS_PER_DOMAIN, validate_credentials_per_domain, "live SMTP credentials one dedicated domain may hold"),
+        Setting("price_per_1000", DEFAULT_PRICE_PER_1000, validate_price, "price in USD per 1,000 emails"),
+        Setting("compare_name", DEFAULT_COMPARE_NAME, validate_label, "name of the provider prices are compared with"),
+        Setting("compare_price_per_1000", DEFAULT_COMPARE_PRICE_PER_1000, validate_price, "comparison price in USD per 1,000 emails"),
+    )
+}
+
+
+def parse_setting(key: str, value: object) -> object:
+    """Validate ``value`` for setting ``key``; raises ``InvalidInput``."""
+    setting = SETTINGS.get(key)
+    if setting is None:
+        raise InvalidInput(f"unknown setting {key!r}; known settings: {', '.join(SETTINGS)}")
+    return setting.parse(value)

@@ -1,0 +1,333 @@
+"""Use cases: load, apply a rule, write, in one transaction each.
+
+Every function takes an open ``Store`` and plain values, and returns model
+objects or ``Outcome``s. They raise ``SmtpctlError`` subclasses only; nothing
+here knows about a command line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from smtpctl.core import rules
+from smtpctl.core.errors import AlreadyExists, InvalidInput, NotFound, StoreError
+from smtpctl.core.models import Account, Agency, Domain, Outcome
+from smtpctl.core.store import Store
+
+# -- settings ------------------------------------------------------------------
+
+
+def effective_settings(store: Store) -> dict[str, Any]:
+    """Every store setting with its value: what was set, else the RULES.md default."""
+    stored = store.settings()
+    values: dict[str, Any] = {}
+    for key, setting in rules.SETTINGS.items():
+        values[key] = setting.parse(stored[key]) if key in stored else setting.default
+    return values
+
+
+def settings_view(store: Store) -> list[dict[str, Any]]:
+    stored = store.settings()
+    effective = effective_settings(store)
+    return [
+        {
+            "key": key,
+            "value": effective[key],
+            "default": setting.default,
+            "source": "set" if key in stored else "default",
+            "description": setting.description,
+        }
+        for key, setting in rules.SETTINGS.items()
+    ]
+
+
+def set_setting(store: Store, key: str, value: str) -> Outcome:
+    """Validate and store one setting; audited. Raises ``InvalidInput``."""
+    parsed = rules.parse_setting(key, value)
+    with store.write():
+        old = effective_settings(store)[key]
+        if str(old) == str(parsed) and key in store.settings():
+            return Outcome(_SettingView(key, parsed), "unchanged")
+        store.put_setting(key, str(parsed))
+        store.audit("setting.set", "setting", key, details={"old": str(old), "new": str(parsed)})
+    return Outcome(_SettingView(key, parsed), "updated")
+
+
+class _SettingView:
+    def __init__(self, key: str, value: Any):
+        self.key, self.value = key, value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value}
+
+
+# -- agencies ------------------------------------------------------------------
+
+
+def get_agency(store: Store, name: str) -> Agency:
+    agency = store.agency(name)
+    if agency is None:
+        raise NotFound(f"agency {name!r} not found")
+    return agency
+
+
+def add_agency(store: Store, name: str, *, exist_ok: bool = False) -> Outcome:
+    """Create an agency. Raises ``InvalidInput``, or ``AlreadyExists`` unless ``exist_ok``."""
+    name = rules.normalise_name("agency", name)
+    with store.write():
+        existing = store.agency(name)
+        if existing is not None:
+            if exist_ok:
+                return Outcome(existing, "unchanged")
+            raise AlreadyExists(f"agency {existing.name!r} already exists")
+        store.insert_agency(name)
+        store.audit("agency.create", "agency", name)
+        agency = get_agency(store, name)
+    return Outcome(agency, "created")
+
+
+def list_agencies(store: Store) -> list[dict[str, Any]]:
+    counts = store.agency_counts()
+    return [
+        {**a.as_dict(), "accounts": counts.get(a.id, (0, 0))[0], "domains": counts.get(a.id, (0, 0))[1]}
+        for a in store.agencies()
+    ]
+
+
+def agency_detail(store: Store, name: str) -> dict[str, Any]:
+    agency = get_agency(store, name)
+    accounts = store.accounts(agency=agency.name)
+    domains = store.domains(agency=agency.name)
+    return {
+        **agency.as_dict(),
+        "accounts": [a.name for a in accounts],
+        "domains": [d.name for d in domains],
+    }
+
+
+# -- accounts ------------------------------------------------------------------
+
+
+def get_account(store: Store, name: str) -> Account:
+    account = store.account(name)
+    if account is None:
+        raise NotFound(f"account {name!r} not found")
+    return account
+
+
+def effective_limit(store: Store, account: Account) -> int:
+    if account.daily_limit is not None:
+        return account.daily_limit
+    return int(effective_settings(store)["default_daily_limit"])
+
+
+def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None = None,
+                exist_ok: bool = False) -> Outcome:
+    """Create an account under an agency.
+
+    Raises ``InvalidInput`` (bad name or limit), ``NotFound`` (no such
+    agency) or ``AlreadyExists`` (the name is taken; with ``exist_ok`` an
+    account that matches agency and limit is reported unchanged).
+    """
+    name = rules.normalise_name("account", name)
+    limit = rules.validate_daily_limit(daily_limit) if daily_limit is not None else None
+    with store.write():
+        owner = get_agency(store, agency)
+        existing = store.account(name)
+        if existing is not None:
+            same = existing.agency.lower() == owner.name.lower() and (
+                limit is None or existing.daily_limit == limit
+            )
+            if exist_ok and same:
+                return Outcome(existing, "unchanged")
+            if exist_ok:
+                raise AlreadyExists(
+                    f"account {existing.name!r} already exists with different settings "
+                    f"(agency {existing.agency!r}, daily limit {existing.daily_limit or 'default'})"
+                )
+            raise AlreadyExists(f"account {existing.name!r} already exists (agency {existing.agency!r})")
+        store.insert_account(name, owner.id, limit)
+        store.audit("account.create", "account", name, account=name,
+                    details={"agency": owner.name, "daily_limit": limit})
+        created = get_account(store, name)
+    return Outcome(created, "created")
+
+
+def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
+    if agency is not None:
+        agency = get_agency(store, agency).name
+    default_limit = int(effective_settings(store)["default_daily_limit"])
+    domain_counts = store.account_domain_counts()
+    return [
+        {
+            **a.as_dict(),
+            "effective_daily_limit": a.daily_limit if a.daily_limit is not None else default_limit,
+            "domains": domain_counts.get(a.id, 0),
+        }
+        for a in store.accounts(agency=agency)
+    ]
+
+
+def account_detail(store: Store, name: str) -> dict[str, Any]:
+    account = get_account(store, name)
+    domains = store.domains(account=account.name)
+    data = account.as_dict()
+    data["effective_daily_limit"] = effective_limit(store, account)
+    data["domains"] = [d.name for d in domains]
+    return data
+
+
+def set_account_limit(store: Store, name: str, limit: object) -> Outcome:
+    """Set one account's daily limit (``"default"`` clears it); audited."""
+    new = None if str(limit).strip().lower() == "default" else rules.validate_daily_limit(limit)
+    with store.write():
+        account = get_account(store, name)
+        if account.daily_limit == new:
+            return Outcome(account, "unchanged")
+        store.update_account(account.id, daily_limit=new)
+        store.audit("account.set_limit", "account", account.name, account=account.name,
+                    details={"old": account.daily_limit, "new": new})
+        updated = get_account(store, name)
+    return Outcome(updated, "updated")
+
+
+# -- domains -------------------------------------------------------------------
+
+
+def get_domain(store: Store, name: str) -> Domain:
+    ascii_name = rules.normalise_domain(name)
+    domain = store.domain(ascii_name)
+    if domain is None:
+        raise NotFound(f"domain {ascii_name!r} not found")
+    return domain
+
+
+def add_domain(store: Store, name: str, *, account: str | None = None, agency: str | None = None,
+               exist_ok: bool = False) -> Outcome:
+    """Add a dedicated (``account``) or agency-assigned (``agency``) domain.
+
+    Exactly one owner must be given. Raises ``InvalidInput``, ``NotFound``
+    (owner) or ``AlreadyExists`` (unless ``exist_ok`` and the owner matches).
+    """
+    if (account is None) == (agency is None):
+        raise InvalidInput("give exactly one of --account (dedicated domain) or --agency (agency-assigned domain)")
+    ascii_name = rules.normalise_domain(name)
+    with store.write():
+        if account is not None:
+            owner_account = get_account(store, account)
+            account_id, agency_id = owner_account.id, None
+            wanted = ("dedicated", owner_account.name.lower())
+        else:
+            owner_agency = get_agency(store, agency)  # type: ignore[arg-type]
+            account_id, agency_id = None, owner_agency.id
+            wanted = ("agency-assigned", owner_agency.name.lower())
+        existing = store.domain(ascii_name)
+        if existing is not None:
+            have = (existing.kind, (existing.account or existing.agency).lower())
+            if exist_ok and have == wanted:
+                return Outcome(existing, "unchanged")
+            owner = f"account {existing.account!r}" if existing.account else f"agency {existing.agency!r}"
+            raise AlreadyExists(f"domain {ascii_name!r} already exists ({existing.kind}, {owner})")
+        store.insert_domain(ascii_name, account_id=account_id, agency_id=agency_id)
+        domain = get_domain(store, ascii_name)
+        store.audit("domain.create", "domain", ascii_name, account=domain.account,
+                    details={"kind": domain.kind, "agency": domain.agency})
+    return Outcome(domain, "created")
+
+
+def list_domains(store: Store, *, account: str | None = None, agency: str | None = None) -> list[dict[str, Any]]:
+    if account is not None:
+        account = get_account(store, account).name
+    if agency is not None:
+        agency = get_agency(store, agency).name
+    counts = store.domain_credential_counts()
+    return [
+        {**d.as_dict(), "credentials": counts.get(d.id, 0)}
+        for d in store.domains(account=account, agency=agency)
+    ]
+
+
+def domain_detail(store: Store, name: str) -> dict[str, Any]:
+    domain = get_domain(store, name)
+    return {**domain.as_dict(), "credentials": dependent_logins(store, domain)}
+
+
+def domain_removal_plan(store: Store, name: str) -> dict[str, Any]:
+    """What ``remove_domain`` would delete: the domain and its credentials."""
+    domain = get_domain(store, name)
+    return {"domain": domain.name, "credentials": dependent_logins(store, domain)}
+
+
+def dependent_logins(store: Store, domain: Domain) -> list[str]:
+    return []
+
+
+def remove_domain(store: Store, name: str, *, expected: list[str] | None = None) -> Outcome:
+    """Delete a domain and every credential on it, in one transaction; audited.
+
+    ``expected`` is the list of logins the operator confirmed; if the domain's
+    credentials changed since, nothing is deleted and ``InvalidInput`` is raised.
+    """
+    with store.write():
+        domain = get_domain(store, name)
+        logins = dependent_logins(store, domain)
+        if expected is not None and sorted(expected) != sorted(logins):
+            raise InvalidInput(f"the credentials on {domain.name} changed while you confirmed; nothing was removed, run the command again")
+        store.delete_domain(domain.id)
+        store.audit("domain.delete", "domain", domain.name, account=domain.account,
+                    details={"kind": domain.kind, "deleted_credentials": logins})
+    return Outcome(domain, "deleted", {"deleted_credentials": logins})
+
+
+# -- store care ----------------------------------------------------------------
+
+
+def store_info(store: Store) -> dict[str, Any]:
+    applied = store.schema_version()
+    size = sum(
+        p.stat().st_size
+        for p in (store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm"))
+        if p.exists()
+    )
+    return {
+        "path": str(store.path),
+        "schema_version": len(applied),
+        "schema_step": applied[-1] if applied else None,
+        "counts": store.counts(),
+        "size_bytes": size,
+    }
+
+
+def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
+    """Copy the store to ``target`` with the online backup API.
+
+    Raises ``AlreadyExists`` when ``target`` exists and ``force`` is false,
+    ``InvalidInput`` when it is a folder or the store itself.
+    """
+    target_path = Path(target).expanduser()
+    if target_path.is_dir():
+        raise InvalidInput(f"backup target {target_path} is a folder; give a file path")
+    if target_path.exists():
+        if target_path.resolve() == store.path.resolve():
+            raise InvalidInput("the backup target is the store itself")
+        if not force:
+            raise AlreadyExists(f"{target_path} already exists; use --force to overwrite it")
+    if not target_path.parent.exists():
+        raise InvalidInput(f"folder {target_path.parent} does not exist")
+    tmp = target_path.with_name(f".{target_path.name}.smtpctl-tmp")
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        os.close(fd)
+        store.backup_to(tmp)
+        os.replace(tmp, target_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write backup {target_path}: {exc.strerror}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with store.write():
+        store.audit("store.backup", "store", str(store.path), details={"target": str(target_path)})
+    return {"path": str(target_path), "size_bytes": target_path.stat().st_size}

@@ -1,0 +1,428 @@
+"""The store: one SQLite file, reached through sqlite-utils.
+
+This is the only module that speaks SQL. ``Store.open`` creates the file on
+first use (0600 in a 0700 folder), refuses a store written by a newer
+smtpctl or a file that is not a store, turns on WAL, foreign keys and a busy
+timeout, and applies pending migrations in one ``BEGIN IMMEDIATE``
+transaction. ``Store.write()`` is the one way to change data: a
+``BEGIN IMMEDIATE`` transaction, so parallel writers queue on the busy
+timeout instead of failing with "database is locked" halfway through a
+read-then-write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from smtpctl.core.clock import now_iso
+from smtpctl.core.errors import StoreError
+from smtpctl.core.models import Account, Agency, Domain
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+MIGRATION_SET = "smtpctl"
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def _migrations():
+    """The schema, as named versioned steps; applied in order, each once."""
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+
+    @migrations(name="0001_foundation")
+    def foundation(db: "Database") -> None:
+        db.executescript(_SCHEMA_0001)
+
+    return migrations
+
+
+# Names compare case-insensitively (NOCASE): "Acme" and "acme" are one agency.
+_SCHEMA_0001 = """
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE agencies (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    agency_id INTEGER NOT NULL REFERENCES agencies(id),
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    daily_limit INTEGER CHECK (daily_limit IS NULL OR daily_limit > 0),
+    blocked_at TEXT,
+    block_kind TEXT CHECK (block_kind IN ('limit', 'manual')),
+    block_reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX accounts_agency ON accounts(agency_id);
+CREATE TABLE domains (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    account_id INTEGER REFERENCES accounts(id),
+    agency_id INTEGER REFERENCES agencies(id),
+    created_at TEXT NOT NULL,
+    -- a domain is either dedicated (an account's) or agency-assigned, never both
+    CHECK ((account_id IS NULL) <> (agency_id IS NULL))
+);
+CREATE INDEX domains_account ON domains(account_id);
+CREATE INDEX domains_agency ON domains(agency_id);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_name TEXT NOT NULL,
+    account TEXT,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_at ON audit(at);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+
+
+def known_migrations() -> list[str]:
+    return [m.name for m in _migrations()._migrations]
+
+
+def _describe(exc: sqlite3.Error, path: Path) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"the store {path} is locked by another writer and stayed locked past the busy timeout; try again"
+    if "readonly" in text or "read-only" in text:
+        return f"the store {path} is read-only: check the file's and its folder's permissions"
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is not a readable smtpctl store ({text})"
+    if "unable to open" in text:
+        return f"cannot open the store {path} ({text})"
+    return f"store error on {path}: {text}"
+
+
+class Store:
+    """An open store. Use ``Store.open``; close it with ``close()`` or ``with``."""
+
+    def __init__(self, db: "Database", path: Path, actor: str):
+        self.db = db
+        self.path = path
+        self.actor = actor
+
+    # -- opening -----------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, actor: str | None = None,
+             busy_timeout: float | None = None) -> "Store":
+        """Open (creating on first use) and migrate the store at ``path``.
+
+        Raises ``StoreError`` for a path that is a folder, a file that is not
+        an SQLite database, a store written by a newer smtpctl, or any file
+        that cannot be opened or written; in each case nothing is changed.
+        """
+        from sqlite_utils import Database
+
+        path = Path(path).expanduser()
+        if busy_timeout is None:
+            busy_timeout = _env_busy_timeout()
+        if path.is_dir():
+            raise StoreError(f"the store path {path} is a folder, not a file")
+        if not path.exists():
+            _create_store_file(path)
+        try:
+            conn = sqlite3.connect(str(path), timeout=busy_timeout)
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, path)) from None
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            db = Database(conn, execute_plugins=False)
+            store = cls(db, path, actor or default_actor())
+            store._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(_describe(exc, path)) from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _applied(self) -> list[str]:
+        exists = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+        ).fetchone()
+        if not exists:
+            return []
+        rows = self.db.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", [MIGRATION_SET]
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _check_not_newer(self, applied: list[str]) -> None:
+        unknown = [name for name in applied if name not in known_migrations()]
+        if unknown:
+            raise StoreError(
+                f"the store {self.path} was written by a newer smtpctl (schema step {unknown[-1]}); "
+                "upgrade smtpctl to use it"
+            )
+
+    def _migrate(self) -> None:
+        # Read first, write nothing, until we know the file is ours to change.
+        applied = self._applied()
+        if not applied:
+            tables = self.db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+            ).fetchone()[0]
+            if tables:
+                raise StoreError(f"{self.path} is an SQLite file but not an smtpctl store")
+        self._check_not_newer(applied)
+        if len(applied) == len(known_migrations()):
+            return
+        mode = self.db.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        migrations = _migrations()
+        with self.write():
+            # Another process may have migrated while we waited for the lock.
+            self._check_not_newer(self._applied())
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator["Store"]:
+        """One ``BEGIN IMMEDIATE`` transaction; nested calls join the outer one.
+
+        Raises ``StoreError`` when the store stays locked past the busy
+        timeout or cannot be written; on any error everything is rolled back.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield self
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, self.path)) from None
+        try:
+            yield self
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(_describe(exc, self.path)) from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        try:
+            return list(self.db.query(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, self.path)) from None
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        try:
+            row = self.db.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, self.path)) from None
+        return row[0] if row else None
+
+    def _insert(self, table: str, record: dict[str, Any]) -> int:
+        return self.db[table].insert(record).last_pk  # type: ignore[union-attr]
+
+    # -- information ---------------------------------------------------------
+    def schema_version(self) -> list[str]:
+        return self._applied()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.scalar(f"SELECT count(*) FROM {table}")
+            for table in ("agencies", "accounts", "domains", "audit")
+        }
+
+    def backup_to(self, target: Path) -> None:
+        """Copy the store with SQLite's online backup API (safe under writers)."""
+        try:
+            dest = sqlite3.connect(str(target))
+            try:
+                self.db.conn.backup(dest)
+            finally:
+                dest.close()
+        except sqlite3.Error as exc:
+            raise StoreError(_describe(exc, target)) from None
+
+    # -- audit ---------------------------------------------------------------
+    def audit(self, action: str, object_type: str, object_name: str, *,
+              account: str | None = None, details: dict[str, Any] | None = None) -> None:
+        """Append one audit row; call inside ``write()``. Never pass secrets."""
+        self._insert("audit", {
+            "at": now_iso(),
+            "actor": self.actor,
+            "action": action,
+            "object_type": object_type,
+            "object_name": object_name,
+            "account": account,
+            "details": json.dumps(details or {}, sort_keys=True, default=str),
+        })
+
+    # -- settings ------------------------------------------------------------
+    def settings(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.query("SELECT key, value FROM settings")}
+
+    def put_setting(self, key: str, value: str) -> None:
+        self.db["settings"].upsert({"key": key, "value": value, "updated_at": now_iso()}, pk="key")
+
+    # -- agencies ------------------------------------------------------------
+    def agency(self, name: str) -> Agency | None:
+        rows = self.query("SELECT id, name, created_at FROM agencies WHERE name = ?", [name])
+        return Agency(**rows[0]) if rows else None
+
+    def agencies(self) -> list[Agency]:
+        return [Agency(**r) for r in self.query("SELECT id, name, created_at FROM agencies ORDER BY name")]
+
+    def insert_agency(self, name: str) -> int:
+        return self._insert("agencies", {"name": name, "created_at": now_iso()})
+
+    def agency_counts(self) -> dict[int, tuple[int, int]]:
+        """Per agency id: (accounts, domains), counting dedicated domains of its accounts."""
+        rows = self.query("""
+            SELECT g.id,
+                   (SELECT count(*) FROM accounts a WHERE a.agency_id = g.id) AS accounts,
+                   (SELECT count(*) FROM domains d LEFT JOIN accounts a ON a.id = d.account_id
+                     WHERE d.agency_id = g.id OR a.agency_id = g.id) AS domains
+            FROM agencies g
+        """)
+        return {r["id"]: (r["accounts"], r["domains"]) for r in rows}
+
+    # -- accounts ------------------------------------------------------------
+    _ACCOUNT_SQL = """
+        SELECT a.id, a.name, g.name AS agency, a.daily_limit, a.blocked_at, a.block_kind,
+               a.block_reason, a.created_at, a.updated_at
+        FROM accounts a JOIN agencies g ON g.id = a.agency_id
+    """
+
+    def account(self, name: str) -> Account | None:
+        rows = self.query(self._ACCOUNT_SQL + " WHERE a.name = ?", [name])
+        return Account(**rows[0]) if rows else None
+
+    def accounts(self, agency: str | None = None) -> list[Account]:
+        if agency is None:
+            rows = self.query(self._ACCOUNT_SQL + " ORDER BY a.name")
+        else:
+            rows = self.query(self._ACCOUNT_SQL + " WHERE g.name = ? ORDER BY a.name", [agency])
+        return [Account(**r) for r in rows]
+
+    def insert_account(self, name: str, agency_id: int, daily_limit: int | None) -> int:
+        now = now_iso()
+        return self._insert("accounts", {
+            "name": name, "agency_id": agency_id, "daily_limit": daily_limit,
+            "created_at": now, "updated_at": now,
+        })
+
+    def update_account(self, account_id: int, **changes: Any) -> None:
+        changes["updated_at"] = now_iso()
+        self.db["accounts"].update(account_id, changes)
+
+    def account_domain_counts(self) -> dict[int, int]:
+        rows = self.query("SELECT account_id, count(*) AS n FROM domains WHERE account_id IS NOT NULL GROUP BY account_id")
+        return {r["account_id"]: r["n"] for r in rows}
+
+    # -- domains -------------------------------------------------------------
+    _DOMAIN_SQL = """
+        SELECT d.id, d.name, a.name AS account, COALESCE(g1.name, g2.name) AS agency, d.created_at
+        FROM domains d
+        LEFT JOIN accounts a ON a.id = d.account_id
+        LEFT JOIN agencies g1 ON g1.id = a.agency_id
+        LEFT JOIN agencies g2 ON g2.id = d.agency_id
+    """
+
+    @staticmethod
+    def _domain(row: dict[str, Any]) -> Domain:
+        from smtpctl.core.rules import domain_unicode
+
+        return Domain(unicode_name=domain_unicode(row["name"]), **row)
+
+    def domain(self, name: str) -> Domain | None:
+        rows = self.query(self._DOMAIN_SQL + " WHERE d.name = ?", [name])
+        return self._domain(rows[0]) if rows else None
+
+    def domains(self, *, account: str | None = None, agency: str | None = None) -> list[Domain]:
+        where, params = [], []
+        if account is not None:
+            where.append("a.name = ?")
+            params.append(account)
+        if agency is not None:
+            where.append("COALESCE(g1.name, g2.name) = ?")
+            params.append(agency)
+        sql = self._DOMAIN_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY d.name"
+        return [self._domain(r) for r in self.query(sql, params)]
+
+    def insert_domain(self, name: str, *, account_id: int | None, agency_id: int | None) -> int:
+        return self._insert("domains", {
+            "name": name, "account_id": account_id, "agency_id": agency_id, "created_at": now_iso(),
+        })
+
+    def domain_credential_counts(self) -> dict[int, int]:
+        return {}
+
+    def delete_domain(self, domain_id: int) -> None:
+        self.db.execute("DELETE FROM domains WHERE id = ?", [domain_id])
+
+
+def default_actor() -> str:
+    """Who the audit trail names: ``SMTPCTL_ACTOR``, else the OS user."""
+    actor = os.environ.get("SMTPCTL_ACTOR", "").strip()
+    if actor:
+        return actor
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry for the uid (containers)
+        return f"uid:{os.getuid()}"
+
+
+def _env_busy_timeout() -> float:
+    raw = os.environ.get("SMTPCTL_BUSY_TIMEOUT")
+    if not raw:
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise StoreError(f"SMTPCTL_BUSY_TIMEOUT must be a number of seconds, not {raw!r}") from None
+
+
+def _create_store_file(path: Path) -> None:
+    """Create the folder (0700) and an empty file (0600) before SQLite opens it."""
+    try:
+        if not path.parent.exists():
+            os.makedirs(path.parent, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        return  # another process created it first
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {path}: {exc.strerror}") from None
+    if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+        os.chmod(path, 0o600)

@@ -1,0 +1,63 @@
+"""Shared fixtures: every test gets its own store, config and data dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path, monkeypatch) -> Path:
+    """Point SMTPCTL_DB, the config and the platform dirs at a temp dir, so no
+    test ever touches a real store."""
+    home = tmp_path / "home"
+    home.mkdir()
+    db = tmp_path / "data" / "smtpctl.db"
+    monkeypatch.setenv("SMTPCTL_DB", str(db))
+    monkeypatch.setenv("SMTPCTL_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("SMTPCTL_ACTOR", "tester")
+    monkeypatch.delenv("SMTPCTL_DEBUG", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    # SMTPCTL_CONFIG names a file that does not exist: an explicit missing
+    # config is an error, so tests start with an empty one.
+    (tmp_path / "config.toml").write_text("")
+    return db
+
+
+def smtpctl_binary() -> str:
+    """The installed entry point of the interpreter running the tests."""
+    candidate = Path(sys.executable).parent / "smtpctl"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("smtpctl")
+    if not found:
+        pytest.fail("the smtpctl entry point is not installed: run pip install -e '.[test]'")
+    return found
+
+
+@pytest.fixture
+def run():
+    """Run the installed smtpctl as a real process; returns CompletedProcess."""
+    binary = smtpctl_binary()
+
+    def _run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+             check_rc: int | None = None) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        proc = subprocess.run([binary, *args], input=input, capture_output=True, text=True, env=full_env,
+                              timeout=120, stdin=None if input is not None else subprocess.DEVNULL)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    return _run

@@ -1,0 +1,136 @@
+import hashlib
+import sqlite3
+import stat
+
+import pytest
+
+from smtpctl.core import services
+from smtpctl.core.errors import StoreError
+from smtpctl.core.store import Store, known_migrations
+
+
+def file_digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_first_open_creates_file_0600_in_folder_0700(tmp_path):
+    path = tmp_path / "new" / "store.db"
+    Store.open(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+EXPECTED_TABLES = {
+    "settings": ["key", "value", "updated_at"],
+    "agencies": ["id", "name", "created_at"],
+    "accounts": ["id", "agency_id", "name", "daily_limit", "blocked_at", "block_kind", "block_reason",
+                 "created_at", "updated_at"],
+    "domains": ["id", "name", "account_id", "agency_id", "created_at"],
+    "audit": ["id", "at", "actor", "action", "object_type", "object_name", "account", "details"],
+}
+
+
+def test_blank_store_migrates_to_expected_schema(tmp_path):
+    with Store.open(tmp_path / "s.db") as store:
+        for table, columns in EXPECTED_TABLES.items():
+            assert store.db[table].columns_dict, table
+            assert [c.name for c in store.db[table].columns] == columns
+        assert store.schema_version() == known_migrations()
+        assert store.scalar("PRAGMA journal_mode") == "wal"
+        assert store.scalar("PRAGMA foreign_keys") == 1
+        triggers = {t.name for t in store.db.triggers}
+        assert {"audit_no_update", "audit_no_delete"} <= triggers
+
+
+def test_migrating_twice_changes_nothing(tmp_path):
+    path = tmp_path / "s.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        before = conn.execute("SELECT * FROM _sqlite_migrations").fetchall()
+        schema = conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT * FROM _sqlite_migrations").fetchall() == before
+        assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
+
+
+def test_store_from_a_newer_smtpctl_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "s.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                     "VALUES ('smtpctl', '9999_from_the_future', 'x')")
+    digest = file_digest(path)
+    with pytest.raises(StoreError, match="newer smtpctl"):
+        Store.open(path)
+    assert file_digest(path) == digest
+
+
+def test_corrupt_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    digest = file_digest(path)
+    with pytest.raises(StoreError, match="not a readable smtpctl store"):
+        Store.open(path)
+    assert file_digest(path) == digest
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER)")
+    with pytest.raises(StoreError, match="not an smtpctl store"):
+        Store.open(path)
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="is a folder"):
+        Store.open(tmp_path)
+
+
+def test_audit_trail_refuses_update_and_delete(tmp_path):
+    with Store.open(tmp_path / "s.db", actor="alice") as store:
+        services.add_agency(store, "acme")
+        row = store.query("SELECT actor, action, object_type, object_name FROM audit")
+        assert row == [{"actor": "alice", "action": "agency.create", "object_type": "agency", "object_name": "acme"}]
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.db.execute("UPDATE audit SET actor = 'mallory'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.db.execute("DELETE FROM audit")
+        store.db.conn.rollback()
+        assert store.scalar("SELECT count(*) FROM audit") == 1
+
+
+def test_write_rolls_back_everything_on_error(tmp_path):
+    with Store.open(tmp_path / "s.db") as store:
+        with pytest.raises(RuntimeError):
+            with store.write():
+                store.insert_agency("acme")
+                store.audit("agency.create", "agency", "acme")
+                raise RuntimeError("boom")
+        assert store.agencies() == []
+        assert store.scalar("SELECT count(*) FROM audit") == 0
+
+
+def test_locked_store_is_a_store_error(tmp_path):
+    path = tmp_path / "s.db"
+    Store.open(path).close()
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with Store.open(path, busy_timeout=0.1) as store:
+            with pytest.raises(StoreError, match="locked"):
+                services.add_agency(store, "acme")
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_backup_is_a_working_store(tmp_path):
+    with Store.open(tmp_path / "s.db") as store:
+        services.add_agency(store, "acme")
+        result = services.backup_store(store, tmp_path / "copy.db")
+    assert result["path"] == str(tmp_path / "copy.db")
+    assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o600
+    with Store.open(tmp_path / "copy.db") as copy:
+        assert [a.name for a in copy.agencies()] == ["acme"]
