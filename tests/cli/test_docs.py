@@ -1,0 +1,58 @@
+"""Docs are part of the feature: these tests keep them true."""
+
+import re
+from pathlib import Path
+
+import typer.main
+
+from smtpctl.cli import app
+from smtpctl.core.errors import ExitCode
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def all_commands(command=None, prefix=("smtpctl",)):
+    command = command or typer.main.get_command(app)
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        yield " ".join(prefix)
+        return
+    for name, sub in subcommands.items():
+        yield from all_commands(sub, (*prefix, name))
+
+
+def test_every_command_is_documented():
+    text = (DOCS / "commands.md").read_text()
+    headings = set(re.findall(r"^### (smtpctl .+)$", text, flags=re.M))
+    commands = set(all_commands())
+    assert commands, "no commands found"
+    assert commands - headings == set(), "undocumented commands"
+    assert headings - commands == set(), "documented commands that do not exist"
+
+
+def test_every_command_has_help_text():
+    for command in all_commands():
+        parts = command.split()[1:]
+        node = typer.main.get_command(app)
+        for part in parts:
+            node = node.commands[part]
+        assert node.help and node.help.strip(), command
+
+
+def test_exit_code_table_matches_the_code():
+    text = (DOCS / "exit-codes.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([A-Z_]+) \|", text, flags=re.M)
+    assert [(int(code), name) for code, name in rows] == [(int(c), c.name) for c in ExitCode]
+
+
+def test_readme_quickstart_commands_are_the_ci_commands():
+    readme = (DOCS.parent / "README.md").read_text()
+    ci = (DOCS.parent / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' && python -m pytest" in readme
+    assert "pip install -e '.[test]'" in ci and "python -m pytest" in ci
+
+
+def test_docs_index_links_resolve():
+    index = (DOCS / "index.md").read_text()
+    for target in re.findall(r"\]\(([\w.-]+\.md)\)", index):
+        assert (DOCS / target).exists(), target

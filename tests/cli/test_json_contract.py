@@ -1,0 +1,35 @@
+"""Pins the --json key sets scripts depend on (docs/json-output.md)."""
+
+import json
+
+AGENCY = {"name", "created_at"}
+ACCOUNT = {"name", "agency", "daily_limit", "blocked", "blocked_at", "block_kind", "block_reason",
+           "created_at", "updated_at"}
+DOMAIN = {"name", "unicode_name", "kind", "account", "agency", "created_at"}
+
+
+def j(cli, *args):
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_contract(cli):
+    assert set(j(cli, "agency", "add", "acme")) == AGENCY | {"status"}
+    assert set(j(cli, "account", "add", "shop", "--agency", "acme")) == ACCOUNT | {"status"}
+    assert set(j(cli, "domain", "add", "d.example", "--account", "shop")) == DOMAIN | {"status"}
+    assert set(j(cli, "agency", "list")[0]) == AGENCY | {"accounts", "domains"}
+    assert set(j(cli, "agency", "show", "acme")) == AGENCY | {"accounts", "domains"}
+    assert set(j(cli, "account", "list")[0]) == ACCOUNT | {"effective_daily_limit", "domains"}
+    assert set(j(cli, "account", "show", "shop")) == ACCOUNT | {"effective_daily_limit", "domains"}
+    assert set(j(cli, "account", "set-limit", "shop", "10")) == ACCOUNT | {"status"}
+    assert set(j(cli, "domain", "list")[0]) == DOMAIN | {"credentials"}
+    assert set(j(cli, "domain", "show", "d.example")) == DOMAIN | {"credentials"}
+    assert set(j(cli, "store", "set", "timezone", "UTC")) == {"key", "value", "status"}
+    assert set(j(cli, "store", "info")) == {"path", "schema_version", "schema_step", "counts", "size_bytes"}
+    assert set(j(cli, "domain", "remove", "d.example")) == DOMAIN | {"status", "deleted_credentials"}
+
+
+def test_timestamps_are_utc_z(cli):
+    data = j(cli, "agency", "add", "acme")
+    assert len(data["created_at"]) == 20 and data["created_at"].endswith("Z")
