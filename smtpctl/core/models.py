@@ -77,6 +77,36 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class Credential:
+    id: int
+    login: str
+    name: str
+    domain: str
+    account: str
+    agency: str
+    password_hash: str = field(repr=False)  # never printed, never in JSON
+    created_at: str
+    updated_at: str
+
+    @property
+    def scheme(self) -> str:
+        from smtpctl.core.passwords import scheme_of
+
+        return scheme_of(self.password_hash)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "login": self.login,
+            "domain": self.domain,
+            "account": self.account,
+            "agency": self.agency,
+            "hash_scheme": self.scheme,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a provisioning call did: the object and whether it was created."""
 

@@ -181,3 +181,49 @@ def parse_setting(key: str, value: object) -> object:
     if setting is None:
         raise InvalidInput(f"unknown setting {key!r}; known settings: {', '.join(SETTINGS)}")
     return setting.parse(value)
+
+
+# -- SMTP credentials ------------------------------------------------------------
+
+MAX_LOCAL_PART = 64
+_LOCAL_PART_RE = re.compile(r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*$")
+
+
+def parse_login(login: str) -> tuple[str, str]:
+    """Split and normalise ``name@domain`` into (name, ascii domain).
+
+    The name is an SMTP dot-atom local part, lower-cased, of 1-64 letters,
+    digits and ``_ + -``, with single dots between them. We allow this subset
+    of RFC 5321's atext because a login must also survive shells, URLs,
+    config files and Dovecot's passwd-file unquoted. Raises ``InvalidInput``.
+    """
+    raw = login.strip() if isinstance(login, str) else ""
+    if raw.count("@") != 1:
+        raise InvalidInput(f"invalid login {login!r}: use the form name@domain")
+    name, domain = raw.split("@")
+    name = name.lower()
+    if not name:
+        raise InvalidInput(f"invalid login {login!r}: the name before @ is empty")
+    if len(name) > MAX_LOCAL_PART:
+        raise InvalidInput(f"invalid login {login!r}: the name is longer than {MAX_LOCAL_PART} characters")
+    if not _LOCAL_PART_RE.match(name):
+        raise InvalidInput(
+            f"invalid login {login!r}: the name may hold letters, digits, _ + - and single dots "
+            "(not at the start or end)"
+        )
+    return name, normalise_domain(domain)
+
+
+def credential_cap_reached(live: int, cap: int) -> bool:
+    """Whether a domain holding ``live`` credentials may not take another."""
+    return live >= cap
+
+
+# Ports of the service (RULES.md), in the order they are shown.
+SMTP_PORTS: tuple[tuple[int, str, str], ...] = (
+    (25, "plain or STARTTLS", "STARTTLS offered; often blocked by ISPs and clouds"),
+    (465, "implicit TLS", "TLS from the first byte (SMTPS)"),
+    (587, "STARTTLS", "the submission port; recommended"),
+    (2525, "STARTTLS", "alternate submission port where 587 is blocked"),
+)
+RECOMMENDED_PORT = 587

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core import rules
-from smtpctl.core.errors import AlreadyExists, InvalidInput, NotFound, StoreError
-from smtpctl.core.models import Account, Agency, Domain, Outcome
+from smtpctl.core import passwords, rules
+from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
+from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
 from smtpctl.core.store import Store
 
 # -- settings ------------------------------------------------------------------
@@ -261,7 +261,7 @@ def domain_removal_plan(store: Store, name: str) -> dict[str, Any]:
 
 
 def dependent_logins(store: Store, domain: Domain) -> list[str]:
-    return []
+    return [c.login for c in store.credentials(domain=domain.name)]
 
 
 def remove_domain(store: Store, name: str, *, expected: list[str] | None = None) -> Outcome:
@@ -279,6 +279,152 @@ def remove_domain(store: Store, name: str, *, expected: list[str] | None = None)
         store.audit("domain.delete", "domain", domain.name, account=domain.account,
                     details={"kind": domain.kind, "deleted_credentials": logins})
     return Outcome(domain, "deleted", {"deleted_credentials": logins})
+
+
+# -- SMTP credentials ----------------------------------------------------------
+
+BLOCKED_MESSAGE = "SMTP Credential creation is blocked. Please contact support…"
+
+
+def get_credential(store: Store, login: str) -> Credential:
+    name, domain = rules.parse_login(login)
+    credential = store.credential(f"{name}@{domain}")
+    if credential is None:
+        raise NotFound(f"SMTP credential {name}@{domain} not found")
+    return credential
+
+
+def create_credential(store: Store, login: str, password: str | None, *, exist_ok: bool = False) -> Outcome:
+    """Create an SMTP credential ``name@domain`` on a dedicated domain.
+
+    ``password`` is the chosen password, or ``None`` to generate one (it is
+    returned once, in ``Outcome.extra["password"]``). Checks, in order, and
+    raises: ``InvalidInput`` (bad login or password), ``NotFound`` (no such
+    domain), ``InvalidInput`` (agency-assigned domain), ``AlreadyExists``
+    (login taken; with ``exist_ok`` the existing credential is returned
+    unchanged and its password is left alone), ``Blocked`` (creation is
+    blocked for the account), ``LimitReached`` (the domain already holds its
+    cap of live credentials). Nothing is written when it raises.
+    """
+    name, domain_name = rules.parse_login(login)
+    generated = password is None
+    secret = passwords.generate_password() if generated else passwords.validate_password(password)  # type: ignore[arg-type]
+    # Hash before taking the write lock: parallel creators queue on the lock,
+    # so it must be held for milliseconds, not for a 30 ms hash each.
+    password_hash = passwords.hash_password(secret)
+    full_login = f"{name}@{domain_name}"
+    with store.write():
+        domain = get_domain(store, domain_name)
+        if domain.account is None:
+            raise InvalidInput(
+                f"{domain.name} is an agency-assigned domain; SMTP credentials live on a sub-account's "
+                "dedicated domain (smtpctl domain add DOMAIN --account ACCOUNT)"
+            )
+        existing = store.credential(full_login)
+        if existing is not None:
+            if exist_ok:
+                return Outcome(existing, "unchanged")
+            raise AlreadyExists(f"SMTP credential {full_login} already exists")
+        account = get_account(store, domain.account)
+        if account.blocked:
+            raise Blocked(BLOCKED_MESSAGE)
+        cap = int(effective_settings(store)["credentials_per_domain"])
+        live = dependent_logins(store, domain)
+        if rules.credential_cap_reached(len(live), cap):
+            raise LimitReached(
+                f"{domain.name} already holds {len(live)} SMTP credentials, the most a domain may hold ({cap}): "
+                f"{', '.join(live)}; delete one first"
+            )
+        store.insert_credential(domain.id, name, full_login, password_hash)
+        store.audit("credential.create", "credential", full_login, account=account.name,
+                    details={"domain": domain.name, "hash_scheme": "argon2id", "generated": generated})
+        credential = get_credential(store, full_login)
+    return Outcome(credential, "created", {"password": secret} if generated else {})
+
+
+def reset_credential(store: Store, login: str, password: str | None) -> Outcome:
+    """Set a new password (``None``: generate one, returned once); audited.
+
+    Raises ``InvalidInput`` or ``NotFound``.
+    """
+    get_credential(store, login)  # fail fast, before the hash
+    generated = password is None
+    secret = passwords.generate_password() if generated else passwords.validate_password(password)  # type: ignore[arg-type]
+    password_hash = passwords.hash_password(secret)
+    with store.write():
+        credential = get_credential(store, login)
+        store.update_credential_hash(credential.id, password_hash)
+        store.audit("credential.reset", "credential", credential.login, account=credential.account,
+                    details={"hash_scheme": "argon2id", "generated": generated})
+        credential = get_credential(store, login)
+    return Outcome(credential, "updated", {"password": secret} if generated else {})
+
+
+def delete_credential(store: Store, login: str) -> Outcome:
+    """Delete a credential; audited. Raises ``NotFound``."""
+    with store.write():
+        credential = get_credential(store, login)
+        store.delete_credential(credential.id)
+        store.audit("credential.delete", "credential", credential.login, account=credential.account,
+                    details={"domain": credential.domain})
+    return Outcome(credential, "deleted")
+
+
+def verify_credential(store: Store, login: str, password: str) -> Credential:
+    """Check a password against the stored hash.
+
+    On a match with a deprecated scheme (bcrypt, SHA512-CRYPT) or weaker
+    argon2 parameters, the hash is replaced by a fresh argon2id one (audited
+    as ``credential.rehash``). Raises ``NotFound`` or ``AuthFailed``.
+    """
+    credential = get_credential(store, login)
+    ok, new_hash = passwords.verify_password(password, credential.password_hash)
+    if not ok:
+        raise AuthFailed(f"the password does not match {credential.login}")
+    if new_hash is not None:
+        with store.write():
+            current = store.credential(credential.login)
+            # Only replace the hash we checked: a reset in between wins.
+            if current is not None and current.password_hash == credential.password_hash:
+                store.update_credential_hash(current.id, new_hash, touch=False)
+                store.audit("credential.rehash", "credential", current.login, account=current.account,
+                            details={"from": credential.scheme, "to": "argon2id"})
+        credential = get_credential(store, login)
+    return credential
+
+
+def list_credentials(store: Store, *, domain: str | None = None, account: str | None = None,
+                     agency: str | None = None) -> list[Credential]:
+    if domain is not None:
+        domain = get_domain(store, domain).name
+    if account is not None:
+        account = get_account(store, account).name
+    if agency is not None:
+        agency = get_agency(store, agency).name
+    return store.credentials(domain=domain, account=account, agency=agency)
+
+
+def credential_detail(store: Store, login: str) -> dict[str, Any]:
+    credential = get_credential(store, login)
+    return {**credential.as_dict(), "settings": smtp_settings(store, credential.login)}
+
+
+def smtp_settings(store: Store, login: str | None = None) -> dict[str, Any]:
+    """What a credential holder configures: server, ports with security, username.
+
+    With ``login`` the credential must exist (``NotFound``); the password is
+    never part of it.
+    """
+    username = get_credential(store, login).login if login else None
+    return {
+        "host": effective_settings(store)["smtp_host"],
+        "username": username,
+        "recommended_port": rules.RECOMMENDED_PORT,
+        "ports": [
+            {"port": port, "security": security, "note": note}
+            for port, security, note in rules.SMTP_PORTS
+        ],
+    }
 
 
 # -- store care ----------------------------------------------------------------

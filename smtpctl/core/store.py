@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from smtpctl.core.clock import now_iso
 from smtpctl.core.errors import StoreError
-from smtpctl.core.models import Account, Agency, Domain
+from smtpctl.core.models import Account, Agency, Credential, Domain
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -40,6 +40,10 @@ def _migrations():
     @migrations(name="0001_foundation")
     def foundation(db: "Database") -> None:
         db.executescript(_SCHEMA_0001)
+
+    @migrations(name="0002_credentials")
+    def credentials(db: "Database") -> None:
+        db.executescript(_SCHEMA_0002)
 
     return migrations
 
@@ -94,6 +98,22 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+
+
+# A deleted credential is deleted: the row goes, its history stays in the audit.
+_SCHEMA_0002 = """
+CREATE TABLE credentials (
+    id INTEGER PRIMARY KEY,
+    domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    login TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (domain_id, name)
+);
+CREATE INDEX credentials_domain ON credentials(domain_id);
 """
 
 
@@ -258,7 +278,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {
             table: self.scalar(f"SELECT count(*) FROM {table}")
-            for table in ("agencies", "accounts", "domains", "audit")
+            for table in ("agencies", "accounts", "domains", "credentials", "audit")
         }
 
     def backup_to(self, target: Path) -> None:
@@ -384,10 +404,52 @@ class Store:
         })
 
     def domain_credential_counts(self) -> dict[int, int]:
-        return {}
+        rows = self.query("SELECT domain_id, count(*) AS n FROM credentials GROUP BY domain_id")
+        return {r["domain_id"]: r["n"] for r in rows}
 
     def delete_domain(self, domain_id: int) -> None:
+        self.db.execute("DELETE FROM credentials WHERE domain_id = ?", [domain_id])
         self.db.execute("DELETE FROM domains WHERE id = ?", [domain_id])
+
+    # -- credentials ---------------------------------------------------------
+    _CREDENTIAL_SQL = """
+        SELECT c.id, c.login, c.name, d.name AS domain, a.name AS account, g.name AS agency,
+               c.password_hash, c.created_at, c.updated_at
+        FROM credentials c
+        JOIN domains d ON d.id = c.domain_id
+        JOIN accounts a ON a.id = d.account_id
+        JOIN agencies g ON g.id = a.agency_id
+    """
+
+    def credential(self, login: str) -> Credential | None:
+        rows = self.query(self._CREDENTIAL_SQL + " WHERE c.login = ?", [login])
+        return Credential(**rows[0]) if rows else None
+
+    def credentials(self, *, domain: str | None = None, account: str | None = None,
+                    agency: str | None = None) -> list[Credential]:
+        where, params = [], []
+        for column, value in (("d.name", domain), ("a.name", account), ("g.name", agency)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = self._CREDENTIAL_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.login"
+        return [Credential(**r) for r in self.query(sql, params)]
+
+    def insert_credential(self, domain_id: int, name: str, login: str, password_hash: str) -> int:
+        now = now_iso()
+        return self._insert("credentials", {
+            "domain_id": domain_id, "name": name, "login": login, "password_hash": password_hash,
+            "created_at": now, "updated_at": now,
+        })
+
+    def update_credential_hash(self, credential_id: int, password_hash: str, *, touch: bool = True) -> None:
+        changes: dict[str, Any] = {"password_hash": password_hash}
+        if touch:
+            changes["updated_at"] = now_iso()
+        self.db["credentials"].update(credential_id, changes)
+
+    def delete_credential(self, credential_id: int) -> None:
+        self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
 
 
 def default_actor() -> str:

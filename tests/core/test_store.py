@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "accounts": ["id", "agency_id", "name", "daily_limit", "blocked_at", "block_kind", "block_reason",
                  "created_at", "updated_at"],
     "domains": ["id", "name", "account_id", "agency_id", "created_at"],
+    "credentials": ["id", "domain_id", "name", "login", "password_hash", "created_at", "updated_at"],
     "audit": ["id", "at", "actor", "action", "object_type", "object_name", "account", "details"],
 }
 

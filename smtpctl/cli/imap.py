@@ -1,0 +1,38 @@
+"""smtpctl imap: where to read mail (this service hosts no IMAP or POP)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, render_list, render_record, to_json
+from smtpctl.core import imap
+
+app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",
+                  no_args_is_help=True)
+
+COLUMNS = [("provider", "Provider"), ("host", "IMAP host"), ("port", "Port"), ("username", "Username"),
+           ("password", "Password"), ("note", "Note")]
+
+
+@app.command("list")
+def list_(json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
+    """List the providers the service's article names, with their IMAP settings."""
+    output = fmt(json_out, csv_out)
+    render_list([p.as_dict() for p in imap.PROVIDERS], COLUMNS, output=output)
+    if output == "table":
+        message(imap.NOTE)
+
+
+@app.command("lookup")
+def lookup(provider: Annotated[str, typer.Argument(help="Provider name, e.g. gmail.")],
+           json_out: JsonOption = False) -> None:
+    """Show one provider's IMAP settings."""
+    found = imap.lookup(provider)
+    if json_out:
+        sys.stdout.write(to_json({**found.as_dict(), "note_service": imap.NOTE}) + "\n")
+        return
+    render_record(found.as_dict(), output="table")
+    message(imap.NOTE)

@@ -1,0 +1,71 @@
+"""smtpctl settings: the SMTP settings a credential holder configures."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from smtpctl.cli.output import JsonOption, _console, render_list, to_json
+from smtpctl.cli.state import store_of
+from smtpctl.core import rules, services
+from smtpctl.core.errors import InvalidInput
+
+
+class SettingsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    env = "env"
+    toml = "toml"
+
+
+def render_settings(data: dict[str, Any]) -> None:
+    """The settings block for people: server, username, and the ports."""
+    console = _console()
+    console.print(f"Server:   {data['host']}", highlight=False, markup=False)
+    console.print(f"Username: {data['username'] or 'the full login, name@domain'}", highlight=False, markup=False)
+    console.print("Password: the credential's password (shown once, when it was created or reset)",
+                  highlight=False, markup=False)
+    rows = [{**p, "port": f"{p['port']}{' (recommended)' if p['port'] == data['recommended_port'] else ''}"}
+            for p in data["ports"]]
+    render_list(rows, [("port", "Port"), ("security", "Security"), ("note", "Note")], output="table")
+
+
+def _security_word(port: int) -> str:
+    return {25: "starttls", 465: "tls", 587: "starttls", 2525: "starttls"}[port]
+
+
+def env_lines(data: dict[str, Any], port: int) -> str:
+    """``KEY=value`` lines a CI job can ``source`` (values need no quoting)."""
+    lines = [f"SMTP_HOST={data['host']}", f"SMTP_PORT={port}", f"SMTP_SECURITY={_security_word(port)}"]
+    if data["username"]:
+        lines.append(f"SMTP_USERNAME={data['username']}")
+    return "\n".join(lines) + "\n"
+
+
+def settings_command(
+    ctx: typer.Context,
+    login: Annotated[Optional[str], typer.Argument(help="A credential's login, to fill in the username.",
+                                                   metavar="[LOGIN@DOMAIN]")] = None,
+    output_format: Annotated[SettingsFormat, typer.Option(
+        "--format", help="table, json, env (SMTP_HOST=... lines to source) or toml.")] = SettingsFormat.table,
+    port: Annotated[int, typer.Option("--port", help="The port for --format env.")] = rules.RECOMMENDED_PORT,
+    json_out: JsonOption = False,
+) -> None:
+    """Show the SMTP server, ports, security and username to configure."""
+    if port not in {p for p, _, _ in rules.SMTP_PORTS}:
+        raise InvalidInput(f"--port must be one of {', '.join(str(p) for p, _, _ in rules.SMTP_PORTS)}")
+    chosen = SettingsFormat.json if json_out else output_format
+    data = services.smtp_settings(store_of(ctx), login)
+    if chosen is SettingsFormat.json:
+        sys.stdout.write(to_json(data) + "\n")
+    elif chosen is SettingsFormat.env:
+        sys.stdout.write(env_lines(data, port))
+    elif chosen is SettingsFormat.toml:
+        import tomli_w
+
+        sys.stdout.write(tomli_w.dumps({k: v for k, v in data.items() if v is not None}))
+    else:
+        render_settings(data)
