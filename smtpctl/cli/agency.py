@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, message, render_list, render_record, to_json
+from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, message, render_list, render_record, print_json
 from smtpctl.cli.state import store_of
 from smtpctl.core import services
 
@@ -20,7 +20,7 @@ def report_outcome(kind: str, outcome, label: str, json_out: bool) -> None:
     if json_out:
         import sys
 
-        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+        print_json(outcome.as_dict())
     elif outcome.status == "unchanged":
         message(f"{kind} {label} already exists (unchanged).")
     else:

@@ -9,7 +9,7 @@ import typer
 
 from smtpctl.cli.agency import report_outcome
 from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, message,
-                                render_list, render_record, to_json)
+                                render_list, render_record, print_json)
 from smtpctl.cli.state import store_of
 from smtpctl.core import services
 
@@ -74,6 +74,6 @@ def remove(
         )
     outcome = services.remove_domain(store, domain, expected=plan["credentials"])
     if json_out:
-        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+        print_json(outcome.as_dict())
     else:
         message(f"Domain {outcome.object.name} removed; {count} credential{'s' if count != 1 else ''} deleted.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, render_list, render_record, to_json
+from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, render_list, render_record, print_json
 from smtpctl.core import imap
 
 app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",
@@ -32,7 +32,7 @@ def lookup(provider: Annotated[str, typer.Argument(help="Provider name, e.g. gma
     """Show one provider's IMAP settings."""
     found = imap.lookup(provider)
     if json_out:
-        sys.stdout.write(to_json({**found.as_dict(), "note_service": imap.NOTE}) + "\n")
+        print_json({**found.as_dict(), "note_service": imap.NOTE})
         return
     render_record(found.as_dict(), output="table")
     message(imap.NOTE)

@@ -52,6 +52,11 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=_plain, ensure_ascii=False)
 
 
+def print_json(data: Any) -> None:
+    """The one JSON document a --json command prints on stdout."""
+    sys.stdout.write(to_json(data) + "\n")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -79,7 +84,7 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
                 title: str | None = None, empty: str = "Nothing to show.") -> None:
     """Render records: an array of objects, CSV rows, or a table."""
     if output == "json":
-        sys.stdout.write(to_json(list(rows)) + "\n")
+        print_json(list(rows))
         return
     if output == "csv":
         import csv
@@ -111,7 +116,7 @@ def _csv_cell(value: Any) -> str:
 def render_record(record: dict[str, Any], *, output: str, fields: Iterable[Column] | None = None) -> None:
     """Render one object: a JSON object, or a two-column table for people."""
     if output == "json":
-        sys.stdout.write(to_json(record) + "\n")
+        print_json(record)
         return
     if output == "csv":
         render_list([record], list(fields or [(k, k) for k in record]), output="csv")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from smtpctl.cli.output import JsonOption, _console, render_list, to_json
+from smtpctl.cli.output import JsonOption, _console, render_list, print_json
 from smtpctl.cli.state import store_of
 from smtpctl.core import rules, services
 from smtpctl.core.errors import InvalidInput
@@ -60,7 +60,7 @@ def settings_command(
     chosen = SettingsFormat.json if json_out else output_format
     data = services.smtp_settings(store_of(ctx), login)
     if chosen is SettingsFormat.json:
-        sys.stdout.write(to_json(data) + "\n")
+        print_json(data)
     elif chosen is SettingsFormat.env:
         sys.stdout.write(env_lines(data, port))
     elif chosen is SettingsFormat.toml:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, to_json
+from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, print_json
 from smtpctl.cli.state import store_of
 from smtpctl.core import services
 
@@ -21,7 +21,7 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     rows = services.settings_view(store_of(ctx))
     output = fmt(json_out)
     if output == "json":
-        sys.stdout.write(to_json({r["key"]: r["value"] for r in rows}) + "\n")
+        print_json({r["key"]: r["value"] for r in rows})
         return
     render_list(rows, [("key", "Setting"), ("value", "Value"), ("source", "Source"), ("description", "Meaning")],
                 output=output)
@@ -37,7 +37,7 @@ def set_(
     """Change one service setting (validated and audited)."""
     outcome = services.set_setting(store_of(ctx), key, value)
     if json_out:
-        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+        print_json(outcome.as_dict())
     else:
         message(f"Setting {key} = {outcome.object.value} ({outcome.status}).")
 
@@ -59,6 +59,6 @@ def backup(
     """Copy the store with SQLite's online backup API (safe while others write)."""
     result = services.backup_store(store_of(ctx), path, force=force)
     if json_out:
-        sys.stdout.write(to_json(result) + "\n")
+        print_json(result)
     else:
         message(f"Backed up the store to {result['path']} ({result['size_bytes']} bytes).")

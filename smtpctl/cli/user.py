@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, message,
-                                render_list, render_record, to_json)
+                                render_list, render_record, print_json)
 from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, PasswordStdinOption, read_password
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of
@@ -28,7 +28,7 @@ def _report(outcome, json_out: bool, verb: str) -> None:
     """JSON on stdout, or a line for people; a generated password is shown once."""
     password = outcome.extra.get("password")
     if json_out:
-        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+        print_json(outcome.as_dict())
         return
     if outcome.status == "unchanged":
         message(f"SMTP credential {outcome.object.login} already exists (unchanged; password left as it is).")
@@ -78,7 +78,7 @@ def show(ctx: typer.Context, login: Login, json_out: JsonOption = False) -> None
     """Show a credential and the SMTP settings to use it."""
     detail = services.credential_detail(store_of(ctx), login)
     if json_out:
-        sys.stdout.write(to_json(detail) + "\n")
+        print_json(detail)
         return
     render_record({k: v for k, v in detail.items() if k != "settings"}, output="table")
     sys.stdout.write("\n")
@@ -110,7 +110,7 @@ def delete(ctx: typer.Context, login: Login, yes: YesOption = False, json_out: J
     confirm_destructive(f"Delete SMTP credential {credential.login}? Apps using it will stop sending.", yes)
     outcome = services.delete_credential(store, login)
     if json_out:
-        sys.stdout.write(to_json(outcome.as_dict()) + "\n")
+        print_json(outcome.as_dict())
     else:
         message(f"SMTP credential {outcome.object.login} deleted.")
 
@@ -129,7 +129,6 @@ def verify(
     password = read_password(stdin=password_stdin, file=password_file, allow_generate=False, confirm=False)
     credential = services.verify_credential(store, login, password or "")
     if json_out:
-        sys.stdout.write(to_json({"login": credential.login, "match": True,
-                                  "hash_scheme": credential.scheme}) + "\n")
+        print_json({"login": credential.login, "match": True, "hash_scheme": credential.scheme})
     else:
         message(f"Password matches {credential.login}.")
