@@ -111,13 +111,15 @@ def root(
 
 
 def _register() -> None:
-    from smtpctl.cli import account, agency, domain, imap, settings, store, user
+    from smtpctl.cli import account, agency, domain, imap, pricing, settings, store, usage, user
 
     app.add_typer(agency.app, name="agency")
     app.add_typer(account.app, name="account")
     app.add_typer(domain.app, name="domain")
     app.add_typer(user.app, name="user")
     app.command("settings")(settings.settings_command)
+    app.add_typer(usage.app, name="usage")
+    app.add_typer(pricing.app, name="pricing")
     app.add_typer(imap.app, name="imap")
     app.add_typer(store.app, name="store")
 

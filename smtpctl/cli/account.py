@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from smtpctl.cli.agency import report_outcome
-from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, render_list, render_record
+from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt,
+                                message, print_json, render_list, render_record)
 from smtpctl.cli.state import store_of
 from smtpctl.core import services
 
@@ -64,3 +65,53 @@ def set_limit(
     """Set an account's daily email limit."""
     outcome = services.set_account_limit(store_of(ctx), name, limit)
     report_outcome("Account", outcome, f"{outcome.object.name!r} daily limit", json_out)
+
+
+@app.command("block")
+def block(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the block and in the audit trail).")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Also delete all the account's SMTP credentials.")] = False,
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Block credential creation for an account (and revoke its credentials with --revoke)."""
+    from smtpctl.core import usage
+
+    store = store_of(ctx)
+    if revoke:
+        account = services.get_account(store, name)
+        logins = store.account_logins(account.id)
+        if logins:
+            confirm_destructive(f"Block {account.name} and delete its {len(logins)} SMTP credential"
+                                f"{'s' if len(logins) != 1 else ''}?", yes)
+    result = usage.block_account(store, name, reason, revoke=revoke)
+    if json_out:
+        print_json(result)
+        return
+    if result["status"] == "blocked":
+        message(f"Credential creation blocked for {result['name']}: {result['block_reason']}.")
+    else:
+        message(f"{result['name']} was already blocked ({result['block_kind']}, since {result['blocked_at']}); "
+                "the block is unchanged.")
+    if revoke:
+        n = len(result["revoked_credentials"])
+        message(f"Revoked {n} SMTP credential{'s' if n != 1 else ''}"
+                f"{': ' + ', '.join(result['revoked_credentials']) if n else ''}.")
+
+
+@app.command("unblock")
+def unblock(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account name.")],
+            json_out: JsonOption = False) -> None:
+    """Lift a block (automatic or manual). Deleted credentials are not restored."""
+    from smtpctl.core import usage
+
+    result = usage.unblock_account(store_of(ctx), name)
+    if json_out:
+        print_json(result)
+    elif result["status"] == "unblocked":
+        message(f"Credential creation unblocked for {result['name']}. "
+                "Credentials deleted by the block are not restored; create new ones.")
+    else:
+        message(f"{result['name']} is not blocked (unchanged).")

@@ -45,6 +45,10 @@ def _migrations():
     def credentials(db: "Database") -> None:
         db.executescript(_SCHEMA_0002)
 
+    @migrations(name="0003_usage")
+    def usage(db: "Database") -> None:
+        db.executescript(_SCHEMA_0003)
+
     return migrations
 
 
@@ -114,6 +118,44 @@ CREATE TABLE credentials (
     UNIQUE (domain_id, name)
 );
 CREATE INDEX credentials_domain ON credentials(domain_id);
+"""
+
+
+# Usage keeps names, not foreign keys, for the domain and login: a domain may
+# be removed and a credential revoked, and what they sent stays billed.
+# usage_daily is the per-day rollup reports read, kept in the same transaction
+# as the events; account_id 0 stands for "no account" (inbound mail to an
+# agency-assigned domain, billed to the agency).
+_SCHEMA_0003 = """
+CREATE TABLE usage_events (
+    id INTEGER PRIMARY KEY,
+    source_id TEXT UNIQUE,
+    at TEXT NOT NULL,
+    day TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+    agency_id INTEGER NOT NULL REFERENCES agencies(id),
+    account_id INTEGER NOT NULL,
+    domain TEXT NOT NULL,
+    login TEXT NOT NULL,
+    to_count INTEGER NOT NULL,
+    cc_count INTEGER NOT NULL,
+    bcc_count INTEGER NOT NULL,
+    emails INTEGER NOT NULL CHECK (emails > 0),
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX usage_events_account_day ON usage_events(account_id, day);
+CREATE TABLE usage_daily (
+    day TEXT NOT NULL,
+    agency_id INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    domain TEXT NOT NULL,
+    login TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    emails INTEGER NOT NULL,
+    PRIMARY KEY (day, agency_id, account_id, domain, login, direction)
+) WITHOUT ROWID;
+CREATE INDEX usage_daily_account_day ON usage_daily(account_id, day, direction);
 """
 
 
@@ -278,7 +320,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {
             table: self.scalar(f"SELECT count(*) FROM {table}")
-            for table in ("agencies", "accounts", "domains", "credentials", "audit")
+            for table in ("agencies", "accounts", "domains", "credentials", "usage_events", "audit")
         }
 
     def backup_to(self, target: Path) -> None:
@@ -450,6 +492,83 @@ class Store:
 
     def delete_credential(self, credential_id: int) -> None:
         self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
+
+    # -- accounts by id, and revocation ----------------------------------------
+    def account_by_id(self, account_id: int) -> Account:
+        return Account(**self.query(self._ACCOUNT_SQL + " WHERE a.id = ?", [account_id])[0])
+
+    def account_logins(self, account_id: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT c.login FROM credentials c JOIN domains d ON d.id = c.domain_id "
+            "WHERE d.account_id = ? ORDER BY c.login", [account_id]).fetchall()
+        return [r[0] for r in rows]
+
+    def revoke_account_credentials(self, account_id: int) -> None:
+        self.db.execute(
+            "DELETE FROM credentials WHERE domain_id IN (SELECT id FROM domains WHERE account_id = ?)", [account_id])
+
+    # -- usage -----------------------------------------------------------------
+    # The hot path of imports: plain executemany on the sqlite-utils connection.
+    def existing_source_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.db.execute(
+                f"SELECT source_id FROM usage_events WHERE source_id IN ({marks})", chunk))
+        return found
+
+    def insert_usage(self, rows: list[tuple]) -> None:
+        """Insert events and add them to the per-day rollup, in the caller's transaction."""
+        conn = self.db.conn
+        conn.executemany(
+            "INSERT INTO usage_events (source_id, at, day, direction, agency_id, account_id, domain, login, "
+            "to_count, cc_count, bcc_count, emails, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        rollup: dict[tuple, list[int]] = {}
+        for row in rows:
+            key = (row[2], row[4], row[5], row[6], row[7], row[3])
+            acc = rollup.setdefault(key, [0, 0])
+            acc[0] += 1
+            acc[1] += row[11]
+        conn.executemany(
+            "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
+            "DO UPDATE SET messages = messages + excluded.messages, emails = emails + excluded.emails",
+            [(*key, m, e) for key, (m, e) in rollup.items()])
+
+    def outbound_totals(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        totals = {}
+        for account_id, day in keys:
+            row = self.db.execute(
+                "SELECT COALESCE(SUM(emails), 0) FROM usage_daily "
+                "WHERE account_id = ? AND day = ? AND direction = 'outbound'", [account_id, day]).fetchone()
+            totals[(account_id, day)] = row[0]
+        return totals
+
+    _GROUP_SQL = {
+        "day": "u.day", "agency": "g.name", "account": "COALESCE(a.name, '')", "domain": "u.domain",
+        "user": "u.login", "direction": "u.direction",
+    }
+
+    def usage_rollup(self, since: str, until: str, groups: list[str], filters: dict[str, Any]) -> list[dict[str, Any]]:
+        select = [f"{self._GROUP_SQL[g]} AS {g}" for g in groups]
+        where, params = ["u.day BETWEEN ? AND ?"], [since, until]
+        for column, value in filters.items():
+            where.append(f"u.{column} = ?")
+            params.append(value)
+        sql = (
+            f"SELECT {', '.join(select)}, SUM(u.messages) AS messages, SUM(u.emails) AS emails, "
+            "SUM(CASE WHEN u.direction = 'outbound' THEN u.emails ELSE 0 END) AS outbound, "
+            "SUM(CASE WHEN u.direction = 'inbound' THEN u.emails ELSE 0 END) AS inbound "
+            "FROM usage_daily u JOIN agencies g ON g.id = u.agency_id LEFT JOIN accounts a ON a.id = u.account_id "
+            f"WHERE {' AND '.join(where)} GROUP BY {', '.join(str(i + 1) for i in range(len(groups)))} "
+            f"ORDER BY {', '.join(str(i + 1) for i in range(len(groups)))}"
+        )
+        return self.query(sql, params)
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def default_actor() -> str:

@@ -27,6 +27,9 @@ EXPECTED_TABLES = {
                  "created_at", "updated_at"],
     "domains": ["id", "name", "account_id", "agency_id", "created_at"],
     "credentials": ["id", "domain_id", "name", "login", "password_hash", "created_at", "updated_at"],
+    "usage_events": ["id", "source_id", "at", "day", "direction", "agency_id", "account_id", "domain", "login",
+                     "to_count", "cc_count", "bcc_count", "emails", "recorded_at"],
+    "usage_daily": ["day", "agency_id", "account_id", "domain", "login", "direction", "messages", "emails"],
     "audit": ["id", "at", "actor", "action", "object_type", "object_name", "account", "details"],
 }
 

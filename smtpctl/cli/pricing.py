@@ -1,0 +1,70 @@
+"""smtpctl pricing: what a volume of email costs here and elsewhere."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Optional
+
+import typer
+
+from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list
+from smtpctl.cli.state import store_of
+from smtpctl.core import rules, services, usage
+from smtpctl.core.errors import InvalidInput
+
+app = typer.Typer(help="Price estimates at the service's rate and at comparison rates.", no_args_is_help=True)
+
+
+def _compare(values: list[str]) -> list[tuple[str, Decimal]]:
+    pairs = []
+    for value in values:
+        name, eq, rate = value.partition("=")
+        if not eq or not name.strip():
+            raise InvalidInput(f"--compare takes NAME=RATE, e.g. SES=0.10, not {value!r}")
+        pairs.append((rules.validate_label(name), rules.validate_price(rate)))
+    return pairs
+
+
+@app.command("estimate")
+def estimate(
+    ctx: typer.Context,
+    emails: Annotated[Optional[int], typer.Option("--emails", help="Total emails (recipients).")] = None,
+    per_day: Annotated[Optional[int], typer.Option("--per-day", help="Emails per day.")] = None,
+    days: Annotated[int, typer.Option("--days", help="Days, with --per-day.")] = 30,
+    messages: Annotated[Optional[int], typer.Option("--messages", help="Messages, with --recipients.")] = None,
+    recipients: Annotated[Optional[int], typer.Option("--recipients", help="Recipients per message.")] = None,
+    rate: Annotated[Optional[str], typer.Option("--rate", help="Price per 1,000 (default: the store's).")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="NAME=RATE to compare with (repeatable).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Estimate the cost of a volume, and the saving against other prices."""
+    modes = [emails is not None, per_day is not None, messages is not None or recipients is not None]
+    if sum(modes) != 1:
+        raise InvalidInput("give exactly one volume: --emails N, --per-day N [--days D], or --messages N --recipients R")
+    if per_day is not None:
+        if per_day < 0 or days < 1:
+            raise InvalidInput("--per-day must be >= 0 and --days >= 1")
+        total = per_day * days
+    elif emails is not None:
+        total = emails
+    else:
+        if messages is None or recipients is None:
+            raise InvalidInput("--messages and --recipients go together")
+        if messages < 0 or recipients < 1:
+            raise InvalidInput("--messages must be >= 0 and --recipients >= 1")
+        total = messages * recipients
+    settings = services.effective_settings(store_of(ctx))
+    our_rate = rules.validate_price(rate) if rate is not None else settings["price_per_1000"]
+    comparisons = _compare(compare) if compare else [(settings["compare_name"], settings["compare_price_per_1000"])]
+    data = usage.estimate(emails=total, rate=our_rate, compare=comparisons)
+    if fmt(json_out) == "json":
+        print_json(data)
+        return
+    rows = [{"provider": "this service", "rate": f"${data['rate_per_1000']}", "cost": f"${data['cost']}",
+             "rounded": f"${data['cost_rounded']}", "saving": ""}]
+    rows += [{"provider": c["name"], "rate": f"${c['rate_per_1000']}", "cost": f"${c['cost']}",
+              "rounded": f"${c['cost_rounded']}", "saving": f"${c['saving_rounded']} (${c['saving']})"}
+             for c in data["comparisons"]]
+    render_list(rows, [("provider", "Provider"), ("rate", "Per 1,000"), ("cost", "Exact"), ("rounded", "Cost"),
+                       ("saving", "You save")], output="table", title=f"{total:,} emails")
+    message("Costs are exact; the rounded figure is what you would pay (to the cent, half up).")

@@ -1,0 +1,421 @@
+"""Usage use cases: record and import messages, enforce the daily limit,
+block and unblock accounts, report usage and cost, estimate prices.
+
+The daily limit is enforced in the same transaction that records the
+emails: when an account's outbound emails for today (in the store's time
+zone) go over its limit, every credential on its dedicated domains is
+deleted and credential creation is blocked, before the transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+from smtpctl.core import billing, rules
+from smtpctl.core.clock import iso_z, now_iso, utc_now
+from smtpctl.core.errors import InvalidInput, NotFound
+from smtpctl.core.ingest import BadLine, UsageInput
+from smtpctl.core.services import (effective_limit, effective_settings, get_account, get_agency, get_domain)
+from smtpctl.core.store import Store
+
+FUTURE_TOLERANCE = timedelta(hours=1)
+BATCH_SIZE = 5000
+WARN_RATIO = Decimal("0.8")
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """An account went over its daily limit."""
+
+    account: str
+    day: str
+    emails: int  # the day's outbound count at the email that crossed
+    limit: int
+    enforced: bool  # False when the day is already over (a late import)
+    revoked_credentials: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"account": self.account, "day": self.day, "emails": self.emails, "limit": self.limit,
+                "enforced": self.enforced, "revoked_credentials": list(self.revoked_credentials)}
+
+
+@dataclass
+class BatchResult:
+    recorded: int = 0
+    duplicates: int = 0
+    messages: int = 0
+    emails: int = 0
+    rejected: list[BadLine] = field(default_factory=list)
+    crossings: list[Crossing] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Target:
+    agency_id: int
+    account_id: int  # 0: none (inbound to an agency-assigned domain)
+    account: str | None
+    domain: str
+    login: str
+
+
+class _Resolver:
+    """Who a message belongs to, cached per import (one look-up per login)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.cache: dict[tuple[str, str], _Target | str] = {}
+
+    def resolve(self, item: UsageInput) -> _Target:
+        key = (item.direction, item.user or item.domain or "")
+        hit = self.cache.get(key)
+        if hit is None:
+            try:
+                hit = self._lookup(item)
+            except (InvalidInput, NotFound) as exc:
+                hit = exc.message
+            self.cache[key] = hit
+        if isinstance(hit, str):
+            raise InvalidInput(hit)
+        return hit
+
+    def _lookup(self, item: UsageInput) -> _Target:
+        if item.direction == "outbound":
+            name, domain_name = rules.parse_login(item.user or "")
+            domain = self.store.domain(domain_name)
+            if domain is None:
+                raise NotFound(f"unknown sender {name}@{domain_name}: domain {domain_name} is not in the store")
+            if domain.account is None:
+                raise InvalidInput(f"{name}@{domain_name} cannot send: {domain_name} is agency-assigned and holds "
+                                   "no SMTP credentials")
+            login = f"{name}@{domain_name}"
+        else:
+            domain = get_domain(self.store, item.domain or "")
+            login = ""
+        agency = get_agency(self.store, domain.agency)
+        account_id = get_account(self.store, domain.account).id if domain.account else 0
+        return _Target(agency.id, account_id, domain.account, domain.name, login)
+
+
+def store_zone(store: Store) -> ZoneInfo:
+    return ZoneInfo(str(effective_settings(store)["timezone"]))
+
+
+def today(store: Store, zone: ZoneInfo | None = None) -> str:
+    return utc_now().astimezone(zone or store_zone(store)).date().isoformat()
+
+
+def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, resolver: _Resolver,
+           zone: ZoneInfo, keep_events: bool = False) -> BatchResult:
+    """Record one batch and enforce the limit; call inside ``store.write()``."""
+    result = BatchResult()
+    now = utc_now()
+    current_day = now.astimezone(zone).date().isoformat()
+    rows: list[tuple] = []
+    seen_ids: set[str] = set()
+    wanted_ids = [i.source_id for i in items if isinstance(i, UsageInput) and i.source_id]
+    existing = store.existing_source_ids(wanted_ids) if wanted_ids else set()
+    recorded_at = iso_z(now)
+    outbound_order: list[tuple[int, str, int]] = []  # (account_id, day, emails) in input order
+    for item in items:
+        if isinstance(item, BadLine):
+            if strict:
+                raise InvalidInput(f"line {item.line}: {item.reason}")
+            result.rejected.append(item)
+            continue
+        try:
+            target = resolver.resolve(item)
+            at = item.at or now
+            if at - now > FUTURE_TOLERANCE:
+                raise InvalidInput(f"time {iso_z(at)} is in the future")
+        except InvalidInput as exc:
+            if strict or not item.line:
+                raise InvalidInput(f"line {item.line}: {exc.message}" if item.line else exc.message) from None
+            result.rejected.append(BadLine(item.line, exc.message))
+            continue
+        if item.source_id is not None:
+            if item.source_id in existing or item.source_id in seen_ids:
+                result.duplicates += 1
+                continue
+            seen_ids.add(item.source_id)
+        day = at.astimezone(zone).date().isoformat()
+        rows.append((item.source_id, iso_z(at), day, item.direction, target.agency_id, target.account_id,
+                     target.domain, target.login, item.to, item.cc, item.bcc, item.emails, recorded_at))
+        if item.direction == "outbound":
+            outbound_order.append((target.account_id, day, item.emails))
+        result.recorded += 1
+        result.messages += 1
+        result.emails += item.emails
+        if keep_events:
+            result.events.append({"id": item.source_id, "at": iso_z(at), "day": day, "direction": item.direction,
+                                  "user": target.login or None, "domain": target.domain, "account": target.account,
+                                  "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": item.emails})
+    if not rows:
+        return result
+    touched = sorted({(acc, day) for acc, day, _ in outbound_order})
+    before = store.outbound_totals(touched)
+    store.insert_usage(rows)
+    result.crossings = _enforce(store, outbound_order, before, current_day)
+    return result
+
+
+def _enforce(store: Store, order: list[tuple[int, str, int]], before: dict[tuple[int, str], int],
+             current_day: str) -> list[Crossing]:
+    """Apply the daily-limit rule to every (account, day) this batch touched."""
+    running = dict(before)
+    crossed_at: dict[tuple[int, str], int] = {}
+    limits: dict[int, int] = {}
+    accounts = {}
+    for account_id, day, emails in order:
+        key = (account_id, day)
+        if account_id not in limits:
+            accounts[account_id] = store.account_by_id(account_id)
+            limits[account_id] = effective_limit(store, accounts[account_id])
+        prior = running.get(key, 0)
+        running[key] = prior + emails
+        if key not in crossed_at and running[key] > limits[account_id]:
+            crossed_at[key] = running[key]
+    crossings = []
+    for (account_id, day), count in sorted(crossed_at.items()):
+        account, limit = accounts[account_id], limits[account_id]
+        if day != current_day:
+            if before.get((account_id, day), 0) <= limit:  # newly over, on a day already past
+                crossings.append(Crossing(account.name, day, count, limit, enforced=False))
+            continue
+        live = store.account_logins(account_id)
+        if not live and account.blocked:
+            continue  # already revoked and blocked: nothing outlives the crossing
+        reason = f"daily limit of {limit:,} emails exceeded on {day} ({count:,} sent)"
+        store.revoke_account_credentials(account_id)
+        if not account.blocked:
+            store.update_account(account_id, blocked_at=now_iso(), block_kind="limit", block_reason=reason)
+        store.audit("account.limit_exceeded", "account", account.name, account=account.name,
+                    details={"day": day, "emails": count, "limit": limit, "revoked_credentials": live,
+                             "blocked": not account.blocked})
+        crossings.append(Crossing(account.name, day, count, limit, enforced=True, revoked_credentials=tuple(live)))
+    return crossings
+
+
+def record_usage(store: Store, item: UsageInput) -> BatchResult:
+    """Record one message (idempotent by ``source_id``) and enforce the limit.
+
+    Raises ``InvalidInput`` (bad fields, a time in the future, an agency-
+    assigned sender) or ``NotFound`` (unknown domain).
+    """
+    zone = store_zone(store)
+    resolver = _Resolver(store)
+    resolver.resolve(item)  # NotFound / InvalidInput with their own exit codes, before the lock
+    with store.write():
+        return _apply(store, [item], strict=True, resolver=resolver, zone=zone, keep_events=True)
+
+
+@dataclass
+class ImportSummary:
+    lines: int = 0
+    messages: int = 0
+    emails: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejected_lines: list[dict[str, Any]] = field(default_factory=list)
+    crossings: list[Crossing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        revoked = sorted({login for c in self.crossings for login in c.revoked_credentials})
+        return {
+            "messages": self.messages, "emails": self.emails, "duplicates_skipped": self.duplicates,
+            "lines_rejected": self.rejected, "rejected": self.rejected_lines,
+            "limit_exceeded": [c.as_dict() for c in self.crossings],
+            "revoked_credentials": revoked, "notes": self.notes,
+        }
+
+
+MAX_REJECTED_SHOWN = 100
+
+
+def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict: bool = False,
+                 batch_size: int = BATCH_SIZE, progress: Callable[[int], None] | None = None) -> ImportSummary:
+    """Record a stream of messages in transactions of ``batch_size``.
+
+    Each batch is one transaction with its limit enforcement. A bad line is
+    counted and reported; with ``strict`` it raises ``InvalidInput`` naming
+    the line, and nothing of its batch is kept (earlier batches stay).
+    """
+    zone = store_zone(store)
+    resolver = _Resolver(store)
+    summary = ImportSummary()
+    batch: list[UsageInput | BadLine] = []
+
+    def flush() -> None:
+        with store.write():
+            result = _apply(store, batch, strict=strict, resolver=resolver, zone=zone)
+        summary.messages += result.messages
+        summary.emails += result.emails
+        summary.duplicates += result.duplicates
+        summary.rejected += len(result.rejected)
+        for bad in result.rejected:
+            if len(summary.rejected_lines) < MAX_REJECTED_SHOWN:
+                summary.rejected_lines.append({"line": bad.line, "reason": bad.reason})
+        summary.crossings.extend(result.crossings)
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    for item in items:
+        batch.append(item)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return summary
+
+
+# -- blocks ----------------------------------------------------------------------
+
+
+def block_account(store: Store, name: str, reason: str, *, revoke: bool = False) -> dict[str, Any]:
+    """Block credential creation for an account by hand; optionally revoke its credentials.
+
+    Raises ``NotFound`` or ``InvalidInput`` (empty reason). An account already
+    blocked keeps its block (and may still have its credentials revoked).
+    """
+    reason = " ".join(reason.split())
+    if not reason:
+        raise InvalidInput("a block needs a reason (--reason TEXT)")
+    if len(reason) > 500:
+        raise InvalidInput("the reason is longer than 500 characters")
+    with store.write():
+        account = get_account(store, name)
+        revoked = store.account_logins(account.id) if revoke else []
+        if revoke:
+            store.revoke_account_credentials(account.id)
+        status = "unchanged"
+        if not account.blocked:
+            store.update_account(account.id, blocked_at=now_iso(), block_kind="manual", block_reason=reason)
+            status = "blocked"
+        if status == "blocked" or revoked:
+            store.audit("account.block", "account", account.name, account=account.name,
+                        details={"reason": reason, "revoked_credentials": revoked, "already_blocked": account.blocked})
+        account = get_account(store, name)
+    return {**account.as_dict(), "status": status, "revoked_credentials": revoked}
+
+
+def unblock_account(store: Store, name: str) -> dict[str, Any]:
+    """Lift either kind of block. Deleted credentials are not restored."""
+    with store.write():
+        account = get_account(store, name)
+        if not account.blocked:
+            return {**account.as_dict(), "status": "unchanged"}
+        store.update_account(account.id, blocked_at=None, block_kind=None, block_reason=None)
+        store.audit("account.unblock", "account", account.name, account=account.name,
+                    details={"was": account.block_kind, "reason": account.block_reason, "since": account.blocked_at})
+        account = get_account(store, name)
+    return {**account.as_dict(), "status": "unblocked"}
+
+
+# -- status and reports ------------------------------------------------------------
+
+
+def usage_status(store: Store, account: str | None = None) -> list[dict[str, Any]]:
+    """Today's outbound emails against the limit, per account."""
+    zone = store_zone(store)
+    day = today(store, zone)
+    accounts = [get_account(store, account)] if account else store.accounts()
+    totals = store.outbound_totals([(a.id, day) for a in accounts])
+    rows = []
+    for acc in accounts:
+        limit = effective_limit(store, acc)
+        sent = totals.get((acc.id, day), 0)
+        ratio = Decimal(sent) / Decimal(limit)
+        level = "over" if sent > limit else "limit" if sent == limit else "warning" if ratio >= WARN_RATIO else "ok"
+        rows.append({
+            "account": acc.name, "agency": acc.agency, "day": day, "timezone": zone.key, "sent": sent,
+            "limit": limit, "remaining": max(0, limit - sent), "percent": float(round(ratio * 100, 1)),
+            "level": level, "blocked": acc.blocked, "block_kind": acc.block_kind, "block_reason": acc.block_reason,
+            "live_credentials": len(store.account_logins(acc.id)),
+        })
+    return rows
+
+
+GROUPS = ("day", "agency", "account", "domain", "user", "direction")
+
+
+def parse_day(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{what} must be a date like 2026-11-26, not {text!r}") from None
+
+
+def usage_report(store: Store, *, since: str | None = None, until: str | None = None,
+                 by: Iterable[str] = ("account",), agency: str | None = None, account: str | None = None,
+                 domain: str | None = None, user: str | None = None) -> dict[str, Any]:
+    """Messages, emails (outbound/inbound) and cost, grouped and filtered.
+
+    Dates are inclusive calendar days in the store's time zone; without them
+    the report covers the current month up to today. Costs are exact at the
+    store's ``price_per_1000`` and add up to the total exactly.
+    """
+    groups = list(dict.fromkeys(by)) or ["account"]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise InvalidInput(f"--by must be one of {', '.join(GROUPS)}, not {unknown[0]!r}")
+    zone = store_zone(store)
+    current = date.fromisoformat(today(store, zone))
+    end = parse_day(until, "--until") if until else current
+    start = parse_day(since, "--since") if since else end.replace(day=1)
+    if start > end:
+        raise InvalidInput(f"--since {start} is after --until {end}")
+    filters = {}
+    if agency:
+        filters["agency_id"] = get_agency(store, agency).id
+    if account:
+        filters["account_id"] = get_account(store, account).id
+    if domain:
+        filters["domain"] = rules.normalise_domain(domain)
+    if user:
+        name, dom = rules.parse_login(user)
+        filters["login"] = f"{name}@{dom}"
+    price = Decimal(effective_settings(store)["price_per_1000"])
+    raw = store.usage_rollup(start.isoformat(), end.isoformat(), groups, filters)
+    rows = []
+    for r in raw:
+        exact = billing.cost(r["emails"], price)
+        rows.append({**{g: r[g] for g in groups}, "messages": r["messages"], "emails": r["emails"],
+                     "outbound": r["outbound"], "inbound": r["inbound"], "cost": billing.plain(exact),
+                     "cost_rounded": format(billing.to_cents(exact), "f")})
+    total_exact = billing.total(billing.cost(r["emails"], price) for r in raw)
+    total = {k: sum(r[k] for r in raw) for k in ("messages", "emails", "outbound", "inbound")}
+    return {
+        "since": start.isoformat(), "until": end.isoformat(), "timezone": zone.key, "by": groups,
+        "price_per_1000": billing.plain(price), "rows": rows,
+        "total": {**total, "cost": billing.plain(total_exact), "cost_rounded": format(billing.to_cents(total_exact), "f")},
+    }
+
+
+def estimate(*, emails: int, rate: Decimal, compare: list[tuple[str, Decimal]]) -> dict[str, Any]:
+    """The cost of ``emails`` at ``rate`` per 1,000 and at each comparison rate."""
+    if emails < 0:
+        raise InvalidInput("the number of emails must not be negative")
+    ours = billing.cost(emails, rate)
+    return {
+        "emails": emails,
+        "rate_per_1000": billing.plain(rate),
+        "cost": billing.plain(ours),
+        "cost_rounded": format(billing.to_cents(ours), "f"),
+        "comparisons": [
+            {
+                "name": name, "rate_per_1000": billing.plain(other_rate),
+                "cost": billing.plain(theirs := billing.cost(emails, other_rate)),
+                "cost_rounded": format(billing.to_cents(theirs), "f"),
+                "saving": billing.plain(theirs - ours),
+                "saving_rounded": format(billing.to_cents(theirs - ours), "f"),
+            }
+            for name, other_rate in compare
+        ],
+    }
