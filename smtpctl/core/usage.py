@@ -69,19 +69,20 @@ class _Resolver:
 
     def __init__(self, store: Store):
         self.store = store
-        self.cache: dict[tuple[str, str], _Target | str] = {}
+        self.cache: dict[tuple[str, str], _Target | InvalidInput | NotFound] = {}
 
     def resolve(self, item: UsageInput) -> _Target:
+        """The sender's agency, account and domain; raises ``NotFound`` or ``InvalidInput``."""
         key = (item.direction, item.user or item.domain or "")
         hit = self.cache.get(key)
         if hit is None:
             try:
                 hit = self._lookup(item)
             except (InvalidInput, NotFound) as exc:
-                hit = exc.message
+                hit = exc
             self.cache[key] = hit
-        if isinstance(hit, str):
-            raise InvalidInput(hit)
+        if isinstance(hit, (InvalidInput, NotFound)):
+            raise type(hit)(hit.message)
         return hit
 
     def _lookup(self, item: UsageInput) -> _Target:
@@ -133,9 +134,11 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             at = item.at or now
             if at - now > FUTURE_TOLERANCE:
                 raise InvalidInput(f"time {iso_z(at)} is in the future")
-        except InvalidInput as exc:
-            if strict or not item.line:
-                raise InvalidInput(f"line {item.line}: {exc.message}" if item.line else exc.message) from None
+        except (InvalidInput, NotFound) as exc:
+            if not item.line:
+                raise
+            if strict:
+                raise InvalidInput(f"line {item.line}: {exc.message}") from None
             result.rejected.append(BadLine(item.line, exc.message))
             continue
         if item.source_id is not None:

@@ -1,0 +1,89 @@
+"""Usage through the installed binary: a real Postfix log, and parallel recorders."""
+
+import json
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "postfix" / "maillog-rig-1.log"
+PW = "Correct-Horse-Battery-Staple-42"
+
+
+def log_for_today(tmp_path: Path) -> tuple[Path, int]:
+    """The real fixture log with every timestamp moved to now (UTC), so its day
+    is today on whatever day the suite runs; nothing else in a line changes."""
+    now = datetime.now(timezone.utc)
+    stamp = f"{now.strftime('%b')} {now.day:>2} {now.strftime('%H:%M:%S')}"
+    text = re.sub(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d", stamp, FIXTURE.read_text(), flags=re.M)
+    path = tmp_path / "maillog"
+    path.write_text(text)
+    return path, now.year
+
+
+def test_postfix_import_pushes_an_account_over_its_limit(run, tmp_path):
+    run("agency", "add", "rig", check_rc=0)
+    run("account", "add", "acme", "--agency", "rig", "--daily-limit", "100", check_rc=0)
+    run("account", "add", "globex", "--agency", "rig", check_rc=0)
+    run("domain", "add", "acme.test", "--account", "acme", check_rc=0)
+    run("domain", "add", "globex.test", "--account", "globex", check_rc=0)
+    for login in ("alice@acme.test", "bob@acme.test", "carol@globex.test", "dave@globex.test"):
+        run("user", "create", login, "--password-stdin", input=PW + "\n", check_rc=0)
+    log, year = log_for_today(tmp_path)
+
+    imported = run("usage", "import", str(log), "--format", "postfix", "--year", str(year),
+                   "--log-timezone", "UTC", "--json", check_rc=0)
+    summary = json.loads(imported.stdout)
+    assert (summary["messages"], summary["emails"], summary["lines_rejected"]) == (58, 258, 0)
+    assert summary["revoked_credentials"] == ["alice@acme.test", "bob@acme.test"]
+    [crossing] = summary["limit_exceeded"]
+    assert (crossing["account"], crossing["limit"], crossing["enforced"]) == ("acme", 100, True)
+    assert "Warning: account acme went over its daily limit" in imported.stderr
+
+    for login in ("alice@acme.test", "bob@acme.test"):
+        gone = run("user", "verify", login, "--password-stdin", input=PW + "\n")
+        assert (gone.returncode, gone.stderr) == (3, f"Error: SMTP credential {login} not found\n")
+    run("user", "verify", "carol@globex.test", "--password-stdin", input=PW + "\n", check_rc=0)
+    blocked = run("user", "create", "new@acme.test", "--generate")
+    assert (blocked.returncode, blocked.stderr) == (6, "Error: SMTP Credential creation is blocked. Please contact support…\n")
+
+    report = json.loads(run("usage", "report", "--by", "user", "--json", check_rc=0).stdout)
+    assert {r["user"]: (r["messages"], r["emails"]) for r in report["rows"]} == {
+        "alice@acme.test": (21, 82), "bob@acme.test": (16, 81), "carol@globex.test": (17, 74),
+        "dave@globex.test": (4, 21)}
+
+    again = json.loads(run("usage", "import", str(log), "--format", "postfix", "--year", str(year),
+                           "--log-timezone", "UTC", "--json", check_rc=0).stdout)
+    assert (again["messages"], again["duplicates_skipped"]) == (0, 58)
+
+    run("account", "unblock", "acme", check_rc=0)
+    run("user", "create", "new@acme.test", "--generate", check_rc=0)
+
+
+def test_parallel_recorders_hold_the_limit(run):
+    run("agency", "add", "acme", check_rc=0)
+    run("account", "add", "shop", "--agency", "acme", "--daily-limit", "10", check_rc=0)
+    run("domain", "add", "d.example", "--account", "shop", check_rc=0)
+    for login in ("a@d.example", "b@d.example", "c@d.example"):
+        run("user", "create", login, "--generate", check_rc=0)
+
+    def record(i):
+        return run("usage", "record", "--user", "a@d.example", "--recipients", "1", "--id", f"p{i}", "--json")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(record, range(16)))
+    assert [r.returncode for r in results] == [0] * 16, [r.stderr for r in results]
+    assert not any("is locked" in r.stderr or "Traceback" in r.stderr for r in results)
+    outcomes = [json.loads(r.stdout) for r in results]
+    assert sum(o["limit_exceeded"] for o in outcomes) == 1
+    [revoker] = [o for o in outcomes if o["limit_exceeded"]]
+    assert revoker["revoked_credentials"] == ["a@d.example", "b@d.example", "c@d.example"]
+    assert revoker["crossings"][0]["emails"] == 11
+    status = json.loads(run("usage", "status", "shop", "--json", check_rc=0).stdout)[0]
+    assert (status["sent"], status["blocked"], status["live_credentials"]) == (16, True, 0)
+    assert json.loads(run("user", "list", "--json", check_rc=0).stdout) == []
