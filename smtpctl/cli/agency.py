@@ -18,7 +18,6 @@ COLUMNS = [("name", "Agency"), ("accounts", "Accounts"), ("domains", "Domains"),
 def report_outcome(kind: str, outcome, label: str, json_out: bool) -> None:
     """Say what a create did: the object as JSON, or one line for people."""
     if json_out:
-        import sys
 
         print_json(outcome.as_dict())
     elif outcome.status == "unchanged":

@@ -122,7 +122,7 @@ def build_input(*, direction: str | None, user: Any, domain: Any, to: Any, cc: A
         raise InvalidInput("a message needs at least one recipient")
     when = parse_time(str(at), default_tz) if at not in (None, "") else None
     sid = str(source_id).strip() if source_id not in (None, "") else None
-    if sid is not None and (len(sid) > 500 or any(ord(c) < 32 for c in sid)):
+    if sid is not None and (len(sid) > 500 or not sid.isprintable()):
         raise InvalidInput("id must be at most 500 printable characters")
     return UsageInput(direction, str(user).strip() if user else None, str(domain).strip() if domain else None,
                       to_n, cc_n, bcc_n, when, sid, line)
@@ -184,14 +184,15 @@ def read_csv(lines: Iterable[str], default_tz: tzinfo) -> Iterator[UsageInput | 
 
 # "Nov 26 05:09:58 host program[pid]: text" (classic syslog, no year) or
 # "2026-11-26T05:09:58.123456+00:00 host program[pid]: text" (RFC 3339).
-_SYSLOG = re.compile(
-    r"^(?:(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)|(?P<iso>\d{4}-\d\d-\d\dT\S+))"
-    r" (?P<host>\S+) (?P<prog>[^\s\[:]+)(?:\[\d+\])?: (?P<text>.*)$"
-)
+# The program name is matched on its last component (postfix/submission/smtpd).
+_STAMP = r"(?:(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)|(?P<iso>\d{4}-\d\d-\d\dT\S+))"
+_PROGRAM = r" (?P<host>\S+) (?:[^\s\[:]*/)?{name}(?:\[\d+\])?: "
 _QID = r"(?P<qid>[0-9A-Za-z]{5,20})"
-_SMTPD_SASL = re.compile(rf"^{_QID}: client=.*?, sasl_method=\S+, sasl_username=(?P<user>[^,\s]+)")
-_QMGR_ACTIVE = re.compile(rf"^{_QID}: from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
-_QMGR_REMOVED = re.compile(rf"^{_QID}: removed$")
+_SMTPD_SASL = re.compile(
+    "^" + _STAMP + _PROGRAM.format(name="smtpd") + _QID + r": client=.*?, sasl_method=\S+, sasl_username=(?P<user>[^,\s]+)")
+_QMGR_ACTIVE = re.compile(
+    "^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
+_QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
 
@@ -214,8 +215,18 @@ class PostfixLog:
         self.counted: set[str] = set()
         self.skipped = 0
         self.requeued = 0
+        self._stamps: dict[str, datetime] = {}
 
     def _when(self, m: re.Match[str]) -> datetime:
+        stamp = m.group("iso") or m.group("mon") + m.group("day") + m.group("time")
+        moment = self._stamps.get(stamp)
+        if moment is None:
+            if len(self._stamps) > 10_000:
+                self._stamps.clear()
+            moment = self._stamps[stamp] = self._parse_when(m)
+        return moment
+
+    def _parse_when(self, m: re.Match[str]) -> datetime:
         if m.group("iso"):
             moment = datetime.fromisoformat(m.group("iso").replace("Z", "+00:00"))
             if moment.tzinfo is None:
@@ -232,19 +243,16 @@ class PostfixLog:
 
     def feed(self, lines: Iterable[str]) -> Iterator[UsageInput | BadLine]:
         for number, raw in enumerate(lines, start=1):
-            m = _SYSLOG.match(raw.rstrip("\n"))
-            if not m:
-                self.skipped += 1
-                continue
-            program = m.group("prog").rsplit("/", 1)[-1]
-            text = m.group("text")
-            if program == "smtpd":
-                s = _SMTPD_SASL.match(text)
+            line = raw.rstrip("\n")
+            # Most lines (cleanup, smtp, connect...) are not needed: a substring
+            # test skips them before any regular expression runs.
+            if "sasl_username=" in line:
+                s = _SMTPD_SASL.match(line)
                 if s:
-                    self.pending[s.group("qid")] = (s.group("user"), self._when(m), m.group("host"))
+                    self.pending[s.group("qid")] = (s.group("user"), self._when(s), s.group("host"))
                     continue
-            elif program == "qmgr":
-                q = _QMGR_ACTIVE.match(text)
+            elif "nrcpt=" in line:
+                q = _QMGR_ACTIVE.match(line)
                 if q:
                     qid = q.group("qid")
                     if qid in self.counted:
@@ -256,12 +264,12 @@ class PostfixLog:
                     self.counted.add(qid)
                     user, when, host = sasl
                     n = int(q.group("n"))
-                    if n == 0:
-                        continue
-                    yield UsageInput("outbound", user, None, n, 0, 0, when,
-                                     f"postfix:{host}:{qid}:{when.strftime('%Y%m%dT%H%M%S')}", number)
+                    if n:
+                        yield UsageInput("outbound", user, None, n, 0, 0, when,
+                                         f"postfix:{host}:{qid}:{int(when.timestamp())}", number)
                     continue
-                r = _QMGR_REMOVED.match(text)
+            elif line.endswith("removed"):
+                r = _QMGR_REMOVED.match(line)
                 if r:
                     self.counted.discard(r.group("qid"))
                     self.pending.pop(r.group("qid"), None)

@@ -143,7 +143,6 @@ CREATE TABLE usage_events (
     emails INTEGER NOT NULL CHECK (emails > 0),
     recorded_at TEXT NOT NULL
 );
-CREATE INDEX usage_events_account_day ON usage_events(account_id, day);
 CREATE TABLE usage_daily (
     day TEXT NOT NULL,
     agency_id INTEGER NOT NULL,
@@ -445,6 +444,14 @@ class Store:
             "name": name, "account_id": account_id, "agency_id": agency_id, "created_at": now_iso(),
         })
 
+    def domain_owners(self) -> dict[str, tuple[int, int | None, str | None]]:
+        """Every domain name -> (agency id, account id or None, account name or None)."""
+        rows = self.db.execute("""
+            SELECT d.name, COALESCE(a.agency_id, d.agency_id), d.account_id, a.name
+            FROM domains d LEFT JOIN accounts a ON a.id = d.account_id
+        """).fetchall()
+        return {name: (agency_id, account_id, account) for name, agency_id, account_id, account in rows}
+
     def domain_credential_counts(self) -> dict[int, int]:
         rows = self.query("SELECT domain_id, count(*) AS n FROM credentials GROUP BY domain_id")
         return {r["domain_id"]: r["n"] for r in rows}
@@ -536,12 +543,15 @@ class Store:
             [(*key, m, e) for key, (m, e) in rollup.items()])
 
     def outbound_totals(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        totals = {}
-        for account_id, day in keys:
-            row = self.db.execute(
-                "SELECT COALESCE(SUM(emails), 0) FROM usage_daily "
-                "WHERE account_id = ? AND day = ? AND direction = 'outbound'", [account_id, day]).fetchone()
-            totals[(account_id, day)] = row[0]
+        """Outbound emails per (account id, day), for the keys asked, in one query per day."""
+        wanted = set(keys)
+        totals = dict.fromkeys(wanted, 0)
+        for day in sorted({day for _, day in wanted}):
+            for account_id, emails in self.db.execute(
+                    "SELECT account_id, SUM(emails) FROM usage_daily WHERE day = ? AND direction = 'outbound' "
+                    "GROUP BY account_id", [day]):
+                if (account_id, day) in wanted:
+                    totals[(account_id, day)] = emails
         return totals
 
     _GROUP_SQL = {

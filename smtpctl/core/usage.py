@@ -9,18 +9,17 @@ deleted and credential creation is blocked, before the transaction commits.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from smtpctl.core import billing, rules
 from smtpctl.core.clock import iso_z, now_iso, utc_now
 from smtpctl.core.errors import InvalidInput, NotFound
 from smtpctl.core.ingest import BadLine, UsageInput
-from smtpctl.core.services import (effective_limit, effective_settings, get_account, get_agency, get_domain)
+from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
 from smtpctl.core.store import Store
 
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -69,6 +68,7 @@ class _Resolver:
 
     def __init__(self, store: Store):
         self.store = store
+        self.owners: dict[str, tuple[int, int | None, str | None]] | None = None
         self.cache: dict[tuple[str, str], _Target | InvalidInput | NotFound] = {}
 
     def resolve(self, item: UsageInput) -> _Target:
@@ -86,21 +86,25 @@ class _Resolver:
         return hit
 
     def _lookup(self, item: UsageInput) -> _Target:
+        if self.owners is None:
+            self.owners = self.store.domain_owners()  # one query per import, not one per login
         if item.direction == "outbound":
             name, domain_name = rules.parse_login(item.user or "")
-            domain = self.store.domain(domain_name)
-            if domain is None:
+            owner = self.owners.get(domain_name)
+            if owner is None:
                 raise NotFound(f"unknown sender {name}@{domain_name}: domain {domain_name} is not in the store")
-            if domain.account is None:
+            if owner[2] is None:
                 raise InvalidInput(f"{name}@{domain_name} cannot send: {domain_name} is agency-assigned and holds "
                                    "no SMTP credentials")
             login = f"{name}@{domain_name}"
         else:
-            domain = get_domain(self.store, item.domain or "")
+            domain_name = rules.normalise_domain(item.domain or "")
+            owner = self.owners.get(domain_name)
+            if owner is None:
+                raise NotFound(f"domain {domain_name!r} not found")
             login = ""
-        agency = get_agency(self.store, domain.agency)
-        account_id = get_account(self.store, domain.account).id if domain.account else 0
-        return _Target(agency.id, account_id, domain.account, domain.name, login)
+        agency_id, account_id, account = owner
+        return _Target(agency_id, account_id or 0, account, domain_name, login)
 
 
 def store_zone(store: Store) -> ZoneInfo:
@@ -111,11 +115,37 @@ def today(store: Store, zone: ZoneInfo | None = None) -> str:
     return utc_now().astimezone(zone or store_zone(store)).date().isoformat()
 
 
+class _Days:
+    """UTC instant -> calendar day in the store's zone, cached per quarter hour.
+
+    Every zone offset in the tz database is a whole number of quarter hours,
+    so all instants in one UTC quarter hour fall on the same local day.
+    """
+
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, at: datetime) -> str:
+        key = int(at.timestamp()) // 900
+        day = self.cache.get(key)
+        if day is None:
+            day = self.cache[key] = at.astimezone(self.zone).date().isoformat()
+        return day
+
+
+def _iso(at: datetime) -> str:
+    # iso_z() for an aware UTC datetime, without strftime's cost on the import path.
+    return at.isoformat()[:19] + "Z"
+
+
 def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, resolver: _Resolver,
-           zone: ZoneInfo, keep_events: bool = False) -> BatchResult:
+           zone: ZoneInfo, keep_events: bool = False, days: _Days | None = None) -> BatchResult:
     """Record one batch and enforce the limit; call inside ``store.write()``."""
     result = BatchResult()
     now = utc_now()
+    latest = now + FUTURE_TOLERANCE
+    days = days or _Days(zone)
     current_day = now.astimezone(zone).date().isoformat()
     rows: list[tuple] = []
     seen_ids: set[str] = set()
@@ -132,7 +162,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         try:
             target = resolver.resolve(item)
             at = item.at or now
-            if at - now > FUTURE_TOLERANCE:
+            if at > latest:
                 raise InvalidInput(f"time {iso_z(at)} is in the future")
         except (InvalidInput, NotFound) as exc:
             if not item.line:
@@ -146,18 +176,19 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 result.duplicates += 1
                 continue
             seen_ids.add(item.source_id)
-        day = at.astimezone(zone).date().isoformat()
-        rows.append((item.source_id, iso_z(at), day, item.direction, target.agency_id, target.account_id,
-                     target.domain, target.login, item.to, item.cc, item.bcc, item.emails, recorded_at))
+        day = days(at)
+        at_text = _iso(at)  # every time here is already UTC (parse_time, PostfixLog, utc_now)
+        emails = item.to + item.cc + item.bcc
+        rows.append((item.source_id, at_text, day, item.direction, target.agency_id, target.account_id,
+                     target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
         if item.direction == "outbound":
-            outbound_order.append((target.account_id, day, item.emails))
-        result.recorded += 1
-        result.messages += 1
-        result.emails += item.emails
+            outbound_order.append((target.account_id, day, emails))
         if keep_events:
-            result.events.append({"id": item.source_id, "at": iso_z(at), "day": day, "direction": item.direction,
+            result.events.append({"id": item.source_id, "at": at_text, "day": day, "direction": item.direction,
                                   "user": target.login or None, "domain": target.domain, "account": target.account,
                                   "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": item.emails})
+    result.recorded = result.messages = len(rows)
+    result.emails = sum(row[11] for row in rows)
     if not rows:
         return result
     touched = sorted({(acc, day) for acc, day, _ in outbound_order})
@@ -172,17 +203,15 @@ def _enforce(store: Store, order: list[tuple[int, str, int]], before: dict[tuple
     """Apply the daily-limit rule to every (account, day) this batch touched."""
     running = dict(before)
     crossed_at: dict[tuple[int, str], int] = {}
-    limits: dict[int, int] = {}
-    accounts = {}
+    accounts = {a.id: a for a in store.accounts()}
+    default_limit = int(effective_settings(store)["default_daily_limit"])
+    limits = {i: a.daily_limit if a.daily_limit is not None else default_limit for i, a in accounts.items()}
     for account_id, day, emails in order:
         key = (account_id, day)
-        if account_id not in limits:
-            accounts[account_id] = store.account_by_id(account_id)
-            limits[account_id] = effective_limit(store, accounts[account_id])
-        prior = running.get(key, 0)
-        running[key] = prior + emails
-        if key not in crossed_at and running[key] > limits[account_id]:
-            crossed_at[key] = running[key]
+        total = running.get(key, 0) + emails
+        running[key] = total
+        if total > limits[account_id] and key not in crossed_at:
+            crossed_at[key] = total
     crossings = []
     for (account_id, day), count in sorted(crossed_at.items()):
         account, limit = accounts[account_id], limits[account_id]
@@ -250,13 +279,14 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
     the line, and nothing of its batch is kept (earlier batches stay).
     """
     zone = store_zone(store)
+    days = _Days(zone)
     resolver = _Resolver(store)
     summary = ImportSummary()
     batch: list[UsageInput | BadLine] = []
 
     def flush() -> None:
         with store.write():
-            result = _apply(store, batch, strict=strict, resolver=resolver, zone=zone)
+            result = _apply(store, batch, strict=strict, resolver=resolver, zone=zone, days=days)
         summary.messages += result.messages
         summary.emails += result.emails
         summary.duplicates += result.duplicates

@@ -2,7 +2,6 @@
 
 import json
 import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
