@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,40 @@ def run():
         return proc
 
     return _run
+
+
+def on_terminal(args, answers=(), timeout=60.0, env=None):
+    """Run smtpctl on a pseudo-terminal, answering each prompt; returns (rc, screen)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([smtpctl_binary(), *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            env={**os.environ, **(env or {})})
+    os.close(slave)
+    screen, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+                if pending and screen.rstrip().endswith(pending[0][0].encode()):
+                    # getpass switches echo off with TCSAFLUSH, which drops
+                    # anything typed before it: answer as a person would, a
+                    # moment after the prompt.
+                    time.sleep(0.3)
+                    os.write(master, pending.pop(0)[1].encode() + b"\r")
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=10), screen.decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()

@@ -9,7 +9,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, print_json, render_list, warning
+from smtpctl.cli.output import CsvOption, JsonOption, _console, fmt, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
 from smtpctl.core import usage
 from smtpctl.core.errors import InvalidInput
@@ -128,7 +128,7 @@ def import_(
     if size and sys.stderr.isatty():
         from rich.progress import Progress
 
-        progress = Progress(transient=True, console=__import__("smtpctl.cli.output", fromlist=["_console"])._console(stderr=True))
+        progress = Progress(transient=True, console=_console(stderr=True))
         task = progress.add_task(f"Importing {source}", total=size)
         progress.start()
     try:

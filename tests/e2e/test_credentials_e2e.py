@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import smtpctl_binary
+from tests.conftest import on_terminal, smtpctl_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -122,44 +122,8 @@ def test_no_documented_flow_puts_a_password_in_argv(run, domain, tmp_path):
     assert found == []
 
 
-def _talk_on_a_terminal(args, answers, timeout=60.0):
-    """Run smtpctl on a pseudo-terminal, answering each prompt; returns (rc, screen)."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([smtpctl_binary(), *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    screen, pending = b"", list(answers)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                screen += chunk
-                if pending and screen.rstrip().endswith(pending[0][0].encode()):
-                    # getpass switches echo off with TCSAFLUSH, which drops
-                    # anything typed before it: answer as a person would, a
-                    # moment after the prompt.
-                    time.sleep(0.3)
-                    os.write(master, pending.pop(0)[1].encode() + b"\r")
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=10), screen.decode(errors="replace")
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_terminal_prompt_asks_twice_and_hides_the_password(run, domain):
-    rc, screen = _talk_on_a_terminal(
+    rc, screen = on_terminal(
         ["user", "create", "tty@d.example"],
         [("Password:", PW), ("Repeat for confirmation:", PW)],
     )
@@ -171,8 +135,8 @@ def test_terminal_prompt_asks_twice_and_hides_the_password(run, domain):
 
 def test_terminal_confirms_a_delete(run, domain):
     run("user", "create", "gone@d.example", "--generate", check_rc=0)
-    rc, screen = _talk_on_a_terminal(["user", "delete", "gone@d.example"], [("[y/N]:", "n")])
+    rc, screen = on_terminal(["user", "delete", "gone@d.example"], [("[y/N]:", "n")])
     assert rc == 2 and "not confirmed; nothing was changed" in screen
-    rc, screen = _talk_on_a_terminal(["user", "delete", "gone@d.example"], [("[y/N]:", "y")])
+    rc, screen = on_terminal(["user", "delete", "gone@d.example"], [("[y/N]:", "y")])
     assert rc == 0 and "deleted" in screen
     assert json.loads(run("user", "list", "--json", check_rc=0).stdout) == []

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import on_terminal
+
 pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "postfix" / "maillog-rig-1.log"
@@ -86,3 +88,18 @@ def test_parallel_recorders_hold_the_limit(run):
     status = json.loads(run("usage", "status", "shop", "--json", check_rc=0).stdout)[0]
     assert (status["sent"], status["blocked"], status["live_credentials"]) == (16, True, 0)
     assert json.loads(run("user", "list", "--json", check_rc=0).stdout) == []
+
+
+def test_progress_bar_on_a_terminal_only(run, tmp_path):
+    run("agency", "add", "acme", check_rc=0)
+    run("account", "add", "shop", "--agency", "acme", check_rc=0)
+    run("domain", "add", "d.example", "--account", "shop", check_rc=0)
+    src = tmp_path / "u.jsonl"
+    src.write_text("".join(f'{{"user": "a@d.example", "recipients": 1, "at": "2026-10-01T10:00:00Z", "id": "t{i}"}}\n'
+                           for i in range(3000)))
+    rc, screen = on_terminal(["usage", "import", str(src), "--batch-size", "500"])
+    assert rc == 0, screen
+    assert "Importing" in screen and "100%" in screen
+    assert "Imported 3,000 messages (3,000 emails)" in screen
+    piped = run("usage", "import", str(src), check_rc=0)
+    assert "Importing" not in piped.stderr and "%" not in piped.stderr
