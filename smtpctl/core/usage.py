@@ -10,7 +10,7 @@ deleted and credential creation is blocked, before the transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
