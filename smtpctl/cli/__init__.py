@@ -111,7 +111,7 @@ def root(
 
 
 def _register() -> None:
-    from smtpctl.cli import account, agency, domain, imap, pricing, settings, store, usage, user
+    from smtpctl.cli import account, agency, apply, audit, domain, export, imap, pricing, settings, store, usage, user
 
     app.add_typer(agency.app, name="agency")
     app.add_typer(account.app, name="account")
@@ -121,6 +121,9 @@ def _register() -> None:
     app.add_typer(usage.app, name="usage")
     app.add_typer(pricing.app, name="pricing")
     app.add_typer(imap.app, name="imap")
+    app.command("audit")(audit.audit_command)
+    app.command("apply")(apply.apply_command)
+    app.command("export")(export.export_command)
     app.add_typer(store.app, name="store")
 
 

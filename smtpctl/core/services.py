@@ -477,3 +477,72 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
     with store.write():
         store.audit("store.backup", "store", str(store.path), details={"target": str(target_path)})
     return {"path": str(target_path), "size_bytes": target_path.stat().st_size}
+
+
+# -- the audit trail -------------------------------------------------------------
+
+
+def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
+    """A date (whole day in the store's zone) or an ISO 8601 time, as a UTC string."""
+    from datetime import date, datetime, time, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from smtpctl.core.clock import iso_z
+
+    try:
+        if "T" in text:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=ZoneInfo(zone_name))
+        else:
+            day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
+            moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
+    except ValueError:
+        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
+    return iso_z(moment.astimezone(timezone.utc))
+
+
+def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,
+                  action: str | None = None, actor: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The audit trail, newest first, filtered.
+
+    ``since``/``until`` are dates (inclusive, in the store's time zone) or
+    ISO 8601 times; ``action`` matches exactly (``credential.create``) or as
+    a prefix when it has no dot (``credential``). ``limit`` 0 means all.
+    """
+    import json
+
+    if limit < 0:
+        raise InvalidInput("--limit must be 0 (all) or more")
+    zone = str(effective_settings(store)["timezone"])
+    where, params = [], []
+    if since:
+        where.append("at >= ?")
+        params.append(_audit_bound(since, zone, end=False))
+    if until:
+        bound = _audit_bound(until, zone, end=True)
+        where.append("at < ?" if "T" not in until else "at <= ?")
+        params.append(bound)
+    if account:
+        where.append("account = ? COLLATE NOCASE")
+        params.append(get_account(store, account).name)
+    if action:
+        if "." in action:
+            where.append("action = ?")
+            params.append(action)
+        else:
+            where.append("action LIKE ?")
+            params.append(action + ".%")
+    if actor:
+        where.append("actor = ?")
+        params.append(actor)
+    sql = "SELECT id, at, actor, action, object_type, object_name, account, details FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = store.query(sql, params)
+    for row in rows:
+        row["details"] = json.loads(row["details"])
+    return rows

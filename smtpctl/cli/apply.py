@@ -1,0 +1,101 @@
+"""smtpctl apply: make the store match a TOML document, in one transaction."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list
+from smtpctl.cli.state import store_of
+from smtpctl.core import provisioning
+from smtpctl.core.errors import AlreadyExists, InvalidInput
+
+
+def _secrets_text(generated: dict[str, str], as_json: bool) -> str:
+    if as_json:
+        import json
+
+        return json.dumps({"passwords": generated}, indent=2) + "\n"
+    import tomli_w
+
+    return tomli_w.dumps({"passwords": generated})
+
+
+def apply_command(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="The TOML document, or - for stdin.", metavar="FILE.toml|-")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Delete credentials and domains the file does not list.")] = False,
+    secrets_out: Annotated[Optional[Path], typer.Option("--secrets-out", help="Where generated passwords go (0600; TOML, or JSON with --json).")] = None,
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Create and update objects so the store matches FILE (idempotent)."""
+    if source == "-":
+        text, base = sys.stdin.read(), Path.cwd()
+    else:
+        try:
+            text, base = Path(source).read_text(encoding="utf-8"), Path(source).resolve().parent
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    doc = provisioning.parse_document(text, base_dir=base)
+    store = store_of(ctx)
+    plan = provisioning.make_plan(store, doc, prune=prune)
+    deletions = [c for c in plan.changes if c.action == "delete"]
+    generates = [c for c in plan.changes if c.kind == "credential" and c.action == "create"
+                 and doc.credentials[c.name].generate]
+    if not dry_run:
+        if generates and secrets_out is None:
+            raise InvalidInput(f"the plan generates {len(generates)} password(s); give --secrets-out PATH to keep "
+                               "them (they are never printed)")
+        if generates and secrets_out.exists():
+            raise AlreadyExists(f"--secrets-out {secrets_out} already exists; move it away or choose another path")
+        if deletions:
+            listed = ", ".join(f"{c.kind} {c.name}" for c in deletions)
+            confirm_destructive(f"--prune will delete {len(deletions)} object(s): {listed}.", yes)
+
+    pending: dict[str, str] = {}
+
+    def stage_secrets(final: provisioning.Plan) -> None:
+        # Inside the transaction: the passwords reach the disk before the
+        # credentials exist, so a failed write keeps nothing.
+        if not final.generated:
+            return
+        folder = secrets_out.parent if str(secrets_out.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{secrets_out.name}.", dir=folder)
+        pending["tmp"] = tmp
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(_secrets_text(final.generated, json_out))
+        os.chmod(tmp, 0o600)
+
+    try:
+        result = plan if dry_run else provisioning.apply_document(store, doc, prune=prune, before_commit=stage_secrets)
+    except BaseException:
+        if "tmp" in pending:
+            Path(pending["tmp"]).unlink(missing_ok=True)
+        raise
+    if "tmp" in pending:
+        os.replace(pending["tmp"], secrets_out)
+
+    summary = result.summary()
+    verb = {"delete": "would-delete" if dry_run else "delete"}
+    changes = [dict(c.as_dict(), action=verb.get(c.action, c.action)) for c in result.changes]
+    if json_out:
+        print_json({"dry_run": dry_run, "changes": changes, "summary": summary,
+                    "secrets_out": str(secrets_out) if result.generated else None})
+        return
+    render_list([{**c, "details": c["details"] or ""} for c in changes if c["action"] != "unchanged"],
+                [("action", "Action"), ("type", "Type"), ("name", "Name"), ("details", "Details")], output="table",
+                empty="Nothing to change.")
+    done = "Plan" if dry_run else "Applied"
+    message(f"{done}: {summary['create']} to create, {summary['update']} to update, {summary['unchanged']} unchanged, "
+            f"{summary['delete']} to delete." if dry_run else
+            f"{done}: {summary['create']} created, {summary['update']} updated, {summary['unchanged']} unchanged, "
+            f"{summary['delete']} deleted.")
+    if result.generated and not dry_run:
+        message(f"Generated passwords for {len(result.generated)} credential(s) are in {secrets_out} (mode 0600).")
