@@ -111,7 +111,8 @@ def root(
 
 
 def _register() -> None:
-    from smtpctl.cli import account, agency, apply, audit, domain, export, imap, pricing, settings, store, usage, user
+    from smtpctl.cli import (account, agency, apply, audit, domain, export, imap, pricing, serve, settings, store,
+                             usage, user)
 
     app.add_typer(agency.app, name="agency")
     app.add_typer(account.app, name="account")
@@ -124,6 +125,8 @@ def _register() -> None:
     app.command("audit")(audit.audit_command)
     app.command("apply")(apply.apply_command)
     app.command("export")(export.export_command)
+    app.command("serve")(serve.serve_command)
+    app.add_typer(serve.policy_app, name="policy")
     app.add_typer(store.app, name="store")
 
 

@@ -107,3 +107,14 @@ def scheme_of(stored_hash: str) -> str:
 def dovecot_scheme(stored_hash: str) -> str:
     """Dovecot's scheme prefix for a stored hash (``ARGON2ID``, ``BLF-CRYPT``, ``SHA512-CRYPT``)."""
     return {"argon2id": "ARGON2ID", "bcrypt": "BLF-CRYPT", "sha512-crypt": "SHA512-CRYPT"}[scheme_of(stored_hash)]
+
+
+@lru_cache(maxsize=1)
+def _decoy() -> str:
+    return hash_password(generate_password())
+
+
+def decoy_verify(password: str) -> None:
+    """Spend what a real verify costs, for a login that does not exist, so a
+    client cannot tell unknown logins from wrong passwords by the time taken."""
+    context().verify(password, _decoy())

@@ -382,15 +382,22 @@ def verify_credential(store: Store, login: str, password: str) -> Credential:
     if not ok:
         raise AuthFailed(f"the password does not match {credential.login}")
     if new_hash is not None:
-        with store.write():
-            current = store.credential(credential.login)
-            # Only replace the hash we checked: a reset in between wins.
-            if current is not None and current.password_hash == credential.password_hash:
-                store.update_credential_hash(current.id, new_hash, touch=False)
-                store.audit("credential.rehash", "credential", current.login, account=current.account,
-                            details={"from": credential.scheme, "to": "argon2id"})
+        store_rehash(store, credential, new_hash)
         credential = get_credential(store, login)
     return credential
+
+
+def store_rehash(store: Store, checked: Credential, new_hash: str) -> None:
+    """Replace the hash that was just verified by ``new_hash`` (argon2id); audited.
+
+    Only the hash that was checked is replaced: a reset in between wins.
+    """
+    with store.write():
+        current = store.credential(checked.login)
+        if current is not None and current.password_hash == checked.password_hash:
+            store.update_credential_hash(current.id, new_hash, touch=False)
+            store.audit("credential.rehash", "credential", current.login, account=current.account,
+                        details={"from": checked.scheme, "to": "argon2id"})
 
 
 def list_credentials(store: Store, *, domain: str | None = None, account: str | None = None,

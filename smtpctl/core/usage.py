@@ -308,6 +308,37 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
     return summary
 
 
+# -- live submission (the SMTP server and the Postfix policy service) ------------------
+
+
+def sender_status(store: Store, login: str) -> str:
+    """May ``login`` send now? ``ok``, ``unknown`` (its domain is not ours),
+    ``revoked`` (the credential is gone) or ``blocked`` (its account is)."""
+    try:
+        name, domain_name = rules.parse_login(login)
+    except InvalidInput:
+        return "unknown"
+    domain = store.domain(domain_name)
+    if domain is None or domain.account is None:
+        return "unknown"
+    credential = store.credential(f"{name}@{domain_name}")
+    if credential is None:
+        return "revoked"
+    account = store.account(credential.account)
+    return "blocked" if account is not None and account.blocked else "ok"
+
+
+def meter_message(store: Store, login: str, recipients: int, source_id: str) -> BatchResult:
+    """Record one submitted message for ``login`` and enforce the daily limit,
+    in one transaction. The message that crosses the limit is recorded (it is
+    being sent); the credentials are revoked before the transaction commits.
+    A ``source_id`` already recorded is a no-op (Postfix may ask twice)."""
+    from smtpctl.core.ingest import UsageInput
+
+    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id)
+    return record_usage(store, item)
+
+
 # -- blocks ----------------------------------------------------------------------
 
 

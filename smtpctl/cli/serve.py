@@ -1,0 +1,95 @@
+"""smtpctl serve, and smtpctl policy serve: the data plane."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from smtpctl.cli.output import message
+from smtpctl.cli.state import AppState, store_of
+from smtpctl.core.errors import InvalidInput
+
+policy_app = typer.Typer(help="Postfix SMTP access policy delegation, using the store live.", no_args_is_help=True)
+
+
+def serve_command(
+    ctx: typer.Context,
+    submission: Annotated[Optional[list[str]], typer.Option(
+        "--submission", help="HOST:PORT with STARTTLS required before AUTH (repeatable; default 127.0.0.1:2525 "
+                             "and 127.0.0.1:587; give 127.0.0.1:25 to serve port 25).")] = None,
+    smtps: Annotated[Optional[list[str]], typer.Option(
+        "--smtps", help="HOST:PORT with implicit TLS (repeatable; default 127.0.0.1:465).")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="PEM certificate (chain).")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="PEM private key.")] = None,
+    relay: Annotated[Optional[str], typer.Option("--relay", help="Forward mail to HOST:PORT (credentials from "
+                                                 "SMTPCTL_RELAY_USERNAME / SMTPCTL_RELAY_PASSWORD).")] = None,
+    relay_starttls: Annotated[bool, typer.Option("--relay-starttls", help="Use STARTTLS to the relay.")] = False,
+    maildir: Annotated[Optional[Path], typer.Option("--maildir", help="Deliver here when there is no --relay "
+                                                    "(default: a Maildir beside the store).")] = None,
+    hostname: Annotated[str, typer.Option("--hostname", help="Name in the greeting and Received headers.")] = "localhost",
+    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, help="Seconds a failed AUTH costs.")] = 1.0,
+    max_auth_failures: Annotated[int, typer.Option("--max-auth-failures", min=1,
+                                                   help="Failed AUTHs from one address before it is refused for "
+                                                        "5 minutes.")] = 5,
+    check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
+) -> None:
+    """Run an SMTP submission server that authenticates and meters against the store."""
+    from smtpctl.servers import runtime, submission as sub, tls
+
+    store = store_of(ctx)  # opens and migrates: a bad store fails here, before listening
+    state = ctx.find_object(AppState)
+    listeners = [runtime.parse_address(a, "--submission") for a in (submission or sub.DEFAULT_SUBMISSION)]
+    implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
+    relay_address = runtime.parse_address(relay, "--relay") if relay else None
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidInput("give both --tls-cert and --tls-key, or neither (a self-signed pair is made)")
+    data_dir = store.path.parent
+    made = False
+    if tls_cert is None:
+        tls_cert, tls_key, made = tls.self_signed(data_dir / "tls", hostname)
+    context = tls.server_context(tls_cert, tls_key)
+    box = maildir or data_dir / "maildir"
+    if relay_address is None:
+        try:
+            sub.prepare_maildir(box)
+        except OSError as exc:
+            raise InvalidInput(f"cannot use the Maildir {box}: {exc.strerror}") from None
+    if made:
+        runtime.log_event("tls_selfsigned", cert=tls_cert, note="generated a self-signed certificate on first start")
+    config = sub.ServeConfig(
+        store_path=store.path, actor=store.actor, submission=listeners, smtps=implicit, tls=context, maildir=box,
+        relay=relay_address, relay_starttls=relay_starttls,
+        relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
+        relay_password=os.environ.get("SMTPCTL_RELAY_PASSWORD") or None,
+        hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
+    )
+    if check:
+        message(f"Configuration OK: submission {', '.join(f'{h}:{p}' for h, p in listeners) or 'none'}; "
+                f"smtps {', '.join(f'{h}:{p}' for h, p in implicit) or 'none'}; TLS {tls_cert}; "
+                f"delivery {'relay ' + relay if relay else 'maildir ' + str(box)}.")
+        return
+    state.close()  # the server opens its own connection on its own thread
+    runtime.run_until_stopped(lambda stop: sub.serve(config, stop))
+
+
+@policy_app.command("serve")
+def policy_serve(
+    ctx: typer.Context,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT, or unix:PATH.")] = "127.0.0.1:10040",
+    check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
+) -> None:
+    """Answer Postfix policy requests: meter at END-OF-MESSAGE, enforce the daily limit."""
+    from smtpctl.servers import policy, runtime
+
+    store = store_of(ctx)
+    if not listen.startswith("unix:"):
+        runtime.parse_address(listen, "--listen")
+    if check:
+        message(f"Configuration OK: policy service on {listen}.")
+        return
+    path, actor = store.path, store.actor
+    ctx.find_object(AppState).close()
+    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop))

@@ -1,0 +1,262 @@
+"""smtpctl serve as a real process, driven by smtplib and swaks over loopback."""
+
+import base64
+import json
+import mailbox
+import os
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from tests.e2e.servers import Running
+
+pytestmark = pytest.mark.e2e
+
+PW = "Correct-Horse-Battery-Staple-42"
+MESSAGE = ("From: app@d.example\r\nTo: to1@x.test, to2@x.test\r\nCc: cc@x.test\r\nSubject: hello\r\n\r\n"
+           "Four recipients, one of them Bcc.\r\n")
+
+
+def tls_client() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
+    return context
+
+
+@pytest.fixture
+def world(run):
+    run("agency", "add", "acme", check_rc=0)
+    run("account", "add", "shop", "--agency", "acme", "--daily-limit", "10", check_rc=0)
+    run("domain", "add", "d.example", "--account", "shop", check_rc=0)
+    for login in ("app@d.example", "other@d.example"):
+        run("user", "create", login, "--password-stdin", input=PW + "\n", check_rc=0)
+
+
+@pytest.fixture
+def server(world, tmp_path):
+    maildir = tmp_path / "maildir"
+    running = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--auth-delay", "0.1",
+                       "--max-auth-failures", "3", "--maildir", str(maildir)], tmp_path / "serve.log")
+    running.maildir = maildir
+    yield running
+    code = running.stop()
+    assert code == 0, running.text()
+    assert "event=stopped" in running.text()
+    assert PW not in running.text()
+
+
+def submission(server) -> smtplib.SMTP:
+    client = smtplib.SMTP(*server.addresses["submission"], timeout=30)
+    client.ehlo()
+    client.starttls(context=tls_client())
+    client.ehlo()
+    return client
+
+
+def report(run):
+    return json.loads(run("usage", "report", "--by", "user", "--json", check_rc=0).stdout)
+
+
+def test_starttls_plain_and_bcc_counts_four(server, run):
+    client = submission(server)
+    assert "PLAIN" in client.esmtp_features["auth"] and "LOGIN" in client.esmtp_features["auth"]
+    client.login("app@d.example", PW)  # smtplib picks PLAIN... or LOGIN; pin both below
+    refused = client.sendmail("app@d.example", ["to1@x.test", "to2@x.test", "cc@x.test", "hidden@x.test"], MESSAGE)
+    assert refused == {}
+    client.quit()
+    assert [(r["user"], r["messages"], r["emails"]) for r in report(run)["rows"]] == [("app@d.example", 1, 4)]
+    [stored] = list(mailbox.Maildir(server.maildir, create=False))
+    assert stored["Subject"] == "hello" and stored["Return-Path"] == "<app@d.example>"
+    assert "hidden@x.test" not in stored.as_string()  # Bcc stays in the envelope
+    assert "event=message login=app@d.example" in server.text() and "recipients=4 emails=4" in server.text()
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_each_mechanism_on_submission(server, mechanism):
+    client = submission(server)
+    client.user, client.password = "App@D.Example", PW  # logins are case-insensitive
+    auth = client.auth_plain if mechanism == "PLAIN" else client.auth_login
+    code, _ = client.auth(mechanism, auth)
+    assert code == 235
+    client.quit()
+    assert f"event=auth_ok peer=127.0.0.1:" in server.text() and f"mechanism={mechanism} login=app@d.example" in server.text()
+
+
+def test_login_challenges_are_plain_text(server):
+    """aiosmtpd's own LOGIN challenges end in a NUL byte (aiosmtpd#566)."""
+    client = submission(server)
+    code, challenge = client.docmd("AUTH", "LOGIN")
+    assert code == 334 and base64.b64decode(challenge) == b"Username:"
+    code, challenge = client.docmd(base64.b64encode(b"app@d.example").decode())
+    assert code == 334 and base64.b64decode(challenge) == b"Password:"
+    code, _ = client.docmd(base64.b64encode(PW.encode()).decode())
+    assert code == 235
+
+
+def test_implicit_tls_offers_and_accepts_auth(server, run):
+    client = smtplib.SMTP_SSL(*server.addresses["smtps"], context=tls_client(), timeout=30)
+    client.ehlo()
+    assert "PLAIN" in client.esmtp_features.get("auth", "")
+    client.login("app@d.example", PW)
+    client.sendmail("app@d.example", ["a@x.test"], MESSAGE)
+    client.quit()
+    assert report(run)["total"]["emails"] == 1
+
+
+def test_auth_before_starttls_is_refused(server):
+    client = smtplib.SMTP(*server.addresses["submission"], timeout=30)
+    client.ehlo()
+    assert "auth" not in client.esmtp_features
+    code, text = client.docmd("AUTH", "PLAIN " + base64.b64encode(f"\0app@d.example\0{PW}".encode()).decode())
+    assert code == 530 and b"STARTTLS" in text
+    code, _ = client.docmd("MAIL", "FROM:<app@d.example>")
+    assert code == 530
+    client.close()
+
+
+def test_clear_text_on_the_smtps_port_gets_nothing(server):
+    with socket.create_connection(server.addresses["smtps"], timeout=10) as raw:
+        raw.sendall(b"EHLO clear\r\n")
+        raw.settimeout(5)
+        try:
+            data = raw.recv(1024)
+        except (ConnectionResetError, socket.timeout):
+            data = b""
+    assert b"AUTH" not in data
+
+
+def test_wrong_password_then_throttled(server):
+    for _ in range(3):
+        client = submission(server)
+        client.user, client.password = "app@d.example", PW + "x"
+        with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+            client.auth("PLAIN", client.auth_plain)  # one attempt (login() would try every mechanism)
+        assert err.value.smtp_code == 535
+        client.close()
+    client = submission(server)
+    client.user, client.password = "app@d.example", PW
+    with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+        client.auth("PLAIN", client.auth_plain)  # even the right password, from a throttled address
+    assert err.value.smtp_code == 454
+    client.close()
+    log = server.text()
+    assert log.count("event=auth_failed") == 3 and "event=auth_throttled" in log
+    assert PW not in log
+
+
+def test_mail_without_auth_is_refused(server):
+    client = submission(server)
+    code, _ = client.docmd("MAIL", "FROM:<app@d.example>")
+    assert code == 530
+    client.close()
+
+
+def test_crossing_the_limit_then_refusals(server, run):
+    client = submission(server)
+    client.login("app@d.example", PW)
+    client.sendmail("app@d.example", [f"r{i}@x.test" for i in range(9)], MESSAGE)
+    client.sendmail("app@d.example", ["r9@x.test", "r10@x.test"], MESSAGE)  # 11 > 10: accepted, then revoked
+    with pytest.raises(smtplib.SMTPSenderRefused) as err:
+        client.sendmail("app@d.example", ["late@x.test"], MESSAGE)
+    assert err.value.smtp_code == 550 and b"5.7.1" in err.value.smtp_error
+    client.close()
+    for login in ("app@d.example", "other@d.example"):
+        again = submission(server)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            again.login(login, PW)
+        again.close()
+    status = json.loads(run("usage", "status", "shop", "--json", check_rc=0).stdout)[0]
+    assert (status["sent"], status["blocked"], status["live_credentials"]) == (11, True, 0)
+    assert "event=limit_exceeded account=shop" in server.text()
+    assert run("user", "create", "new@d.example", "--generate").returncode == 6
+
+
+@pytest.fixture
+def sink():
+    """A second local SMTP server, as the relay."""
+    from aiosmtpd.controller import Controller
+
+    class Collect:
+        def __init__(self):
+            self.envelopes = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            return "250 OK"
+
+    handler = Collect()
+    with socket.socket() as probe:  # Controller checks readiness by connecting: it needs a real port
+        probe.bind(("127.0.0.1", 0))
+        handler.port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+def test_relay_delivers_to_a_local_sink(world, tmp_path, sink, run):
+    relay = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--relay",
+                     f"127.0.0.1:{sink.port}"], tmp_path / "relay.log")
+    try:
+        client = submission(relay)
+        client.login("app@d.example", PW)
+        client.sendmail("app@d.example", ["to1@x.test", "to2@x.test", "cc@x.test", "hidden@x.test"], MESSAGE)
+        client.quit()
+    finally:
+        assert relay.stop() == 0
+    [(mail_from, rcpts, content)] = sink.envelopes
+    assert (mail_from, sorted(rcpts)) == ("app@d.example", ["cc@x.test", "hidden@x.test", "to1@x.test", "to2@x.test"])
+    assert b"Subject: hello" in content
+    assert "delivered=relay:127.0.0.1:" in relay.text()
+    assert report(run)["total"]["emails"] == 4
+
+
+def test_a_failing_relay_is_temporary_and_bills_nothing(world, tmp_path, run):
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    relay = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--relay",
+                     f"127.0.0.1:{dead}"], tmp_path / "dead.log")
+    try:
+        client = submission(relay)
+        client.login("app@d.example", PW)
+        with pytest.raises(smtplib.SMTPDataError) as err:
+            client.sendmail("app@d.example", ["a@x.test"], MESSAGE)
+        assert err.value.smtp_code == 451
+        client.close()
+    finally:
+        assert relay.stop() == 0
+    assert report(run)["rows"] == []
+
+
+def test_swaks_submits_with_starttls_and_auth_login(server, run):
+    swaks = shutil.which("swaks")
+    if not swaks:
+        if os.environ.get("CI"):
+            pytest.fail("swaks is missing: .ci/run installs it from Debian")
+        pytest.skip("swaks not installed")
+    host, port = server.addresses["submission"]
+    env = {**os.environ, "SWAKS_OPT_auth_password": PW}  # keeps the password out of argv
+    proc = subprocess.run([swaks, "--server", host, "--port", str(port), "--tls", "--auth", "LOGIN",
+                           "--auth-user", "app@d.example", "--from", "app@d.example",
+                           "--to", "a@x.test,b@x.test", "--header", "Subject: swaks"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report(run)["total"]["emails"] == 2
+
+
+def test_check_validates_and_exits(world, run, tmp_path):
+    ok = run("serve", "--check", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0")
+    assert ok.returncode == 0 and ok.stderr.splitlines()[-1].startswith("Configuration OK")
+    bad = run("serve", "--check", "--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(tmp_path / "nope.key"))
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: cannot load the TLS certificate")
+    half = run("serve", "--check", "--tls-cert", str(tmp_path / "c.pem"))
+    assert (half.returncode, half.stderr) == (
+        2, "Error: give both --tls-cert and --tls-key, or neither (a self-signed pair is made)\n")
+    addr = run("serve", "--check", "--submission", "localhost")
+    assert (addr.returncode, addr.stderr) == (2, "Error: --submission takes HOST:PORT, not 'localhost'\n")
