@@ -84,7 +84,7 @@ def test_each_mechanism_on_submission(server, mechanism):
     code, _ = client.auth(mechanism, auth)
     assert code == 235
     client.quit()
-    assert f"event=auth_ok peer=127.0.0.1:" in server.text() and f"mechanism={mechanism} login=app@d.example" in server.text()
+    assert "event=auth_ok peer=127.0.0.1:" in server.text() and f"mechanism={mechanism} login=app@d.example" in server.text()
 
 
 def test_login_challenges_are_plain_text(server):
