@@ -444,12 +444,13 @@ class Store:
             "name": name, "account_id": account_id, "agency_id": agency_id, "created_at": now_iso(),
         })
 
-    def domain_owners(self) -> dict[str, tuple[int, int | None, str | None]]:
-        """Every domain name -> (agency id, account id or None, account name or None)."""
-        rows = self.db.execute("""
+    def domain_owners(self, name: str | None = None) -> dict[str, tuple[int, int | None, str | None]]:
+        """Domain name -> (agency id, account id or None, account name or None), for one domain or all."""
+        sql = """
             SELECT d.name, COALESCE(a.agency_id, d.agency_id), d.account_id, a.name
             FROM domains d LEFT JOIN accounts a ON a.id = d.account_id
-        """).fetchall()
+        """
+        rows = self.db.execute(sql + " WHERE d.name = ?", [name]).fetchall() if name else self.db.execute(sql).fetchall()
         return {name: (agency_id, account_id, account) for name, agency_id, account_id, account in rows}
 
     def domain_credential_counts(self) -> dict[int, int]:
@@ -501,8 +502,11 @@ class Store:
         self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
 
     # -- accounts by id, and revocation ----------------------------------------
-    def account_by_id(self, account_id: int) -> Account:
-        return Account(**self.query(self._ACCOUNT_SQL + " WHERE a.id = ?", [account_id])[0])
+    def accounts_by_id(self, ids: set[int]) -> list[Account]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [Account(**r) for r in self.query(self._ACCOUNT_SQL + f" WHERE a.id IN ({marks})", sorted(ids))]
 
     def account_logins(self, account_id: int) -> list[str]:
         rows = self.db.execute(

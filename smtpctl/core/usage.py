@@ -66,8 +66,8 @@ class _Target:
 class _Resolver:
     """Who a message belongs to, cached per import (one look-up per login)."""
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, store: Store, *, bulk: bool = False):
+        self.store, self.bulk = store, bulk
         self.owners: dict[str, tuple[int, int | None, str | None]] | None = None
         self.cache: dict[tuple[str, str], _Target | InvalidInput | NotFound] = {}
 
@@ -85,12 +85,17 @@ class _Resolver:
             raise type(hit)(hit.message)
         return hit
 
+    def _owner(self, domain_name: str) -> tuple[int, int | None, str | None] | None:
+        if self.bulk:
+            if self.owners is None:
+                self.owners = self.store.domain_owners()  # one query per import, not one per login
+            return self.owners.get(domain_name)
+        return self.store.domain_owners(domain_name).get(domain_name)
+
     def _lookup(self, item: UsageInput) -> _Target:
-        if self.owners is None:
-            self.owners = self.store.domain_owners()  # one query per import, not one per login
         if item.direction == "outbound":
             name, domain_name = rules.parse_login(item.user or "")
-            owner = self.owners.get(domain_name)
+            owner = self._owner(domain_name)
             if owner is None:
                 raise NotFound(f"unknown sender {name}@{domain_name}: domain {domain_name} is not in the store")
             if owner[2] is None:
@@ -99,7 +104,7 @@ class _Resolver:
             login = f"{name}@{domain_name}"
         else:
             domain_name = rules.normalise_domain(item.domain or "")
-            owner = self.owners.get(domain_name)
+            owner = self._owner(domain_name)
             if owner is None:
                 raise NotFound(f"domain {domain_name!r} not found")
             login = ""
@@ -203,7 +208,7 @@ def _enforce(store: Store, order: list[tuple[int, str, int]], before: dict[tuple
     """Apply the daily-limit rule to every (account, day) this batch touched."""
     running = dict(before)
     crossed_at: dict[tuple[int, str], int] = {}
-    accounts = {a.id: a for a in store.accounts()}
+    accounts = {a.id: a for a in store.accounts_by_id({account_id for account_id, _, _ in order})}
     default_limit = int(effective_settings(store)["default_daily_limit"])
     limits = {i: a.daily_limit if a.daily_limit is not None else default_limit for i, a in accounts.items()}
     for account_id, day, emails in order:
@@ -280,7 +285,7 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
     """
     zone = store_zone(store)
     days = _Days(zone)
-    resolver = _Resolver(store)
+    resolver = _Resolver(store, bulk=True)
     summary = ImportSummary()
     batch: list[UsageInput | BadLine] = []
 

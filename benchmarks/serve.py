@@ -1,0 +1,188 @@
+"""The data plane under load, against a bare aiosmtpd ceiling, in one run.
+
+    python benchmarks/serve.py
+
+- messages/s through `smtpctl serve` (Maildir delivery): 10 concurrent
+  authenticated clients, one connection each, 20 messages of 3 recipients
+  per connection; then the same load against a bare aiosmtpd server (same
+  STARTTLS, AUTH that accepts anything, a handler that stores nothing);
+- AUTH handshakes/s (connect, STARTTLS, AUTH PLAIN, QUIT) with 10 clients;
+- policy requests/s at END-OF-MESSAGE against `smtpctl policy serve`
+  (10 connections, 200 requests each, each request metered).
+Clients are threads in this process; both servers face the same clients.
+Never run as a test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.startup import smtpctl  # noqa: E402
+
+CLIENTS, MESSAGES, RECIPIENTS = 10, 20, 3
+PW = "benchmark-password-123"
+BODY = "From: u{0}@bench.example\r\nTo: a@x.test\r\nSubject: bench\r\n\r\n" + ("x" * 76 + "\r\n") * 26
+
+
+def client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+BARE = r'''
+import asyncio, ssl, sys
+from aiosmtpd.smtp import SMTP, AuthResult
+cert, key, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH); ctx.load_cert_chain(cert, key)
+class Nothing:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+def accept(server, session, envelope, mechanism, data):
+    return AuthResult(success=True)
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Nothing(), tls_context=ctx, require_starttls=True,
+        auth_required=True, authenticator=accept, hostname="bare"), "127.0.0.1", port)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+'''
+
+
+def main() -> None:
+    binary = smtpctl()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "none.toml").write_text("")
+        (tmp_path / "pw").write_text(PW + "\n")
+        env = dict(os.environ, SMTPCTL_DB=str(tmp_path / "bench.db"), SMTPCTL_CONFIG=str(tmp_path / "none.toml"))
+        # Five logins (the most one domain holds); ten clients use them twice over.
+        doc = ('[[agencies]]\nname = "bench"\n[[accounts]]\nname = "bench"\nagency = "bench"\n'
+               'daily_limit = 100000000\n[[domains]]\nname = "bench.example"\naccount = "bench"\n'
+               + "".join(f'[[credentials]]\nlogin = "u{i}@bench.example"\npassword_file = "{tmp_path / "pw"}"\n'
+                         for i in range(5)))
+        subprocess.run([binary, "apply", "-"], input=doc, env=env, check=True, capture_output=True, text=True)
+
+        serve_port = free_port()
+        serve = start([binary, "serve", "--submission", f"127.0.0.1:{serve_port}", "--smtps", "127.0.0.1:0",
+                       "--maildir", str(tmp_path / "maildir")], env, "event=ready")
+        smtp_time, auth_time = send_load(serve_port), auth_load(serve_port)
+        stop(serve)
+
+        cert, key = tmp_path / "tls" / "selfsigned-cert.pem", tmp_path / "tls" / "selfsigned-key.pem"
+        bare_port = free_port()
+        bare = start([sys.executable, "-c", BARE, str(cert), str(key), str(bare_port)], env, "ready")
+        bare_time, bare_auth = send_load(bare_port), auth_load(bare_port)
+        stop(bare)
+
+        policy_port = free_port()
+        policy = start([binary, "policy", "serve", "--listen", f"127.0.0.1:{policy_port}"], env, "event=listening")
+        policy_time = policy_load(policy_port)
+        stop(policy)
+
+        total = CLIENTS * MESSAGES
+        print(f"{CLIENTS} clients x {MESSAGES} messages x {RECIPIENTS} recipients ({total} messages); "
+              f"{os.cpu_count()} cores")
+        print(f"smtpctl serve      {total / smtp_time:8.1f} messages/s  ({smtp_time:.2f} s)")
+        print(f"bare aiosmtpd      {total / bare_time:8.1f} messages/s  ({bare_time:.2f} s)  "
+              f"-> serve reaches {100 * bare_time / smtp_time:.0f}% of the ceiling")
+        print(f"AUTH handshakes    {CLIENTS * 5 / auth_time:8.1f} /s smtpctl serve (argon2id verify), "
+              f"{CLIENTS * 5 / bare_auth:.1f} /s bare (no password check)")
+        print(f"policy requests    {CLIENTS * 200 / policy_time:8.1f} /s at END-OF-MESSAGE, each metered")
+
+
+def start(cmd: list[str], env: dict[str, str], ready: str) -> subprocess.Popen:
+    """Start a server and wait for its ready line; its log is drained in the background."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if ready in line:
+            break
+    else:
+        raise SystemExit(f"{cmd[0]} did not start")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def _login(i: int) -> str:
+    return f"u{i % 5}@bench.example"
+
+
+def send_load(port: int) -> float:
+    """Seconds to send every message, timed from when all clients have authenticated."""
+    started: list[float] = []
+    barrier = threading.Barrier(CLIENTS, action=lambda: started.append(time.perf_counter()))
+
+    def one(i: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=120) as c:
+            c.starttls(context=client_tls())
+            c.login(_login(i), PW)
+            barrier.wait()
+            for m in range(MESSAGES):
+                c.sendmail(_login(i), [f"r{m}-{k}@x.test" for k in range(RECIPIENTS)], BODY.format(i))
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(one, range(CLIENTS)))
+    return time.perf_counter() - started[0]
+
+
+def auth_load(port: int, per_client: int = 5) -> float:
+    def one(i: int) -> None:
+        for _ in range(per_client):
+            with smtplib.SMTP("127.0.0.1", port, timeout=120) as c:
+                c.starttls(context=client_tls())
+                c.user, c.password = _login(i), PW
+                c.auth("PLAIN", c.auth_plain)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(one, range(CLIENTS)))
+    return time.perf_counter() - start
+
+
+def policy_load(port: int, per_client: int = 200) -> float:
+    request = ("request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\nsasl_username={0}\n"
+               "recipient_count=3\ninstance=b{1}.{2}\nqueue_id=Q{1}X{2}\n\n")
+
+    def one(i: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            stream = conn.makefile("rwb")
+            for n in range(per_client):
+                stream.write(request.format(_login(i), i, n).encode())
+                stream.flush()
+                answer = stream.readline()
+                assert answer.startswith(b"action=DUNNO"), answer
+                stream.readline()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(one, range(CLIENTS)))
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
