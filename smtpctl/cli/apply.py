@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +11,7 @@ import typer
 
 from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.core import provisioning
+from smtpctl.core import export, provisioning
 from smtpctl.core.errors import AlreadyExists, InvalidInput
 
 
@@ -45,7 +44,8 @@ def apply_command(
             raise InvalidInput(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
     doc = provisioning.parse_document(text, base_dir=base)
     store = store_of(ctx)
-    plan = provisioning.make_plan(store, doc, prune=prune)
+    verify = provisioning.VerifyCache()
+    plan = provisioning.make_plan(store, doc, prune=prune, verify=verify)
     deletions = [c for c in plan.changes if c.action == "delete"]
     generates = [c for c in plan.changes if c.kind == "credential" and c.action == "create"
                  and doc.credentials[c.name].generate]
@@ -59,25 +59,20 @@ def apply_command(
             listed = ", ".join(f"{c.kind} {c.name}" for c in deletions)
             confirm_destructive(f"--prune will delete {len(deletions)} object(s): {listed}.", yes)
 
-    pending: dict[str, str] = {}
+    pending: dict[str, Path] = {}
 
     def stage_secrets(final: provisioning.Plan) -> None:
         # Inside the transaction: the passwords reach the disk before the
         # credentials exist, so a failed write keeps nothing.
-        if not final.generated:
-            return
-        folder = secrets_out.parent if str(secrets_out.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{secrets_out.name}.", dir=folder)
-        pending["tmp"] = tmp
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(_secrets_text(final.generated, json_out))
-        os.chmod(tmp, 0o600)
+        if final.generated:
+            pending["tmp"] = export.stage_file(secrets_out, _secrets_text(final.generated, json_out))
 
     try:
-        result = plan if dry_run else provisioning.apply_document(store, doc, prune=prune, before_commit=stage_secrets)
+        result = plan if dry_run else provisioning.apply_document(store, doc, prune=prune, before_commit=stage_secrets,
+                                                                  verify=verify)
     except BaseException:
         if "tmp" in pending:
-            Path(pending["tmp"]).unlink(missing_ok=True)
+            pending["tmp"].unlink(missing_ok=True)
         raise
     if "tmp" in pending:
         os.replace(pending["tmp"], secrets_out)

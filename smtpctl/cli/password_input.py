@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from smtpctl.core.errors import InvalidInput
+from smtpctl.core.passwords import single_line
 
 PasswordStdinOption = Annotated[bool, typer.Option(
     "--password-stdin", help="Read the password from stdin (one line; the trailing newline is stripped).")]
@@ -24,13 +25,6 @@ GenerateOption = Annotated[bool, typer.Option(
     "--generate", help="Generate a strong random password and print it once.")]
 
 SOURCES = "--password-stdin, --password-file PATH or --generate"
-
-
-def _first_line(text: str) -> str:
-    line, newline, _rest = text.partition("\n")
-    if _rest:
-        raise InvalidInput("the password input has more than one line; give exactly one line")
-    return line
 
 
 def read_password(*, stdin: bool, file: Path | None, generate: bool = False, allow_generate: bool = True,
@@ -45,10 +39,10 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool = False, all
         data = sys.stdin.read()
         if not data:
             raise InvalidInput("--password-stdin was given but stdin was empty")
-        return _first_line(data)
+        return single_line(data, "the password input")
     if file is not None:
         try:
-            return _first_line(file.read_text(encoding="utf-8"))
+            return single_line(file.read_text(encoding="utf-8"), "the password input")
         except OSError as exc:
             raise InvalidInput(f"cannot read --password-file {file}: {exc.strerror}") from None
         except UnicodeDecodeError:

@@ -54,13 +54,11 @@ def dovecot_passwd(store: Store) -> str:
     return "".join(lines)
 
 
-def write_atomically(path: Path, text: str, *, group: str | None = None) -> None:
-    """Write ``text`` to ``path`` via a 0600 temp file in the same folder and a rename.
+def stage_file(path: Path, text: str, *, group: str | None = None) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` (0600, or 0640 owned
+    by ``group``), flushed to disk; ``os.replace`` it onto ``path`` to publish.
 
-    A reader (Dovecot) sees the old file or the new one, never half of one.
-    With ``group`` the file is 0640 and owned by that group, so a daemon
-    that runs as it (Dovecot's auth process runs as ``dovecot``) can read it.
-    Raises ``InvalidInput`` for an unknown group or an unwritable path.
+    Raises ``InvalidInput`` for an unknown group or an unwritable folder.
     """
     gid = None
     if group is not None:
@@ -84,7 +82,22 @@ def write_atomically(path: Path, text: str, *, group: str | None = None) -> None
         if gid is not None:
             os.chown(tmp, -1, gid)
         os.chmod(tmp, 0o640 if gid is not None else 0o600)
-        os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
+    return Path(tmp)
+
+
+def write_atomically(path: Path, text: str, *, group: str | None = None) -> None:
+    """Write ``text`` to ``path`` via a staged temp file and a rename.
+
+    A reader (Dovecot) sees the old file or the new one, never half of one.
+    With ``group`` the file is 0640 and owned by that group, so a daemon
+    that runs as it (Dovecot's auth process runs as ``dovecot``) can read it.
+    """
+    tmp = stage_file(path, text, group=group)
+    try:
+        os.replace(tmp, path.expanduser())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None

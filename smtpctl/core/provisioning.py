@@ -168,9 +168,7 @@ def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read password_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    line, _, rest = text.partition("\n")
-    if rest:
-        raise InvalidInput(f"password_file {path} has more than one line")
+    line = passwords.single_line(text, f"password_file {path}")
     return CredentialSpec(login, where, False, passwords.validate_password(line), f"file:{path}")
 
 
@@ -201,7 +199,7 @@ class Plan:
         return counts
 
 
-class _VerifyCache:
+class VerifyCache:
     """Verify results by (login, stored hash), so re-planning under the lock
     costs no second argon2 verify."""
 
@@ -224,7 +222,7 @@ class _VerifyCache:
         return self.results[(login, stored)]
 
 
-def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: _VerifyCache | None = None) -> Plan:
+def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: VerifyCache | None = None) -> Plan:
     """Compare the document with the store and check every rule.
 
     Raises, naming the entry, with the rule's own exit code: ``NotFound`` (a
@@ -234,7 +232,7 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: _Veri
     (a new credential for a blocked account), ``LimitReached`` (a domain
     left holding more than its cap of credentials).
     """
-    verify = verify or _VerifyCache()
+    verify = verify or VerifyCache()
     plan = Plan()
     agencies = {a.name.lower(): a for a in store.agencies()}
     accounts = {a.name.lower(): a for a in store.accounts()}
@@ -406,7 +404,7 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
 
 
 def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run: bool = False,
-                   before_commit=None) -> Plan:
+                   before_commit=None, verify: VerifyCache | None = None) -> Plan:
     """Plan, then (unless ``dry_run``) apply in one ``BEGIN IMMEDIATE`` transaction.
 
     Passwords are hashed before the lock is taken; under the lock the plan is
@@ -415,7 +413,7 @@ def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run:
     ``before_commit(plan)`` runs inside the transaction after the writes: if
     it raises, nothing is kept (the CLI writes the secrets file there).
     """
-    verify = _VerifyCache()
+    verify = verify or VerifyCache()  # share one with an earlier make_plan: no verify runs twice
     plan = make_plan(store, doc, prune=prune, verify=verify)
     if dry_run:
         return plan

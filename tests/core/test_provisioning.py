@@ -278,3 +278,14 @@ def test_any_store_exports_to_a_file_that_rebuilds_it(world):
             assert export.export_document(target) == expected
             assert provisioning.apply_document(
                 target, provisioning.parse_document(text, environ={})).summary()["create"] == 0
+
+
+def test_a_second_plan_with_the_same_cache_verifies_nothing_again(store, monkeypatch):
+    provisioning.apply_document(store, doc())
+    calls = []
+    real = provisioning.passwords.verify_password
+    monkeypatch.setattr(provisioning.passwords, "verify_password", lambda *a: calls.append(a[0]) or real(*a))
+    cache = provisioning.VerifyCache()
+    provisioning.make_plan(store, doc(), verify=cache)
+    provisioning.apply_document(store, doc(), verify=cache)
+    assert calls == [PW]  # ci@d.example's source, verified once for both plans
