@@ -140,3 +140,41 @@ def test_debug_shows_traceback_only_when_asked(tmp_path, run):
     assert "Traceback" not in quiet.stderr
     loud = run("--db", str(db), "agency", "list", env={"SMTPCTL_DEBUG": "1"})
     assert "Traceback" in loud.stderr and loud.returncode != 0
+
+
+def test_backup_while_other_processes_write(run, tmp_path):
+    """The online backup API copies a consistent store while writers keep going."""
+    import threading
+
+    run("agency", "add", "acme", check_rc=0)
+    stop = threading.Event()
+    written = []
+
+    def writer(name):
+        i = 0
+        while not stop.is_set():
+            proc = run("account", "add", f"{name}-{i}", "--agency", "acme")
+            written.append(proc.returncode)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("left", "right")]
+    for t in threads:
+        t.start()
+    try:
+        copies = []
+        for n in range(3):
+            target = tmp_path / f"copy-{n}.db"
+            run("store", "backup", str(target), check_rc=0)
+            copies.append(target)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert written and set(written) == {0}
+    for copy in copies:
+        with sqlite3.connect(copy) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            agencies = conn.execute("SELECT count(*) FROM agencies").fetchone()[0]
+            audits = conn.execute("SELECT count(*) FROM audit WHERE action = 'account.create'").fetchone()[0]
+            accounts = conn.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        assert agencies == 1 and accounts == audits  # every account with its audit row: one transaction each

@@ -260,3 +260,24 @@ def test_check_validates_and_exits(world, run, tmp_path):
         2, "Error: give both --tls-cert and --tls-key, or neither (a self-signed pair is made)\n")
     addr = run("serve", "--check", "--submission", "localhost")
     assert (addr.returncode, addr.stderr) == (2, "Error: --submission takes HOST:PORT, not 'localhost'\n")
+
+
+def test_blocked_account_cannot_authenticate(server, run):
+    run("account", "block", "shop", "--reason", "compliance review", check_rc=0)
+    client = submission(server)
+    client.user, client.password = "app@d.example", PW
+    with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+        client.auth("PLAIN", client.auth_plain)
+    assert err.value.smtp_code == 535 and b"5.7.1 Sending is blocked" in err.value.smtp_error
+    client.close()
+    assert "event=auth_refused" in server.text() and "reason=blocked" in server.text()
+
+
+def test_sigint_stops_cleanly(world, tmp_path):
+    import signal
+
+    running = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0"], tmp_path / "int.log")
+    running.proc.send_signal(signal.SIGINT)
+    assert running.stop() == 0
+    assert "event=stopping" in running.text() and "event=stopped" in running.text()
+    assert "Traceback" not in running.text()
