@@ -8,7 +8,8 @@ import typer
 
 from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, message, render_list, render_record, print_json
 from smtpctl.cli.state import store_of
-from smtpctl.core import services
+from smtpctl.cli.deferred import deferred_import
+services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 

@@ -11,7 +11,9 @@ import typer
 
 from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.core import export, provisioning
+from smtpctl.cli.deferred import deferred_import
+export = deferred_import("smtpctl.core.export")
+provisioning = deferred_import("smtpctl.core.provisioning")
 from smtpctl.core.errors import AlreadyExists, InvalidInput
 
 

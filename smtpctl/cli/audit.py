@@ -8,7 +8,8 @@ import typer
 
 from smtpctl.cli.output import CsvOption, JsonOption, fmt, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.core import services
+from smtpctl.cli.deferred import deferred_import
+services = deferred_import("smtpctl.core.services")
 
 
 def audit_command(

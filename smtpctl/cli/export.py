@@ -11,7 +11,8 @@ import typer
 
 from smtpctl.cli.output import message, to_json
 from smtpctl.cli.state import store_of
-from smtpctl.core import export
+from smtpctl.cli.deferred import deferred_import
+export = deferred_import("smtpctl.core.export")
 from smtpctl.core.errors import InvalidInput
 
 

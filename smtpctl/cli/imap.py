@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, render_list, render_record, print_json
-from smtpctl.core import imap
+from smtpctl.cli.deferred import deferred_import
+imap = deferred_import("smtpctl.core.imap")
 
 app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",
                   no_args_is_help=True)

@@ -15,7 +15,6 @@ from typing import Annotated, Optional
 import typer
 
 from smtpctl.core.errors import InvalidInput
-from smtpctl.core.passwords import single_line
 
 PasswordStdinOption = Annotated[bool, typer.Option(
     "--password-stdin", help="Read the password from stdin (one line; the trailing newline is stripped).")]
@@ -30,6 +29,8 @@ SOURCES = "--password-stdin, --password-file PATH or --generate"
 def read_password(*, stdin: bool, file: Path | None, generate: bool = False, allow_generate: bool = True,
                   confirm: bool = True) -> str | None:
     """The password the user gave, or ``None`` when one must be generated."""
+    from smtpctl.core.passwords import single_line
+
     sources = allow_generate and generate, stdin, file is not None
     if sum(sources) > 1:
         raise InvalidInput(f"give only one of {SOURCES if allow_generate else '--password-stdin or --password-file'}")

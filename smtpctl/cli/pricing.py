@@ -9,7 +9,10 @@ import typer
 
 from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.core import rules, services, usage
+from smtpctl.cli.deferred import deferred_import
+rules = deferred_import("smtpctl.core.rules")
+services = deferred_import("smtpctl.core.services")
+usage = deferred_import("smtpctl.core.usage")
 from smtpctl.core.errors import InvalidInput
 
 app = typer.Typer(help="Price estimates at the service's rate and at comparison rates.", no_args_is_help=True)

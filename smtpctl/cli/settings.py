@@ -10,7 +10,9 @@ import typer
 
 from smtpctl.cli.output import JsonOption, _console, render_list, print_json
 from smtpctl.cli.state import store_of
-from smtpctl.core import rules, services
+from smtpctl.cli.deferred import deferred_import
+rules = deferred_import("smtpctl.core.rules")
+services = deferred_import("smtpctl.core.services")
 from smtpctl.core.errors import InvalidInput
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from smtpctl.core.store import Store
+if TYPE_CHECKING:
+    from smtpctl.core.store import Store
 
 
 @dataclass
@@ -16,7 +17,7 @@ class AppState:
     db: Path | None = None
     config_path: Path | None = None
     _config: dict[str, Any] | None = None
-    _store: Store | None = field(default=None, repr=False)
+    _store: "Store | None" = field(default=None, repr=False)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -26,9 +27,10 @@ class AppState:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self) -> Store:
+    def store(self) -> "Store":
         if self._store is None:
             from smtpctl.core.paths import env_actor, resolve_store_path
+            from smtpctl.core.store import Store
 
             path = resolve_store_path(self.db, self.config)
             self._store = Store.open(path, actor=env_actor(self.config))
@@ -40,7 +42,7 @@ class AppState:
             self._store = None
 
 
-def store_of(ctx: typer.Context) -> Store:
+def store_of(ctx: typer.Context) -> "Store":
     state = ctx.find_object(AppState)
     if state is None:  # a command invoked without the root callback (tests)
         state = AppState()

@@ -9,7 +9,8 @@ import typer
 
 from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, print_json
 from smtpctl.cli.state import store_of
-from smtpctl.core import services
+from smtpctl.cli.deferred import deferred_import
+services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Service settings and care of the store file.", no_args_is_help=True)
 

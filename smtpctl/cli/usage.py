@@ -11,7 +11,9 @@ import typer
 
 from smtpctl.cli.output import CsvOption, JsonOption, _console, fmt, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
-from smtpctl.core import usage
+from smtpctl.cli.deferred import deferred_import
+rules = deferred_import("smtpctl.core.rules")
+usage = deferred_import("smtpctl.core.usage")
 from smtpctl.core.errors import InvalidInput
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
@@ -95,7 +97,7 @@ def import_(
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad line; keep nothing of its batch.")] = False,
     year: Annotated[Optional[int], typer.Option("--year", help="postfix: the log's year (syslog lines have none).")] = None,
     log_timezone: Annotated[Optional[str], typer.Option("--log-timezone", help="postfix: the log's time zone (default: the store's).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Messages per transaction.")] = usage.BATCH_SIZE,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Messages per transaction.")] = rules.IMPORT_BATCH_SIZE,
     json_out: JsonOption = False,
 ) -> None:
     """Import messages from JSONL, CSV or a Postfix mail log."""

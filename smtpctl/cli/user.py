@@ -12,7 +12,8 @@ from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption,
 from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, PasswordStdinOption, read_password
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of
-from smtpctl.core import services
+from smtpctl.cli.deferred import deferred_import
+services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
 

@@ -23,6 +23,7 @@ DEFAULT_COMPARE_PRICE_PER_1000 = Decimal("0.80")
 DEFAULT_TIMEZONE = "UTC"
 
 MAX_DAILY_LIMIT = 100_000_000
+IMPORT_BATCH_SIZE = 5000  # messages per transaction in `usage import`
 MAX_NAME_LENGTH = 64
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ._&'-]*[A-Za-z0-9._])?$")

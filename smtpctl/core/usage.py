@@ -23,7 +23,7 @@ from smtpctl.core.services import effective_limit, effective_settings, get_accou
 from smtpctl.core.store import Store
 
 FUTURE_TOLERANCE = timedelta(hours=1)
-BATCH_SIZE = 5000
+BATCH_SIZE = rules.IMPORT_BATCH_SIZE
 WARN_RATIO = Decimal("0.8")
 
 
