@@ -18,7 +18,7 @@ def cost(emails: int, price_per_1000: Decimal) -> Decimal:
     """The exact cost of ``emails`` at ``price_per_1000`` (no rounding)."""
     if isinstance(price_per_1000, float) or isinstance(emails, float):
         raise TypeError("money is never a float")
-    return (Decimal(int(emails)) * price_per_1000 / THOUSAND).normalize() if emails else Decimal("0")
+    return Decimal(int(emails)) * price_per_1000 / THOUSAND
 
 
 def to_cents(amount: Decimal) -> Decimal:

@@ -158,8 +158,14 @@ CREATE INDEX usage_daily_account_day ON usage_daily(account_id, day, direction);
 """
 
 
+# The schema steps this smtpctl knows, in order. Kept as plain names so that
+# opening an up-to-date store needs no sqlite-utils import; a test checks they
+# match the registered Migrations.
+MIGRATION_NAMES = ("0001_foundation", "0002_credentials", "0003_usage")
+
+
 def known_migrations() -> list[str]:
-    return [m.name for m in _migrations()._migrations]
+    return list(MIGRATION_NAMES)
 
 
 def _describe(exc: sqlite3.Error, path: Path) -> str:
@@ -178,10 +184,24 @@ def _describe(exc: sqlite3.Error, path: Path) -> str:
 class Store:
     """An open store. Use ``Store.open``; close it with ``close()`` or ``with``."""
 
-    def __init__(self, db: "Database", path: Path, actor: str):
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection, path: Path, actor: str):
+        self.conn = conn
         self.path = path
         self.actor = actor
+        self._db: "Database | None" = None
+
+    @property
+    def db(self) -> "Database":
+        """The sqlite-utils view of the connection, for migrations and writes.
+
+        Reads go straight to ``self.conn``: importing sqlite-utils costs ~30 ms,
+        which read-only commands (lists, reports, status) need not pay.
+        """
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn, execute_plugins=False)
+        return self._db
 
     # -- opening -----------------------------------------------------------
     @classmethod
@@ -193,8 +213,6 @@ class Store:
         an SQLite database, a store written by a newer smtpctl, or any file
         that cannot be opened or written; in each case nothing is changed.
         """
-        from sqlite_utils import Database
-
         path = Path(path).expanduser()
         if busy_timeout is None:
             busy_timeout = _env_busy_timeout()
@@ -208,8 +226,8 @@ class Store:
             raise StoreError(_describe(exc, path)) from None
         try:
             conn.execute("PRAGMA foreign_keys = ON")
-            db = Database(conn, execute_plugins=False)
-            store = cls(db, path, actor or default_actor())
+            conn.execute("PRAGMA recursive_triggers = ON")  # as sqlite-utils sets it
+            store = cls(conn, path, actor or default_actor())
             store._migrate()
         except sqlite3.Error as exc:
             conn.close()
@@ -220,12 +238,12 @@ class Store:
         return store
 
     def _applied(self) -> list[str]:
-        exists = self.db.execute(
+        exists = self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
         ).fetchone()
         if not exists:
             return []
-        rows = self.db.execute(
+        rows = self.conn.execute(
             "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY id", [MIGRATION_SET]
         ).fetchall()
         return [r[0] for r in rows]
@@ -242,7 +260,7 @@ class Store:
         # Read first, write nothing, until we know the file is ours to change.
         applied = self._applied()
         if not applied:
-            tables = self.db.execute(
+            tables = self.conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
             ).fetchone()[0]
             if tables:
@@ -250,9 +268,9 @@ class Store:
         self._check_not_newer(applied)
         if len(applied) == len(known_migrations()):
             return
-        mode = self.db.execute("PRAGMA journal_mode").fetchone()[0]
+        mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
         if mode.lower() != "wal":
-            self.db.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA journal_mode = WAL")
         migrations = _migrations()
         with self.write():
             # Another process may have migrated while we waited for the lock.
@@ -260,7 +278,7 @@ class Store:
             migrations.apply(self.db)
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -276,7 +294,7 @@ class Store:
         Raises ``StoreError`` when the store stays locked past the busy
         timeout or cannot be written; on any error everything is rolled back.
         """
-        conn = self.db.conn
+        conn = self.conn
         if conn.in_transaction:
             yield self
             return
@@ -298,13 +316,15 @@ class Store:
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         try:
-            return list(self.db.query(sql, params))
+            cursor = self.conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]
         except sqlite3.Error as exc:
             raise StoreError(_describe(exc, self.path)) from None
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
         try:
-            row = self.db.execute(sql, params).fetchone()
+            row = self.conn.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(_describe(exc, self.path)) from None
         return row[0] if row else None
@@ -327,7 +347,7 @@ class Store:
         try:
             dest = sqlite3.connect(str(target))
             try:
-                self.db.conn.backup(dest)
+                self.conn.backup(dest)
             finally:
                 dest.close()
         except sqlite3.Error as exc:
@@ -450,7 +470,7 @@ class Store:
             SELECT d.name, COALESCE(a.agency_id, d.agency_id), d.account_id, a.name
             FROM domains d LEFT JOIN accounts a ON a.id = d.account_id
         """
-        rows = self.db.execute(sql + " WHERE d.name = ?", [name]).fetchall() if name else self.db.execute(sql).fetchall()
+        rows = self.conn.execute(sql + " WHERE d.name = ?", [name]).fetchall() if name else self.conn.execute(sql).fetchall()
         return {name: (agency_id, account_id, account) for name, agency_id, account_id, account in rows}
 
     def domain_credential_counts(self) -> dict[int, int]:
@@ -458,8 +478,8 @@ class Store:
         return {r["domain_id"]: r["n"] for r in rows}
 
     def delete_domain(self, domain_id: int) -> None:
-        self.db.execute("DELETE FROM credentials WHERE domain_id = ?", [domain_id])
-        self.db.execute("DELETE FROM domains WHERE id = ?", [domain_id])
+        self.conn.execute("DELETE FROM credentials WHERE domain_id = ?", [domain_id])
+        self.conn.execute("DELETE FROM domains WHERE id = ?", [domain_id])
 
     # -- credentials ---------------------------------------------------------
     _CREDENTIAL_SQL = """
@@ -499,7 +519,7 @@ class Store:
         self.db["credentials"].update(credential_id, changes)
 
     def delete_credential(self, credential_id: int) -> None:
-        self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
+        self.conn.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
 
     # -- accounts by id, and revocation ----------------------------------------
     def accounts_by_id(self, ids: set[int]) -> list[Account]:
@@ -509,13 +529,13 @@ class Store:
         return [Account(**r) for r in self.query(self._ACCOUNT_SQL + f" WHERE a.id IN ({marks})", sorted(ids))]
 
     def account_logins(self, account_id: int) -> list[str]:
-        rows = self.db.execute(
+        rows = self.conn.execute(
             "SELECT c.login FROM credentials c JOIN domains d ON d.id = c.domain_id "
             "WHERE d.account_id = ? ORDER BY c.login", [account_id]).fetchall()
         return [r[0] for r in rows]
 
     def revoke_account_credentials(self, account_id: int) -> None:
-        self.db.execute(
+        self.conn.execute(
             "DELETE FROM credentials WHERE domain_id IN (SELECT id FROM domains WHERE account_id = ?)", [account_id])
 
     # -- usage -----------------------------------------------------------------
@@ -524,13 +544,13 @@ class Store:
         found: set[str] = set()
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.db.execute(
+            found.update(r[0] for r in self.conn.execute(
                 f"SELECT source_id FROM usage_events WHERE source_id IN ({marks})", chunk))
         return found
 
     def insert_usage(self, rows: list[tuple]) -> None:
         """Insert events and add them to the per-day rollup, in the caller's transaction."""
-        conn = self.db.conn
+        conn = self.conn
         conn.executemany(
             "INSERT INTO usage_events (source_id, at, day, direction, agency_id, account_id, domain, login, "
             "to_count, cc_count, bcc_count, emails, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -551,7 +571,7 @@ class Store:
         wanted = set(keys)
         totals = dict.fromkeys(wanted, 0)
         for day in sorted({day for _, day in wanted}):
-            for account_id, emails in self.db.execute(
+            for account_id, emails in self.conn.execute(
                     "SELECT account_id, SUM(emails) FROM usage_daily WHERE day = ? AND direction = 'outbound' "
                     "GROUP BY account_id", [day]):
                 if (account_id, day) in wanted:

@@ -453,12 +453,13 @@ def usage_report(store: Store, *, since: str | None = None, until: str | None = 
     price = Decimal(effective_settings(store)["price_per_1000"])
     raw = store.usage_rollup(start.isoformat(), end.isoformat(), groups, filters)
     rows = []
+    total_exact = Decimal(0)
     for r in raw:
         exact = billing.cost(r["emails"], price)
+        total_exact += exact  # sums are taken before rounding
         rows.append({**{g: r[g] for g in groups}, "messages": r["messages"], "emails": r["emails"],
                      "outbound": r["outbound"], "inbound": r["inbound"], "cost": billing.plain(exact),
                      "cost_rounded": format(billing.to_cents(exact), "f")})
-    total_exact = billing.total(billing.cost(r["emails"], price) for r in raw)
     total = {k: sum(r[k] for r in raw) for k in ("messages", "emails", "outbound", "inbound")}
     return {
         "since": start.isoformat(), "until": end.isoformat(), "timezone": zone.key, "by": groups,

@@ -138,3 +138,9 @@ def test_backup_is_a_working_store(tmp_path):
     assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o600
     with Store.open(tmp_path / "copy.db") as copy:
         assert [a.name for a in copy.agencies()] == ["acme"]
+
+
+def test_migration_names_match_the_registered_migrations():
+    from smtpctl.core.store import _migrations
+
+    assert [m.name for m in _migrations()._migrations] == known_migrations()
