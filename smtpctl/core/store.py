@@ -578,24 +578,35 @@ class Store:
                     totals[(account_id, day)] = emails
         return totals
 
+    # Each group: (the column aggregated on, the name shown for it).
     _GROUP_SQL = {
-        "day": "u.day", "agency": "g.name", "account": "COALESCE(a.name, '')", "domain": "u.domain",
-        "user": "u.login", "direction": "u.direction",
+        "day": ("u.day", "r.day"), "agency": ("u.agency_id", "g.name"),
+        "account": ("u.account_id", "COALESCE(a.name, '')"), "domain": ("u.domain", "r.domain"),
+        "user": ("u.login", "r.user"), "direction": ("u.direction", "r.direction"),
     }
 
     def usage_rollup(self, since: str, until: str, groups: list[str], filters: dict[str, Any]) -> list[dict[str, Any]]:
-        select = [f"{self._GROUP_SQL[g]} AS {g}" for g in groups]
+        """Sum the per-day rollup over a range, grouped; aggregate on ids first,
+        then join names, so the join touches result rows, not rollup rows."""
+        inner = [f"{self._GROUP_SQL[g][0]} AS {g}" for g in groups]
+        outer = [f"{self._GROUP_SQL[g][1]} AS {g}" for g in groups]
         where, params = ["u.day BETWEEN ? AND ?"], [since, until]
         for column, value in filters.items():
             where.append(f"u.{column} = ?")
             params.append(value)
+        positions = ", ".join(str(i + 1) for i in range(len(groups)))
+        joins = ""
+        if "agency" in groups:
+            joins += " JOIN agencies g ON g.id = r.agency"
+        if "account" in groups:
+            joins += " LEFT JOIN accounts a ON a.id = r.account"
         sql = (
-            f"SELECT {', '.join(select)}, SUM(u.messages) AS messages, SUM(u.emails) AS emails, "
+            f"SELECT {', '.join(outer)}, r.messages, r.emails, r.outbound, r.inbound FROM ("
+            f"SELECT {', '.join(inner)}, SUM(u.messages) AS messages, SUM(u.emails) AS emails, "
             "SUM(CASE WHEN u.direction = 'outbound' THEN u.emails ELSE 0 END) AS outbound, "
             "SUM(CASE WHEN u.direction = 'inbound' THEN u.emails ELSE 0 END) AS inbound "
-            "FROM usage_daily u JOIN agencies g ON g.id = u.agency_id LEFT JOIN accounts a ON a.id = u.account_id "
-            f"WHERE {' AND '.join(where)} GROUP BY {', '.join(str(i + 1) for i in range(len(groups)))} "
-            f"ORDER BY {', '.join(str(i + 1) for i in range(len(groups)))}"
+            f"FROM usage_daily u WHERE {' AND '.join(where)} GROUP BY {positions}) r{joins} "
+            f"ORDER BY {positions}"
         )
         return self.query(sql, params)
 
