@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.startup import smtpctl  # noqa: E402
+from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 ACCOUNTS, DOMAINS_PER_ACCOUNT, CREDENTIALS = 200, 2, 1000
 
@@ -54,7 +54,6 @@ def main() -> None:
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        (tmp_path / "none.toml").write_text("")
         (tmp_path / "pw.txt").write_text("a shared benchmark password\n")
         gen, files = tmp_path / "gen.toml", tmp_path / "files.toml"
         gen.write_text(document("generate = true"))
@@ -62,8 +61,7 @@ def main() -> None:
         print(f"{ACCOUNTS} accounts, {ACCOUNTS * DOMAINS_PER_ACCOUNT} domains, {CREDENTIALS:,} credentials; "
               f"{os.cpu_count()} cores")
         for label, path, extra in (("generate = true", gen, ["--secrets-out"]), ("password_file", files, [])):
-            env = dict(os.environ, SMTPCTL_DB=str(tmp_path / f"{path.stem}.db"),
-                       SMTPCTL_CONFIG=str(tmp_path / "none.toml"))
+            env = isolated_env(tmp_path, tmp_path / f"{path.stem}.db")
             args = ["apply", str(path)] + ([*extra, str(tmp_path / f"{path.stem}-secrets.toml")] if extra else [])
             first, s1 = run(binary, args, env)
             again, s2 = run(binary, ["apply", str(path)], env)

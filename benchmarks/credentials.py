@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.startup import smtpctl  # noqa: E402
+from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> str:
@@ -32,8 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "none.toml").write_text("")
-        env = dict(os.environ, SMTPCTL_DB=str(Path(tmp) / "bench.db"), SMTPCTL_CONFIG=str(Path(tmp) / "none.toml"))
+        env = isolated_env(Path(tmp), Path(tmp) / "bench.db")
 
         def sh(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
             return subprocess.run([binary, *argv], env=env, input=stdin, capture_output=True, text=True, check=True)

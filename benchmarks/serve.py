@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.startup import smtpctl  # noqa: E402
+from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 CLIENTS, MESSAGES, RECIPIENTS = 10, 20, 3
 PW = "benchmark-password-123"
@@ -73,9 +73,8 @@ def main() -> None:
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        (tmp_path / "none.toml").write_text("")
         (tmp_path / "pw").write_text(PW + "\n")
-        env = dict(os.environ, SMTPCTL_DB=str(tmp_path / "bench.db"), SMTPCTL_CONFIG=str(tmp_path / "none.toml"))
+        env = isolated_env(tmp_path, tmp_path / "bench.db")
         # Five logins (the most one domain holds); ten clients use them twice over.
         doc = ('[[agencies]]\nname = "bench"\n[[accounts]]\nname = "bench"\nagency = "bench"\n'
                'daily_limit = 100000000\n[[domains]]\nname = "bench.example"\naccount = "bench"\n'

@@ -25,6 +25,17 @@ def smtpctl() -> str:
     return str(local) if local.exists() else (shutil.which("smtpctl") or "smtpctl")
 
 
+def isolated_env(folder: Path, db: Path | None = None) -> dict[str, str]:
+    """The environment for a benchmark's smtpctl runs: an empty client config
+    in ``folder`` (never the user's), and the store ``db`` when given."""
+    config = folder / "none.toml"
+    config.write_text("")
+    env = dict(os.environ, SMTPCTL_CONFIG=str(config))
+    if db is not None:
+        env["SMTPCTL_DB"] = str(db)
+    return env
+
+
 def timed(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -54,8 +65,7 @@ def main() -> None:
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
         empty, full = Path(tmp) / "empty.db", Path(tmp) / "full.db"
-        env = dict(os.environ, SMTPCTL_CONFIG=str(Path(tmp) / "none.toml"))
-        (Path(tmp) / "none.toml").write_text("")
+        env = isolated_env(Path(tmp))
         subprocess.run([binary, "--db", str(empty), "agency", "list"], env=env, check=True,
                        stderr=subprocess.DEVNULL)
         populate(full, 1000)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.startup import smtpctl  # noqa: E402
+from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 ACCOUNTS, CREDENTIALS_PER_ACCOUNT = 200, 5
 
@@ -112,8 +111,7 @@ def main() -> None:
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        (tmp_path / "none.toml").write_text("")
-        env = dict(os.environ, SMTPCTL_CONFIG=str(tmp_path / "none.toml"))
+        env = isolated_env(tmp_path)
         start = (datetime.now(timezone.utc) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
         db_json, db_pf = tmp_path / "json.db", tmp_path / "postfix.db"
         logins = build_store(db_json)
