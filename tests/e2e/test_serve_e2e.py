@@ -281,3 +281,47 @@ def test_sigint_stops_cleanly(world, tmp_path):
     assert running.stop() == 0
     assert "event=stopping" in running.text() and "event=stopped" in running.text()
     assert "Traceback" not in running.text()
+
+
+def test_relay_with_starttls_and_auth(world, tmp_path, run):
+    """The relay leg: STARTTLS (certificate verified) and AUTH with credentials
+    from the environment, never argv."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from smtpctl.servers.tls import self_signed, server_context
+
+    cert, key, _ = self_signed(tmp_path / "relay-tls", "localhost")
+    seen = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            seen.append((session.auth_data, session.ssl is not None, list(envelope.rcpt_tos)))
+            return "250 OK"
+
+    def check(server, session, envelope, mechanism, data):
+        ok = data.login == b"relay-user" and data.password == b"relay-secret-123"
+        return AuthResult(success=ok, auth_data=data.login.decode() if ok else None)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port, server_hostname="localhost",
+                            tls_context=server_context(cert, key), require_starttls=True, auth_required=True,
+                            authenticator=check)
+    controller.start()
+    relay = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--relay", f"localhost:{port}",
+                     "--relay-starttls"], tmp_path / "relay-auth.log",
+                    env={"SMTPCTL_RELAY_USERNAME": "relay-user", "SMTPCTL_RELAY_PASSWORD": "relay-secret-123",
+                         "SSL_CERT_FILE": str(cert)})
+    try:
+        client = submission(relay)
+        client.login("app@d.example", PW)
+        client.sendmail("app@d.example", ["a@x.test", "b@x.test"], MESSAGE)
+        client.quit()
+    finally:
+        assert relay.stop() == 0
+        controller.stop()
+    assert seen == [("relay-user", True, ["a@x.test", "b@x.test"])]
+    assert "relay-secret-123" not in relay.text()
+    assert report(run)["total"]["emails"] == 2
