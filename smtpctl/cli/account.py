@@ -6,11 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.agency import report_outcome
-from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt,
-                                message, print_json, render_list, render_record)
-from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
+from smtpctl.cli.output import (
+    CsvOption,
+    ExistOkOption,
+    JsonOption,
+    YesOption,
+    confirm_destructive,
+    fmt,
+    message,
+    print_json,
+    render_list,
+    render_record,
+    report_outcome,
+)
+from smtpctl.cli.state import store_of
+
 services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)

@@ -6,25 +6,15 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, message, render_list, render_record, print_json
-from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
+from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, render_list, render_record, report_outcome
+from smtpctl.cli.state import store_of
+
 services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 
 COLUMNS = [("name", "Agency"), ("accounts", "Accounts"), ("domains", "Domains"), ("created_at", "Created (UTC)")]
-
-
-def report_outcome(kind: str, outcome, label: str, json_out: bool) -> None:
-    """Say what a create did: the object as JSON, or one line for people."""
-    if json_out:
-
-        print_json(outcome.as_dict())
-    elif outcome.status == "unchanged":
-        message(f"{kind} {label} already exists (unchanged).")
-    else:
-        message(f"{kind} {label} {outcome.status}.")
 
 
 @app.command("add")

@@ -6,11 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.agency import report_outcome
-from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, message,
-                                render_list, render_record, print_json)
-from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
+from smtpctl.cli.output import (
+    CsvOption,
+    ExistOkOption,
+    JsonOption,
+    YesOption,
+    confirm_destructive,
+    fmt,
+    message,
+    print_json,
+    render_list,
+    render_record,
+    report_outcome,
+)
+from smtpctl.cli.state import store_of
+
 services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Sending domains: dedicated (an account's) or agency-assigned (shared).", no_args_is_help=True)

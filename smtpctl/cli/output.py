@@ -139,6 +139,16 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def report_outcome(kind: str, outcome: Any, label: str, json_out: bool) -> None:
+    """Say what a create or change did: the object as JSON, or one line for people."""
+    if json_out:
+        print_json(outcome.as_dict())
+    elif outcome.status == "unchanged":
+        message(f"{kind} {label} already exists (unchanged).")
+    else:
+        message(f"{kind} {label} {outcome.status}.")
+
+
 def message(text: str) -> None:
     """A line for people, on stderr."""
     sys.stderr.write(text + "\n")
