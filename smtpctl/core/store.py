@@ -566,6 +566,20 @@ class Store:
             "DO UPDATE SET messages = messages + excluded.messages, emails = emails + excluded.emails",
             [(*key, m, e) for key, (m, e) in rollup.items()])
 
+    def delete_usage_event(self, source_id: str) -> bool:
+        """Remove one event and take it out of the rollup, in the caller's transaction."""
+        row = self.conn.execute(
+            "SELECT day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
+            "WHERE source_id = ?", [source_id]).fetchone()
+        if row is None:
+            return False
+        self.conn.execute("DELETE FROM usage_events WHERE source_id = ?", [source_id])
+        key = "day = ? AND agency_id = ? AND account_id = ? AND domain = ? AND login = ? AND direction = ?"
+        self.conn.execute(f"UPDATE usage_daily SET messages = messages - 1, emails = emails - ? WHERE {key}",
+                          [row[6], *row[:6]])
+        self.conn.execute(f"DELETE FROM usage_daily WHERE {key} AND messages <= 0", list(row[:6]))
+        return True
+
     def outbound_totals(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
         """Outbound emails per (account id, day), for the keys asked, in one query per day."""
         wanted = set(keys)

@@ -117,7 +117,7 @@ def test_store_settings_show_and_set(cli):
     assert shown == {
         "smtp_host": "smtp.mailgun.org", "timezone": "UTC", "default_daily_limit": 1500,
         "credentials_per_domain": 5, "price_per_1000": "0.675", "compare_name": "Mailgun",
-        "compare_price_per_1000": "0.80",
+        "compare_price_per_1000": "0.80", "max_recipients_per_message": 1000, "sender_alignment": "on",
     }
     result = cli("store", "set", "timezone", "Europe/Berlin")
     assert (result.exit_code, result.stderr) == (0, "Setting timezone = Europe/Berlin (updated).\n")

@@ -93,8 +93,10 @@ def test_crossing_the_limit_revokes_and_blocks_in_the_same_transaction(store):
     assert json.loads(audit[0]["details"])["revoked_credentials"] == ["a@d.example", "b@d.example", "c@e.example"]
     # The crossing message itself is recorded and billed.
     assert usage.usage_status(store, "shop")[0]["sent"] == 12
-    # Further mail the same day changes nothing more.
-    assert usage.record_usage(store, msg("a@d.example", n=1)).crossings == []
+    # The hard cap: later mail the same day is refused, not recorded, not billed.
+    with pytest.raises(LimitReached, match="over its daily limit .* message refused, not recorded"):
+        usage.record_usage(store, msg("a@d.example", n=1))
+    assert usage.usage_status(store, "shop")[0]["sent"] == 12
 
 
 def test_unblock_does_not_restore_and_same_day_mail_blocks_again(store):
@@ -102,9 +104,12 @@ def test_unblock_does_not_restore_and_same_day_mail_blocks_again(store):
     assert usage.unblock_account(store, "shop")["status"] == "unblocked"
     assert logins(store) == ["x@o.example"]
     services.create_credential(store, "new@d.example", PW)
-    again = usage.record_usage(store, msg("new@d.example", n=1))
-    assert again.crossings[0].revoked_credentials == ("new@d.example",)
+    # Still over today's limit: the message is refused (not billed) and the rule applies again.
+    with pytest.raises(LimitReached):
+        usage.record_usage(store, msg("new@d.example", n=1))
+    assert "new@d.example" not in logins(store)
     assert store.account("shop").blocked
+    assert usage.usage_status(store, "shop")[0]["sent"] == 11
 
 
 def test_late_event_for_a_past_day_counts_there_and_is_not_enforced(store):
