@@ -45,7 +45,7 @@ ADOPTABLE_PREFIXES = {
     "CRYPT": {"bcrypt", "sha512-crypt", "sha256-crypt"},
 }
 ADOPTABLE = "argon2id, argon2i, bcrypt ($2y$, $2b$, $2a$), SHA512-CRYPT ($6$) and SHA256-CRYPT ($5$)"
-_PREFIX = re.compile(r"\{([^{}]*)\}")
+_PREFIX = re.compile(r"\{([A-Za-z0-9._-]{1,32})\}")
 
 
 @lru_cache(maxsize=1)
@@ -157,7 +157,7 @@ def adopt_hash(text: str) -> str:
             raise InvalidInput(f"the {{{match.group(1)}}} scheme is not accepted; smtpctl adopts {ADOPTABLE} "
                                "hashes (give this login a new password instead)")
     elif raw.startswith("{"):
-        raise InvalidInput("the password hash has an unclosed {SCHEME} prefix")
+        raise InvalidInput("the password hash starts with a malformed {SCHEME} prefix")
     name = context().identify(raw) if raw.startswith("$") else None
     if name is None:
         raise InvalidInput(f"not a password hash smtpctl adopts: it takes {ADOPTABLE} hashes; "
