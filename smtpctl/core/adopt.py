@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from smtpctl.core import passwords, rules
@@ -151,10 +152,7 @@ def plan_import(store: Store, entries: list[Entry], *, update: bool = False) -> 
     for entry in entries:
         domain_name = entry.login.split("@", 1)[1]
         domain = store.domain(domain_name)
-
-        def reject(reason: str) -> None:
-            results.append(LineResult(entry.line, entry.login, "rejected", reason, entry.scheme))
-
+        reject = partial(_reject, results, entry)
         if domain is None:
             reject(f"domain {domain_name} does not exist (smtpctl domain add {domain_name} --account ACCOUNT)")
             continue
@@ -184,6 +182,10 @@ def plan_import(store: Store, entries: list[Entry], *, update: bool = False) -> 
         live[domain_name] += 1
         results.append(LineResult(entry.line, entry.login, "created", "", entry.scheme))
     return results
+
+
+def _reject(results: list[LineResult], entry: Entry, reason: str) -> None:
+    results.append(LineResult(entry.line, entry.login, "rejected", reason, entry.scheme))
 
 
 @dataclass
