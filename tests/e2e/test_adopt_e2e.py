@@ -4,11 +4,12 @@ with the real smtpctl, then used for SMTP AUTH against a real `smtpctl serve`.""
 import json
 import smtplib
 import ssl
+import subprocess
 
 import pytest
 
 from tests.e2e.servers import Running
-from tests.real_hashes import PW, doveadm_hash, mkpasswd_hash
+from tests.real_hashes import PW, doveadm_hash, mkpasswd_hash, tool
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +43,15 @@ def test_imported_hashes_authenticate_in_serve_and_are_rehashed(run, tmp_path):
     imported = run("user", "import", str(passwd), "--format", "dovecot", "--json", check_rc=0)
     assert json.loads(imported.stdout)["created"] == len(ADOPTED)
     assert schemes(run) == {login: scheme for login, (_, scheme) in ADOPTED.items()}
+    # Until the first login, the Dovecot export carries the adopted hash with its own prefix.
+    exported = tmp_path / "smtpctl.passwd"
+    run("export", "--format", "dovecot", "--output", str(exported), check_rc=0)
+    for line in exported.read_text().splitlines():
+        login, stored = line.split(":", 1)
+        assert stored.split("}")[-1] == made[login].split("}")[-1]
+        checked = subprocess.run([tool("doveadm", "dovecot-core"), "pw", "-t", stored, "-p", PW],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0 and "(verified)" in checked.stdout, (login, checked.stderr)
 
     server = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--auth-delay", "0.1",
                      "--max-auth-failures", "100"],
