@@ -274,3 +274,28 @@ def test_apply_refuses_unknown_schemes_naming_the_credential(value, reason, tmp_
         doc_with(value, tmp_path)
     assert err.value.message.startswith(f"credentials[0] app@d.example: {reason}")
     assert value.split("}")[-1] not in err.value.message
+
+
+LINE = st.one_of(
+    st.text(max_size=60),
+    st.builds(lambda u, sep, h, rest: f"{u}{sep}{h}{rest}",
+              st.sampled_from(["a@d.example", "B@D.EXAMPLE", "x@shared.example", "n@nowhere.example", "", "{X}"]),
+              st.sampled_from([":", "|"]),
+              st.sampled_from(["{PLAIN}pw", "$6$x$y", "", "$2y$05$" + "a" * 53,
+                               "$5$0Z6nG5zHfze3Tl8J$.P4R8ZLo792I8w2JGpoGfnzlTl8J3Xs8fzUIQboeVc9"]),
+              st.text(alphabet=":|# \t\r", max_size=4)),
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(LINE, max_size=8), st.sampled_from(adopt.FORMATS), st.booleans())
+def test_import_fuzz_every_line_is_accounted_for_and_caps_hold(store, lines, fmt, dry_run):
+    text = "\n".join(lines)
+    result = adopt.import_accounts(store, text, fmt, dry_run=dry_run)
+    counted = [r.line for r in result.lines]
+    assert counted == sorted(set(counted))
+    assert all(r.status in ("created", "updated", "unchanged", "rejected") for r in result.lines)
+    assert all(r.reason for r in result.rejected)
+    assert len(store.credentials(domain="d.example")) <= 5
+    assert store.credentials(domain="shared.example") == []
