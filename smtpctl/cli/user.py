@@ -158,7 +158,7 @@ def import_(
 ) -> None:
     """Adopt logins and their password hashes from Dovecot or docker-mailserver.
 
-    Exit 0 when every line was created or unchanged, 2 when any line was
+    Exit 0 when every line was created, updated or unchanged, 2 when any line was
     rejected (the good lines are imported either way). Hashes are never printed.
     """
     if source == "-":
