@@ -15,7 +15,8 @@ The document (docs/apply.md)::
     account = "shop"            # dedicated; or agency = "acme" for agency-assigned
     [[credentials]]
     login = "app@mail.shop.example"
-    generate = true             # or password_env = "NAME", or password_file = "PATH"
+    generate = true             # or password_env = "NAME", password_file = "PATH",
+                                # or password_hash = "{SHA512-CRYPT}$6$..." (adopted as is)
 
 A plan is checked against every rule before anything is written; applying it
 is all or nothing.
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core import passwords, rules
+from smtpctl.core import adopt, passwords, rules
 from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
 from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings
 from smtpctl.core.store import Store
@@ -39,7 +40,7 @@ _KEYS = {
     "agencies": ({"name"}, {"name"}),
     "accounts": ({"name", "agency"}, {"name", "agency", "daily_limit"}),
     "domains": ({"name"}, {"name", "account", "agency"}),
-    "credentials": ({"login"}, {"login", "generate", "password_env", "password_file"}),
+    "credentials": ({"login"}, {"login", "generate", "password_env", "password_file", "password_hash"}),
 }
 
 
@@ -49,7 +50,8 @@ class CredentialSpec:
     where: str  # "credentials[3]" for messages
     generate: bool
     password: str | None = field(default=None, repr=False)  # resolved from env or file; never printed
-    source: str = ""  # "generate", "env:NAME", "file:PATH"
+    source: str = ""  # "generate", "env:NAME", "file:PATH", "hash:SCHEME"
+    password_hash: str | None = field(default=None, repr=False)  # an adopted hash (no prefix); never printed
 
 
 @dataclass
@@ -90,7 +92,7 @@ def parse_document(text: str, *, base_dir: Path | None = None, environ: dict[str
             where = f"{section}[{index}]"
             if section == "credentials" and "password" in entry:
                 raise InvalidInput(f"{where} {entry.get('login', '')}: a literal password is refused; use "
-                                   "password_env, password_file or generate = true")
+                                   "password_env, password_file, password_hash or generate = true")
             missing = required - set(entry)
             if missing:
                 raise InvalidInput(f"{where}: missing {', '.join(sorted(missing))}")
@@ -151,11 +153,15 @@ def _add_entry(doc: Document, section: str, where: str, entry: dict[str, Any], b
 
 def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | None,
                 environ: dict[str, str]) -> CredentialSpec:
-    sources = [k for k in ("generate", "password_env", "password_file") if k in entry]
+    sources = [k for k in ("generate", "password_env", "password_file", "password_hash") if k in entry]
     if len(sources) != 1 or (sources == ["generate"] and entry["generate"] is not True):
-        raise InvalidInput("give exactly one of generate = true, password_env = \"NAME\" or password_file = \"PATH\"")
+        raise InvalidInput("give exactly one of generate = true, password_env = \"NAME\", password_file = \"PATH\" "
+                           "or password_hash = \"HASH\"")
     if sources == ["generate"]:
         return CredentialSpec(login, where, True, None, "generate")
+    if sources == ["password_hash"]:
+        adopted = passwords.adopt_hash(entry["password_hash"])
+        return CredentialSpec(login, where, False, None, f"hash:{passwords.scheme_of(adopted)}", adopted)
     if sources == ["password_env"]:
         var = entry["password_env"]
         if not isinstance(var, str) or var not in environ:
@@ -233,6 +239,7 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
     left holding more than its cap of credentials).
     """
     verify = verify or VerifyCache()
+    same_hash = adopt.SameHash(store)
     plan = Plan()
     agencies = {a.name.lower(): a for a in store.agencies()}
     accounts = {a.name.lower(): a for a in store.accounts()}
@@ -310,6 +317,13 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
                 raise Blocked(f"{spec.where} {login}: account {account[0]}: {BLOCKED_MESSAGE}")
             plan.changes.append(Change("create", "credential", login, {"password": spec.source}))
             live_per_domain.setdefault(domain, set()).add(login)
+        elif spec.password_hash is not None:
+            # No password to verify: the same hash (or the argon2id rehash of
+            # an adoption of it) is unchanged, any other hash is replaced.
+            if same_hash(existing, spec.password_hash):
+                plan.changes.append(Change("unchanged", "credential", login))
+            else:
+                plan.changes.append(Change("update", "credential", login, {"password": f"{spec.source} (changed)"}))
         elif spec.generate or verify.matches(login, existing.password_hash, spec.password or ""):
             plan.changes.append(Change("unchanged", "credential", login))
         else:
@@ -338,6 +352,9 @@ def prepare_secrets(plan: Plan, doc: Document) -> None:
     for change in plan.changes:
         if change.kind == "credential" and change.action in ("create", "update") and change.name not in plan.hashes:
             spec = doc.credentials[change.name]
+            if spec.password_hash is not None:
+                plan.hashes[change.name] = spec.password_hash  # adopted as is: nothing to hash
+                continue
             password = spec.password if spec.password is not None else passwords.generate_password()
             if spec.generate:
                 plan.generated[change.name] = password
@@ -394,13 +411,18 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
                 domain = store.domain(domain_name)
                 store.insert_credential(domain.id, name, change.name, plan.hashes[change.name])
                 store.audit("credential.create", "credential", change.name, account=domain.account,
-                            details={"domain": domain_name, "hash_scheme": "argon2id", "generated": spec.generate,
-                                     **via})
+                            details={"domain": domain_name, **_hash_details(spec), **via})
             else:
                 credential = store.credential(change.name)
                 store.update_credential_hash(credential.id, plan.hashes[change.name])
                 store.audit("credential.reset", "credential", credential.login, account=credential.account,
-                            details={"hash_scheme": "argon2id", "generated": False, **via})
+                            details={**_hash_details(spec), **via})
+
+
+def _hash_details(spec: CredentialSpec) -> dict[str, Any]:
+    if spec.password_hash is not None:
+        return adopt.audit_details(spec.password_hash)
+    return {"hash_scheme": "argon2id", "generated": spec.generate}
 
 
 def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run: bool = False,

@@ -373,7 +373,7 @@ def delete_credential(store: Store, login: str) -> Outcome:
 def verify_credential(store: Store, login: str, password: str) -> Credential:
     """Check a password against the stored hash.
 
-    On a match with a deprecated scheme (bcrypt, SHA512-CRYPT) or weaker
+    On a match with an adopted scheme (bcrypt, SHA-crypt, argon2i) or other
     argon2 parameters, the hash is replaced by a fresh argon2id one (audited
     as ``credential.rehash``). Raises ``NotFound`` or ``AuthFailed``.
     """

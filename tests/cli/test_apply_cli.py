@@ -84,7 +84,7 @@ def test_literal_password_is_refused(cli, tmp_path):
     result = cli("apply", str(bad))
     assert result.exit_code == 2
     assert result.stderr == ("Error: credentials[0] a@d.example: a literal password is refused; use password_env, "
-                             "password_file or generate = true\n")
+                             "password_file, password_hash or generate = true\n")
     assert "hunter2" not in result.stderr
 
 
