@@ -90,7 +90,8 @@ def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
         counts = store.domain_credential_counts()
         over = sorted(d.name for d in store.domains() if counts.get(d.id, 0) > new)
         if over:
-            warnings.append(f"{_count(len(over), 'domain')} already hold more than {new} SMTP credentials "
+            holds = "holds" if len(over) == 1 else "hold"
+            warnings.append(f"{_count(len(over), 'domain')} already {holds} more than {_count(new, 'SMTP credential')} "
                             f"({_names(over)}); they keep them, and take no new one until below the cap")
     elif key == "default_daily_limit":
         if new != rules.DEFAULT_DAILY_LIMIT:
@@ -846,20 +847,36 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
 def _account_names_clause(store: Store, name: str) -> tuple[str, list[Any]]:
     """The audit rows of an account under every name it has had.
 
-    The trail is append-only, so its rows keep the name of their day; each
-    ``account.rename`` row bounds a name to the rows before it, so a name
-    used again later by another account does not pull in the wrong rows.
+    The trail is append-only, so its rows keep the name of their day. Walking
+    back from the current name, each ``account.rename`` into a name opens it
+    (rows from that rename on) and hands over to the old name (rows before
+    it); a rename away from a name, or a removal, by an account that held it
+    earlier closes it, so another account's rows under a reused name stay out.
     """
-    parts, params = [], []
-    upper: int | None = None  # rows under ``name`` are older than this rename
-    for rename in reversed(store.renames("account")):
-        if upper is not None and rename["id"] >= upper:
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def segment(label: str, low: int | None, high: int | None, *, low_inclusive: bool) -> None:
+        clause, values = "account = ? COLLATE NOCASE", [label]
+        if low is not None:
+            clause += " AND id >= ?" if low_inclusive else " AND id > ?"
+            values.append(low)
+        if high is not None:
+            clause += " AND id < ?"
+            values.append(high)
+        parts.append(f"({clause})")
+        params.extend(values)
+
+    upper: int | None = None
+    for event in reversed(store.name_history("account")):
+        if upper is not None and event["id"] >= upper:
             continue
-        if rename["new"].lower() != name.lower():
-            continue
-        parts.append("(account = ? COLLATE NOCASE AND id >= ?" + (" AND id < ?)" if upper is not None else ")"))
-        params.extend([name, rename["id"]] + ([upper] if upper is not None else []))
-        name, upper = rename["old"], rename["id"]
-    parts.append("(account = ? COLLATE NOCASE" + (" AND id < ?)" if upper is not None else ")"))
-    params.extend([name] + ([upper] if upper is not None else []))
+        if event["action"] == "rename" and event["new"].lower() == name.lower():
+            segment(name, event["id"], upper, low_inclusive=True)
+            name, upper = event["old"], event["id"]
+        elif event["old"].lower() == name.lower():
+            segment(name, event["id"], upper, low_inclusive=False)  # an earlier holder let the name go here
+            break
+    else:
+        segment(name, None, upper, low_inclusive=True)
     return "(" + " OR ".join(parts) + ")", params

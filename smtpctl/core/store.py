@@ -614,7 +614,7 @@ class Store:
     # -- rename and remove ---------------------------------------------------------
     # Usage, domains and credentials refer to agencies and accounts by id, so a
     # rename is one UPDATE and the history follows; the audit trail keeps the
-    # names as they were and records the rename (see ``renames``).
+    # names as they were and records the rename (see ``name_history``).
     def rename_agency(self, agency_id: int, name: str) -> None:
         self.conn.execute("UPDATE agencies SET name = ? WHERE id = ?", [name, agency_id])
 
@@ -639,13 +639,20 @@ class Store:
         return self.query("SELECT COALESCE(SUM(emails), 0) AS emails, MIN(day) AS first_day FROM usage_daily "
                           "WHERE day < ?", [day])[0]
 
-    def renames(self, object_type: str) -> list[dict[str, Any]]:
-        """Every rename of an ``object_type`` in the audit trail, oldest first: ``{"id", "old", "new"}``."""
-        rows = self.query("SELECT id, details FROM audit WHERE action = ? ORDER BY id", [f"{object_type}.rename"])
+    def name_history(self, object_type: str) -> list[dict[str, Any]]:
+        """Renames and removals of an ``object_type`` in the audit trail, oldest
+        first: ``{"id", "action": "rename"|"delete", "old", "new"}`` (``new`` is
+        None for a removal)."""
+        rows = self.query("SELECT id, action, object_name, details FROM audit WHERE action IN (?, ?) ORDER BY id",
+                          [f"{object_type}.rename", f"{object_type}.delete"])
         out = []
         for row in rows:
-            details = json.loads(row["details"])
-            out.append({"id": row["id"], "old": details.get("old", ""), "new": details.get("new", "")})
+            if row["action"].endswith(".rename"):
+                details = json.loads(row["details"])
+                out.append({"id": row["id"], "action": "rename", "old": details.get("old", ""),
+                            "new": details.get("new", "")})
+            else:
+                out.append({"id": row["id"], "action": "delete", "old": row["object_name"], "new": None})
         return out
 
     def delete_setting(self, key: str) -> None:
