@@ -119,7 +119,7 @@ def delete(
     elif present:
         confirm_destructive(f"Delete {len(present)} SMTP credentials ({', '.join(present)})? Apps using them "
                             "will stop sending.", yes)
-    outcomes = services.delete_credentials(store, logins, missing_ok=missing_ok)
+    outcomes = services.delete_credentials(store, logins, missing_ok=missing_ok, expected=present)
     if json_out:
         print_json([outcome.as_dict() for outcome in outcomes])
         return

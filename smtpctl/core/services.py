@@ -633,14 +633,22 @@ def credential_deletion_plan(store: Store, logins: list[str], *, missing_ok: boo
     return present, missing
 
 
-def delete_credentials(store: Store, logins: list[str], *, missing_ok: bool = False) -> list[Outcome]:
+def delete_credentials(store: Store, logins: list[str], *, missing_ok: bool = False,
+                       expected: list[str] | None = None) -> list[Outcome]:
     """Delete several credentials in one transaction: all of them or, when one
     is missing and not ``missing_ok``, none (``NotFound``). Each is audited as
     ``credential.delete``. Returns one ``Outcome`` per distinct login, in
     order: ``deleted``, or ``missing`` (an object with just the login).
+
+    ``expected`` is the list the operator confirmed (``present`` of
+    ``credential_deletion_plan``); if the logins that exist changed since,
+    nothing is deleted and ``InvalidInput`` is raised.
     """
     with store.write():
         present, _ = credential_deletion_plan(store, logins, missing_ok=missing_ok)
+        if expected is not None and sorted(expected) != sorted(present):
+            raise InvalidInput("the credentials to delete changed while you confirmed; nothing was deleted, run the "
+                               "command again")
         outcomes = []
         for login in dict.fromkeys("{}@{}".format(*rules.parse_login(x)) for x in logins):
             if login not in present:

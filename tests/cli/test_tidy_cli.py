@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 PW = "a good long password"
 
@@ -290,3 +292,28 @@ def test_apply_refuses_then_skip_blocked_applies_the_rest(cli, blocked_doc):
     last = cli("apply", str(blocked_doc), "--json")
     assert json.loads(last.stdout)["summary"] == {"create": 1, "update": 0, "unchanged": 3, "delete": 0,
                                                   "blocked": 0}
+
+
+# -- fuzz: no exit 1, no traceback, one Error line, nothing changed on failure ---------------
+
+WORDS = st.one_of(st.sampled_from(["acme", "shop", "ACME", "Shop", "d.example", "a@d.example", "default", "-x",
+                                   "--yes", "price_per_1000", "timezone", "", " "]),
+                  st.text(st.characters(blacklist_categories=("Cs",)), max_size=70))
+COMMANDS = st.sampled_from([
+    ["agency", "rename"], ["agency", "remove"], ["agency", "delete"], ["account", "rename"], ["account", "remove"],
+    ["account", "delete"], ["user", "delete"], ["user", "remove"], ["store", "unset"], ["store", "set"],
+    ["account", "set-limit"], ["account", "unblock"],
+])
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=COMMANDS, words=st.lists(WORDS, max_size=3), flags=st.lists(
+    st.sampled_from(["--missing-ok", "--json"]), max_size=2))
+def test_fuzz_tidy_commands(cli, command, words, flags):
+    before = cli("audit", "--json", "--limit", "0").stdout
+    result = cli(*command, *words, *flags)
+    assert result.exit_code in (0, 2, 3, 4), (result.exit_code, result.stderr)
+    assert "Traceback" not in result.stderr
+    if result.exit_code:
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert cli("audit", "--json", "--limit", "0").stdout == before

@@ -206,6 +206,15 @@ def test_delete_several_is_all_or_nothing(store):
     assert [o.as_dict() for o in again] == [{"login": "a@d.example", "status": "missing"}]
 
 
+def test_delete_refuses_when_the_confirmed_list_changed(store):
+    present, missing = services.credential_deletion_plan(store, ["a@d.example", "n@d.example"], missing_ok=True)
+    assert (present, missing) == (["a@d.example"], ["n@d.example"])
+    services.create_credential(store, "n@d.example", PW)  # appears between the question and the answer
+    with pytest.raises(InvalidInput, match="changed while you confirmed; nothing was deleted"):
+        services.delete_credentials(store, ["a@d.example", "n@d.example"], missing_ok=True, expected=present)
+    assert store.credential("a@d.example") is not None and store.credential("n@d.example") is not None
+
+
 def test_one_missing_login_keeps_its_message(store):
     with pytest.raises(NotFound, match="^SMTP credential x@d.example not found$"):
         services.delete_credentials(store, ["x@d.example"])
