@@ -306,7 +306,7 @@ COMMANDS = st.sampled_from([
 ])
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=COMMANDS, words=st.lists(WORDS, max_size=3), flags=st.lists(
     st.sampled_from(["--missing-ok", "--json"]), max_size=2))
 def test_fuzz_tidy_commands(cli, command, words, flags):
