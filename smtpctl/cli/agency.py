@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from smtpctl.cli.deferred import deferred_import
-from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, render_list, render_record, report_outcome
+from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, render_list,
+                                render_record, report_outcome, report_removal, report_rename)
 from smtpctl.cli.state import store_of
 
 services = deferred_import("smtpctl.core.services")
@@ -42,3 +43,34 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency na
          json_out: JsonOption = False) -> None:
     """Show an agency, its accounts and its domains."""
     render_record(services.agency_detail(store_of(ctx), name), output=fmt(json_out))
+
+
+@app.command("rename")
+def rename(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The agency's name now.")],
+    new: Annotated[str, typer.Argument(help="Its new name (not taken by another agency).")],
+    json_out: JsonOption = False,
+) -> None:
+    """Rename an agency; its accounts, domains and usage history follow."""
+    outcome = services.rename_agency(store_of(ctx), old, new)
+    report_rename("Agency", outcome, json_out)
+
+
+def remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Agency name.")],
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove an agency that owns nothing and has no usage history (asks first; --yes to skip)."""
+    store = store_of(ctx)
+    agency = services.agency_removal_check(store, name)
+    confirm_destructive(f"Remove agency {agency.name!r}?", yes)
+    outcome = services.remove_agency(store, name)
+    report_removal("Agency", outcome, json_out)
+
+
+app.command("remove")(remove)
+app.command("delete", hidden=True)(remove)  # the other verb, for people who type it
+

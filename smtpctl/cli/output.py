@@ -149,6 +149,24 @@ def report_outcome(kind: str, outcome: Any, label: str, json_out: bool) -> None:
         message(f"{kind} {label} {outcome.status}.")
 
 
+def report_rename(kind: str, outcome: Any, json_out: bool) -> None:
+    """Say what a rename did: the object (with ``old_name``) as JSON, or one line."""
+    if json_out:
+        print_json(outcome.as_dict())
+    elif outcome.status == "unchanged":
+        message(f"{kind} {outcome.object.name!r} already has that name (unchanged).")
+    else:
+        message(f"{kind} {outcome.extra['old_name']!r} renamed to {outcome.object.name!r}; its history follows.")
+
+
+def report_removal(kind: str, outcome: Any, json_out: bool) -> None:
+    """Say what a removal did: the object with ``"status": "deleted"``, or one line."""
+    if json_out:
+        print_json(outcome.as_dict())
+    else:
+        message(f"{kind} {outcome.object.name!r} removed.")
+
+
 def message(text: str) -> None:
     """A line for people, on stderr."""
     sys.stderr.write(text + "\n")

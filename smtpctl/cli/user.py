@@ -107,17 +107,35 @@ def reset(
     _report(outcome, json_out, "reset")
 
 
-@app.command("delete")
-def delete(ctx: typer.Context, login: Login, yes: YesOption = False, json_out: JsonOption = False) -> None:
-    """Delete a credential (asks first; --yes to skip)."""
+def delete(
+    ctx: typer.Context,
+    logins: Annotated[list[str], typer.Argument(help="One or more logins, name@domain.", metavar="LOGIN@DOMAIN...")],
+    missing_ok: Annotated[bool, typer.Option(
+        "--missing-ok", help="A login that does not exist is no error (idempotent teardown).")] = False,
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Delete credentials, all in one transaction (asks first; --yes to skip)."""
     store = store_of(ctx)
-    credential = services.get_credential(store, login)
-    confirm_destructive(f"Delete SMTP credential {credential.login}? Apps using it will stop sending.", yes)
-    outcome = services.delete_credential(store, login)
+    present, _ = services.credential_deletion_plan(store, logins, missing_ok=missing_ok)
+    if len(present) == 1:
+        confirm_destructive(f"Delete SMTP credential {present[0]}? Apps using it will stop sending.", yes)
+    elif present:
+        confirm_destructive(f"Delete {len(present)} SMTP credentials ({', '.join(present)})? Apps using them "
+                            "will stop sending.", yes)
+    outcomes = services.delete_credentials(store, logins, missing_ok=missing_ok, expected=present)
     if json_out:
-        print_json(outcome.as_dict())
-    else:
-        message(f"SMTP credential {outcome.object.login} deleted.")
+        print_json([outcome.as_dict() for outcome in outcomes])
+        return
+    for outcome in outcomes:
+        if outcome.status == "missing":
+            message(f"SMTP credential {outcome.object.login} does not exist (unchanged).")
+        else:
+            message(f"SMTP credential {outcome.object.login} deleted.")
+
+
+app.command("delete")(delete)
+app.command("remove", hidden=True)(delete)  # the other verb, for people who type it
 
 
 @app.command("verify")

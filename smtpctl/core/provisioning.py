@@ -32,7 +32,7 @@ from typing import Any
 
 from smtpctl.core import adopt, passwords, rules
 from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
-from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings
+from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings, quote_name
 from smtpctl.core.store import Store
 
 FORMAT_VERSION = 1
@@ -183,7 +183,7 @@ def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | 
 
 @dataclass(frozen=True)
 class Change:
-    action: str  # create, update, unchanged, delete
+    action: str  # create, update, unchanged, delete, blocked (a new credential on a blocked account)
     kind: str  # agency, account, domain, credential
     name: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -198,8 +198,12 @@ class Plan:
     hashes: dict[str, str] = field(default_factory=dict, repr=False)  # login -> new hash
     generated: dict[str, str] = field(default_factory=dict, repr=False)  # login -> new password
 
+    @property
+    def blocked(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "blocked"]
+
     def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(("create", "update", "unchanged", "delete"), 0)
+        counts = dict.fromkeys(("create", "update", "unchanged", "delete", "blocked"), 0)
         for change in self.changes:
             counts[change.action] += 1
         return counts
@@ -234,9 +238,11 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
     Raises, naming the entry, with the rule's own exit code: ``NotFound`` (a
     reference to an agency or account in neither file nor store),
     ``AlreadyExists`` (an object that exists with another owner or kind),
-    ``InvalidInput`` (a credential on an agency-assigned domain), ``Blocked``
-    (a new credential for a blocked account), ``LimitReached`` (a domain
-    left holding more than its cap of credentials).
+    ``InvalidInput`` (a credential on an agency-assigned domain),
+    ``LimitReached`` (a domain left holding more than its cap of
+    credentials). A new credential for a blocked account is not an error
+    here: the plan marks it ``blocked`` (``blocked_error`` says why), so a
+    dry run can show the whole plan and ``skip_blocked`` can apply the rest.
     """
     verify = verify or VerifyCache()
     same_hash = adopt.SameHash(store)
@@ -314,7 +320,11 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
         if existing is None:
             account = account_view[domain_owner[domain].lower()]
             if account[2]:
-                raise Blocked(f"{spec.where} {login}: account {account[0]}: {BLOCKED_MESSAGE}")
+                held = accounts[account[0].lower()]
+                plan.changes.append(Change("blocked", "credential", login, {
+                    "entry": spec.where, "account": held.name, "block_kind": held.block_kind,
+                    "block_reason": held.block_reason}))
+                continue
             plan.changes.append(Change("create", "credential", login, {"password": spec.source}))
             live_per_domain.setdefault(domain, set()).add(login)
         elif spec.password_hash is not None:
@@ -344,6 +354,16 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
             raise LimitReached(f"{where} {new[-1] if new else ''}: {domain} would hold {len(logins)} SMTP credentials; "
                                f"the most a domain may hold is {cap}")
     return plan
+
+
+def blocked_error(plan: Plan) -> Blocked:
+    """The one-line refusal of a plan with entries on blocked accounts."""
+    entries = "; ".join(f"{c.details['entry']} {c.name}: account {c.details['account']} is blocked"
+                        + (f" ({c.details['block_reason']})" if c.details.get("block_reason") else "")
+                        for c in plan.blocked)
+    accounts = sorted({c.details["account"] for c in plan.blocked})
+    return Blocked(f"{BLOCKED_MESSAGE} ({entries}); nothing was applied; --skip-blocked applies the rest of the "
+                   f"file; more: {', '.join('smtpctl account show ' + quote_name(a) for a in accounts)}")
 
 
 def prepare_secrets(plan: Plan, doc: Document) -> None:
@@ -426,8 +446,13 @@ def _hash_details(spec: CredentialSpec) -> dict[str, Any]:
 
 
 def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run: bool = False,
-                   before_commit=None, verify: VerifyCache | None = None) -> Plan:
+                   before_commit=None, verify: VerifyCache | None = None, skip_blocked: bool = False) -> Plan:
     """Plan, then (unless ``dry_run``) apply in one ``BEGIN IMMEDIATE`` transaction.
+
+    A plan with ``blocked`` entries (new credentials on blocked accounts)
+    raises ``blocked_error`` and writes nothing, unless ``skip_blocked``:
+    then everything else is applied and the entries stay ``blocked`` in the
+    returned plan.
 
     Passwords are hashed before the lock is taken; under the lock the plan is
     made again against the store as it then is (a verify already done is not
@@ -439,9 +464,13 @@ def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run:
     plan = make_plan(store, doc, prune=prune, verify=verify)
     if dry_run:
         return plan
+    if plan.blocked and not skip_blocked:
+        raise blocked_error(plan)
     prepare_secrets(plan, doc)
     with store.write():
         final = make_plan(store, doc, prune=prune, verify=verify)
+        if final.blocked and not skip_blocked:
+            raise blocked_error(final)
         final.hashes = {k: v for k, v in plan.hashes.items()}
         final.generated = {k: v for k, v in plan.generated.items()}
         prepare_secrets(final, doc)  # only what changed since the first plan

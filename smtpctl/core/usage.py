@@ -497,16 +497,28 @@ def block_account(store: Store, name: str, reason: str, *, revoke: bool = False)
 
 
 def unblock_account(store: Store, name: str) -> dict[str, Any]:
-    """Lift either kind of block. Deleted credentials are not restored."""
+    """Lift either kind of block. Deleted credentials are not restored.
+
+    The result carries today's count (``sent_today``), the limit and
+    ``warnings``: an account already at or over today's limit is blocked
+    again by its next email.
+    """
+    from smtpctl.core.services import limit_warning, sent_today
+
     with store.write():
         account = get_account(store, name)
-        if not account.blocked:
-            return {**account.as_dict(), "status": "unchanged"}
-        store.update_account(account.id, blocked_at=None, block_kind=None, block_reason=None)
-        store.audit("account.unblock", "account", account.name, account=account.name,
-                    details={"was": account.block_kind, "reason": account.block_reason, "since": account.blocked_at})
-        account = get_account(store, name)
-    return {**account.as_dict(), "status": "unblocked"}
+        status = "unchanged"
+        if account.blocked:
+            store.update_account(account.id, blocked_at=None, block_kind=None, block_reason=None)
+            store.audit("account.unblock", "account", account.name, account=account.name,
+                        details={"was": account.block_kind, "reason": account.block_reason,
+                                 "since": account.blocked_at})
+            account = get_account(store, name)
+            status = "unblocked"
+        sent, limit = sent_today(store, account), effective_limit(store, account)
+    warning = limit_warning(account, sent, limit, again=True) if status == "unblocked" else None
+    return {**account.as_dict(), "status": status, "sent_today": sent, "effective_daily_limit": limit,
+            "warnings": [warning] if warning else []}
 
 
 # -- status and reports ------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_dry_run_then_apply_then_unchanged(cli, doc, tmp_path):
     dry = cli("apply", str(doc), "--dry-run", "--json")
     data = json.loads(dry.stdout)
     assert (dry.exit_code, data["dry_run"], data["summary"]) == (
-        0, True, {"create": 5, "update": 0, "unchanged": 0, "delete": 0})
+        0, True, {"create": 5, "update": 0, "unchanged": 0, "delete": 0, "blocked": 0})
     assert cli("agency", "list", "--json").stdout == "[]\n"
     secrets = tmp_path / "secrets.toml"
     applied = cli("apply", str(doc), "--secrets-out", str(secrets))

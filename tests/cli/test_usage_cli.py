@@ -43,13 +43,19 @@ def test_record_json_shape_and_the_crossing(cli):
         "'smtpctl account unblock shop'\n")
     assert cli("user", "list", "--json").stdout == "[]\n"
     blocked = cli("user", "create", "c@d.example", "--generate")
-    assert (blocked.exit_code, blocked.stderr) == (6, "Error: SMTP Credential creation is blocked. Please contact support…\n")
+    assert (blocked.exit_code, blocked.stderr) == (
+        6, "Error: SMTP Credential creation is blocked. Please contact support… (account shop is blocked: daily "
+           f"limit of 10 emails exceeded on {day} (11 sent); more: smtpctl account show shop)\n")
     shown = json.loads(cli("account", "show", "shop", "--json").stdout)
     assert (shown["blocked"], shown["block_kind"]) == (True, "limit")
     assert shown["block_reason"] == f"daily limit of 10 emails exceeded on {day} (11 sent)"
     lifted = cli("account", "unblock", "shop")
     assert (lifted.exit_code, lifted.stderr) == (0, "Credential creation unblocked for shop. Credentials deleted by "
-                                                    "the block are not restored; create new ones.\n")
+                                                    "the block are not restored; create new ones.\n"
+                                                    "Warning: shop has already sent 11 emails today, over its daily "
+                                                    "limit of 10: its next email blocks it again and revokes its SMTP "
+                                                    "credentials; raise the limit with: smtpctl account set-limit "
+                                                    "shop N\n")
     assert cli("user", "create", "c@d.example", "--generate").exit_code == 0
 
 
