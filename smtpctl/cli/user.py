@@ -125,7 +125,9 @@ def delete(
                             "will stop sending.", yes)
     outcomes = services.delete_credentials(store, logins, missing_ok=missing_ok, expected=present)
     if json_out:
-        print_json([outcome.as_dict() for outcome in outcomes])
+        # One login: one object, as before several could be given (CLI.md: extend, never break).
+        documents = [outcome.as_dict() for outcome in outcomes]
+        print_json(documents[0] if len(logins) == 1 else documents)
         return
     for outcome in outcomes:
         if outcome.status == "missing":

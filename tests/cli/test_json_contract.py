@@ -34,7 +34,9 @@ def test_contract(cli):
     assert set(j(cli, "account", "remove", "store", "--yes")) == ACCOUNT | {"status"}
     assert set(j(cli, "agency", "rename", "acme", "Acme Agency")) == AGENCY | {"status", "old_name"}
     assert set(j(cli, "agency", "remove", "Acme Agency", "--yes")) == AGENCY | {"status"}
-    assert j(cli, "user", "delete", "gone@d.example", "--missing-ok") == [{"login": "gone@d.example", "status": "missing"}]
+    assert j(cli, "user", "delete", "gone@d.example", "--missing-ok") == {"login": "gone@d.example", "status": "missing"}
+    assert j(cli, "user", "delete", "gone@d.example", "gone2@d.example", "--missing-ok") == [
+        {"login": "gone@d.example", "status": "missing"}, {"login": "gone2@d.example", "status": "missing"}]
 
 
 def test_timestamps_are_utc_z(cli):

@@ -240,6 +240,7 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
             store.db.conn.execute("COMMIT")
         sent_today = {"shop": 0, "other": 0}
         recorded = 0
+        late_total = 0
         serial = 0
         for op, n in ops:
             serial += 1
@@ -257,12 +258,25 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
             if op == "inbound":
                 usage.record_usage(store, msg(domain="d.example", n=n, inbound=True))
             elif op == "late":
+                # The hard cap holds on a past day too: over that day's limit, refused and not recorded.
+                if late_total > 20:
+                    with pytest.raises(LimitReached):
+                        usage.record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
+                    continue
                 usage.record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
+                late_total += n
             else:
                 who = "shop" if op == "send-shop" else "other"
+                limit = 20 if who == "shop" else 30
+                if sent_today[who] > limit:  # the hard cap: refused, not billed, the rule applied again
+                    with pytest.raises(LimitReached):
+                        usage.record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
+                    account = store.account(who)
+                    assert store.account_logins(account.id) == [] and account.blocked
+                    continue
                 usage.record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
                 sent_today[who] += n
-                if sent_today[who] > (20 if who == "shop" else 30):
+                if sent_today[who] > limit:
                     account = store.account(who)
                     assert store.account_logins(account.id) == []
                     assert account.blocked
