@@ -502,10 +502,15 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=ZoneInfo(zone_name))
         else:
-            day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
+            from smtpctl.core.clock import utc_now
+            from smtpctl.core.usage import parse_day  # today, yesterday, 7d as in usage report
+
+            current = utc_now().astimezone(ZoneInfo(zone_name)).date()
+            day = parse_day(text, "", current) + (timedelta(days=1) if end else timedelta())
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
-    except ValueError:
-        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
+    except (ValueError, InvalidInput):
+        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26, today, yesterday, 7d (7 days ago) "
+                           "or 2026-11-26T10:00:00Z") from None
     return iso_z(moment.astimezone(timezone.utc))
 
 
