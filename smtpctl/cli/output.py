@@ -103,8 +103,8 @@ def _drop_order(keys: Sequence[str]) -> list[str]:
     return [k for k in order if k in keys[1:]]
 
 
-def _layout(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: int
-            ) -> tuple[list[Column], dict[str, int]] | None:
+def _layout(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: int,
+            drop: Sequence[str] | None = None) -> tuple[list[Column], dict[str, int]] | None:
     """The columns that fit ``width`` with every identifier whole, and each
     kept column's minimum width; ``None`` when even the fewest do not fit."""
     from rich.cells import cell_len
@@ -117,9 +117,10 @@ def _layout(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: in
             longest_word = max((cell_len(w) for row in rows for w in _cell(row.get(key)).split()), default=0)
             need[key] = max(header_word, min(longest, WRAP_MIN, max(longest_word, 1)))
         else:
-            need[key] = max(longest, cell_len(header))  # no_wrap: the header stays on one line too
+            # no_wrap: the header keeps its lines too
+            need[key] = max(longest, *(cell_len(line) for line in header.split("\n")))
     kept = list(columns)
-    droppable = _drop_order([k for k, _ in columns])
+    droppable = [k for k in drop if k in need] if drop is not None else _drop_order([k for k, _ in columns])
     while True:
         total = sum(need[k] + 2 for k, _ in kept) + len(kept) - 1  # padding 1+1, one rule between columns
         if total <= width:
@@ -131,13 +132,14 @@ def _layout(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: in
 
 
 def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, output: str,
-                title: str | None = None, empty: str = "Nothing to show.") -> None:
+                title: str | None = None, empty: str = "Nothing to show.",
+                drop: Sequence[str] | None = None) -> None:
     """Render records: an array of objects, CSV rows, or a table.
 
     A table never cuts an identifier (a login, a domain, a timestamp): on a
     narrow terminal free text wraps first, then low-value columns are left
-    out (see ``_drop_order``); when the rows still do not fit, each row is
-    printed as a block of ``Header: value`` lines.
+    out (``drop``, first to last, else ``_drop_order``); when the rows still
+    do not fit, each row is printed as a block of ``Header: value`` lines.
     """
     if output == "json":
         print_json(list(rows))
@@ -156,7 +158,7 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     from rich.table import Table
 
     console = _console()
-    fitted = _layout(rows, columns, console.width)
+    fitted = _layout(rows, columns, console.width, drop)
     if fitted is None:
         _render_blocks(rows, columns, title=title, console=console)
         return
@@ -179,6 +181,7 @@ def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *,
     being cut."""
     from rich.cells import cell_len
 
+    columns = [(key, " ".join(header.split())) for key, header in columns]  # one line per label
     label_width = max(cell_len(header) for _, header in columns) + 1
     lines = [title, ""] if title else []
     for index, row in enumerate(rows):
@@ -215,6 +218,36 @@ def rounding_note(rounded_rows: Iterable[str], rounded_total: str, exact_total: 
         return None
     return (f"the rows, each rounded to the cent, add up to ${shown:.2f}; the total ${rounded_total} is the "
             f"exact sum ${exact_total} rounded once, which is what is billed.")
+
+
+AGENCY_ASSIGNED_LABEL = "(agency-assigned domains)"
+
+
+def render_credits(credits: dict[str, Any]) -> None:
+    """An agency's credits view (``core.credits``): one row per account with
+    emails and the amount to pay this month and last, a total, and a note
+    when the rounded rows do not add up to the rounded total."""
+    this, last = credits["this_month"], credits["last_month"]
+    rows = [{
+        "account": AGENCY_ASSIGNED_LABEL if r["agency_assigned"] else r["account"],
+        "this_emails": r["this_month"]["emails"], "this_cost": f"${r['this_month']['cost_rounded']}",
+        "last_emails": r["last_month"]["emails"], "last_cost": f"${r['last_month']['cost_rounded']}",
+    } for r in credits["accounts"]]
+    total = credits["total"]
+    rows.append({"account": "Total", "this_emails": total["this_month"]["emails"],
+                 "this_cost": f"${total['this_month']['cost_rounded']}",
+                 "last_emails": total["last_month"]["emails"], "last_cost": f"${total['last_month']['cost_rounded']}"})
+    sys.stdout.write("\n")
+    render_list(rows, [("account", "Account"), ("this_emails", f"{this['month']}\nemails"),
+                       ("this_cost", f"{this['month']}\ncost"), ("last_emails", f"{last['month']}\nemails"),
+                       ("last_cost", f"{last['month']}\ncost")], output="table",
+                title=f"Credits: {this['since']} to {this['until']} and {last['month']} "
+                      f"({credits['timezone']}) at ${credits['price_per_1000']}/1,000")
+    for key in ("this_month", "last_month"):
+        note = rounding_note([r[key]["cost_rounded"] for r in credits["accounts"]], total[key]["cost_rounded"],
+                             total[key]["cost"])
+        if note:
+            message(f"Note ({credits[key]['month']}): {note}")
 
 
 def _csv_cell(value: Any) -> str:

@@ -155,7 +155,9 @@ def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None
     return Outcome(created, "created")
 
 
-def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
+def list_accounts(store: Store, agency: str | None = None, *, blocked: bool = False) -> list[dict[str, Any]]:
+    """Accounts with their effective limit and domain count; only the blocked
+    ones with ``blocked``. Raises ``NotFound`` for an unknown agency."""
     if agency is not None:
         agency = get_agency(store, agency).name
     default_limit = int(effective_settings(store)["default_daily_limit"])
@@ -167,6 +169,7 @@ def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any
             "domains": domain_counts.get(a.id, 0),
         }
         for a in store.accounts(agency=agency)
+        if a.blocked or not blocked
     ]
 
 
