@@ -58,10 +58,9 @@ class SmtpctlGroup(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":
                 # A bare group name asks for help, as --help does (exit 0). Building
                 # the error already rendered it: with rich, get_help() prints the
-                # panels itself and returns ""; print only what is left to print.
-                text = exc.format_message()
-                if text.strip():
-                    sys.stdout.write(text + "\n")
+                # panels itself and returns "" (calling it again printed the help
+                # twice); print what is left, as --help's echo() does.
+                sys.stdout.write(exc.format_message() + "\n")
                 code = ExitCode.OK
             else:
                 _error(exc.format_message())

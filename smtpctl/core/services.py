@@ -500,7 +500,7 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     from smtpctl.core.clock import iso_z
 
     try:
-        if "T" in text:
+        if len(text) > 10 and text[10] in "Tt ":  # 2026-11-26T10:00:00Z, not "Today"
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=ZoneInfo(zone_name))
