@@ -160,7 +160,7 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     console = _console()
     fitted = _layout(rows, columns, console.width, drop)
     if fitted is None:
-        _render_blocks(rows, columns, title=title, console=console)
+        _render_blocks(rows, columns, title=title)
         return
     kept, need = fitted
     table = Table(title=title, show_edge=False, header_style="bold")
@@ -174,8 +174,7 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     console.print(table)
 
 
-def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
-                   console: Any) -> None:
+def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None) -> None:
     """Rows too wide for the terminal: one ``Header: value`` line per field,
     a blank line between rows; long values run past the edge rather than
     being cut."""
