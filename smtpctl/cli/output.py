@@ -193,6 +193,11 @@ def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *,
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+def dollars(amount: str) -> str:
+    """A money string for people: ``12.50`` -> ``$12.50``, ``-0.13`` -> ``-$0.13``."""
+    return f"-${amount[1:]}" if amount.startswith("-") else f"${amount}"
+
+
 def bar_scale(peak: int, length: int = 20) -> int:
     """Emails per block of a bar chart: the smallest 1, 2 or 5 times a power
     of ten that draws ``peak`` in at most ``length`` blocks."""

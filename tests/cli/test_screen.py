@@ -136,6 +136,8 @@ def test_pricing_you_save_is_the_difference_of_the_printed_costs(run):
                                                      "$0.12"]
     assert result.stderr.splitlines()[-1] == ("Note: against Mailgun, the exact saving $0.125 rounds to $0.13; "
                                               "the amounts you would pay differ by $0.12.")
+    cheaper = run("pricing", "estimate", "--emails", "45000", "--compare", "SES=0.10", check_rc=0)
+    assert cheaper.stdout.splitlines()[4].split()[-1] == "-$25.88"  # $4.50 - $30.38, as printed
     data = json.loads(run("pricing", "estimate", "--emails", "1000", "--json").stdout)
     assert [(c["saving"], c["saving_rounded"], c["saving_as_billed"]) for c in data["comparisons"]] == [
         ("0.125", "0.13", "0.12")]
