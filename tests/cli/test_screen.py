@@ -325,3 +325,21 @@ def test_imap_marks_pop3s_and_drops_the_article(run):
     for args in (["imap", "list"], ["imap", "lookup", "titan"], ["imap", "--help"], ["imap", "list", "--help"]):
         result = run(*args, check_rc=0)
         assert "article" not in (result.stdout + result.stderr).lower(), args
+
+
+def test_day_and_percent_parsers_take_any_text():
+    from hypothesis import given, settings, strategies as st
+
+    from smtpctl.core.errors import InvalidInput
+    from smtpctl.core.usage import parse_day, parse_percent
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(max_size=30))
+    def check(text):
+        for parse in (lambda t: parse_day(t, "--since", date(2026, 11, 28)), lambda t: parse_percent(t, "--fail-at")):
+            try:
+                parse(text)
+            except InvalidInput as exc:
+                assert "\n" not in exc.message.replace(repr(text), "")
+
+    check()
