@@ -33,6 +33,10 @@ COLUMNS = [
     ("name", "Account"), ("agency", "Agency"), ("effective_daily_limit", "Daily limit"),
     ("domains", "Domains"), ("blocked", "Blocked"), ("created_at", "Created (UTC)"),
 ]
+BLOCKED_COLUMNS = [
+    ("name", "Account"), ("agency", "Agency"), ("blocked_at", "Blocked since (UTC)"), ("block_kind", "By"),
+    ("block_reason", "Why"),
+]
 
 
 @app.command("add")
@@ -54,13 +58,17 @@ def add(
 def list_(
     ctx: typer.Context,
     agency: Annotated[Optional[str], typer.Option("--agency", help="Only this agency's accounts.")] = None,
+    blocked: Annotated[bool, typer.Option(
+        "--blocked", help="Only blocked accounts, with since when, by whom (limit or manual) and why.")] = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
     """List accounts."""
     output = fmt(json_out, csv_out)
-    rows = services.list_accounts(store_of(ctx), agency=agency)
-    render_list(rows, COLUMNS, output=output, empty="No accounts.")
+    rows = services.list_accounts(store_of(ctx), agency=agency, blocked=blocked)
+    render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
+                empty="No blocked accounts." if blocked else "No accounts.",
+                drop=("agency", "block_kind") if blocked else None)
 
 
 @app.command("show")

@@ -7,11 +7,13 @@ from typing import Annotated
 import typer
 
 from smtpctl.cli.deferred import deferred_import
-from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, render_list,
-                                render_record, report_outcome, report_removal, report_rename)
+from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, print_json,
+                                render_credits, render_list, render_record, report_outcome, report_removal,
+                                report_rename)
 from smtpctl.cli.state import store_of
 
 services = deferred_import("smtpctl.core.services")
+credits = deferred_import("smtpctl.core.credits")
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 
@@ -41,8 +43,13 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption =
 @app.command("show")
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency name.")],
          json_out: JsonOption = False) -> None:
-    """Show an agency, its accounts and its domains."""
-    render_record(services.agency_detail(store_of(ctx), name), output=fmt(json_out))
+    """Show an agency, its accounts and domains, and the credits each account spent this month and last."""
+    view = credits.agency_view(store_of(ctx), name)
+    if json_out:
+        print_json(view)
+        return
+    render_record({k: v for k, v in view.items() if k != "credits"}, output="table")
+    render_credits(view["credits"])
 
 
 @app.command("rename")

@@ -9,12 +9,13 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, _console, fmt, message, print_json, render_list, warning
+from smtpctl.cli.output import (CsvOption, JsonOption, _console, bar, bar_scale, fmt, message, print_json, render_list,
+                                rounding_note, warning)
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 rules = deferred_import("smtpctl.core.rules")
 usage = deferred_import("smtpctl.core.usage")
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.errors import InvalidInput, LimitReached
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
                   no_args_is_help=True)
@@ -163,11 +164,15 @@ def import_(
 def status(
     ctx: typer.Context,
     account: Annotated[Optional[str], typer.Argument(help="One account (default: all).")] = None,
+    fail_at: Annotated[Optional[str], typer.Option(
+        "--fail-at", metavar="PERCENT",
+        help="Exit 5 when any listed account is at or over PERCENT of its daily limit (monitoring checks).")] = None,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
     """Today's outbound emails against each account's daily limit."""
     output = fmt(json_out, csv_out)
+    threshold = usage.parse_percent(fail_at, "--fail-at") if fail_at is not None else None
     rows = usage.usage_status(store_of(ctx), account)
     render_list(rows, [("account", "Account"), ("day", "Day"), ("sent", "Sent"), ("limit", "Limit"),
                        ("remaining", "Left"), ("percent", "%"), ("blocked", "Blocked"),
@@ -178,18 +183,54 @@ def status(
         elif row["level"] == "warning":
             warning(f"{row['account']} has used {row['percent']}% of its daily limit "
                     f"({row['sent']:,} of {row['limit']:,} emails today)")
+    if threshold is not None:
+        over = usage.at_or_over(rows, threshold)
+        if over:
+            raise LimitReached(f"{len(over)} account{'s' if len(over) != 1 else ''} at or over {fail_at.strip()}% "
+                               f"of the daily limit: " + ", ".join(f"{r['account']} ({r['percent']}%)" for r in over))
+
+
+# Rows with no name of their own: inbound mail has no account when it reaches
+# an agency-assigned domain, and no sending login.
+BLANK_LABELS = {"account": "(agency-assigned domains)", "user": "(inbound)"}
+
+
+def _report_rows(data: dict) -> list[dict]:
+    """The report's rows for people: every day of the range when grouped by
+    day alone (a day without mail is a row of zeros), and a label instead of
+    an empty name."""
+    rows = [dict(r) for r in data["rows"]]
+    if data["by"] == ["day"]:
+        from datetime import date, timedelta
+
+        found = {r["day"]: r for r in rows}
+        day, last, rows = date.fromisoformat(data["since"]), date.fromisoformat(data["until"]), []
+        while day <= last:
+            rows.append(found.get(day.isoformat()) or {"day": day.isoformat(), "messages": 0, "emails": 0,
+                                                        "outbound": 0, "inbound": 0, "cost_rounded": "0.00"})
+            day += timedelta(days=1)
+    for row in rows:
+        for group, label in BLANK_LABELS.items():
+            if group in data["by"] and not row.get(group):
+                row[group] = label
+        row["cost_display"] = f"${row['cost_rounded']}"
+    return rows
 
 
 @app.command("report")
 def report(
     ctx: typer.Context,
-    since: Annotated[Optional[str], typer.Option("--since", help="First day, inclusive (default: the 1st of this month).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Last day, inclusive (default: today).")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", metavar="DAY",
+        help="First day, inclusive: 2026-11-01, today, yesterday or 7d (7 days ago); default: the 1st of this month."
+    )] = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", metavar="DAY", help="Last day, inclusive, in the same forms as --since (default: today).")] = None,
     by: Annotated[Optional[list[str]], typer.Option("--by", help="Group by day, agency, account, domain, user or direction (repeatable).")] = None,
-    agency: Annotated[Optional[str], typer.Option("--agency")] = None,
-    account: Annotated[Optional[str], typer.Option("--account")] = None,
-    domain: Annotated[Optional[str], typer.Option("--domain")] = None,
-    user: Annotated[Optional[str], typer.Option("--user")] = None,
+    agency: Annotated[Optional[str], typer.Option("--agency", help="Only this agency's usage.")] = None,
+    account: Annotated[Optional[str], typer.Option("--account", help="Only this account's usage.")] = None,
+    domain: Annotated[Optional[str], typer.Option("--domain", help="Only mail sent from or received on this domain.")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="Only mail sent with this login.", metavar="LOGIN@DOMAIN")] = None,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -205,13 +246,18 @@ def report(
     if output == "csv":
         render_list(data["rows"], columns + [("cost", "cost"), ("cost_rounded", "cost_rounded")], output="csv")
         return
-    rows = [dict(r, cost_display=f"${r['cost_rounded']}") for r in data["rows"]]
+    rows = _report_rows(data)
+    extra = []
     if "day" in data["by"] and rows:
-        peak = max(r["emails"] for r in rows) or 1
+        unit = bar_scale(max(r["emails"] for r in rows))
         for r in rows:
-            r["bar"] = "█" * max(1, round(20 * r["emails"] / peak)) if r["emails"] else ""
+            r["bar"] = bar(r["emails"], unit)
+        extra = [("bar", f"█ = {unit:,} email{'s' if unit != 1 else ''}")]
     total = {**{g: "" for g in data["by"]}, **data["total"], "cost_display": f"${data['total']['cost_rounded']}"}
     total[data["by"][0]] = "Total"
-    extra = [("bar", "Emails/day")] if "day" in data["by"] else []
     render_list(rows + [total], columns + [("cost_display", "Cost")] + extra, output="table",
                 title=f"Usage {data['since']} to {data['until']} ({data['timezone']}) at ${data['price_per_1000']}/1,000")
+    note = rounding_note([r["cost_rounded"] for r in data["rows"]], data["total"]["cost_rounded"],
+                         data["total"]["cost"])
+    if note:
+        message(f"Note: {note}")

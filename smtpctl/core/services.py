@@ -302,7 +302,9 @@ def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None
     return Outcome(created, "created")
 
 
-def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
+def list_accounts(store: Store, agency: str | None = None, *, blocked: bool = False) -> list[dict[str, Any]]:
+    """Accounts with their effective limit and domain count; only the blocked
+    ones with ``blocked``. Raises ``NotFound`` for an unknown agency."""
     if agency is not None:
         agency = get_agency(store, agency).name
     default_limit = int(effective_settings(store)["default_daily_limit"])
@@ -314,6 +316,7 @@ def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any
             "domains": domain_counts.get(a.id, 0),
         }
         for a in store.accounts(agency=agency)
+        if a.blocked or not blocked
     ]
 
 
@@ -793,15 +796,20 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     from smtpctl.core.clock import iso_z
 
     try:
-        if "T" in text:
+        if len(text) > 10 and text[10] in "Tt ":  # 2026-11-26T10:00:00Z, not "Today"
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=ZoneInfo(zone_name))
         else:
-            day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
+            from smtpctl.core.clock import utc_now
+            from smtpctl.core.usage import parse_day  # today, yesterday, 7d as in usage report
+
+            current = utc_now().astimezone(ZoneInfo(zone_name)).date()
+            day = parse_day(text, "", current) + (timedelta(days=1) if end else timedelta())
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
-    except ValueError:
-        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
+    except (ValueError, InvalidInput):
+        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26, today, yesterday, 7d (7 days ago) "
+                           "or 2026-11-26T10:00:00Z") from None
     return iso_z(moment.astimezone(timezone.utc))
 
 

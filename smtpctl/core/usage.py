@@ -548,11 +548,41 @@ def usage_status(store: Store, account: str | None = None) -> list[dict[str, Any
 GROUPS = ("day", "agency", "account", "domain", "user", "direction")
 
 
-def parse_day(text: str, what: str) -> date:
+def parse_day(text: str, what: str, current: date) -> date:
+    """A calendar day: ``2026-11-26``, ``today``, ``yesterday`` or ``Nd`` (N
+    days before ``current``, today in the store's time zone; ``0d`` is today).
+    Raises ``InvalidInput`` naming the option ``what``."""
+    word = text.strip().lower()
+    if word == "today":
+        return current
+    if word == "yesterday":
+        return current - timedelta(days=1)
+    if len(word) > 1 and word.endswith("d") and word[:-1].isdigit() and len(word) <= 6:
+        return current - timedelta(days=int(word[:-1]))
     try:
-        return date.fromisoformat(text)
+        return date.fromisoformat(word)
     except ValueError:
-        raise InvalidInput(f"{what} must be a date like 2026-11-26, not {text!r}") from None
+        raise InvalidInput(f"{what} must be a date like 2026-11-26, today, yesterday or 7d (7 days ago), "
+                           f"not {text!r}") from None
+
+
+def parse_percent(text: str, what: str) -> Decimal:
+    """A share of a limit in percent, more than 0 (``80``, ``95.5``); raises ``InvalidInput``."""
+    from decimal import InvalidOperation
+
+    try:
+        value = Decimal(text.strip().rstrip("%"))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value <= 0 or value > 100_000:
+        raise InvalidInput(f"{what} must be a percentage above 0, like 80 or 95.5, not {text!r}")
+    return value
+
+
+def at_or_over(rows: list[dict[str, Any]], percent: Decimal) -> list[dict[str, Any]]:
+    """The ``usage_status`` rows whose sent count is at or over ``percent`` of
+    their limit, compared exactly (not on the rounded percentage shown)."""
+    return [r for r in rows if Decimal(r["sent"]) * 100 >= percent * r["limit"]]
 
 
 def usage_report(store: Store, *, since: str | None = None, until: str | None = None,
@@ -570,8 +600,8 @@ def usage_report(store: Store, *, since: str | None = None, until: str | None = 
         raise InvalidInput(f"--by must be one of {', '.join(GROUPS)}, not {unknown[0]!r}")
     zone = store_zone(store)
     current = date.fromisoformat(today(store, zone))
-    end = parse_day(until, "--until") if until else current
-    start = parse_day(since, "--since") if since else end.replace(day=1)
+    end = parse_day(until, "--until", current) if until else current
+    start = parse_day(since, "--since", current) if since else end.replace(day=1)
     if start > end:
         raise InvalidInput(f"--since {start} is after --until {end}")
     filters = {}
@@ -619,6 +649,8 @@ def estimate(*, emails: int, rate: Decimal, compare: list[tuple[str, Decimal]]) 
                 "cost_rounded": format(billing.to_cents(theirs), "f"),
                 "saving": billing.plain(theirs - ours),
                 "saving_rounded": format(billing.to_cents(theirs - ours), "f"),
+                # what the two amounts to pay differ by: each is rounded to the cent on its own
+                "saving_as_billed": format(billing.to_cents(theirs) - billing.to_cents(ours), "f"),
             }
             for name, other_rate in compare
         ],

@@ -154,6 +154,7 @@ def test_audit_filters(cli, doc, tmp_path, monkeypatch):
     assert len(json.loads(cli("audit", "--until", "2999-01-01", "--json", "--limit", "0").stdout)) == 6
     csv_lines = cli("audit", "--csv", "--limit", "1").stdout.splitlines()
     assert csv_lines[0] == "id,at,actor,action,object_type,object_name,account,details"
-    bad = cli("audit", "--since", "yesterday")
+    bad = cli("audit", "--since", "last week")
     assert (bad.exit_code, bad.stderr) == (
-        2, "Error: invalid date or time 'yesterday': use 2026-11-26 or 2026-11-26T10:00:00Z\n")
+        2, "Error: invalid date or time 'last week': use 2026-11-26, today, yesterday, 7d (7 days ago) "
+           "or 2026-11-26T10:00:00Z\n")

@@ -75,7 +75,7 @@ def test_record_json_shape_and_the_crossing(cli):
      "Error: time 2999-01-01T00:00:00Z is in the future\n"),
     (["usage", "report", "--by", "week"], 2,
      "Error: --by must be one of day, agency, account, domain, user, direction, not 'week'\n"),
-    (["usage", "report", "--since", "last week"], 2, "Error: --since must be a date like 2026-11-26, not 'last week'\n"),
+    (["usage", "report", "--since", "last week"], 2, "Error: --since must be a date like 2026-11-26, today, yesterday or 7d (7 days ago), not 'last week'\n"),
     (["usage", "status", "ghost"], 3, "Error: account 'ghost' not found\n"),
     (["usage", "import", "/nonexistent/file.jsonl"], 2, "Error: cannot read /nonexistent/file.jsonl: No such file or directory\n"),
     (["pricing", "estimate"], 2,
@@ -148,7 +148,8 @@ def test_pricing(cli):
     data = json.loads(cli("pricing", "estimate", "--per-day", "1500", "--json").stdout)
     assert (data["emails"], data["cost"], data["cost_rounded"]) == (45000, "30.375", "30.38")
     assert data["comparisons"][0] == {"name": "Mailgun", "rate_per_1000": "0.80", "cost": "36.00",
-                                      "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63"}
+                                      "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63",
+                                      "saving_as_billed": "5.62"}
     by_msgs = json.loads(cli("pricing", "estimate", "--messages", "100", "--recipients", "4", "--rate", "1",
                              "--compare", "A=2", "--compare", "B=0.5", "--json").stdout)
     assert (by_msgs["emails"], by_msgs["cost"]) == (400, "0.40")

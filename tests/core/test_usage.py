@@ -212,7 +212,8 @@ def test_estimate():
     data = usage.estimate(emails=45_000, rate=Decimal("0.675"), compare=[("Mailgun", Decimal("0.80"))])
     assert (data["cost"], data["cost_rounded"]) == ("30.375", "30.38")
     assert data["comparisons"] == [{"name": "Mailgun", "rate_per_1000": "0.80", "cost": "36.00",
-                                    "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63"}]
+                                    "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63",
+                                      "saving_as_billed": "5.62"}]
 
 
 # -- the rule, for any sequence of events ----------------------------------------------------------
