@@ -148,8 +148,9 @@ def test_agency_show_is_the_credits_view(northwind, run):
     run("account", "add", "quiet", "--agency", AGENCY, check_rc=0)
     run("usage", "record", "--inbound", "--domain", "shared.northwind.example", "--recipients", "3", check_rc=0)
     last = today().replace(day=1) - timedelta(days=1)
-    run("usage", "record", "--user", LOGINS[0], "--recipients", "2000", "--at", f"{last.isoformat()}T12:00:00Z",
-        check_rc=0)
+    for hour in (11, 12):  # two messages of 1,000 (the per-message cap): 2,000 emails last month
+        run("usage", "record", "--user", LOGINS[0], "--recipients", "1000", "--at", f"{last.isoformat()}T{hour}:00:00Z",
+            check_rc=0)
     this_m, last_m = today().strftime("%Y-%m"), last.strftime("%Y-%m")
     result = run("agency", "show", AGENCY, env=NARROW, check_rc=0)
     lines = result.stdout.splitlines()

@@ -173,7 +173,8 @@ def test_store_set_warns_and_unset_goes_back(cli):
         0, "", "Setting credentials_per_domain = 5 (already the default; unchanged).\n")
     assert out(cli("store", "unset", "nope")) == (
         2, "", "Error: unknown setting 'nope'; known settings: smtp_host, timezone, default_daily_limit, "
-               "credentials_per_domain, price_per_1000, compare_name, compare_price_per_1000\n")
+               "credentials_per_domain, price_per_1000, compare_name, compare_price_per_1000, "
+                   "max_recipients_per_message, sender_alignment\n")
     shown = json.loads(cli("store", "show", "--json").stdout)
     assert shown["credentials_per_domain"] == 5
     actions = [r["action"] for r in json.loads(cli("audit", "--action", "setting", "--json").stdout)]
