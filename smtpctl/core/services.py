@@ -494,8 +494,6 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     from datetime import date, datetime, time, timedelta, timezone
     from zoneinfo import ZoneInfo
 
-    from smtpctl.core.clock import iso_z
-
     try:
         if "T" in text:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -504,9 +502,10 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
         else:
             day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
-    except ValueError:
+        utc = moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: a time near year 1 or 9999 shifted out of range
         raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
-    return iso_z(moment.astimezone(timezone.utc))
+    return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
 def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,
