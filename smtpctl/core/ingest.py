@@ -377,15 +377,15 @@ def read_csv(lines: Iterable[str], default_tz: tzinfo) -> Iterator[UsageInput | 
         if unreadable:
             yield BadLine(number, text.reason)  # type: ignore[attr-defined]
             continue
+        record = text.rstrip("\r\n")
+        if "\r" in record or "\n" in record:
+            yield BadLine(number, "not valid CSV: a carriage return inside the line")
+            continue
         try:
-            rows = list(reader((text,), delimiter=sep, strict=True))
+            cells = next(reader((record,), delimiter=sep, strict=True))
         except csv.Error as exc:
             yield BadLine(number, f"not valid CSV: {exc} (a quoted cell must close on its own line)")
             continue
-        if len(rows) != 1:
-            yield BadLine(number, "not valid CSV: a line break inside the line")
-            continue
-        cells = rows[0]
         if len(cells) > len(columns):
             yield BadLine(number, f"{len(cells)} cells, but the header names {len(columns)} columns")
             continue

@@ -503,8 +503,10 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
             day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
         utc = moment.astimezone(timezone.utc)
-    except (ValueError, OverflowError):  # OverflowError: a time near year 1 or 9999 shifted out of range
+    except ValueError:
         raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
+    except OverflowError:  # a time near year 1 or 9999, shifted to UTC or to the next day
+        raise InvalidInput(f"date or time {text!r} is out of range") from None
     return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
