@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from smtpctl.core import ingest
 from smtpctl.core.errors import InvalidInput
-from smtpctl.core.ingest import BadLine, MAX_LINE_BYTES, PostfixLog, UsageInput, UnreadableLine
+from smtpctl.core.ingest import (
+    MAX_LINE_BYTES,
+    BadLine,
+    PostfixLog,
+    UnreadableLine,
+    UsageInput,
+)
 from smtpctl.core.usage import _Days
 
 UTC = timezone.utc
