@@ -216,7 +216,7 @@ def import_(
     if json_out:
         print_json(summary.as_dict())
     else:
-        message(f"Imported {_plural(summary.messages, 'message')} ({summary.emails:,} emails); "
+        message(f"Imported {_plural(summary.messages, 'message')} ({_plural(summary.emails, 'email')}); "
                 f"{_plural(summary.duplicates, 'duplicate')} skipped; {_plural(summary.rejected, 'line')} rejected.")
         for bad in summary.rejected_lines:
             message(f"  line {bad['line']}: {bad['reason']}")

@@ -122,7 +122,7 @@ def test_duplicates_only_exit_0(cli, tmp_path):
     src.write_text(good(1) + "\n" + good(1))
     result = cli("usage", "import", str(src))
     assert (result.exit_code, result.stderr) == (0, f"Reading {src} as jsonl (from its name).\n"
-                                                    "Imported 1 message (1 emails); 1 duplicate skipped; "
+                                                    "Imported 1 message (1 email); 1 duplicate skipped; "
                                                     "0 lines rejected.\n")
 
 
@@ -130,7 +130,7 @@ def test_stdin_defaults_to_jsonl_and_says_so(cli):
     result = cli("usage", "import", "-", input=good(1))
     assert (result.exit_code, result.stderr) == (
         0, "Reading stdin as jsonl (the default; give --format csv or --format postfix for other input).\n"
-           "Imported 1 message (1 emails); 0 duplicates skipped; 0 lines rejected.\n")
+           "Imported 1 message (1 email); 0 duplicates skipped; 0 lines rejected.\n")
 
 
 @pytest.mark.parametrize("args, error", [
