@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -84,28 +84,93 @@ class ImportFormat(str, Enum):
     postfix = "postfix"
 
 
-def _lines(handle, position: list[int]) -> Iterator[str]:
-    for raw in handle:
-        position[0] += len(raw)
-        yield raw.decode("utf-8", errors="replace")
+class _Stop(BaseException):
+    """Raised by the signal handler while the import is reading its input:
+    nothing is being written then, so reading simply ends there."""
+
+
+class _Interruption:
+    """Ctrl-C and SIGTERM during an import: stop reading, keep what is done.
+
+    While the input is being read, a signal ends the input at once; while a
+    batch is being written, it lets that batch finish (or roll back on an
+    error) and ends the input after it. Either way ``import_usage`` returns
+    its summary, and the command exits 128 + the signal's number.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.reading = False
+        self.last_line = 0
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_Interruption":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.reading:
+            self.reading = False
+            raise _Stop
+
+    def guard(self, items):
+        """``items`` until a signal arrives; remembers the last line handed on."""
+        iterator = iter(items)
+        while self.signum is None:
+            try:
+                self.reading = True
+                item = next(iterator)
+                self.reading = False
+            except (StopIteration, _Stop):
+                self.reading = False
+                return
+            self.last_line = item.line or self.last_line
+            yield item
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A file, or - for stdin.", metavar="FILE|-")],
-    input_format: Annotated[ImportFormat, typer.Option("--format", help="jsonl, csv or postfix (a mail log).")] = ImportFormat.jsonl,
+    input_format: Annotated[Optional[ImportFormat], typer.Option(
+        "--format", help="jsonl, csv or postfix (a mail log); default: from the file name, else jsonl.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad line; keep nothing of its batch.")] = False,
-    year: Annotated[Optional[int], typer.Option("--year", help="postfix: the log's year (syslog lines have none).")] = None,
+    year: Annotated[Optional[int], typer.Option("--year", min=1970, max=9999,
+                                                help="postfix: the log's year (syslog lines have none).")] = None,
     log_timezone: Annotated[Optional[str], typer.Option("--log-timezone", help="postfix: the log's time zone (default: the store's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Messages per transaction.")] = rules.IMPORT_BATCH_SIZE,
     json_out: JsonOption = False,
 ) -> None:
-    """Import messages from JSONL, CSV or a Postfix mail log."""
+    """Import messages from JSONL, CSV or a Postfix mail log.
+
+    Exits 0 when every line was recorded or skipped as a duplicate, 2 when
+    any line was rejected (the good lines are recorded all the same), and
+    130 or 143 when interrupted (the batches written are kept).
+    """
     from zoneinfo import ZoneInfo
 
     from smtpctl.core import ingest, rules
 
+    guessed = ingest.format_for(source) if input_format is None and source != "-" else None
+    chosen = input_format.value if input_format is not None else guessed or "jsonl"
+    log_zone = ZoneInfo(rules.validate_timezone(log_timezone)) if log_timezone else None
     store = store_of(ctx)
     zone = usage.store_zone(store)
     if source == "-":
@@ -116,16 +181,18 @@ def import_(
             handle, size = open(path, "rb"), path.stat().st_size
         except OSError as exc:
             raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    if input_format is None:
+        how = "from its name" if guessed else "the default; give --format csv or --format postfix for other input"
+        message(f"Reading {'stdin' if source == '-' else source} as {chosen} ({how}).")
     position = [0]
-    lines = _lines(handle, position)
+    lines = ingest.read_lines(handle, position)
     parser = None
-    if input_format is ImportFormat.jsonl:
+    if chosen == "jsonl":
         items = ingest.read_jsonl(lines, zone)
-    elif input_format is ImportFormat.csv:
+    elif chosen == "csv":
         items = ingest.read_csv(lines, zone)
     else:
-        log_zone = ZoneInfo(rules.validate_timezone(log_timezone)) if log_timezone else zone
-        parser = ingest.PostfixLog(year=year, log_tz=log_zone)
+        parser = ingest.PostfixLog(year=year, log_tz=log_zone or zone)
         items = parser.feed(lines)
     progress = None
     if size and sys.stderr.isatty():
@@ -135,22 +202,23 @@ def import_(
         task = progress.add_task(f"Importing {source}", total=size)
         progress.start()
     try:
-        summary = usage.import_usage(store, items, strict=strict, batch_size=batch_size,
-                                     progress=(lambda _n: progress.update(task, completed=position[0])) if progress else None)
+        with _Interruption() as interruption:
+            summary = usage.import_usage(
+                store, interruption.guard(items), strict=strict, batch_size=batch_size,
+                progress=(lambda _n: progress.update(task, completed=position[0])) if progress else None)
     finally:
         if progress:
             progress.stop()
         if source != "-":
             handle.close()
-    if parser is not None and parser.pending:
+    if parser is not None and parser.pending and interruption.signum is None:
         summary.notes.append(f"{len(parser.pending)} authenticated transaction(s) never reached the queue "
                              "(aborted or refused at end of DATA): not counted")
     if json_out:
         print_json(summary.as_dict())
     else:
-        message(f"Imported {summary.messages:,} message{'s' if summary.messages != 1 else ''} "
-                f"({summary.emails:,} emails); {summary.duplicates:,} duplicate{'s' if summary.duplicates != 1 else ''} "
-                f"skipped; {summary.rejected:,} line{'s' if summary.rejected != 1 else ''} rejected.")
+        message(f"Imported {_plural(summary.messages, 'message')} ({_plural(summary.emails, 'email')}); "
+                f"{_plural(summary.duplicates, 'duplicate')} skipped; {_plural(summary.rejected, 'line')} rejected.")
         for bad in summary.rejected_lines:
             message(f"  line {bad['line']}: {bad['reason']}")
         if summary.rejected > len(summary.rejected_lines):
@@ -158,6 +226,21 @@ def import_(
         for note in summary.notes:
             message(f"Note: {note}")
     tell_crossings(summary.crossings)
+    if interruption.signum is not None:
+        import signal
+
+        name = signal.Signals(interruption.signum).name
+        resume = ("" if chosen == "postfix" else
+                  f" (a line with no id would be recorded again: resume after line {interruption.last_line:,})")
+        sys.stderr.write(f"Error: interrupted by {name} after line {interruption.last_line:,}: "
+                         f"the {_plural(summary.messages, 'message')} recorded so far are kept; "
+                         f"re-running the import skips them by their ids{resume}\n")
+        raise typer.Exit(128 + interruption.signum)
+    if summary.rejected:
+        where = "in the JSON summary" if json_out else "listed above"
+        sys.stderr.write(f"Error: {_plural(summary.rejected, 'line')} rejected ({where}); "
+                         "every other line was imported\n")
+        raise typer.Exit(2)
 
 
 @app.command("status")

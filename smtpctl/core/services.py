@@ -790,10 +790,8 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
 
 def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     """A date (whole day in the store's zone) or an ISO 8601 time, as a UTC string."""
-    from datetime import date, datetime, time, timedelta, timezone
+    from datetime import datetime, time, timedelta, timezone
     from zoneinfo import ZoneInfo
-
-    from smtpctl.core.clock import iso_z
 
     try:
         if len(text) > 10 and text[10] in "Tt ":  # 2026-11-26T10:00:00Z, not "Today"
@@ -807,10 +805,13 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
             current = utc_now().astimezone(ZoneInfo(zone_name)).date()
             day = parse_day(text, "", current) + (timedelta(days=1) if end else timedelta())
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
+        utc = moment.astimezone(timezone.utc)
     except (ValueError, InvalidInput):
         raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26, today, yesterday, 7d (7 days ago) "
                            "or 2026-11-26T10:00:00Z") from None
-    return iso_z(moment.astimezone(timezone.utc))
+    except OverflowError:  # a time near year 1 or 9999, shifted to UTC or to the next day
+        raise InvalidInput(f"date or time {text!r} is out of range") from None
+    return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
 def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,

@@ -10,7 +10,7 @@ deleted and credential creation is blocked, before the transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
@@ -125,20 +125,37 @@ def today(store: Store, zone: ZoneInfo | None = None) -> str:
 class _Days:
     """UTC instant -> calendar day in the store's zone, cached per quarter hour.
 
-    Every zone offset in the tz database is a whole number of quarter hours,
-    so all instants in one UTC quarter hour fall on the same local day.
+    A quarter hour of UTC time is cached only when it is one local day
+    throughout: the same offset and the same local date at its first and its
+    last second. That holds for almost every quarter hour, whatever the
+    zone; one that holds a local midnight (which, with offsets such as
+    Monrovia's -0:44:30 before 1972, need not fall on a quarter hour) or an
+    offset change is worked out for each instant. (No zone in the tz
+    database changes its offset twice within 15 minutes, which a test checks,
+    so two equal ends cannot hide a change and back.)
     """
+
+    SPAN = 900
 
     def __init__(self, zone: ZoneInfo):
         self.zone = zone
-        self.cache: dict[int, str] = {}
+        self.cache: dict[int, str | None] = {}
 
     def __call__(self, at: datetime) -> str:
-        key = int(at.timestamp()) // 900
-        day = self.cache.get(key)
+        key = int(at.timestamp()) // self.SPAN
+        day = self.cache.get(key, "")
+        if day == "":
+            day = self.cache[key] = self._span_day(key)
         if day is None:
-            day = self.cache[key] = at.astimezone(self.zone).date().isoformat()
+            return at.astimezone(self.zone).date().isoformat()
         return day
+
+    def _span_day(self, key: int) -> str | None:
+        first = datetime.fromtimestamp(key * self.SPAN, timezone.utc).astimezone(self.zone)
+        last = datetime.fromtimestamp(key * self.SPAN + self.SPAN - 1, timezone.utc).astimezone(self.zone)
+        if first.utcoffset() != last.utcoffset() or first.date() != last.date():
+            return None
+        return first.date().isoformat()
 
 
 def _iso(at: datetime) -> str:

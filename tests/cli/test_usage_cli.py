@@ -103,13 +103,16 @@ def test_import_jsonl_summary_and_rejects(cli, tmp_path):
         "garbage\n"
         '{"user": "a@d.example", "recipients": 3, "at": "2026-10-01T11:00:00Z", "id": "e2"}\n')
     result = cli("usage", "import", str(src))
-    assert (result.exit_code, result.stdout) == (0, "")
-    assert result.stderr == ("Imported 2 messages (4 emails); 1 duplicate skipped; 1 line rejected.\n"
-                             "  line 3: not JSON: Expecting value\n")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("Reading " + str(src) + " as jsonl (from its name).\n"
+                             "Imported 2 messages (4 emails); 1 duplicate skipped; 1 line rejected.\n"
+                             "  line 3: not JSON: Expecting value\n"
+                             "Error: 1 line rejected (listed above); every other line was imported\n")
     again = json.loads(cli("usage", "import", str(src), "--json").stdout)
     assert (again["messages"], again["duplicates_skipped"], again["lines_rejected"]) == (0, 3, 1)
     strict = cli("usage", "import", str(src), "--strict")
-    assert (strict.exit_code, strict.stderr) == (2, "Error: line 3: not JSON: Expecting value\n")
+    assert (strict.exit_code, strict.stderr) == (2, "Reading " + str(src) + " as jsonl (from its name).\n"
+                                                    "Error: line 3: not JSON: Expecting value\n")
 
 
 def test_import_csv_from_stdin(cli):
