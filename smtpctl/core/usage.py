@@ -432,16 +432,48 @@ def admit_message(store: Store, login: str, recipients: int, source_id: str) -> 
     concurrency or the number of processes. A ``source_id`` already recorded
     is accepted again without billing it twice. Raises nothing for a refusal
     (it is an answer); store errors propagate."""
+    [answer] = admit_messages(store, [(login, recipients, source_id)])
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
+
+
+def admit_messages(store: Store, messages: list[tuple[str, int, str]]) -> list[Admission | Exception]:
+    """Group commit: admit many live messages (``(login, recipients,
+    source_id)``) in one transaction, so one durable commit serves them all.
+
+    Each message is its own step, in order, inside a savepoint: it sees the
+    totals the earlier ones wrote, so the cap is exactly as strict as one
+    transaction per message. A message whose step fails gets its exception
+    in the answer list (and its savepoint is rolled back); the others are
+    committed. Store errors of the transaction itself propagate, and then
+    nothing of the batch was recorded."""
     from smtpctl.core.ingest import UsageInput
 
     zone = store_zone(store)
+    resolver = _Resolver(store)
+    answers: list[Admission | Exception] = []
     with store.write():
-        status = sender_status(store, login)
-        if status != "ok":
-            return Admission(False, status, "the credential was revoked or removed" if status == "revoked"
-                             else "not a credential of this service")
-        item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
-        result = _apply(store, [item], strict=False, resolver=_Resolver(store), zone=zone)
+        conn = store.conn
+        for login, recipients, source_id in messages:
+            conn.execute("SAVEPOINT admit")
+            try:
+                status = sender_status(store, login)
+                if status != "ok":
+                    answers.append(Admission(False, status, "the credential was revoked or removed"
+                                             if status == "revoked" else "not a credential of this service"))
+                else:
+                    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
+                    answers.append(_admission(_apply(store, [item], strict=False, resolver=resolver, zone=zone)))
+                conn.execute("RELEASE admit")
+            except Exception as exc:  # noqa: BLE001 - the answer for this message; the rest go on
+                conn.execute("ROLLBACK TO admit")
+                conn.execute("RELEASE admit")
+                answers.append(exc)
+    return answers
+
+
+def _admission(result: BatchResult) -> Admission:
     crossings = tuple(result.crossings)
     if result.rejected:
         return Admission(False, result.kinds[0], result.rejected[0].reason, 0, crossings)

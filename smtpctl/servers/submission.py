@@ -31,6 +31,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from smtpctl.core import passwords, rules, services, usage
 from smtpctl.core.errors import InvalidInput
+from smtpctl.servers.metering import GroupCommit
 from smtpctl.servers.runtime import StoreWorker, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
@@ -108,6 +109,7 @@ class SubmissionSMTP(SMTP):
         if self.session is not None:
             log_event("disconnect", listener=self.listener, peer=_peer(self.session),
                       login=self.session.auth_data if self.session.authenticated else None)
+        self.event_handler.close_leg(self.envelope)  # a client gone between MAIL and DATA
         super().connection_lost(exc)
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
@@ -142,6 +144,7 @@ class SubmissionHandler:
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
         self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
         self.spool = MaildirSpool(config.maildir)
+        self.meter = GroupCommit(worker)
 
     async def authenticate(self, session: Session, mechanism: str, raw_login: bytes,
                            raw_password: bytes) -> AuthResult:
@@ -230,14 +233,27 @@ class SubmissionHandler:
         return "250 OK"
 
     async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        _close_leg(envelope)
+        self.close_leg(envelope)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         try:
             return await self._data(session, envelope)
         finally:
-            _close_leg(envelope)
+            self.close_leg(envelope)
+
+    def close_leg(self, envelope: Envelope | None) -> None:
+        """End a transaction's relay conversation, off the event loop (QUIT waits for a reply)."""
+        leg = getattr(envelope, "relay_leg", None)
+        if leg is not None:
+            envelope.relay_leg = None
+            self._close_soon(leg)
+
+    def _close_soon(self, leg: "RelayLeg") -> None:
+        try:
+            self.relay_pool.submit(leg.close)
+        except RuntimeError:  # shutting down: no pool left
+            leg.close()
 
     async def _data(self, session: Session, envelope: Envelope) -> str:
         login = session.auth_data
@@ -248,6 +264,7 @@ class SubmissionHandler:
                    f"(smtpctl) with ESMTPSA id {queue_id}\r\n").encode() + (envelope.original_content or b"")
         loop = asyncio.get_running_loop()
         leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
+        envelope.relay_leg = None  # the settling below owns it now, to the end
         staged: Path | None = None
         if leg is None:  # Maildir: stage in tmp/, bill, then publish to new/ (docs/servers.md, crash safety)
             try:
@@ -256,8 +273,24 @@ class SubmissionHandler:
             except OSError as exc:
                 log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
                 return "451 4.3.0 Delivery failed temporarily; try again later"
+        # From here on the message is settled to the end even if the client goes
+        # away (aiosmtpd cancels the handler): billed and staged, it is published.
+        settle = asyncio.ensure_future(self._settle(login, recipients, queue_id, source_id, content, staged, leg))
+        return await asyncio.shield(settle)
+
+    async def _settle(self, login: str, recipients: list[str], queue_id: str, source_id: str, content: bytes,
+                      staged: Path | None, leg: "RelayLeg | None") -> str:
         try:
-            admission = await self.worker.call(usage.admit_message, login, len(recipients), source_id)
+            return await self._settled(login, recipients, queue_id, source_id, content, staged, leg)
+        finally:
+            if leg is not None:
+                self._close_soon(leg)
+
+    async def _settled(self, login: str, recipients: list[str], queue_id: str, source_id: str, content: bytes,
+                       staged: Path | None, leg: "RelayLeg | None") -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            admission = await self.meter.admit(login, len(recipients), source_id)
         except Exception as exc:  # the store: nothing recorded, nothing delivered; the client retries
             if staged is not None:
                 self.spool.discard(staged)
@@ -279,6 +312,7 @@ class SubmissionHandler:
                 log_event("publish_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
             where = "maildir"
         else:
+            assert leg is not None
             try:
                 code, text = await loop.run_in_executor(self.relay_pool, leg.data, content)
             except (OSError, smtplib.SMTPException) as exc:
@@ -302,13 +336,6 @@ def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {' '.join(text.split())}"
-
-
-def _close_leg(envelope: Envelope) -> None:
-    leg = getattr(envelope, "relay_leg", None)
-    if leg is not None:
-        envelope.relay_leg = None
-        leg.close()
 
 
 class RelayLeg:
