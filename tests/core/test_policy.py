@@ -1,12 +1,16 @@
 """The policy decision, from the real request block Postfix sent (tests/fixtures)."""
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from smtpctl.core import services, usage
+from smtpctl.core.errors import InvalidInput
 from smtpctl.core.store import Store
-from smtpctl.servers.policy import decide, parse_request
+from smtpctl.servers.policy import (MalformedRequest, UnixListen, bind_unix, decide, parse_count, parse_request,
+                                    parse_socket_group, parse_socket_mode)
 
 REQUEST = (Path(__file__).resolve().parents[1] / "fixtures" / "postfix" / "policy-request.txt").read_text()
 PW = "a good long password"
@@ -78,3 +82,109 @@ def test_revoking_block_is_rejected_at_any_state(store):
 def test_other_states_do_not_meter(store):
     assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
     assert usage.usage_status(store, "shop")[0]["sent"] == 0
+
+
+STATES = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"]
+
+
+def test_every_state_has_an_answer_and_a_state_in_its_log_fields(store):
+    for state in STATES:
+        action, info = decide(store, request(protocol_state=state))
+        assert (action, info["state"], info["login"]) == ("DUNNO", state, "bob@acme.test")
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3  # END-OF-MESSAGE only
+
+
+def test_sender_alignment_from_mail_on(store):
+    services.add_account(store, "other", "acme")
+    services.add_domain(store, "other.test", account="other")
+    for state in ("MAIL", "RCPT", "DATA", "END-OF-MESSAGE"):
+        for sender in ("ceo@other.test", "", "x@paypal.com"):
+            action, info = decide(store, request(protocol_state=state, sender=sender, instance=f"{state}{sender}"))
+            assert action == f"REJECT 5.7.1 <{sender}>: Sender address rejected: not owned by user bob@acme.test"
+            assert info["reason"] == "sender_mismatch" and info["sender"] == (sender or "<>")
+    # Before MAIL, Postfix's sender= is empty because there is none yet: not a null sender.
+    assert decide(store, request(protocol_state="EHLO", sender=""))[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    services.set_setting(store, "sender_alignment", "off")
+    assert decide(store, request(protocol_state="RCPT", sender="ceo@other.test"))[0] == "DUNNO"
+
+
+@pytest.mark.parametrize("count, action", [
+    ("1001", "REJECT 5.5.3 Too many recipients"),
+    ("1000000000000", "REJECT 5.5.3 Too many recipients"),
+    ("9" * 10_000, "REJECT 5.5.3 Too many recipients"),
+    ("-3", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+    ("three", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+    ("+3", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+    ("3_0", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+])
+def test_absurd_or_garbage_counts_are_never_metered(store, count, action):
+    services.set_account_limit(store, "shop", 10_000_000)
+    for state in ("DATA", "END-OF-MESSAGE"):
+        assert decide(store, request(protocol_state=state, recipient_count=count))[0] == action
+    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert store.credentials() != []
+
+
+def test_recipient_cap_follows_the_setting(store):
+    services.set_setting(store, "max_recipients_per_message", "2")
+    action, info = decide(store, request())
+    assert (action, info["reason"], info["metered"]) == ("REJECT 5.5.3 Too many recipients", "too_many_recipients",
+                                                         False)
+    assert decide(store, request(recipient_count="2"))[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 2
+
+
+def test_not_a_policy_request_is_malformed(store):
+    assert decide(store, request(request="junk"))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+
+
+def test_parse_request_refuses_lines_without_a_name():
+    with pytest.raises(MalformedRequest):
+        parse_request(["request=smtpd_access_policy", "no equals sign"])
+    with pytest.raises(MalformedRequest):
+        parse_request(["=value"])
+    assert parse_request(["a=b=c", "", "d="]) == {"a": "b=c", "d": ""}
+
+
+@pytest.mark.parametrize("text, count", [("0", 0), ("", 0), (" 12 ", 12), ("000", 0), ("9" * 30, 10**18),
+                                         ("-1", None), ("1.5", None), ("١٢", None), ("0x10", None)])
+def test_parse_count(text, count):
+    assert parse_count(text) == count
+
+
+@pytest.mark.parametrize("text, mode", [("0660", 0o660), ("660", 0o660), ("0o600", 0o600), ("0777", 0o777),
+                                        ("0", 0)])
+def test_socket_mode(text, mode):
+    assert parse_socket_mode(text) == mode
+
+
+@pytest.mark.parametrize("text", ["", "rw-rw----", "0x1ff", "1777", "4660", "0888", "-660", "77777"])
+def test_bad_socket_mode(text):
+    with pytest.raises(InvalidInput):
+        parse_socket_mode(text)
+
+
+def test_socket_group():
+    import grp
+
+    assert parse_socket_group("0") == 0
+    assert parse_socket_group(grp.getgrgid(os.getgid()).gr_name) == os.getgid()
+    with pytest.raises(InvalidInput, match="no group named 'no-such-group'"):
+        parse_socket_group("no-such-group")
+
+
+def test_bind_unix_sets_the_mode_before_the_socket_is_in_place(tmp_path):
+    (tmp_path / "run").mkdir()
+    path = tmp_path / "run" / "p.sock"
+    sock = bind_unix(UnixListen(path, 0o640))
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+        assert [p.name for p in path.parent.iterdir()] == ["p.sock"]  # the staging name is gone
+        with pytest.raises(InvalidInput, match="another server is listening"):
+            bind_unix(UnixListen(path))
+    finally:
+        sock.close()
+    again = bind_unix(UnixListen(path))  # now stale: replaced
+    again.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
