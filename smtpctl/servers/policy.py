@@ -106,7 +106,8 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if state in SENDER_STATES:
         sender = attrs.get("sender", "").strip()
         if not usage.sender_allowed(store, login, sender):
-            return (f"REJECT 5.7.1 <{_echo(sender)}>: Sender address rejected: not owned by user {_echo(login)}",
+            # Postfix puts its own context first ("<rcpt>: Recipient address rejected: ").
+            return (f"REJECT 5.7.1 Sender address <{_echo(sender)}> not owned by user {_echo(login)}",
                     {**info, "reason": "sender_mismatch", "sender": sender or "<>"})
     if state not in COUNT_STATES:
         return DUNNO, info

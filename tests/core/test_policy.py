@@ -100,7 +100,7 @@ def test_sender_alignment_from_mail_on(store):
     for state in ("MAIL", "RCPT", "DATA", "END-OF-MESSAGE"):
         for sender in ("ceo@other.test", "", "x@paypal.com"):
             action, info = decide(store, request(protocol_state=state, sender=sender, instance=f"{state}{sender}"))
-            assert action == f"REJECT 5.7.1 <{sender}>: Sender address rejected: not owned by user bob@acme.test"
+            assert action == f"REJECT 5.7.1 Sender address <{sender}> not owned by user bob@acme.test"
             assert info["reason"] == "sender_mismatch" and info["sender"] == (sender or "<>")
     # Before MAIL, Postfix's sender= is empty because there is none yet: not a null sender.
     assert decide(store, request(protocol_state="EHLO", sender=""))[0] == "DUNNO"

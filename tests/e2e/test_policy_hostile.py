@@ -6,6 +6,7 @@ import os
 import socket
 import sqlite3
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_sender_alignment(policy, run, state):
     client = Client(server, "tcp")
     for sender in ("ceo@other.test", "x@paypal.com", "", "not-an-address", "bob@acme.test.evil.example"):
         answer = client.ask(request(protocol_state=state, sender=sender, instance=f"s-{sender}"))
-        assert answer.startswith(f"action=REJECT 5.7.1 <{sender}>: Sender address rejected: not owned by user "
+        assert answer.startswith(f"action=REJECT 5.7.1 Sender address <{sender}> not owned by user "
                                  "bob@acme.test"), (sender, answer)
     for sender in ("bob@acme.test", "News@NEWS.acme.test", "anyone@acme.test"):
         assert client.ask(request(protocol_state=state, sender=sender, instance=f"ok-{sender}")) == "action=DUNNO"
@@ -301,3 +302,70 @@ def test_two_processes_one_store_hold_the_hard_cap(run, tmp_path, isolated_store
     for server in servers:
         assert "Traceback" not in server.text()
         assert len(events(server, "policy")) == 60  # 20 requests per round, 3 rounds
+
+
+def test_real_postfix_asks_over_a_0660_socket_in_private(run, tmp_path, isolated_store):
+    """Postfix's smtpd (user postfix) reaches the socket through its group, and
+    refuses at RCPT time what the policy service refuses there."""
+    import smtplib
+    import ssl
+
+    from tests.e2e.postfix_rig import PostfixRig, missing_tools
+
+    missing = missing_tools()
+    if missing or os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"the Postfix rig needs root and {missing}: .ci/run installs postfix and dovecot-core")
+        pytest.skip(f"needs root and {missing}")
+    passwords = {"bob@acme.test": "Bob-Password-456", "ann@acme.test": "Ann-Password-789"}
+    build(isolated_store, {"shop": (1000, ["acme.test"], []), "other": (None, ["other.test"], [])})
+    for login, password in passwords.items():
+        run("user", "create", login, "--password-stdin", input=password + "\n", check_rc=0)
+    rig = PostfixRig(passwd=tmp_path / "unused", policy="unix:private/smtpctl-policy")
+    rig.passwd = rig.root / "smtpctl.passwd"
+    run("export", "--format", "dovecot", "--output", str(rig.passwd), "--group", "dovecot", check_rc=0)
+    policy = None
+    try:
+        rig.start()
+        socket_path = rig.spool / "private" / "smtpctl-policy"
+        policy = Running(["policy", "serve", "--listen", f"unix:{socket_path}", "--socket-group", "postfix"],
+                         tmp_path / "policy.log")
+        assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o660
+        service = f"127.0.0.1:{rig.submission_port}"
+        rig._postconf("-e", "smtpctl_rcpt_restrictions = check_policy_service unix:private/smtpctl-policy, "
+                            "permit_sasl_authenticated, reject")
+        rig._postconf("-P", f"{service}/inet/smtpd_recipient_restrictions=$smtpctl_rcpt_restrictions")
+        subprocess.run(["postfix", "-c", str(rig.pf_dir), "reload"], check=True, capture_output=True)
+
+        def send(login: str, sender: str, recipients: list[str]) -> dict:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            with smtplib.SMTP("127.0.0.1", rig.submission_port, timeout=60) as client:
+                client.starttls(context=context)
+                client.login(login, passwords[login])
+                return client.sendmail(sender, recipients, f"From: {sender}\r\nSubject: t\r\n\r\nhi\r\n")
+
+        assert send("bob@acme.test", "bob@acme.test", ["a@ext.test", "b@ext.test"]) == {}
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send("bob@acme.test", "ceo@other.test", ["a@ext.test"])
+        code, text = refused.value.recipients["a@ext.test"]
+        assert (code, text) == (554, b"5.7.1 <a@ext.test>: Recipient address rejected: "
+                                     b"Sender address <ceo@other.test> not owned by user bob@acme.test")
+        run("store", "set", "max_recipients_per_message", "2", check_rc=0)
+        with pytest.raises(smtplib.SMTPDataError) as too_many:
+            send("ann@acme.test", "ann@acme.test", ["a@ext.test", "b@ext.test", "c@ext.test"])
+        assert (too_many.value.smtp_code, too_many.value.smtp_error) == (
+            554, b"5.5.3 <END-OF-MESSAGE>: End-of-data rejected: Too many recipients")
+        run("user", "delete", "ann@acme.test", "--yes", check_rc=0)  # Dovecot's passwd-file still has it
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as revoked:
+            send("ann@acme.test", "ann@acme.test", ["a@ext.test"])
+        assert b"SMTP credentials revoked" in revoked.value.recipients["a@ext.test"][1]
+        assert sent(run) == 2
+    finally:
+        rig.stop()
+        if policy is not None:
+            assert policy.stop() == 0
+            assert "Traceback" not in policy.text()
+        rig.cleanup()
+    log = policy.text()
+    assert "state=RCPT" in log and "state=END-OF-MESSAGE" in log
