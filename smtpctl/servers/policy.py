@@ -36,6 +36,7 @@ MAX_ATTRIBUTES = 256  # Postfix 3.7 sends about 30
 REQUEST_TIMEOUT = 100.0  # seconds for the rest of a started request (Postfix's smtpd_policy_service_timeout)
 MAX_ECHO = 256  # the longest sender or login echoed back in a reply text
 DEFAULT_SOCKET_MODE = 0o660
+MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)
 
 SENDER_STATES = frozenset({"MAIL", "RCPT", "DATA", "END-OF-MESSAGE"})  # the envelope sender is known
 COUNT_STATES = frozenset({"DATA", "END-OF-MESSAGE"})  # recipient_count is the message's (SMTPD_POLICY_README)
@@ -260,7 +261,12 @@ class UnixListen:
 def check_unix(path: Path) -> None:
     """May a server listen at ``path``? Nothing there, or a stale socket
     (nobody answers on it), yes; a live socket (another server listens) or a
-    file that is not a socket, no (``InvalidInput``)."""
+    file that is not a socket, no (``InvalidInput``); nor a path too long
+    for a unix socket or in a folder that does not exist."""
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise InvalidInput(f"--listen unix:{path}: a unix socket path may be at most {MAX_UNIX_PATH} bytes")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"--listen unix:{path}: the folder {path.parent} does not exist")
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -289,7 +295,7 @@ def bind_unix(spec: UnixListen) -> socket.socket:
     the socket cannot be made."""
     path = spec.path
     check_unix(path)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging = path.with_name(f".smtpctl{os.getpid()}")  # short: it has the same path length limit
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         staging.unlink(missing_ok=True)
@@ -303,7 +309,7 @@ def bind_unix(spec: UnixListen) -> socket.socket:
         sock.close()
         staging.unlink(missing_ok=True)
         what = f"give {path} to group {spec.gid}" if exc.errno == 1 and spec.gid is not None else f"listen on {path}"
-        raise InvalidInput(f"cannot {what}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot {what}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     return sock
 

@@ -5,6 +5,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smtpctl.core import services, usage
 from smtpctl.core.errors import InvalidInput
@@ -188,3 +190,61 @@ def test_bind_unix_sets_the_mode_before_the_socket_is_in_place(tmp_path):
     again = bind_unix(UnixListen(path))  # now stale: replaced
     again.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+
+
+ATTRIBUTE_NAMES = ["request", "protocol_state", "sasl_username", "sender", "recipient_count", "instance",
+                   "queue_id", "x"]
+ACTIONS = ("DUNNO", "REJECT 5.7.1 ", "REJECT 5.5.3 Too many recipients", "DEFER_IF_PERMIT 4.5.0 ")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(ATTRIBUTE_NAMES),
+                       st.one_of(st.sampled_from(["smtpd_access_policy", "END-of-message", "DATA", "RCPT", "MAIL",
+                                                  "bob@acme.test", "BOB@ACME.TEST", "<>", "3", "1001", "-1",
+                                                  "10" * 30, "", "i1"]),
+                                 st.text(max_size=40))))
+def test_fuzz_any_request_gets_a_known_action_and_never_bills_past_the_caps(store, attrs):
+    before = usage.usage_status(store, "shop")[0]["sent"]
+    action, info = decide(store, attrs)
+    assert action.startswith(ACTIONS) and "state" in info
+    billed = usage.usage_status(store, "shop")[0]["sent"] - before
+    assert billed == 0 or (action == "DUNNO" and info["metered"] and 0 < billed == info["recipients"] <= 1000)
+
+
+def feed(data: bytes, eof: bool = True):
+    """What PolicyServer.read_request makes of these bytes, over a real StreamReader."""
+    import asyncio
+
+    from smtpctl.servers.policy import MAX_REQUEST_BYTES, PolicyServer, _Refused
+
+    async def go():
+        reader = asyncio.StreamReader(limit=MAX_REQUEST_BYTES)
+        reader.feed_data(data)
+        if eof:
+            reader.feed_eof()
+        try:
+            return await PolicyServer(None).read_request(reader)
+        except _Refused as exc:
+            return f"refused: {exc}"
+
+    return asyncio.run(go())
+
+
+def test_read_request_bounds():
+    assert feed(b"a=b\nc=d\n\n") == ["a=b", "c=d"]
+    assert feed(b"") is None  # closed between requests
+    assert feed(b"a=b\r\n\r\n") == ["a=b"]
+    assert feed(b"helo_name=caf\xe9\n\n") == ["helo_name=caf\ufffd"]
+    assert feed(b"x" * (1024 * 1024)) == "refused: request line longer than 65536 bytes"
+    assert feed(b"a=" + b"y" * (1024 * 1024) + b"\n\n") == "refused: request line longer than 65536 bytes"
+    assert feed(b"a=" + b"y" * 40_000 + b"\n" + b"b=" + b"y" * 40_000 + b"\n\n") == \
+        "refused: request larger than 65536 bytes"
+    assert feed(b"a=b\n" * 257 + b"\n") == "refused: request with more than 256 attributes"
+    assert feed(b"a=b\n") == "refused: request cut short by the client"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=3000))
+def test_fuzz_read_request_returns_lines_or_refuses(data):
+    result = feed(data)
+    assert result is None or isinstance(result, list) or result.startswith("refused: ")

@@ -258,6 +258,11 @@ def test_socket_group_by_name(policy, tmp_path):
     (["--listen", "127.0.0.1:0", "--socket-mode", "0600"],
      "Error: --socket-mode and --socket-group need --listen unix:PATH"),
     (["--listen", "unix:{tmp}/file"], "Error: {tmp}/file exists and is not a socket; not replacing it"),
+    (["--listen", "unix:{tmp}/no/p.sock"], "Error: --listen unix:{tmp}/no/p.sock: the folder {tmp}/no does not exist"),
+    (["--listen", "unix:{tmp}/" + "s" * 110],
+     "Error: --listen unix:{tmp}/" + "s" * 110 + ": a unix socket path may be at most 107 bytes"),
+    (["--listen", "unix:"], "Error: --listen unix:PATH needs a path"),
+    (["--listen", "localhost"], "Error: --listen takes HOST:PORT, not 'localhost'"),
 ])
 def test_bad_socket_options(run, tmp_path, args, error):
     (tmp_path / "file").write_text("keep me")
