@@ -104,8 +104,8 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
         return DUNNO, {**info, "reason": "not ours"}
     if status != "ok":
         return REJECTS[status], {**info, "reason": status}
-    if state in SENDER_STATES:
-        sender = attrs.get("sender", "").strip()
+    if state in SENDER_STATES and "sender" in attrs:  # Postfix always sends it; empty is the null sender
+        sender = attrs["sender"].strip()
         if not usage.sender_allowed(store, login, sender):
             # Postfix puts its own context first ("<rcpt>: Recipient address rejected: ").
             return (f"REJECT 5.7.1 Sender address <{_echo(sender)}> not owned by user {_echo(login)}",

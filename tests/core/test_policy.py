@@ -106,7 +106,11 @@ def test_sender_alignment_from_mail_on(store):
             assert info["reason"] == "sender_mismatch" and info["sender"] == (sender or "<>")
     # Before MAIL, Postfix's sender= is empty because there is none yet: not a null sender.
     assert decide(store, request(protocol_state="EHLO", sender=""))[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    # A request that does not carry sender= at all (not Postfix) says nothing to align.
+    attrs = request(instance="no-sender")
+    del attrs["sender"]
+    assert decide(store, attrs)[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3  # that one only: refused ones are not billed
     services.set_setting(store, "sender_alignment", "off")
     assert decide(store, request(protocol_state="RCPT", sender="ceo@other.test"))[0] == "DUNNO"
 
