@@ -52,6 +52,8 @@ REJECTS = {
     "invalid": "REJECT 5.7.1 Message refused",
 }
 _COUNT = re.compile(r"[0-9]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+MAX_INSTANCE = 128  # Postfix's instance is about 20 characters; it becomes the usage event's id
 
 
 class MalformedRequest(ValueError):
@@ -69,6 +71,8 @@ def parse_request(block: list[str]) -> dict[str, str]:
         name, sep, value = line.partition("=")
         if not sep or not name.strip():
             raise MalformedRequest("a line without name=value")
+        if _CONTROL.search(line):  # Postfix sends none; one would reach our log and reply lines
+            raise MalformedRequest(f"a control character in {name.strip()[:40]!r}")
         attrs[name.strip()] = value
     return attrs
 
@@ -122,6 +126,8 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if state != "END-OF-MESSAGE":
         return DUNNO, info
     instance = attrs.get("instance") or attrs.get("queue_id") or ""
+    if len(instance) > MAX_INSTANCE:
+        return DEFER_MALFORMED, {**info, "reason": f"instance longer than {MAX_INSTANCE} characters"}
     if recipients == 0 or not instance:
         return DUNNO, {**info, "reason": "nothing to meter", "metered": False}
     admission = usage.admit_message(store, login, recipients, f"policy:{instance}")

@@ -150,7 +150,16 @@ def test_parse_request_refuses_lines_without_a_name():
         parse_request(["request=smtpd_access_policy", "no equals sign"])
     with pytest.raises(MalformedRequest):
         parse_request(["=value"])
-    assert parse_request(["a=b=c", "", "d="]) == {"a": "b=c", "d": ""}
+    assert parse_request(["a=b=c", "", "d=", "e=tab\tok"]) == {"a": "b=c", "d": "", "e": "tab\tok"}
+    for control in ("\r", "\x00", "\x1b", "\x7f"):
+        with pytest.raises(MalformedRequest, match="a control character in 'sasl_username'"):
+            parse_request([f"sasl_username=bob@acme.test{control}event=limit_exceeded"])
+
+
+def test_an_overlong_instance_is_malformed_not_stored(store):
+    assert decide(store, request(instance="i" * 129))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+    assert decide(store, request(instance="i" * 128))[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3
 
 
 @pytest.mark.parametrize("text, count", [("0", 0), ("", 0), (" 12 ", 12), ("000", 0), ("9" * 30, 10**18),
