@@ -261,3 +261,22 @@ def test_read_request_bounds():
 def test_fuzz_read_request_returns_lines_or_refuses(data):
     result = feed(data)
     assert result is None or isinstance(result, list) or result.startswith("refused: ")
+
+
+def test_a_stalled_request_is_refused_but_an_idle_connection_is_not(monkeypatch):
+    import smtpctl.servers.policy as policy
+
+    monkeypatch.setattr(policy, "REQUEST_TIMEOUT", 0.2)
+    assert feed(b"request=smtpd_access_policy\n", eof=False) == "refused: request not finished within 0.2 seconds"
+
+    import asyncio
+
+    async def idle():  # Postfix keeps a connection open between requests: no timeout before the first line
+        reader = asyncio.StreamReader()
+        task = asyncio.ensure_future(policy.PolicyServer(None).read_request(reader))
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        reader.feed_data(b"a=b\n\n")
+        return await task
+
+    assert asyncio.run(idle()) == ["a=b"]
