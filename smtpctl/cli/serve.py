@@ -78,18 +78,45 @@ def serve_command(
 @policy_app.command("serve")
 def policy_serve(
     ctx: typer.Context,
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT, or unix:PATH.")] = "127.0.0.1:10040",
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT, or unix:PATH (e.g. "
+                                        "unix:/var/spool/postfix/private/smtpctl-policy).")] = "127.0.0.1:10040",
+    socket_mode: Annotated[Optional[str], typer.Option(
+        "--socket-mode", help="With unix:PATH: the socket's permission bits, octal (default 0660).")] = None,
+    socket_group: Annotated[Optional[str], typer.Option(
+        "--socket-group", help="With unix:PATH: give the socket to this group (name or gid), e.g. postfix.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
-    """Answer Postfix policy requests: meter at END-OF-MESSAGE, enforce the daily limit."""
+    """Answer Postfix policy requests in every state: refuse revoked credentials, foreign senders and
+    too many recipients; meter and cap the daily limit at END-OF-MESSAGE.
+
+    Examples:
+
+      smtpctl policy serve --listen 127.0.0.1:10040
+
+      smtpctl policy serve --listen unix:/var/spool/postfix/private/smtpctl-policy --socket-group postfix
+    """
     from smtpctl.servers import policy, runtime
 
-    store = store_of(ctx)
-    if not listen.startswith("unix:"):
+    unix = None
+    if listen.startswith("unix:"):
+        socket_path = listen[len("unix:"):]
+        if not socket_path:
+            raise InvalidInput("--listen unix:PATH needs a path")
+        unix = policy.UnixListen(
+            Path(socket_path), policy.parse_socket_mode(socket_mode) if socket_mode is not None else policy.DEFAULT_SOCKET_MODE,
+            policy.parse_socket_group(socket_group) if socket_group is not None else None)
+    else:
+        if socket_mode is not None or socket_group is not None:
+            raise InvalidInput("--socket-mode and --socket-group need --listen unix:PATH")
         runtime.parse_address(listen, "--listen")
+    store = store_of(ctx)
+    if unix is not None:
+        policy.check_unix(unix.path)
     if check:
-        message(f"Configuration OK: policy service on {listen}.")
+        where = f"unix:{unix.path} (mode {unix.mode:04o}" + (f", gid {unix.gid})" if unix.gid is not None else ")") \
+            if unix is not None else listen
+        message(f"Configuration OK: policy service on {where}.")
         return
     path, actor = store.path, store.actor
     ctx.find_object(AppState).close()
-    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop))
+    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix))

@@ -1,5 +1,6 @@
-"""Export: the store's objects as the document ``apply`` reads, or as a
-Dovecot passwd-file for real mail servers."""
+"""Export: the store's objects as the document ``apply`` reads, or as the
+tables real mail servers read (a Dovecot passwd-file, a Postfix
+``smtpd_sender_login_maps`` table)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,32 @@ def dovecot_passwd(store: Store) -> str:
         if ":" in c.login or ":" in c.password_hash or "\n" in c.password_hash:
             raise StoreError(f"credential {c.login} cannot be written to a passwd-file (':' or newline)")
         lines.append(f"{c.login}:{{{dovecot_scheme(c.password_hash)}}}{c.password_hash}\n")
+    return "".join(lines)
+
+
+def postfix_sender_logins(store: Store) -> str:
+    """A Postfix ``smtpd_sender_login_maps`` table: one ``@domain`` line per
+    dedicated domain whose account has live credentials, listing those
+    credentials' logins (comma-separated, sorted). It is the sender-alignment
+    rule (``usage.sender_allowed``) as Postfix's ``reject_sender_login_mismatch``
+    reads it: every credential of an account may send from every dedicated
+    domain of that account. An internationalised domain gets a second line
+    under its Unicode name (what an SMTPUTF8 sender carries). Domains with no
+    live credential are left out (not found: Postfix refuses them to every
+    authenticated login). Raises ``StoreError`` for a login that cannot be
+    written to such a table (whitespace or a comma)."""
+    logins: dict[str, list[str]] = {}
+    for c in store.credentials():
+        if any(ch.isspace() or ch == "," for ch in c.login):
+            raise StoreError(f"credential {c.login!r} cannot be written to a Postfix table (whitespace or ',')")
+        logins.setdefault(c.account, []).append(c.login)
+    lines = []
+    for d in sorted(store.domains(), key=lambda d: d.name):
+        owners = sorted(logins.get(d.account, [])) if d.account is not None else []
+        if not owners:
+            continue
+        for name in dict.fromkeys([d.name, d.unicode_name]):
+            lines.append(f"@{name}\t{','.join(owners)}\n")
     return "".join(lines)
 
 

@@ -4,101 +4,223 @@ The protocol (Postfix SMTPD_POLICY_README): Postfix writes ``name=value``
 lines ended by an empty line; we answer one ``action=...`` line and an empty
 line, and keep the connection open for the next request.
 
-Meant for ``smtpd_end_of_data_restrictions = check_policy_service ...``: at
-END-OF-MESSAGE we meter ``recipient_count`` for ``sasl_username`` (once per
-``instance``) and enforce the daily limit exactly like ``smtpctl serve``.
+Every protocol state gets an answer. A login that is not ours, or no login,
+is ``DUNNO``. For our logins: a credential that is gone is refused in every
+state; from MAIL on the envelope sender must be one of the account's own
+(sender alignment); from DATA on ``recipient_count`` may not exceed
+``max_recipients_per_message``; and at END-OF-MESSAGE the message is
+admitted against the daily limit and recorded in one transaction (once per
+``instance``), so the hard cap holds however many processes share the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import grp
 import os
+import re
+import socket
+import stat
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from smtpctl.core import usage
+from smtpctl.core.errors import InvalidInput, SmtpctlError
+from smtpctl.core.services import effective_settings
 from smtpctl.servers.runtime import StoreWorker, log_event
 
-MAX_REQUEST_BYTES = 64 * 1024
+MAX_REQUEST_BYTES = 64 * 1024  # Postfix's requests are about 1 KiB
+MAX_ATTRIBUTES = 256  # Postfix 3.7 sends about 30
+REQUEST_TIMEOUT = 100.0  # seconds for the rest of a started request (Postfix's smtpd_policy_service_timeout)
+MAX_ECHO = 256  # the longest sender or login echoed back in a reply text
+DEFAULT_SOCKET_MODE = 0o660
+MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)
+
+SENDER_STATES = frozenset({"MAIL", "RCPT", "DATA", "END-OF-MESSAGE"})  # the envelope sender is known
+COUNT_STATES = frozenset({"DATA", "END-OF-MESSAGE"})  # recipient_count is the message's (SMTPD_POLICY_README)
+
+DUNNO = "DUNNO"
+DEFER_ERROR = "DEFER_IF_PERMIT 4.3.0 Policy service error; try again later"
+DEFER_MALFORMED = "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+TOO_MANY = "REJECT 5.5.3 Too many recipients"  # RFC 3463: X.5.3 too many recipients
 REJECTS = {
     "revoked": "REJECT 5.7.1 SMTP credentials revoked: daily sending limit exceeded or removed; contact support",
     "over_limit": "REJECT 5.7.1 Daily sending limit exceeded; message refused; contact support",
-    "too_many_recipients": "REJECT 5.5.3 Too many recipients",
+    "too_many_recipients": TOO_MANY,
     "invalid": "REJECT 5.7.1 Message refused",
 }
+_COUNT = re.compile(r"[0-9]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+MAX_INSTANCE = 128  # Postfix's instance is about 20 characters; it becomes the usage event's id
+
+
+class MalformedRequest(ValueError):
+    """A request block that is not ``name=value`` lines (answered DEFER_IF_PERMIT 4.5.0)."""
 
 
 def parse_request(block: list[str]) -> dict[str, str]:
-    """``name=value`` lines to a dict (the value may itself contain ``=``)."""
+    """``name=value`` lines to a dict (the value may itself contain ``=``;
+    empty lines are skipped). Raises ``MalformedRequest`` for a line with no
+    ``=`` or an empty name."""
     attrs = {}
     for line in block:
+        if not line:
+            continue
         name, sep, value = line.partition("=")
-        if sep:
-            attrs[name.strip()] = value
+        if not sep or not name.strip():
+            raise MalformedRequest("a line without name=value")
+        if _CONTROL.search(line):  # Postfix sends none; one would reach our log and reply lines
+            raise MalformedRequest(f"a control character in {name.strip()[:40]!r}")
+        attrs[name.strip()] = value
     return attrs
 
 
+def parse_count(text: str | None) -> int | None:
+    """``recipient_count`` as Postfix writes it (ASCII digits); None for
+    anything else (negative, signed, non-numeric). An absurdly long number
+    is returned as a number larger than any cap, not converted."""
+    text = (text or "").strip() or "0"
+    if not _COUNT.fullmatch(text):
+        return None
+    return int(text) if len(text) <= 18 else 10**18
+
+
+def _echo(text: str) -> str:
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
+
+
 def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """The action for one request, and what to log. Runs on the store thread."""
+    """The action for one request, and the fields of its log line (``state``
+    among them). Runs on the store thread; store errors propagate (the caller
+    answers DEFER_IF_PERMIT)."""
+    state = attrs.get("protocol_state", "").strip().upper()
+    info: dict[str, Any] = {"state": state or "(none)"}
+    if attrs.get("request") != "smtpd_access_policy":
+        return DEFER_MALFORMED, {**info, "reason": "not an smtpd_access_policy request"}
     login = attrs.get("sasl_username", "").strip().lower()
-    state = attrs.get("protocol_state", "").upper()
-    if attrs.get("request") != "smtpd_access_policy" or not login:
-        return "DUNNO", {"reason": "not authenticated"}
+    if not login:
+        return DUNNO, {**info, "reason": "not authenticated"}
+    info["login"] = login
     status = usage.sender_status(store, login)
     if status == "unknown":
-        return "DUNNO", {"login": login, "reason": "not ours"}
+        return DUNNO, {**info, "reason": "not ours"}
     if status != "ok":
-        return REJECTS[status], {"login": login, "reason": status}
+        return REJECTS[status], {**info, "reason": status}
+    if state in SENDER_STATES and "sender" in attrs:  # Postfix always sends it; empty is the null sender
+        sender = attrs["sender"].strip()
+        if not usage.sender_allowed(store, login, sender):
+            # Postfix puts its own context first ("<rcpt>: Recipient address rejected: ").
+            return (f"REJECT 5.7.1 Sender address <{_echo(sender)}> not owned by user {_echo(login)}",
+                    {**info, "reason": "sender_mismatch", "sender": sender or "<>"})
+    if state not in COUNT_STATES:
+        return DUNNO, info
+    recipients = parse_count(attrs.get("recipient_count"))
+    if recipients is None:
+        return DEFER_MALFORMED, {**info, "reason": "recipient_count is not a number",
+                                 "recipient_count": attrs.get("recipient_count")}
+    info["recipients"] = recipients
+    if recipients > int(effective_settings(store)["max_recipients_per_message"]):
+        return TOO_MANY, {**info, "reason": "too_many_recipients", "metered": False}
     if state != "END-OF-MESSAGE":
-        return "DUNNO", {"login": login, "state": state}
-    try:
-        recipients = int(attrs.get("recipient_count") or 0)
-    except ValueError:
-        recipients = 0
+        return DUNNO, info
     instance = attrs.get("instance") or attrs.get("queue_id") or ""
-    if recipients <= 0 or not instance:
-        return "DUNNO", {"login": login, "reason": "nothing to meter"}
+    if len(instance) > MAX_INSTANCE:
+        return DEFER_MALFORMED, {**info, "reason": f"instance longer than {MAX_INSTANCE} characters"}
+    if recipients == 0 or not instance:
+        return DUNNO, {**info, "reason": "nothing to meter", "metered": False}
     admission = usage.admit_message(store, login, recipients, f"policy:{instance}")
     for crossing in admission.crossings:
         log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                   limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
-    info: dict[str, Any] = {"login": login, "recipients": recipients, "metered": admission.status == "accepted",
-                            "queue_id": attrs.get("queue_id")}
+    info.update(metered=admission.status == "accepted", queue_id=attrs.get("queue_id") or None)
     if not admission.accepted:
         return REJECTS.get(admission.status, REJECTS["invalid"]), {**info, "reason": admission.status}
     # The message that crosses the limit is accepted (it is recorded and
     # billed); every later one is refused by admit_message.
-    return "DUNNO", info
+    return DUNNO, info
+
+
+class _Refused(Exception):
+    """A request we will not read to its end: the connection is closed."""
+
+
+def _peer(writer: asyncio.StreamWriter) -> dict[str, Any]:
+    name = writer.get_extra_info("peername")
+    if name:
+        return {"peer": f"{name[0]}:{name[1]}"}
+    sock = writer.get_extra_info("socket")
+    fields: dict[str, Any] = {"peer": "unix"}
+    try:  # who is on the other end of a unix socket (Linux SO_PEERCRED: pid, uid, gid)
+        pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+        fields.update(peer_pid=pid, peer_uid=uid)
+    except (AttributeError, OSError):
+        pass
+    return fields
 
 
 class PolicyServer:
     def __init__(self, worker: StoreWorker):
         self.worker = worker
 
+    async def read_request(self, reader: asyncio.StreamReader) -> list[str] | None:
+        """One request's lines, or None when the client closed between requests.
+        Raises ``_Refused`` for a request too large, too long in coming, or cut short."""
+        lines: list[str] = []
+        size = 0
+        while True:
+            try:
+                if lines:
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_TIMEOUT)
+                else:
+                    line = await reader.readuntil(b"\n")  # Postfix keeps idle connections open
+            except asyncio.LimitOverrunError:
+                raise _Refused(f"request line longer than {MAX_REQUEST_BYTES} bytes") from None
+            except asyncio.IncompleteReadError as exc:
+                if not lines and not exc.partial:
+                    return None
+                raise _Refused("request cut short by the client") from None
+            except asyncio.TimeoutError:
+                raise _Refused(f"request not finished within {REQUEST_TIMEOUT:g} seconds") from None
+            size += len(line)
+            if size > MAX_REQUEST_BYTES:
+                raise _Refused(f"request larger than {MAX_REQUEST_BYTES} bytes")
+            text = line.rstrip(b"\r\n")
+            if not text:
+                return lines
+            if len(lines) >= MAX_ATTRIBUTES:
+                raise _Refused(f"request with more than {MAX_ATTRIBUTES} attributes")
+            # Postfix may pass 8-bit bytes (a HELO name, a certificate subject):
+            # read them, do not refuse the message for them.
+            lines.append(text.decode("utf-8", errors="replace"))
+
+    async def answer(self, block: list[str]) -> tuple[str, dict[str, Any]]:
+        try:
+            attrs = parse_request(block)
+        except MalformedRequest as exc:
+            return DEFER_MALFORMED, {"reason": str(exc)}
+        try:
+            return await self.worker.call(decide, attrs)
+        except Exception as exc:  # never leave Postfix hanging: a temporary failure, logged once
+            fields = {"state": attrs.get("protocol_state") or "(none)", "error": type(exc).__name__,
+                      "message": exc.message if isinstance(exc, SmtpctlError) else str(exc)}
+            return DEFER_ERROR, fields
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or "unix"
+        peer = _peer(writer)
         try:
             while True:
-                block, size = [], 0
-                while True:
-                    line = await reader.readline()
-                    if not line:
-                        return  # Postfix closed the connection
-                    size += len(line)
-                    if size > MAX_REQUEST_BYTES:
-                        log_event("policy_error", peer=peer, error="request too large")
-                        return
-                    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                    if not text:
-                        break
-                    block.append(text)
-                attrs = parse_request(block)
                 try:
-                    action, info = await self.worker.call(decide, attrs)
-                except Exception as exc:  # never leave Postfix hanging: a temporary failure
-                    log_event("policy_error", error=type(exc).__name__, message=str(exc))
-                    action, info = "DEFER_IF_PERMIT 4.3.0 Policy service error; try again later", {}
-                log_event("policy", action=action.split()[0], state=attrs.get("protocol_state"), **info)
+                    block = await self.read_request(reader)
+                except _Refused as exc:
+                    log_event("policy_refused", **peer, error=str(exc), note="connection closed")
+                    return
+                if block is None:
+                    return  # Postfix closed the connection
+                action, info = await self.answer(block)
+                log_event("policy", action=action.split()[0], **info)
                 writer.write(f"action={action}\n\n".encode())
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -107,30 +229,136 @@ class PolicyServer:
             writer.close()
 
 
-async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.Event) -> None:
+# -- the unix socket -----------------------------------------------------------
+
+
+def parse_socket_mode(text: str) -> int:
+    """``--socket-mode``: octal permission bits (``0660``, ``660``, ``0o660``).
+    Raises ``InvalidInput`` for anything else or bits beyond 0777."""
+    raw = text.strip().lower()
+    digits = raw[2:] if raw.startswith("0o") else raw
+    if not digits or not re.fullmatch(r"[0-7]{1,4}", digits):
+        raise InvalidInput(f"--socket-mode takes octal permission bits such as 0660, not {text!r}")
+    mode = int(digits, 8)
+    if mode > 0o777:
+        raise InvalidInput(f"--socket-mode {text}: only permission bits (at most 0777), no setuid/setgid/sticky")
+    return mode
+
+
+def parse_socket_group(text: str) -> int:
+    """``--socket-group``: a group name or a numeric gid; the gid. Raises
+    ``InvalidInput`` for a group that does not exist."""
+    raw = text.strip()
+    if raw.isdigit():
+        return int(raw)
+    try:
+        return grp.getgrnam(raw).gr_gid
+    except KeyError:
+        raise InvalidInput(f"--socket-group: no group named {text!r}") from None
+
+
+@dataclass(frozen=True)
+class UnixListen:
+    path: Path
+    mode: int = DEFAULT_SOCKET_MODE
+    gid: int | None = None
+
+
+def check_unix(path: Path) -> None:
+    """May a server listen at ``path``? Nothing there, or a stale socket
+    (nobody answers on it), yes; a live socket (another server listens) or a
+    file that is not a socket, no (``InvalidInput``); nor a path too long
+    for a unix socket or in a folder that does not exist."""
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise InvalidInput(f"--listen unix:{path}: a unix socket path may be at most {MAX_UNIX_PATH} bytes")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"--listen unix:{path}: the folder {path.parent} does not exist")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidInput(f"cannot use {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise InvalidInput(f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # stale: nobody listens there
+    except OSError as exc:
+        raise InvalidInput(f"cannot use {path}: {exc.strerror}") from None
+    finally:
+        probe.close()
+    raise InvalidInput(f"another server is listening on {path}")
+
+
+def bind_unix(spec: UnixListen) -> socket.socket:
+    """A listening unix socket at ``spec.path`` with its mode (and group) set
+    before anyone can connect: it is bound under a temporary name beside the
+    path, given its mode and group, then renamed onto the path (replacing a
+    stale socket). Raises ``InvalidInput`` as ``check_unix`` does, or when
+    the socket cannot be made."""
+    path = spec.path
+    check_unix(path)
+    staging = path.with_name(f".smtpctl{os.getpid()}")  # short: it has the same path length limit
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        staging.unlink(missing_ok=True)
+        sock.bind(str(staging))
+        os.chmod(staging, spec.mode)
+        if spec.gid is not None:
+            os.chown(staging, -1, spec.gid)
+        sock.listen(128)
+        os.rename(staging, path)
+    except OSError as exc:
+        sock.close()
+        staging.unlink(missing_ok=True)
+        what = f"give {path} to group {spec.gid}" if exc.errno == 1 and spec.gid is not None else f"listen on {path}"
+        raise InvalidInput(f"cannot {what}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.Event,
+                       unix: UnixListen | None = None) -> None:
+    """Listen on ``listen`` (HOST:PORT), or on the unix socket ``unix``, until
+    ``stop`` is set. Raises ``InvalidInput`` when it cannot listen."""
     from smtpctl.servers.runtime import parse_address
 
     worker = StoreWorker(store_path, actor)
-    await worker.call(lambda store: None)
-    policy = PolicyServer(worker)
-    if listen.startswith("unix:"):
-        path = listen[len("unix:"):]
-        if os.path.exists(path):
-            os.unlink(path)
-        server = await asyncio.start_unix_server(policy.handle, path=path)
-        os.chmod(path, 0o666)  # Postfix's smtpd runs as postfix
-        address = f"unix:{path}"
-    else:
-        host, port = parse_address(listen, "--listen")
-        server = await asyncio.start_server(policy.handle, host, port)
-        bound = server.sockets[0].getsockname()
-        address = f"{bound[0]}:{bound[1]}"
-    log_event("listening", listener="policy", address=address)
     try:
-        await stop.wait()
+        await worker.call(lambda store: None)
+        policy = PolicyServer(worker)
+        inode = None
+        if unix is not None:
+            sock = bind_unix(unix)
+            inode = os.stat(unix.path).st_ino
+            server = await asyncio.start_unix_server(policy.handle, sock=sock, limit=MAX_REQUEST_BYTES)
+            address = f"unix:{unix.path}"
+            extra = {"mode": f"{unix.mode:04o}", "gid": unix.gid}
+        else:
+            host, port = parse_address(listen, "--listen")
+            try:
+                server = await asyncio.start_server(policy.handle, host, port, limit=MAX_REQUEST_BYTES)
+            except OSError as exc:
+                raise InvalidInput(f"cannot listen on {listen}: {exc.strerror}") from None
+            bound = server.sockets[0].getsockname()
+            address = f"{bound[0]}:{bound[1]}"
+            extra = {}
+        log_event("listening", listener="policy", address=address, **extra)
+        try:
+            await stop.wait()
+        finally:
+            log_event("stopping")
+            server.close()
+            await server.wait_closed()
+            if unix is not None:
+                try:  # remove our socket, not one a successor has put there since
+                    if os.stat(unix.path).st_ino == inode:
+                        os.unlink(unix.path)
+                except OSError:
+                    pass
     finally:
-        log_event("stopping")
-        server.close()
-        await server.wait_closed()
         worker.close()
-        log_event("stopped")
+    log_event("stopped")

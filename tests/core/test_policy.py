@@ -1,12 +1,18 @@
 """The policy decision, from the real request block Postfix sent (tests/fixtures)."""
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smtpctl.core import services, usage
+from smtpctl.core.errors import InvalidInput
 from smtpctl.core.store import Store
-from smtpctl.servers.policy import decide, parse_request
+from smtpctl.servers.policy import (MalformedRequest, UnixListen, bind_unix, decide, parse_count, parse_request,
+                                    parse_socket_group, parse_socket_mode)
 
 REQUEST = (Path(__file__).resolve().parents[1] / "fixtures" / "postfix" / "policy-request.txt").read_text()
 PW = "a good long password"
@@ -78,3 +84,199 @@ def test_revoking_block_is_rejected_at_any_state(store):
 def test_other_states_do_not_meter(store):
     assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
     assert usage.usage_status(store, "shop")[0]["sent"] == 0
+
+
+STATES = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"]
+
+
+def test_every_state_has_an_answer_and_a_state_in_its_log_fields(store):
+    for state in STATES:
+        action, info = decide(store, request(protocol_state=state))
+        assert (action, info["state"], info["login"]) == ("DUNNO", state, "bob@acme.test")
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3  # END-OF-MESSAGE only
+
+
+def test_sender_alignment_from_mail_on(store):
+    services.add_account(store, "other", "acme")
+    services.add_domain(store, "other.test", account="other")
+    for state in ("MAIL", "RCPT", "DATA", "END-OF-MESSAGE"):
+        for sender in ("ceo@other.test", "", "x@paypal.com"):
+            action, info = decide(store, request(protocol_state=state, sender=sender, instance=f"{state}{sender}"))
+            assert action == f"REJECT 5.7.1 Sender address <{sender}> not owned by user bob@acme.test"
+            assert info["reason"] == "sender_mismatch" and info["sender"] == (sender or "<>")
+    # Before MAIL, Postfix's sender= is empty because there is none yet: not a null sender.
+    assert decide(store, request(protocol_state="EHLO", sender=""))[0] == "DUNNO"
+    # A request that does not carry sender= at all (not Postfix) says nothing to align.
+    attrs = request(instance="no-sender")
+    del attrs["sender"]
+    assert decide(store, attrs)[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3  # that one only: refused ones are not billed
+    services.set_setting(store, "sender_alignment", "off")
+    assert decide(store, request(protocol_state="RCPT", sender="ceo@other.test"))[0] == "DUNNO"
+
+
+@pytest.mark.parametrize("count, action", [
+    ("1001", "REJECT 5.5.3 Too many recipients"),
+    ("1000000000000", "REJECT 5.5.3 Too many recipients"),
+    ("9" * 10_000, "REJECT 5.5.3 Too many recipients"),
+    ("-3", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+    ("three", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+    ("+3", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+    ("3_0", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
+])
+def test_absurd_or_garbage_counts_are_never_metered(store, count, action):
+    services.set_account_limit(store, "shop", 10_000_000)
+    for state in ("DATA", "END-OF-MESSAGE"):
+        assert decide(store, request(protocol_state=state, recipient_count=count))[0] == action
+    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert store.credentials() != []
+
+
+def test_recipient_cap_follows_the_setting(store):
+    services.set_setting(store, "max_recipients_per_message", "2")
+    action, info = decide(store, request())
+    assert (action, info["reason"], info["metered"]) == ("REJECT 5.5.3 Too many recipients", "too_many_recipients",
+                                                         False)
+    assert decide(store, request(recipient_count="2"))[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 2
+
+
+def test_not_a_policy_request_is_malformed(store):
+    assert decide(store, request(request="junk"))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+
+
+def test_parse_request_refuses_lines_without_a_name():
+    with pytest.raises(MalformedRequest):
+        parse_request(["request=smtpd_access_policy", "no equals sign"])
+    with pytest.raises(MalformedRequest):
+        parse_request(["=value"])
+    assert parse_request(["a=b=c", "", "d=", "e=tab\tok"]) == {"a": "b=c", "d": "", "e": "tab\tok"}
+    for control in ("\r", "\x00", "\x1b", "\x7f"):
+        with pytest.raises(MalformedRequest, match="a control character in 'sasl_username'"):
+            parse_request([f"sasl_username=bob@acme.test{control}event=limit_exceeded"])
+
+
+def test_an_overlong_instance_is_malformed_not_stored(store):
+    assert decide(store, request(instance="i" * 129))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+    assert decide(store, request(instance="i" * 128))[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3
+
+
+@pytest.mark.parametrize("text, count", [("0", 0), ("", 0), (" 12 ", 12), ("000", 0), ("9" * 30, 10**18),
+                                         ("-1", None), ("1.5", None), ("١٢", None), ("0x10", None)])
+def test_parse_count(text, count):
+    assert parse_count(text) == count
+
+
+@pytest.mark.parametrize("text, mode", [("0660", 0o660), ("660", 0o660), ("0o600", 0o600), ("0777", 0o777),
+                                        ("0", 0)])
+def test_socket_mode(text, mode):
+    assert parse_socket_mode(text) == mode
+
+
+@pytest.mark.parametrize("text", ["", "rw-rw----", "0x1ff", "1777", "4660", "0888", "-660", "77777"])
+def test_bad_socket_mode(text):
+    with pytest.raises(InvalidInput):
+        parse_socket_mode(text)
+
+
+def test_socket_group():
+    import grp
+
+    assert parse_socket_group("0") == 0
+    assert parse_socket_group(grp.getgrgid(os.getgid()).gr_name) == os.getgid()
+    with pytest.raises(InvalidInput, match="no group named 'no-such-group'"):
+        parse_socket_group("no-such-group")
+
+
+def test_bind_unix_sets_the_mode_before_the_socket_is_in_place(tmp_path):
+    (tmp_path / "run").mkdir()
+    path = tmp_path / "run" / "p.sock"
+    sock = bind_unix(UnixListen(path, 0o640))
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+        assert [p.name for p in path.parent.iterdir()] == ["p.sock"]  # the staging name is gone
+        with pytest.raises(InvalidInput, match="another server is listening"):
+            bind_unix(UnixListen(path))
+    finally:
+        sock.close()
+    again = bind_unix(UnixListen(path))  # now stale: replaced
+    again.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+
+
+ATTRIBUTE_NAMES = ["request", "protocol_state", "sasl_username", "sender", "recipient_count", "instance",
+                   "queue_id", "x"]
+ACTIONS = ("DUNNO", "REJECT 5.7.1 ", "REJECT 5.5.3 Too many recipients", "DEFER_IF_PERMIT 4.5.0 ")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(ATTRIBUTE_NAMES),
+                       st.one_of(st.sampled_from(["smtpd_access_policy", "END-of-message", "DATA", "RCPT", "MAIL",
+                                                  "bob@acme.test", "BOB@ACME.TEST", "<>", "3", "1001", "-1",
+                                                  "10" * 30, "", "i1"]),
+                                 st.text(max_size=40))))
+def test_fuzz_any_request_gets_a_known_action_and_never_bills_past_the_caps(store, attrs):
+    before = usage.usage_status(store, "shop")[0]["sent"]
+    action, info = decide(store, attrs)
+    assert action.startswith(ACTIONS) and "state" in info
+    billed = usage.usage_status(store, "shop")[0]["sent"] - before
+    assert billed == 0 or (action == "DUNNO" and info["metered"] and 0 < billed == info["recipients"] <= 1000)
+
+
+def feed(data: bytes, eof: bool = True):
+    """What PolicyServer.read_request makes of these bytes, over a real StreamReader."""
+    import asyncio
+
+    from smtpctl.servers.policy import MAX_REQUEST_BYTES, PolicyServer, _Refused
+
+    async def go():
+        reader = asyncio.StreamReader(limit=MAX_REQUEST_BYTES)
+        reader.feed_data(data)
+        if eof:
+            reader.feed_eof()
+        try:
+            return await PolicyServer(None).read_request(reader)
+        except _Refused as exc:
+            return f"refused: {exc}"
+
+    return asyncio.run(go())
+
+
+def test_read_request_bounds():
+    assert feed(b"a=b\nc=d\n\n") == ["a=b", "c=d"]
+    assert feed(b"") is None  # closed between requests
+    assert feed(b"a=b\r\n\r\n") == ["a=b"]
+    assert feed(b"helo_name=caf\xe9\n\n") == ["helo_name=caf\ufffd"]
+    assert feed(b"x" * (1024 * 1024)) == "refused: request line longer than 65536 bytes"
+    assert feed(b"a=" + b"y" * (1024 * 1024) + b"\n\n") == "refused: request line longer than 65536 bytes"
+    assert feed(b"a=" + b"y" * 40_000 + b"\n" + b"b=" + b"y" * 40_000 + b"\n\n") == \
+        "refused: request larger than 65536 bytes"
+    assert feed(b"a=b\n" * 257 + b"\n") == "refused: request with more than 256 attributes"
+    assert feed(b"a=b\n") == "refused: request cut short by the client"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=3000))
+def test_fuzz_read_request_returns_lines_or_refuses(data):
+    result = feed(data)
+    assert result is None or isinstance(result, list) or result.startswith("refused: ")
+
+
+def test_a_stalled_request_is_refused_but_an_idle_connection_is_not(monkeypatch):
+    import smtpctl.servers.policy as policy
+
+    monkeypatch.setattr(policy, "REQUEST_TIMEOUT", 0.2)
+    assert feed(b"request=smtpd_access_policy\n", eof=False) == "refused: request not finished within 0.2 seconds"
+
+    import asyncio
+
+    async def idle():  # Postfix keeps a connection open between requests: no timeout before the first line
+        reader = asyncio.StreamReader()
+        task = asyncio.ensure_future(policy.PolicyServer(None).read_request(reader))
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        reader.feed_data(b"a=b\n\n")
+        return await task
+
+    assert asyncio.run(idle()) == ["a=b"]
