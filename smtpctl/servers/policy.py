@@ -29,6 +29,7 @@ from typing import Any
 from smtpctl.core import usage
 from smtpctl.core.errors import InvalidInput, SmtpctlError
 from smtpctl.core.services import effective_settings
+from smtpctl.servers.metering import GroupCommit
 from smtpctl.servers.runtime import StoreWorker, log_event
 
 MAX_REQUEST_BYTES = 64 * 1024  # Postfix's requests are about 1 KiB
@@ -91,10 +92,27 @@ def _echo(text: str) -> str:
     return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
 
 
+Meter = tuple[str, int, str]  # (login, recipients, source id): a message to admit
+
+
 def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     """The action for one request, and the fields of its log line (``state``
-    among them). Runs on the store thread; store errors propagate (the caller
-    answers DEFER_IF_PERMIT)."""
+    among them), in one call. Runs on the store thread; store errors
+    propagate (the caller answers DEFER_IF_PERMIT)."""
+    action, info, meter = precheck(store, attrs)
+    if meter is None:
+        return action, info
+    return settle(usage.admit_message(store, *meter), info)
+
+
+def precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Meter | None]:
+    """Everything but the metering: the answer, or (at END-OF-MESSAGE) the
+    message to admit, which the server hands to group commit."""
+    action, info = _precheck(store, attrs)
+    return action, info, info.pop("_meter", None)
+
+
+def _precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     state = attrs.get("protocol_state", "").strip().upper()
     info: dict[str, Any] = {"state": state or "(none)"}
     if attrs.get("request") != "smtpd_access_policy":
@@ -130,11 +148,17 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
         return DEFER_MALFORMED, {**info, "reason": f"instance longer than {MAX_INSTANCE} characters"}
     if recipients == 0 or not instance:
         return DUNNO, {**info, "reason": "nothing to meter", "metered": False}
-    admission = usage.admit_message(store, login, recipients, f"policy:{instance}")
+    info["queue_id"] = attrs.get("queue_id") or None
+    info["_meter"] = (login, recipients, f"policy:{instance}")
+    return DUNNO, info
+
+
+def settle(admission: usage.Admission, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The answer to an END-OF-MESSAGE request once its message was admitted or refused."""
     for crossing in admission.crossings:
         log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                   limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
-    info.update(metered=admission.status == "accepted", queue_id=attrs.get("queue_id") or None)
+    info.update(metered=admission.status == "accepted")
     if not admission.accepted:
         return REJECTS.get(admission.status, REJECTS["invalid"]), {**info, "reason": admission.status}
     # The message that crosses the limit is accepted (it is recorded and
@@ -164,6 +188,7 @@ def _peer(writer: asyncio.StreamWriter) -> dict[str, Any]:
 class PolicyServer:
     def __init__(self, worker: StoreWorker):
         self.worker = worker
+        self.meter = GroupCommit(worker)
 
     async def read_request(self, reader: asyncio.StreamReader) -> list[str] | None:
         """One request's lines, or None when the client closed between requests.
@@ -202,7 +227,10 @@ class PolicyServer:
         except MalformedRequest as exc:
             return DEFER_MALFORMED, {"reason": str(exc)}
         try:
-            return await self.worker.call(decide, attrs)
+            action, info, meter = await self.worker.call(precheck, attrs)
+            if meter is None:
+                return action, info
+            return settle(await self.meter.admit(*meter), info)
         except Exception as exc:  # never leave Postfix hanging: a temporary failure, logged once
             fields = {"state": attrs.get("protocol_state") or "(none)", "error": type(exc).__name__,
                       "message": exc.message if isinstance(exc, SmtpctlError) else str(exc)}
