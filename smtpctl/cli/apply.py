@@ -45,7 +45,7 @@ def apply_command(
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
     doc = provisioning.parse_document(text, base_dir=base)
-    store = store_of(ctx)
+    store = store_of(ctx, read_only=dry_run)  # a dry run never creates a store
     verify = provisioning.VerifyCache()
     plan = provisioning.make_plan(store, doc, prune=prune, verify=verify)
     deletions = [c for c in plan.changes if c.action == "delete"]

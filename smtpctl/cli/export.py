@@ -29,7 +29,7 @@ def export_command(
     group: Annotated[Optional[str], typer.Option("--group", help="With --output: make the file 0640 and owned by this group (e.g. dovecot).")] = None,
 ) -> None:
     """Export agencies, accounts, domains and credentials (no secrets), or a Dovecot passwd-file."""
-    store = store_of(ctx)
+    store = store_of(ctx, read_only=True)
     if output_format is ExportFormat.dovecot:
         text = export.dovecot_passwd(store)
     elif output_format is ExportFormat.json:

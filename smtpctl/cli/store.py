@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, print_json
+from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list, render_record, warning
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 services = deferred_import("smtpctl.core.services")
@@ -18,8 +18,12 @@ app = typer.Typer(help="Service settings and care of the store file.", no_args_i
 @app.command("show")
 def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Show the service settings: each value, its default and where it comes from."""
-    rows = services.settings_view(store_of(ctx))
+    rows = services.settings_view(store_of(ctx, read_only=True))
     output = fmt(json_out)
+    for row in rows:
+        if row["source"] == "invalid":
+            warning(f"setting {row['key']} holds an invalid value {row['value']!r}; commands that need it exit 7 "
+                    f"until it is set again: smtpctl store set {row['key']} VALUE")
     if output == "json":
         print_json({r["key"]: r["value"] for r in rows})
         return
@@ -45,7 +49,7 @@ def set_(
 @app.command("info")
 def info(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Show the store's path, schema version, object counts and size."""
-    data = services.store_info(store_of(ctx))
+    data = services.store_info(store_of(ctx, read_only=True))
     render_record(data, output=fmt(json_out))
 
 
@@ -57,7 +61,7 @@ def backup(
     json_out: JsonOption = False,
 ) -> None:
     """Copy the store with SQLite's online backup API (safe while others write)."""
-    result = services.backup_store(store_of(ctx), path, force=force)
+    result = services.backup_store(store_of(ctx, read_only=True, must_exist=True), path, force=force)
     if json_out:
         print_json(result)
     else:

@@ -168,7 +168,7 @@ def status(
 ) -> None:
     """Today's outbound emails against each account's daily limit."""
     output = fmt(json_out, csv_out)
-    rows = usage.usage_status(store_of(ctx), account)
+    rows = usage.usage_status(store_of(ctx, read_only=True), account)
     render_list(rows, [("account", "Account"), ("day", "Day"), ("sent", "Sent"), ("limit", "Limit"),
                        ("remaining", "Left"), ("percent", "%"), ("blocked", "Blocked"),
                        ("block_reason", "Why")], output=output, empty="No accounts.")
@@ -195,7 +195,7 @@ def report(
 ) -> None:
     """Messages, emails and cost per day, agency, account, domain, user or direction."""
     output = fmt(json_out, csv_out)
-    data = usage.usage_report(store_of(ctx), since=since, until=until, by=by or ["account"], agency=agency,
+    data = usage.usage_report(store_of(ctx, read_only=True), since=since, until=until, by=by or ["account"], agency=agency,
                               account=account, domain=domain, user=user)
     if output == "json":
         print_json(data)

@@ -19,39 +19,84 @@ from smtpctl.core.store import Store
 # -- settings ------------------------------------------------------------------
 
 
-def effective_settings(store: Store) -> dict[str, Any]:
-    """Every store setting with its value: what was set, else the RULES.md default."""
+class _BadStoredValue:
+    """A stored setting that no longer passes its rule (a store written by an
+    older smtpctl, or edited by hand)."""
+
+    def __init__(self, key: str, raw: str, reason: str):
+        self.key, self.raw, self.reason = key, raw, reason
+
+    def error(self) -> StoreError:
+        return StoreError(
+            f"the store holds an invalid value for setting {self.key}: {rules.shown(self.raw)} ({self.reason}); "
+            f"set a valid one with: smtpctl store set {self.key} VALUE"
+        )
+
+
+class EffectiveSettings(dict):
+    """Setting key -> value. Reading a key whose stored value is invalid raises
+    ``StoreError`` (exit 7) naming the key and the fix; other keys still read,
+    so a bad price does not stop ``usage status``."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if isinstance(value, _BadStoredValue):
+            raise value.error()
+        return value
+
+
+def effective_settings(store: Store) -> EffectiveSettings:
+    """Every store setting with its value: what was set, else the RULES.md default.
+
+    A stored value is checked by the same rule as ``store set``; one that
+    fails raises ``StoreError`` when (and only when) that key is read.
+    """
     stored = store.settings()
-    values: dict[str, Any] = {}
+    values = EffectiveSettings()
     for key, setting in rules.SETTINGS.items():
-        values[key] = setting.parse(stored[key]) if key in stored else setting.default
+        if key not in stored:
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.parse(stored[key])
+        except InvalidInput as exc:
+            values[key] = _BadStoredValue(key, stored[key], exc.message)
     return values
 
 
 def settings_view(store: Store) -> list[dict[str, Any]]:
+    """Each setting with its value, default and source (``set``, ``default``, or
+    ``invalid``: a stored value that fails its rule, shown as stored)."""
     stored = store.settings()
     effective = effective_settings(store)
-    return [
-        {
+    rows = []
+    for key, setting in rules.SETTINGS.items():
+        value = dict.__getitem__(effective, key)
+        bad = isinstance(value, _BadStoredValue)
+        rows.append({
             "key": key,
-            "value": effective[key],
+            "value": value.raw if bad else value,
             "default": setting.default,
-            "source": "set" if key in stored else "default",
+            "source": "invalid" if bad else "set" if key in stored else "default",
             "description": setting.description,
-        }
-        for key, setting in rules.SETTINGS.items()
-    ]
+        })
+    return rows
 
 
 def set_setting(store: Store, key: str, value: str) -> Outcome:
-    """Validate and store one setting; audited. Raises ``InvalidInput``."""
+    """Validate and store one setting; audited. Raises ``InvalidInput``.
+
+    An invalid stored value (see ``effective_settings``) is replaced like any other.
+    """
     parsed = rules.parse_setting(key, value)
     with store.write():
-        old = effective_settings(store)[key]
-        if str(old) == str(parsed) and key in store.settings():
+        stored = store.settings()
+        old = dict.__getitem__(effective_settings(store), key)
+        old_text = old.raw if isinstance(old, _BadStoredValue) else str(old)
+        if old_text == str(parsed) and key in stored:
             return Outcome(_SettingView(key, parsed), "unchanged")
         store.put_setting(key, str(parsed))
-        store.audit("setting.set", "setting", key, details={"old": str(old), "new": str(parsed)})
+        store.audit("setting.set", "setting", key, details={"old": old_text, "new": str(parsed)})
     return Outcome(_SettingView(key, parsed), "updated")
 
 
@@ -438,7 +483,9 @@ def smtp_settings(store: Store, login: str | None = None) -> dict[str, Any]:
 
 
 def store_info(store: Store) -> dict[str, Any]:
-    applied = store.schema_version()
+    """Path, schema version, counts and size; a store not created yet (see
+    ``Store.empty``) shows schema version 0, zero counts and size 0."""
+    applied = store.schema_version() if store.on_disk else []
     size = sum(
         p.stat().st_size
         for p in (store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm"))
@@ -489,12 +536,18 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
 # -- the audit trail -------------------------------------------------------------
 
 
+MAX_AUDIT_LIMIT = 1_000_000
+
+
 def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
-    """A date (whole day in the store's zone) or an ISO 8601 time, as a UTC string."""
+    """A date (whole day in the store's zone) or an ISO 8601 time, as a UTC string.
+
+    Raises ``InvalidInput`` for text that is neither, and for a time that
+    has no UTC equivalent (``0001-01-01T00:00:00+14:00``). The end of the
+    last representable day, 9999-12-31, is its last second.
+    """
     from datetime import date, datetime, time, timedelta, timezone
     from zoneinfo import ZoneInfo
-
-    from smtpctl.core.clock import iso_z
 
     try:
         if "T" in text:
@@ -502,11 +555,24 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=ZoneInfo(zone_name))
         else:
-            day = date.fromisoformat(text) + (timedelta(days=1) if end else timedelta())
+            day = date.fromisoformat(text)
+            if end:
+                if day == date.max:
+                    return "9999-12-31T23:59:59Z"
+                day += timedelta(days=1)
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
+        utc = moment.astimezone(timezone.utc)
     except ValueError:
-        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
-    return iso_z(moment.astimezone(timezone.utc))
+        raise InvalidInput(f"invalid date or time {rules.shown(text)}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
+    except OverflowError:
+        raise InvalidInput(f"date or time {rules.shown(text)} is out of range: it has no UTC equivalent") from None
+    # isoformat, not strftime: strftime does not zero-pad years before 1000, and the bound compares as text.
+    return utc.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def _like_prefix(text: str) -> str:
+    """``text`` as a literal LIKE prefix: its own %, _ and \\ escaped (with ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,
@@ -514,13 +580,13 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
     """The audit trail, newest first, filtered.
 
     ``since``/``until`` are dates (inclusive, in the store's time zone) or
-    ISO 8601 times; ``action`` matches exactly (``credential.create``) or as
-    a prefix when it has no dot (``credential``). ``limit`` 0 means all.
+    ISO 8601 times; ``action`` matches literally, exactly (``credential.create``)
+    or as a prefix when it has no dot (``credential``); ``limit`` is 0 (all)
+    to 1,000,000. Raises ``InvalidInput`` or ``NotFound`` (the account).
     """
     import json
 
-    if limit < 0:
-        raise InvalidInput("--limit must be 0 (all) or more")
+    limit = rules.whole_number(limit, "--limit", 0, MAX_AUDIT_LIMIT)
     zone = str(effective_settings(store)["timezone"])
     where, params = [], []
     if since:
@@ -538,8 +604,8 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
             where.append("action = ?")
             params.append(action)
         else:
-            where.append("action LIKE ?")
-            params.append(action + ".%")
+            where.append("action LIKE ? ESCAPE '\\'")
+            params.append(_like_prefix(action) + ".%")
     if actor:
         where.append("actor = ?")
         params.append(actor)
@@ -548,7 +614,8 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC"
     if limit:
-        sql += f" LIMIT {int(limit)}"
+        sql += " LIMIT ?"
+        params.append(limit)
     rows = store.query(sql, params)
     for row in rows:
         row["details"] = json.loads(row["details"])
