@@ -57,6 +57,8 @@ def record(
     store = store_of(ctx)
     item = build_input(direction="inbound" if inbound else "outbound", user=user, domain=domain, to=to, cc=cc,
                        bcc=bcc, recipients=recipients, at=at, source_id=source_id, default_tz=usage.store_zone(store))
+    # Asked before recording: a message that crosses the limit revokes the credentials.
+    no_credential = item.direction == "outbound" and usage.sender_status(store, item.user or "") == "revoked"
     result = usage.record_usage(store, item)
     revoked = sorted({login for c in result.crossings for login in c.revoked_credentials})
     if json_out:
@@ -74,6 +76,10 @@ def record(
                 f"for {who} on {event['day']}.")
     else:
         message(f"Already recorded: a message with id {source_id!r} is in the store; nothing was added.")
+    if no_credential and result.recorded:
+        event = result.events[0]
+        warning(f"there is no SMTP credential {event['user']} (never created, or deleted or revoked); the message "
+                f"was recorded and billed to account {event['account']}, which owns {event['domain']}")
     tell_crossings(result.crossings)
 
 
