@@ -74,6 +74,8 @@ def parse_document(text: str, *, base_dir: Path | None = None, environ: dict[str
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"the file is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("the file is not valid TOML: arrays or tables nested too deep") from None
     version = data.pop("version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise InvalidInput(f"unsupported document version {version!r}; this smtpctl reads version {FORMAT_VERSION}")
