@@ -84,8 +84,7 @@ def load_config(path: Path | None) -> dict[str, Any]:
     if db is not None and (not isinstance(db, str) or not db.strip() or "\0" in db):
         raise InvalidInput(f"config file {path}: db must be the path of the store, as a string")
     actor = data.get("actor")
-    if actor is not None and (not isinstance(actor, str) or not actor.strip() or len(actor) > 100
-                              or not actor.isprintable()):
+    if actor is not None and (not isinstance(actor, str) or not _valid_actor(actor)):
         raise InvalidInput(f"config file {path}: actor must be a name of 1-100 printable characters")
     return data
 
@@ -105,5 +104,19 @@ def resolve_store_path(cli_db: Path | None, config: dict[str, Any]) -> Path:
     return store_location(cli_db, config)[0]
 
 
+def _valid_actor(actor: str) -> bool:
+    return bool(actor.strip()) and len(actor) <= 100 and actor.isprintable() and not any(
+        "\ud800" <= c <= "\udfff" for c in actor)
+
+
 def env_actor(config: dict[str, Any]) -> str | None:
-    return os.environ.get("SMTPCTL_ACTOR") or config.get("actor") or None
+    """Who the audit trail names: ``SMTPCTL_ACTOR``, else the config's ``actor``.
+
+    Raises ``InvalidInput`` when ``SMTPCTL_ACTOR`` is not 1-100 printable
+    characters of valid UTF-8 (it goes into every audit row)."""
+    actor = os.environ.get("SMTPCTL_ACTOR")
+    if actor:
+        if not _valid_actor(actor):
+            raise InvalidInput("SMTPCTL_ACTOR must be a name of 1-100 printable characters (UTF-8)")
+        return actor
+    return config.get("actor") or None

@@ -460,3 +460,21 @@ def test_usage_record_at_out_of_range_is_exit_2(cli, at):
     result = cli("usage", "record", "--user", "app@mail.shop.example", "--recipients", "1", "--at", at)
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("actor", ["a\tb", "x" * 101, "a\nb"])
+def test_a_bad_smtpctl_actor_is_exit_2(cli, monkeypatch, isolated_store, actor):
+    monkeypatch.setenv("SMTPCTL_ACTOR", actor)
+    result = cli("agency", "add", "acme")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2, "", "Error: SMTPCTL_ACTOR must be a name of 1-100 printable characters (UTF-8)\n")
+    assert not isolated_store.exists()
+
+
+def test_smtpctl_actor_with_bytes_that_are_not_utf8(tmp_path):
+    env = {**os.environ, "SMTPCTL_DB": str(tmp_path / "s.db")}
+    env_bytes = {k.encode(): v.encode() for k, v in env.items()}
+    env_bytes[b"SMTPCTL_ACTOR"] = b"ops-\xff"
+    proc = subprocess.run([smtpctl_binary(), "agency", "add", "acme"], capture_output=True, env=env_bytes)
+    assert (proc.returncode, proc.stderr) == (
+        2, b"Error: SMTPCTL_ACTOR must be a name of 1-100 printable characters (UTF-8)\n")

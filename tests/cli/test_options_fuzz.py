@@ -161,9 +161,27 @@ addresses = st.one_of(st.emails().map(str), text)
 def test_usage_record(cli, store, user, recipients, to, at, source_id):
     tos = [f"--to={a}" for a in to]
     before = snapshot(store)
-    result = cli("usage", "record", f"--user={user}", *recipients, *tos, *at, *source_id)
+    result = cli("usage", "record", f"--user={user}", *recipients, *tos, *at, *source_id, "--json")
     check(result, store, before)
     assert result.exit_code in (0, 2, 3), result.stderr
+    if result.exit_code == 0:  # the totals move by exactly what was reported
+        import json
+
+        data = json.loads(result.stdout)
+        events, emails = events_and_emails(store)
+        recorded = data["status"] == "recorded"
+        assert events == events_and_emails_of(before)[0] + recorded
+        assert emails == events_and_emails_of(before)[1] + (data["event"]["emails"] if recorded else 0)
+
+
+def events_and_emails(db: Path) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*), coalesce(sum(emails), 0) FROM usage_events").fetchone()
+
+
+def events_and_emails_of(snap: list) -> tuple[int, int]:
+    events = snap[5]  # usage_events rows, in snapshot() order
+    return len(events), sum(row[12] for row in events)
 
 
 # -- accounts -------------------------------------------------------------------------------------------
@@ -203,9 +221,13 @@ def test_password_stdin_bytes(cli, store, data):
 
 toml_scalars = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(), st.booleans(), text,
                          st.datetimes(max_value=datetime(9999, 1, 1)), st.dates())
-toml_values = st.recursive(toml_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                                 st.dictionaries(text, inner, max_size=3)),
-                           max_leaves=6)
+
+
+def _nest(inner):
+    return st.one_of(st.lists(inner, max_size=3), st.dictionaries(text, inner, max_size=3))
+
+
+toml_values = st.recursive(toml_scalars, _nest, max_leaves=6)
 KEYS = {"agencies": ["name"], "accounts": ["name", "agency", "daily_limit"],
         "domains": ["name", "account", "agency"],
         "credentials": ["login", "generate", "password_env", "password_file", "password", "password_hash"]}
