@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -50,6 +51,10 @@ class SmtpctlGroup(TyperGroup):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        if COMPLETE_VAR in os.environ:  # a shell asks for completions: use typer's protocol for it
+            from typer._completion_classes import completion_init
+
+            completion_init()
         try:
             _check_utf8(sys.argv[1:] if args is None else args)
             rv = super().main(args=args, prog_name=prog_name or "smtpctl", complete_var=complete_var,
@@ -62,8 +67,11 @@ class SmtpctlGroup(TyperGroup):
             code = int(exc.exit_code)
         except ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":
-                # A bare group name asks for help: print it, as --help does.
-                sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
+                # A bare group name asks for help, as --help does (exit 0). Building
+                # the error already rendered it: with rich, get_help() prints the
+                # panels itself and returns "" (calling it again printed the help
+                # twice); print what is left, as --help's echo() does.
+                sys.stdout.write(exc.format_message() + "\n")
                 code = ExitCode.OK
             else:
                 _error(exc.format_message())
@@ -93,8 +101,38 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
+    add_completion=False,  # our own --show/--install-completion take the shell's name (typer's guess it)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+    powershell = "powershell"
+    pwsh = "pwsh"
+
+
+COMPLETE_VAR = "_SMTPCTL_COMPLETE"
+
+
+def _show_completion(value: Optional[Shell]) -> None:
+    if value is not None:
+        from typer._completion_shared import get_completion_script
+
+        sys.stdout.write(get_completion_script(prog_name="smtpctl", complete_var=COMPLETE_VAR,
+                                               shell=value.value) + "\n")
+        raise typer.Exit()
+
+
+def _install_completion(value: Optional[Shell]) -> None:
+    if value is not None:
+        from typer._completion_shared import install
+
+        shell, path = install(shell=value.value, prog_name="smtpctl", complete_var=COMPLETE_VAR)
+        sys.stderr.write(f"{shell} completion installed in {path}; it takes effect in a new shell.\n")
+        raise typer.Exit()
 
 
 def _version(value: bool) -> None:
@@ -114,6 +152,12 @@ def root(
         show_default=False)] = None,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    show_completion: Annotated[Optional[Shell], typer.Option(
+        "--show-completion", metavar="SHELL", callback=_show_completion, is_eager=True, show_default=False,
+        help="Print the completion script for SHELL (bash, zsh, fish, powershell, pwsh) and exit.")] = None,
+    install_completion: Annotated[Optional[Shell], typer.Option(
+        "--install-completion", metavar="SHELL", callback=_install_completion, is_eager=True, show_default=False,
+        help="Install completion for SHELL in its start-up file and exit.")] = None,
 ) -> None:
     """Administer SMTP sending credentials and metered usage."""
     state = AppState(db=db, config_path=config)
@@ -124,21 +168,23 @@ def root(
 def _register() -> None:
     from smtpctl.cli import (account, agency, apply, audit, domain, export, imap, pricing, serve, settings, store,
                              usage, user)
+    from smtpctl.cli.examples import examples
 
-    app.add_typer(agency.app, name="agency")
-    app.add_typer(account.app, name="account")
-    app.add_typer(domain.app, name="domain")
-    app.add_typer(user.app, name="user")
-    app.command("settings")(settings.settings_command)
-    app.add_typer(usage.app, name="usage")
-    app.add_typer(pricing.app, name="pricing")
-    app.add_typer(imap.app, name="imap")
-    app.command("audit")(audit.audit_command)
-    app.command("apply")(apply.apply_command)
-    app.command("export")(export.export_command)
-    app.command("serve")(serve.serve_command)
-    app.add_typer(serve.policy_app, name="policy")
-    app.add_typer(store.app, name="store")
+    app.info.epilog = examples("smtpctl")
+    app.add_typer(agency.app, name="agency", epilog=examples("agency"))
+    app.add_typer(account.app, name="account", epilog=examples("account"))
+    app.add_typer(domain.app, name="domain", epilog=examples("domain"))
+    app.add_typer(user.app, name="user", epilog=examples("user"))
+    app.command("settings", epilog=examples("settings"))(settings.settings_command)
+    app.add_typer(usage.app, name="usage", epilog=examples("usage"))
+    app.add_typer(pricing.app, name="pricing", epilog=examples("pricing"))
+    app.add_typer(imap.app, name="imap", epilog=examples("imap"))
+    app.command("audit", epilog=examples("audit"))(audit.audit_command)
+    app.command("apply", epilog=examples("apply"))(apply.apply_command)
+    app.command("export", epilog=examples("export"))(export.export_command)
+    app.command("serve", epilog=examples("serve"))(serve.serve_command)
+    app.add_typer(serve.policy_app, name="policy", epilog=examples("policy"))
+    app.add_typer(store.app, name="store", epilog=examples("store"))
 
 
 _register()

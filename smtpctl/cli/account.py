@@ -19,6 +19,9 @@ from smtpctl.cli.output import (
     render_list,
     render_record,
     report_outcome,
+    report_removal,
+    report_rename,
+    warning,
 )
 from smtpctl.cli.state import store_of
 
@@ -29,6 +32,10 @@ app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP creden
 COLUMNS = [
     ("name", "Account"), ("agency", "Agency"), ("effective_daily_limit", "Daily limit"),
     ("domains", "Domains"), ("blocked", "Blocked"), ("created_at", "Created (UTC)"),
+]
+BLOCKED_COLUMNS = [
+    ("name", "Account"), ("agency", "Agency"), ("blocked_at", "Blocked since (UTC)"), ("block_kind", "By"),
+    ("block_reason", "Why"),
 ]
 
 
@@ -51,13 +58,17 @@ def add(
 def list_(
     ctx: typer.Context,
     agency: Annotated[Optional[str], typer.Option("--agency", help="Only this agency's accounts.")] = None,
+    blocked: Annotated[bool, typer.Option(
+        "--blocked", help="Only blocked accounts, with since when, by whom (limit or manual) and why.")] = False,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
     """List accounts."""
     output = fmt(json_out, csv_out)
-    rows = services.list_accounts(store_of(ctx, read_only=True), agency=agency)
-    render_list(rows, COLUMNS, output=output, empty="No accounts.")
+    rows = services.list_accounts(store_of(ctx, read_only=True), agency=agency, blocked=blocked)
+    render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
+                empty="No blocked accounts." if blocked else "No accounts.",
+                drop=("agency", "block_kind") if blocked else None)
 
 
 @app.command("show")
@@ -74,9 +85,29 @@ def set_limit(
     limit: Annotated[str, typer.Argument(help="Emails per day, or 'default' for the store's default.")],
     json_out: JsonOption = False,
 ) -> None:
-    """Set an account's daily email limit."""
+    """Set an account's daily email limit; warns when today's count already reaches it."""
     outcome = services.set_account_limit(store_of(ctx), name, limit)
-    report_outcome("Account", outcome, f"{outcome.object.name!r} daily limit", json_out)
+    if json_out:
+        print_json(outcome.as_dict())
+    else:
+        message(_limit_line(outcome))
+    for text in outcome.extra["warnings"]:
+        warning(text)
+
+
+def _limit_line(outcome) -> str:
+    def emails(n: int) -> str:
+        return f"{n:,} email{'' if n == 1 else 's'}"
+
+    def shown(own: int | None) -> str:
+        return emails(own) if own is not None else f"the default ({emails(outcome.extra['effective_daily_limit'])})"
+
+    account = outcome.object
+    if outcome.status == "unchanged":
+        return f"Account {account.name!r} daily limit is already {shown(account.daily_limit)} (unchanged)."
+    previous = outcome.extra["previous_daily_limit"]
+    was = emails(previous) if previous is not None else "the default"
+    return f"Account {account.name!r} daily limit set to {shown(account.daily_limit)} a day (was {was})."
 
 
 @app.command("block")
@@ -127,3 +158,35 @@ def unblock(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Accoun
                 "Credentials deleted by the block are not restored; create new ones.")
     else:
         message(f"{result['name']} is not blocked (unchanged).")
+    for text in result["warnings"]:
+        warning(text)
+
+
+@app.command("rename")
+def rename(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The account's name now.")],
+    new: Annotated[str, typer.Argument(help="Its new name (not taken by another account).")],
+    json_out: JsonOption = False,
+) -> None:
+    """Rename an account; its domains, credentials, usage and audit history follow."""
+    outcome = services.rename_account(store_of(ctx), old, new)
+    report_rename("Account", outcome, json_out)
+
+
+def remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Account name.")],
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove an account that owns nothing and has no usage history (asks first; --yes to skip)."""
+    store = store_of(ctx)
+    account = services.account_removal_check(store, name)
+    confirm_destructive(f"Remove account {account.name!r}?", yes)
+    outcome = services.remove_account(store, name)
+    report_removal("Account", outcome, json_out)
+
+
+app.command("remove")(remove)
+app.command("delete", hidden=True)(remove)  # the other verb, for people who type it

@@ -7,10 +7,13 @@ from typing import Annotated
 import typer
 
 from smtpctl.cli.deferred import deferred_import
-from smtpctl.cli.output import CsvOption, ExistOkOption, JsonOption, fmt, render_list, render_record, report_outcome
+from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, print_json,
+                                render_credits, render_list, render_record, report_outcome, report_removal,
+                                report_rename)
 from smtpctl.cli.state import store_of
 
 services = deferred_import("smtpctl.core.services")
+credits = deferred_import("smtpctl.core.credits")
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 
@@ -40,5 +43,41 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption =
 @app.command("show")
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency name.")],
          json_out: JsonOption = False) -> None:
-    """Show an agency, its accounts and its domains."""
-    render_record(services.agency_detail(store_of(ctx, read_only=True), name), output=fmt(json_out))
+    """Show an agency, its accounts and domains, and the credits each account spent this month and last."""
+    view = credits.agency_view(store_of(ctx, read_only=True), name)
+    if json_out:
+        print_json(view)
+        return
+    render_record({k: v for k, v in view.items() if k != "credits"}, output="table")
+    render_credits(view["credits"])
+
+
+@app.command("rename")
+def rename(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The agency's name now.")],
+    new: Annotated[str, typer.Argument(help="Its new name (not taken by another agency).")],
+    json_out: JsonOption = False,
+) -> None:
+    """Rename an agency; its accounts, domains and usage history follow."""
+    outcome = services.rename_agency(store_of(ctx), old, new)
+    report_rename("Agency", outcome, json_out)
+
+
+def remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Agency name.")],
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Remove an agency that owns nothing and has no usage history (asks first; --yes to skip)."""
+    store = store_of(ctx)
+    agency = services.agency_removal_check(store, name)
+    confirm_destructive(f"Remove agency {agency.name!r}?", yes)
+    outcome = services.remove_agency(store, name)
+    report_removal("Agency", outcome, json_out)
+
+
+app.command("remove")(remove)
+app.command("delete", hidden=True)(remove)  # the other verb, for people who type it
+

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list
+from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 export = deferred_import("smtpctl.core.export")
@@ -36,6 +36,8 @@ def apply_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Delete credentials and domains the file does not list.")] = False,
     secrets_out: Annotated[Optional[Path], typer.Option("--secrets-out", help="Where generated passwords go (0600; TOML, or JSON with --json).")] = None,
+    skip_blocked: Annotated[bool, typer.Option(
+        "--skip-blocked", help="Apply the rest when some credentials are on blocked accounts (else exit 6).")] = False,
     yes: YesOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -60,6 +62,8 @@ def apply_command(
     generates = [c for c in plan.changes if c.kind == "credential" and c.action == "create"
                  and doc.credentials[c.name].generate]
     if not dry_run:
+        if plan.blocked and not skip_blocked:
+            raise provisioning.blocked_error(plan)
         if generates and secrets_out is None:
             raise InvalidInput(f"the plan generates {len(generates)} password(s); give --secrets-out PATH to keep "
                                "them (they are never printed)")
@@ -79,7 +83,7 @@ def apply_command(
 
     try:
         result = plan if dry_run else provisioning.apply_document(store, doc, prune=prune, before_commit=stage_secrets,
-                                                                  verify=verify)
+                                                                  verify=verify, skip_blocked=skip_blocked)
     except BaseException:
         if "tmp" in pending:
             pending["tmp"].unlink(missing_ok=True)
@@ -93,14 +97,29 @@ def apply_command(
     if json_out:
         print_json({"dry_run": dry_run, "changes": changes, "summary": summary,
                     "secrets_out": str(secrets_out) if result.generated else None})
+        _report_blocked(result, dry_run, skip_blocked)
         return
     render_list([{**c, "details": c["details"] or ""} for c in changes if c["action"] != "unchanged"],
                 [("action", "Action"), ("type", "Type"), ("name", "Name"), ("details", "Details")], output="table",
                 empty="Nothing to change.")
     done = "Plan" if dry_run else "Applied"
+    blocked = f", {summary['blocked']} blocked" if summary["blocked"] else ""
     message(f"{done}: {summary['create']} to create, {summary['update']} to update, {summary['unchanged']} unchanged, "
-            f"{summary['delete']} to delete." if dry_run else
+            f"{summary['delete']} to delete{blocked}." if dry_run else
             f"{done}: {summary['create']} created, {summary['update']} updated, {summary['unchanged']} unchanged, "
-            f"{summary['delete']} deleted.")
+            f"{summary['delete']} deleted{blocked}.")
     if result.generated and not dry_run:
         message(f"Generated passwords for {len(result.generated)} credential(s) are in {secrets_out} (mode 0600).")
+    _report_blocked(result, dry_run, skip_blocked)
+
+
+def _report_blocked(result, dry_run: bool, skip_blocked: bool) -> None:
+    """After the plan is shown: a dry run without --skip-blocked fails as the
+    real run would (exit 6); with it, the skipped entries are named."""
+    if not result.blocked:
+        return
+    if dry_run and not skip_blocked:
+        raise provisioning.blocked_error(result)
+    listed = ", ".join(f"{c.name} (account {c.details['account']})" for c in result.blocked)
+    done = "would skip" if dry_run else "skipped"
+    warning(f"{done} {len(result.blocked)} credential(s) on blocked accounts: {listed}")

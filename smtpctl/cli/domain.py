@@ -67,7 +67,6 @@ def show(ctx: typer.Context, domain: Annotated[str, typer.Argument(help="Domain 
     render_record(services.domain_detail(store_of(ctx, read_only=True), domain), output=fmt(json_out))
 
 
-@app.command("remove")
 def remove(
     ctx: typer.Context,
     domain: Annotated[str, typer.Argument(help="Domain name.")],
@@ -88,3 +87,7 @@ def remove(
         print_json(outcome.as_dict())
     else:
         message(f"Domain {outcome.object.name} removed; {count} credential{'s' if count != 1 else ''} deleted.")
+
+
+app.command("remove")(remove)
+app.command("delete", hidden=True)(remove)  # the other verb, for people who type it

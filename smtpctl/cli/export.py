@@ -24,11 +24,15 @@ class ExportFormat(str, Enum):
 
 def export_command(
     ctx: typer.Context,
-    output_format: Annotated[ExportFormat, typer.Option("--format", help="toml (what apply reads), json, or dovecot (a passwd-file).")] = ExportFormat.toml,
+    output_format: Annotated[Optional[ExportFormat], typer.Option("--format", help="toml (what apply reads; the default), json, or dovecot (a passwd-file).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file atomically (0600) instead of stdout.")] = None,
     group: Annotated[Optional[str], typer.Option("--group", help="With --output: make the file 0640 and owned by this group (e.g. dovecot).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the export as one JSON document: the same as --format json.")] = False,
 ) -> None:
     """Export agencies, accounts, domains and credentials (no secrets), or a Dovecot passwd-file."""
+    if json_out and output_format not in (None, ExportFormat.json):
+        raise InvalidInput(f"--json is --format json; it cannot be combined with --format {output_format.value}")
+    output_format = ExportFormat.json if json_out else output_format or ExportFormat.toml
     store = store_of(ctx, read_only=True)
     if output_format is ExportFormat.dovecot:
         text = export.dovecot_passwd(store)

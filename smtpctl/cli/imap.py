@@ -13,13 +13,13 @@ imap = deferred_import("smtpctl.core.imap")
 app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",
                   no_args_is_help=True)
 
-COLUMNS = [("provider", "Provider"), ("host", "IMAP host"), ("port", "Port"), ("username", "Username"),
-           ("password", "Password"), ("note", "Note")]
+COLUMNS = [("provider", "Provider"), ("host", "Host"), ("port", "Port"), ("protocol", "Protocol"),
+           ("username", "Username"), ("password", "Password"), ("note", "Note")]
 
 
 @app.command("list")
 def list_(json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
-    """List the providers the service's article names, with their IMAP settings."""
+    """List common mailbox providers with their mail-reading settings (host, port, protocol)."""
     output = fmt(json_out, csv_out)
     render_list([p.as_dict() for p in imap.PROVIDERS], COLUMNS, output=output)
     if output == "table":
@@ -29,7 +29,7 @@ def list_(json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
 @app.command("lookup")
 def lookup(provider: Annotated[str, typer.Argument(help="Provider name, e.g. gmail.")],
            json_out: JsonOption = False) -> None:
-    """Show one provider's IMAP settings."""
+    """Show one provider's mail-reading settings."""
     found = imap.lookup(provider)
     if json_out:
         print_json({**found.as_dict(), "note_service": imap.NOTE})

@@ -82,9 +82,65 @@ def _console(stderr: bool = False):
                    soft_wrap=False)
 
 
+# Every column keeps its cells whole and on one line (logins, domains and
+# timestamps are copied into other commands), except free text, which may
+# wrap onto several lines when the terminal is narrow.
+WRAPPABLE = frozenset({"details", "note", "description", "block_reason", "reason", "username", "password"})
+WRAP_MIN = 12  # the narrowest a wrapping column gets before we drop columns instead
+
+
+def _drop_order(keys: Sequence[str]) -> list[str]:
+    """Columns to leave out, first to last, when the rows do not fit the
+    terminal: those whose content is elsewhere on the row or rarely needed.
+    The first column (what the row is) always stays."""
+    order = ["updated_at", "unicode_name", "hash_scheme", "block_reason", "details", "note"]
+    if "login" in keys:
+        order.append("domain")  # the login ends with its domain
+    order += ["created_at", "blocked"]
+    if "account" in keys:
+        order.append("agency")  # an account belongs to one agency
+    order += ["inbound", "outbound", "messages", "bar"]
+    return [k for k in order if k in keys[1:]]
+
+
+def _layout(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: int,
+            drop: Sequence[str] | None = None) -> tuple[list[Column], dict[str, int]] | None:
+    """The columns that fit ``width`` with every identifier whole, and each
+    kept column's minimum width; ``None`` when even the fewest do not fit."""
+    from rich.cells import cell_len
+
+    need: dict[str, int] = {}
+    for key, header in columns:
+        longest = max((cell_len(_cell(row.get(key))) for row in rows), default=0)
+        header_word = max((cell_len(w) for w in header.split()), default=1)
+        if key in WRAPPABLE:
+            longest_word = max((cell_len(w) for row in rows for w in _cell(row.get(key)).split()), default=0)
+            need[key] = max(header_word, min(longest, WRAP_MIN, max(longest_word, 1)))
+        else:
+            # no_wrap: the header keeps its lines too
+            need[key] = max(longest, *(cell_len(line) for line in header.split("\n")))
+    kept = list(columns)
+    droppable = [k for k in drop if k in need] if drop is not None else _drop_order([k for k, _ in columns])
+    while True:
+        total = sum(need[k] + 2 for k, _ in kept) + len(kept) - 1  # padding 1+1, one rule between columns
+        if total <= width:
+            return kept, need
+        if not droppable:
+            return None
+        gone = droppable.pop(0)
+        kept = [c for c in kept if c[0] != gone]
+
+
 def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, output: str,
-                title: str | None = None, empty: str = "Nothing to show.") -> None:
-    """Render records: an array of objects, CSV rows, or a table."""
+                title: str | None = None, empty: str = "Nothing to show.",
+                drop: Sequence[str] | None = None) -> None:
+    """Render records: an array of objects, CSV rows, or a table.
+
+    A table never cuts an identifier (a login, a domain, a timestamp): on a
+    narrow terminal free text wraps first, then low-value columns are left
+    out (``drop``, first to last, else ``_drop_order``); when the rows still
+    do not fit, each row is printed as a block of ``Header: value`` lines.
+    """
     if output == "json":
         print_json(list(rows))
         return
@@ -101,12 +157,101 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
         return
     from rich.table import Table
 
+    console = _console()
+    fitted = _layout(rows, columns, console.width, drop)
+    if fitted is None:
+        _render_blocks(rows, columns, title=title)
+        return
+    kept, need = fitted
     table = Table(title=title, show_edge=False, header_style="bold")
-    for _, header in columns:
-        table.add_column(header)
+    for key, header in kept:
+        if key in WRAPPABLE:
+            table.add_column(header, min_width=need[key], overflow="fold")
+        else:
+            table.add_column(header, no_wrap=True, min_width=need[key])
     for row in rows:
-        table.add_row(*[_escape(_cell(row.get(key))) for key, _ in columns])
-    _console().print(table)
+        table.add_row(*[_escape(_cell(row.get(key))) for key, _ in kept])
+    console.print(table)
+
+
+def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None) -> None:
+    """Rows too wide for the terminal: one ``Header: value`` line per field,
+    a blank line between rows; long values run past the edge rather than
+    being cut."""
+    from rich.cells import cell_len
+
+    columns = [(key, " ".join(header.split())) for key, header in columns]  # one line per label
+    label_width = max(cell_len(header) for _, header in columns) + 1
+    lines = [title, ""] if title else []
+    for index, row in enumerate(rows):
+        if index:
+            lines.append("")
+        for key, header in columns:
+            value = _cell(row.get(key))
+            if value != "":
+                lines.append(f"{(header + ':').ljust(label_width)} {value}".rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def dollars(amount: str) -> str:
+    """A money string for people: ``12.50`` -> ``$12.50``, ``-0.13`` -> ``-$0.13``."""
+    return f"-${amount[1:]}" if amount.startswith("-") else f"${amount}"
+
+
+def bar_scale(peak: int, length: int = 20) -> int:
+    """Emails per block of a bar chart: the smallest 1, 2 or 5 times a power
+    of ten that draws ``peak`` in at most ``length`` blocks."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if peak <= factor * step * length:
+                return factor * step
+        step *= 10
+
+
+def bar(value: int, unit: int) -> str:
+    """``value`` as blocks of ``unit`` (at least one block when not zero)."""
+    return "█" * max(1, round(value / unit)) if value else ""
+
+
+def rounding_note(rounded_rows: Iterable[str], rounded_total: str, exact_total: str) -> str | None:
+    """A footnote when rows rounded to the cent one by one do not add up to
+    the total rounded once (RULES: sums are taken before rounding), else None."""
+    shown = sum((Decimal(r) for r in rounded_rows), Decimal("0"))
+    if shown == Decimal(rounded_total):
+        return None
+    return (f"the rows, each rounded to the cent, add up to ${shown:.2f}; the total ${rounded_total} is the "
+            f"exact sum ${exact_total} rounded once, which is what is billed.")
+
+
+AGENCY_ASSIGNED_LABEL = "(agency-assigned domains)"
+
+
+def render_credits(credits: dict[str, Any]) -> None:
+    """An agency's credits view (``core.credits``): one row per account with
+    emails and the amount to pay this month and last, a total, and a note
+    when the rounded rows do not add up to the rounded total."""
+    this, last = credits["this_month"], credits["last_month"]
+    rows = [{
+        "account": AGENCY_ASSIGNED_LABEL if r["agency_assigned"] else r["account"],
+        "this_emails": r["this_month"]["emails"], "this_cost": f"${r['this_month']['cost_rounded']}",
+        "last_emails": r["last_month"]["emails"], "last_cost": f"${r['last_month']['cost_rounded']}",
+    } for r in credits["accounts"]]
+    total = credits["total"]
+    rows.append({"account": "Total", "this_emails": total["this_month"]["emails"],
+                 "this_cost": f"${total['this_month']['cost_rounded']}",
+                 "last_emails": total["last_month"]["emails"], "last_cost": f"${total['last_month']['cost_rounded']}"})
+    sys.stdout.write("\n")
+    render_list(rows, [("account", "Account"), ("this_emails", f"{this['month']}\nemails"),
+                       ("this_cost", f"{this['month']}\ncost"), ("last_emails", f"{last['month']}\nemails"),
+                       ("last_cost", f"{last['month']}\ncost")], output="table",
+                title=f"Credits: {this['since']} to {this['until']} and {last['month']} "
+                      f"({credits['timezone']}) at ${credits['price_per_1000']}/1,000")
+    for key in ("this_month", "last_month"):
+        note = rounding_note([r[key]["cost_rounded"] for r in credits["accounts"]], total[key]["cost_rounded"],
+                             total[key]["cost"])
+        if note:
+            message(f"Note ({credits[key]['month']}): {note}")
 
 
 def _csv_cell(value: Any) -> str:
@@ -126,8 +271,8 @@ def render_record(record: dict[str, Any], *, output: str, fields: Iterable[Colum
     from rich.table import Table
 
     table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # lists wrap between items; one long word folds only past the edge
     for key, label in fields or [(k, k.replace("_", " ")) for k in record]:
         table.add_row(label, _escape(_cell(record.get(key))))
     _console().print(table)
@@ -147,6 +292,24 @@ def report_outcome(kind: str, outcome: Any, label: str, json_out: bool) -> None:
         message(f"{kind} {label} already exists (unchanged).")
     else:
         message(f"{kind} {label} {outcome.status}.")
+
+
+def report_rename(kind: str, outcome: Any, json_out: bool) -> None:
+    """Say what a rename did: the object (with ``old_name``) as JSON, or one line."""
+    if json_out:
+        print_json(outcome.as_dict())
+    elif outcome.status == "unchanged":
+        message(f"{kind} {outcome.object.name!r} already has that name (unchanged).")
+    else:
+        message(f"{kind} {outcome.extra['old_name']!r} renamed to {outcome.object.name!r}; its history follows.")
+
+
+def report_removal(kind: str, outcome: Any, json_out: bool) -> None:
+    """Say what a removal did: the object with ``"status": "deleted"``, or one line."""
+    if json_out:
+        print_json(outcome.as_dict())
+    else:
+        message(f"{kind} {outcome.object.name!r} removed.")
 
 
 def message(text: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list
+from smtpctl.cli.output import JsonOption, dollars, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 rules = deferred_import("smtpctl.core.rules")
@@ -64,8 +64,14 @@ def estimate(
     rows = [{"provider": "this service", "rate": f"${data['rate_per_1000']}", "cost": f"${data['cost']}",
              "rounded": f"${data['cost_rounded']}", "saving": ""}]
     rows += [{"provider": c["name"], "rate": f"${c['rate_per_1000']}", "cost": f"${c['cost']}",
-              "rounded": f"${c['cost_rounded']}", "saving": f"${c['saving_rounded']} (${c['saving']})"}
+              "rounded": f"${c['cost_rounded']}", "saving": dollars(c["saving_as_billed"])}
              for c in data["comparisons"]]
     render_list(rows, [("provider", "Provider"), ("rate", "Per 1,000"), ("cost", "Exact"), ("rounded", "Cost"),
                        ("saving", "You save")], output="table", title=f"{total:,} emails")
-    message("Costs are exact; the rounded figure is what you would pay (to the cent, half up).")
+    message("Cost is what you would pay (the exact cost rounded to the cent, half up); "
+            "'You save' is the difference of those two amounts.")
+    for c in data["comparisons"]:
+        if c["saving_as_billed"] != c["saving_rounded"]:
+            message(f"Note: against {c['name']}, the exact saving {dollars(c['saving'])} rounds to "
+                    f"{dollars(c['saving_rounded'])}; the amounts you would pay differ by "
+                    f"{dollars(c['saving_as_billed'])}.")

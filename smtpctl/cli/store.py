@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list, render_record, warning
+from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, print_json, warning
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 services = deferred_import("smtpctl.core.services")
@@ -38,12 +38,32 @@ def set_(
     value: Annotated[str, typer.Argument(help="New value.")],
     json_out: JsonOption = False,
 ) -> None:
-    """Change one service setting (validated and audited)."""
+    """Change one service setting (validated and audited); warns when it departs from the service's rules."""
     outcome = services.set_setting(store_of(ctx), key, value)
     if json_out:
         print_json(outcome.as_dict())
     else:
         message(f"Setting {key} = {outcome.object.value} ({outcome.status}).")
+    for text in outcome.extra["warnings"]:
+        warning(text)
+
+
+@app.command("unset")
+def unset(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Setting name (see: smtpctl store show).")],
+    json_out: JsonOption = False,
+) -> None:
+    """Put one service setting back to its default (audited)."""
+    outcome = services.unset_setting(store_of(ctx), key)
+    if json_out:
+        print_json(outcome.as_dict())
+    elif outcome.status == "unchanged":
+        message(f"Setting {key} = {outcome.object.value} (already the default; unchanged).")
+    else:
+        message(f"Setting {key} = {outcome.object.value} (back to the default).")
+    for text in outcome.extra["warnings"]:
+        warning(text)
 
 
 @app.command("info")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, _console, fmt, message, print_json, render_list, warning
+from smtpctl.cli.output import (CsvOption, JsonOption, _console, bar, bar_scale, fmt, message, print_json, render_list,
+                                rounding_note, warning)
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 rules = deferred_import("smtpctl.core.rules")
 usage = deferred_import("smtpctl.core.usage")
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.errors import InvalidInput, LimitReached
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
                   no_args_is_help=True)
@@ -89,28 +90,93 @@ class ImportFormat(str, Enum):
     postfix = "postfix"
 
 
-def _lines(handle, position: list[int]) -> Iterator[str]:
-    for raw in handle:
-        position[0] += len(raw)
-        yield raw.decode("utf-8", errors="replace")
+class _Stop(BaseException):
+    """Raised by the signal handler while the import is reading its input:
+    nothing is being written then, so reading simply ends there."""
+
+
+class _Interruption:
+    """Ctrl-C and SIGTERM during an import: stop reading, keep what is done.
+
+    While the input is being read, a signal ends the input at once; while a
+    batch is being written, it lets that batch finish (or roll back on an
+    error) and ends the input after it. Either way ``import_usage`` returns
+    its summary, and the command exits 128 + the signal's number.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.reading = False
+        self.last_line = 0
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_Interruption":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.reading:
+            self.reading = False
+            raise _Stop
+
+    def guard(self, items):
+        """``items`` until a signal arrives; remembers the last line handed on."""
+        iterator = iter(items)
+        while self.signum is None:
+            try:
+                self.reading = True
+                item = next(iterator)
+                self.reading = False
+            except (StopIteration, _Stop):
+                self.reading = False
+                return
+            self.last_line = item.line or self.last_line
+            yield item
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A file, or - for stdin.", metavar="FILE|-")],
-    input_format: Annotated[ImportFormat, typer.Option("--format", help="jsonl, csv or postfix (a mail log).")] = ImportFormat.jsonl,
+    input_format: Annotated[Optional[ImportFormat], typer.Option(
+        "--format", help="jsonl, csv or postfix (a mail log); default: from the file name, else jsonl.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad line; keep nothing of its batch.")] = False,
-    year: Annotated[Optional[int], typer.Option("--year", help="postfix: the log's year (syslog lines have none).")] = None,
+    year: Annotated[Optional[int], typer.Option("--year", min=1970, max=9999,
+                                                help="postfix: the log's year (syslog lines have none).")] = None,
     log_timezone: Annotated[Optional[str], typer.Option("--log-timezone", help="postfix: the log's time zone (default: the store's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Messages per transaction.")] = rules.IMPORT_BATCH_SIZE,
     json_out: JsonOption = False,
 ) -> None:
-    """Import messages from JSONL, CSV or a Postfix mail log."""
+    """Import messages from JSONL, CSV or a Postfix mail log.
+
+    Exits 0 when every line was recorded or skipped as a duplicate, 2 when
+    any line was rejected (the good lines are recorded all the same), and
+    130 or 143 when interrupted (the batches written are kept).
+    """
     from zoneinfo import ZoneInfo
 
     from smtpctl.core import ingest, rules
 
+    guessed = ingest.format_for(source) if input_format is None and source != "-" else None
+    chosen = input_format.value if input_format is not None else guessed or "jsonl"
+    log_zone = ZoneInfo(rules.validate_timezone(log_timezone)) if log_timezone else None
     store = store_of(ctx)
     zone = usage.store_zone(store)
     if source == "-":
@@ -121,16 +187,18 @@ def import_(
             handle, size = open(path, "rb"), path.stat().st_size
         except OSError as exc:
             raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    if input_format is None:
+        how = "from its name" if guessed else "the default; give --format csv or --format postfix for other input"
+        message(f"Reading {'stdin' if source == '-' else source} as {chosen} ({how}).")
     position = [0]
-    lines = _lines(handle, position)
+    lines = ingest.read_lines(handle, position)
     parser = None
-    if input_format is ImportFormat.jsonl:
+    if chosen == "jsonl":
         items = ingest.read_jsonl(lines, zone)
-    elif input_format is ImportFormat.csv:
+    elif chosen == "csv":
         items = ingest.read_csv(lines, zone)
     else:
-        log_zone = ZoneInfo(rules.validate_timezone(log_timezone)) if log_timezone else zone
-        parser = ingest.PostfixLog(year=year, log_tz=log_zone)
+        parser = ingest.PostfixLog(year=year, log_tz=log_zone or zone)
         items = parser.feed(lines)
     progress = None
     if size and sys.stderr.isatty():
@@ -140,22 +208,23 @@ def import_(
         task = progress.add_task(f"Importing {source}", total=size)
         progress.start()
     try:
-        summary = usage.import_usage(store, items, strict=strict, batch_size=batch_size,
-                                     progress=(lambda _n: progress.update(task, completed=position[0])) if progress else None)
+        with _Interruption() as interruption:
+            summary = usage.import_usage(
+                store, interruption.guard(items), strict=strict, batch_size=batch_size,
+                progress=(lambda _n: progress.update(task, completed=position[0])) if progress else None)
     finally:
         if progress:
             progress.stop()
         if source != "-":
             handle.close()
-    if parser is not None and parser.pending:
+    if parser is not None and parser.pending and interruption.signum is None:
         summary.notes.append(f"{len(parser.pending)} authenticated transaction(s) never reached the queue "
                              "(aborted or refused at end of DATA): not counted")
     if json_out:
         print_json(summary.as_dict())
     else:
-        message(f"Imported {summary.messages:,} message{'s' if summary.messages != 1 else ''} "
-                f"({summary.emails:,} emails); {summary.duplicates:,} duplicate{'s' if summary.duplicates != 1 else ''} "
-                f"skipped; {summary.rejected:,} line{'s' if summary.rejected != 1 else ''} rejected.")
+        message(f"Imported {_plural(summary.messages, 'message')} ({_plural(summary.emails, 'email')}); "
+                f"{_plural(summary.duplicates, 'duplicate')} skipped; {_plural(summary.rejected, 'line')} rejected.")
         for bad in summary.rejected_lines:
             message(f"  line {bad['line']}: {bad['reason']}")
         if summary.rejected > len(summary.rejected_lines):
@@ -163,17 +232,36 @@ def import_(
         for note in summary.notes:
             message(f"Note: {note}")
     tell_crossings(summary.crossings)
+    if interruption.signum is not None:
+        import signal
+
+        name = signal.Signals(interruption.signum).name
+        resume = ("" if chosen == "postfix" else
+                  f" (a line with no id would be recorded again: resume after line {interruption.last_line:,})")
+        sys.stderr.write(f"Error: interrupted by {name} after line {interruption.last_line:,}: "
+                         f"the {_plural(summary.messages, 'message')} recorded so far are kept; "
+                         f"re-running the import skips them by their ids{resume}\n")
+        raise typer.Exit(128 + interruption.signum)
+    if summary.rejected:
+        where = "in the JSON summary" if json_out else "listed above"
+        sys.stderr.write(f"Error: {_plural(summary.rejected, 'line')} rejected ({where}); "
+                         "every other line was imported\n")
+        raise typer.Exit(2)
 
 
 @app.command("status")
 def status(
     ctx: typer.Context,
     account: Annotated[Optional[str], typer.Argument(help="One account (default: all).")] = None,
+    fail_at: Annotated[Optional[str], typer.Option(
+        "--fail-at", metavar="PERCENT",
+        help="Exit 5 when any listed account is at or over PERCENT of its daily limit (monitoring checks).")] = None,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
     """Today's outbound emails against each account's daily limit."""
     output = fmt(json_out, csv_out)
+    threshold = usage.parse_percent(fail_at, "--fail-at") if fail_at is not None else None
     rows = usage.usage_status(store_of(ctx, read_only=True), account)
     render_list(rows, [("account", "Account"), ("day", "Day"), ("sent", "Sent"), ("limit", "Limit"),
                        ("remaining", "Left"), ("percent", "%"), ("blocked", "Blocked"),
@@ -184,18 +272,54 @@ def status(
         elif row["level"] == "warning":
             warning(f"{row['account']} has used {row['percent']}% of its daily limit "
                     f"({row['sent']:,} of {row['limit']:,} emails today)")
+    if threshold is not None:
+        over = usage.at_or_over(rows, threshold)
+        if over:
+            raise LimitReached(f"{len(over)} account{'s' if len(over) != 1 else ''} at or over {fail_at.strip()}% "
+                               f"of the daily limit: " + ", ".join(f"{r['account']} ({r['percent']}%)" for r in over))
+
+
+# Rows with no name of their own: inbound mail has no account when it reaches
+# an agency-assigned domain, and no sending login.
+BLANK_LABELS = {"account": "(agency-assigned domains)", "user": "(inbound)"}
+
+
+def _report_rows(data: dict) -> list[dict]:
+    """The report's rows for people: every day of the range when grouped by
+    day alone (a day without mail is a row of zeros), and a label instead of
+    an empty name."""
+    rows = [dict(r) for r in data["rows"]]
+    if data["by"] == ["day"]:
+        from datetime import date, timedelta
+
+        found = {r["day"]: r for r in rows}
+        day, last, rows = date.fromisoformat(data["since"]), date.fromisoformat(data["until"]), []
+        while day <= last:
+            rows.append(found.get(day.isoformat()) or {"day": day.isoformat(), "messages": 0, "emails": 0,
+                                                        "outbound": 0, "inbound": 0, "cost_rounded": "0.00"})
+            day += timedelta(days=1)
+    for row in rows:
+        for group, label in BLANK_LABELS.items():
+            if group in data["by"] and not row.get(group):
+                row[group] = label
+        row["cost_display"] = f"${row['cost_rounded']}"
+    return rows
 
 
 @app.command("report")
 def report(
     ctx: typer.Context,
-    since: Annotated[Optional[str], typer.Option("--since", help="First day, inclusive (default: the 1st of this month).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Last day, inclusive (default: today).")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", metavar="DAY",
+        help="First day, inclusive: 2026-11-01, today, yesterday or 7d (7 days ago); default: the 1st of this month."
+    )] = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", metavar="DAY", help="Last day, inclusive, in the same forms as --since (default: today).")] = None,
     by: Annotated[Optional[list[str]], typer.Option("--by", help="Group by day, agency, account, domain, user or direction (repeatable).")] = None,
-    agency: Annotated[Optional[str], typer.Option("--agency")] = None,
-    account: Annotated[Optional[str], typer.Option("--account")] = None,
-    domain: Annotated[Optional[str], typer.Option("--domain")] = None,
-    user: Annotated[Optional[str], typer.Option("--user")] = None,
+    agency: Annotated[Optional[str], typer.Option("--agency", help="Only this agency's usage.")] = None,
+    account: Annotated[Optional[str], typer.Option("--account", help="Only this account's usage.")] = None,
+    domain: Annotated[Optional[str], typer.Option("--domain", help="Only mail sent from or received on this domain.")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="Only mail sent with this login.", metavar="LOGIN@DOMAIN")] = None,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
 ) -> None:
@@ -211,13 +335,18 @@ def report(
     if output == "csv":
         render_list(data["rows"], columns + [("cost", "cost"), ("cost_rounded", "cost_rounded")], output="csv")
         return
-    rows = [dict(r, cost_display=f"${r['cost_rounded']}") for r in data["rows"]]
+    rows = _report_rows(data)
+    extra = []
     if "day" in data["by"] and rows:
-        peak = max(r["emails"] for r in rows) or 1
+        unit = bar_scale(max(r["emails"] for r in rows))
         for r in rows:
-            r["bar"] = "█" * max(1, round(20 * r["emails"] / peak)) if r["emails"] else ""
+            r["bar"] = bar(r["emails"], unit)
+        extra = [("bar", f"█ = {unit:,} email{'s' if unit != 1 else ''}")]
     total = {**{g: "" for g in data["by"]}, **data["total"], "cost_display": f"${data['total']['cost_rounded']}"}
     total[data["by"][0]] = "Total"
-    extra = [("bar", "Emails/day")] if "day" in data["by"] else []
     render_list(rows + [total], columns + [("cost_display", "Cost")] + extra, output="table",
                 title=f"Usage {data['since']} to {data['until']} ({data['timezone']}) at ${data['price_per_1000']}/1,000")
+    note = rounding_note([r["cost_rounded"] for r in data["rows"]], data["total"]["cost_rounded"],
+                         data["total"]["cost"])
+    if note:
+        message(f"Note: {note}")

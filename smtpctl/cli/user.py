@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -13,7 +15,9 @@ from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, Passw
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
+from smtpctl.core.errors import InvalidInput
 services = deferred_import("smtpctl.core.services")
+adopt = deferred_import("smtpctl.core.adopt")
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
 
@@ -103,17 +107,37 @@ def reset(
     _report(outcome, json_out, "reset")
 
 
-@app.command("delete")
-def delete(ctx: typer.Context, login: Login, yes: YesOption = False, json_out: JsonOption = False) -> None:
-    """Delete a credential (asks first; --yes to skip)."""
+def delete(
+    ctx: typer.Context,
+    logins: Annotated[list[str], typer.Argument(help="One or more logins, name@domain.", metavar="LOGIN@DOMAIN...")],
+    missing_ok: Annotated[bool, typer.Option(
+        "--missing-ok", help="A login that does not exist is no error (idempotent teardown).")] = False,
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Delete credentials, all in one transaction (asks first; --yes to skip)."""
     store = store_of(ctx)
-    credential = services.get_credential(store, login)
-    confirm_destructive(f"Delete SMTP credential {credential.login}? Apps using it will stop sending.", yes)
-    outcome = services.delete_credential(store, login)
+    present, _ = services.credential_deletion_plan(store, logins, missing_ok=missing_ok)
+    if len(present) == 1:
+        confirm_destructive(f"Delete SMTP credential {present[0]}? Apps using it will stop sending.", yes)
+    elif present:
+        confirm_destructive(f"Delete {len(present)} SMTP credentials ({', '.join(present)})? Apps using them "
+                            "will stop sending.", yes)
+    outcomes = services.delete_credentials(store, logins, missing_ok=missing_ok, expected=present)
     if json_out:
-        print_json(outcome.as_dict())
-    else:
-        message(f"SMTP credential {outcome.object.login} deleted.")
+        # One login: one object, as before several could be given (CLI.md: extend, never break).
+        documents = [outcome.as_dict() for outcome in outcomes]
+        print_json(documents[0] if len(logins) == 1 else documents)
+        return
+    for outcome in outcomes:
+        if outcome.status == "missing":
+            message(f"SMTP credential {outcome.object.login} does not exist (unchanged).")
+        else:
+            message(f"SMTP credential {outcome.object.login} deleted.")
+
+
+app.command("delete")(delete)
+app.command("remove", hidden=True)(delete)  # the other verb, for people who type it
 
 
 @app.command("verify")
@@ -133,3 +157,57 @@ def verify(
         print_json({"login": credential.login, "match": True, "hash_scheme": credential.scheme})
     else:
         message(f"Password matches {credential.login}.")
+
+
+class AccountsFormat(str, Enum):
+    dovecot = "dovecot"
+    dms = "dms"
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="The accounts file, or - for stdin.", metavar="FILE|-")],
+    accounts_format: Annotated[AccountsFormat, typer.Option(
+        "--format", help="dovecot (passwd-file, user@domain:{SCHEME}hash:...) or dms "
+                         "(docker-mailserver postfix-accounts.cf, user@domain|{SCHEME}hash).")],
+    update: Annotated[bool, typer.Option(
+        "--update", help="Replace the password of a login that exists with another hash.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Adopt logins and their password hashes from Dovecot or docker-mailserver.
+
+    Exit 0 when every line was created, updated or unchanged, 2 when any line was
+    rejected (the good lines are imported either way). Hashes are never printed.
+    """
+    if source == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source} is not UTF-8 text") from None
+    summary = adopt.import_accounts(store_of(ctx), text, accounts_format.value, update=update, dry_run=dry_run)
+    counts = summary.as_dict()
+    if json_out:
+        print_json(counts)
+    else:
+        rows = [{"line": r.line, "login": r.login, "status": ("would be " if dry_run else "") + r.status,
+                 "hash_scheme": r.hash_scheme} for r in summary.lines if r.status in ("created", "updated")]
+        render_list(rows, [("line", "Line"), ("login", "Login"), ("status", "Status"), ("hash_scheme", "Hash")],
+                    output="table", empty="Nothing to change.")
+        verb = "Plan" if dry_run else "Imported"
+        message(f"{verb}: {counts['created']} created, {counts['updated']} updated, {counts['unchanged']} "
+                f"unchanged, {counts['lines_rejected']} line{'s' if counts['lines_rejected'] != 1 else ''} rejected"
+                f"{' (nothing was written)' if dry_run else ''}.")
+        for bad in counts["rejected"]:
+            message(f"  line {bad['line']}: {bad['login'] + ': ' if bad['login'] else ''}{bad['reason']}")
+        if counts["lines_rejected"] > len(counts["rejected"]):
+            message(f"  ... and {counts['lines_rejected'] - len(counts['rejected']):,} more")
+    if counts["lines_rejected"]:
+        raise typer.Exit(code=2)

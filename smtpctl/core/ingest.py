@@ -10,11 +10,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from smtpctl.core.errors import InvalidInput
 
 MAX_RECIPIENTS = 100_000  # per message; a larger count is a typo, not a message
+# The longest line a message can legally take: MAX_RECIPIENTS addresses of up
+# to 254 characters plus separators, and the other fields. A longer line is
+# rejected without being held in memory; CSV's field limit is raised to it.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+# Usage times are accepted from the Unix epoch on: an earlier one is a typo,
+# and every accepted instant is a local date in every zone (no overflow).
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+MAX_ID = 500
+MAX_NAME = 320  # a login (64 + @ + 253) or a domain, with room to spare
+FORMATS = ("jsonl", "csv", "postfix")
 
 
 @dataclass(frozen=True)
@@ -42,16 +53,105 @@ class BadLine:
     reason: str
 
 
+class UnreadableLine(str):
+    """A line that is not text: not UTF-8, or longer than ``MAX_LINE_BYTES``.
+
+    Its value is what could be shown (the bytes decoded with U+FFFD), its
+    ``reason`` says why it cannot be read. Parsers reject it (JSONL, CSV) or
+    skip it when it is not a line they need (Postfix).
+    """
+
+    reason: str
+
+    def __new__(cls, text: str, reason: str) -> "UnreadableLine":
+        self = super().__new__(cls, text)
+        self.reason = reason
+        return self
+
+
+def read_lines(handle: IO[bytes], position: list[int] | None = None) -> Iterator[str]:
+    """The lines of a binary stream as text, each decoded on its own.
+
+    A line that is not valid UTF-8 comes out as an ``UnreadableLine`` (never
+    with U+FFFD in place of its bytes, which could merge two distinct ids);
+    so does a line over ``MAX_LINE_BYTES``, read past without holding it. A
+    UTF-8 BOM at the start is dropped. ``position[0]`` counts bytes read.
+    """
+    readline = handle.readline
+    first = True
+    count = position if position is not None else [0]
+    while True:
+        raw = readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        count[0] += len(raw)
+        if first:
+            first = False
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+        if len(raw) > MAX_LINE_BYTES:
+            total = len(raw)
+            while not raw.endswith(b"\n"):
+                raw = readline(1 << 20)
+                if not raw:
+                    break
+                count[0] += len(raw)
+                total += len(raw)
+            yield UnreadableLine("", f"line of {total:,} bytes is longer than the {MAX_LINE_BYTES:,} a message may take")
+            continue
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield UnreadableLine(raw.decode("utf-8", "replace"),
+                                 f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+
+
+def format_for(name: str) -> str | None:
+    """The import format a file name implies, or None: ``.jsonl``/``.ndjson``
+    -> jsonl, ``.csv`` -> csv, a name holding ``maillog`` or ``mail.log``
+    (``maillog.1``, ``mail.log.2.gz`` unpacked...) -> postfix."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if base.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if base.endswith(".csv"):
+        return "csv"
+    if "maillog" in base or "mail.log" in base:
+        return "postfix"
+    return None
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+def in_range(moment: datetime, text: Any) -> datetime:
+    """``moment`` (aware) as UTC, if it lies between 1970 and 9999; else ``InvalidInput``."""
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise InvalidInput(f"time {_show(text)} is out of range (1970-01-01 to 9999-12-30)")
+    return utc
+
+
 def parse_time(text: str, default_tz: tzinfo) -> datetime:
-    """ISO 8601; a time without an offset is in ``default_tz`` (the store's)."""
+    """ISO 8601; a time without an offset is in ``default_tz`` (the store's).
+
+    Returns an aware UTC datetime between 1970 and 9999; raises
+    ``InvalidInput`` for anything else (never ``OverflowError``).
+    """
     raw = text.strip()
     try:
         moment = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
-        raise InvalidInput(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-26T10:00:00Z") from None
+        raise InvalidInput(f"invalid time {_show(text)}: use ISO 8601, e.g. 2026-11-26T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=default_tz)
-    return moment.astimezone(timezone.utc)
+    elif moment.tzinfo is timezone.utc and EARLIEST <= moment <= LATEST:
+        return moment  # the common case, "...Z": already UTC and in range
+    return in_range(moment, text)
 
 
 def count_addresses(to: Iterable[str], cc: Iterable[str], bcc: Iterable[str]) -> tuple[int, int, int]:
@@ -59,19 +159,26 @@ def count_addresses(to: Iterable[str], cc: Iterable[str], bcc: Iterable[str]) ->
 
     An address given twice (in any of To, Cc, Bcc, ignoring case) counts once,
     in the first field it appears in. Raises ``InvalidInput`` for an address
-    that is not ``local@domain``.
+    that is not ``local@domain`` or for more than ``MAX_RECIPIENTS`` addresses.
     """
     seen: set[str] = set()
     counts = []
+    listed = 0
     for field in (to, cc, bcc):
         n = 0
         for address in field:
+            if not isinstance(address, str):
+                raise InvalidInput(f"a recipient must be an address (a string), not {_show(address)}")
+            listed += 1
+            if listed > MAX_RECIPIENTS:
+                raise InvalidInput(f"more than {MAX_RECIPIENTS:,} recipients in one message")
             address = address.strip()
             if address.startswith("<") and address.endswith(">"):
                 address = address[1:-1]
             local, at, host = address.rpartition("@")
-            if not at or not local or not host or " " in address or "." not in host:
-                raise InvalidInput(f"invalid recipient address {address!r}")
+            if (not at or not local or not host or " " in address or "." not in host or len(address) > 254
+                    or not address.isprintable()):
+                raise InvalidInput(f"invalid recipient address {_show(address)}")
             key = address.lower()
             if key not in seen:
                 seen.add(key)
@@ -83,21 +190,49 @@ def count_addresses(to: Iterable[str], cc: Iterable[str], bcc: Iterable[str]) ->
 def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidInput(f"{what} must be a whole number")
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidInput(f"{what} must be a whole number, not {value!r}") from None
-    if not 0 <= number <= MAX_RECIPIENTS:
-        raise InvalidInput(f"{what} must be between 0 and {MAX_RECIPIENTS:,}, not {number}")
-    return number
+    if isinstance(value, str):
+        digits = value.strip()
+        # int() would also take "1_000", "٣" or 5,000 digits; a count is 0-9 only.
+        if not digits.isascii() or not digits.isdigit():
+            raise InvalidInput(f"{what} must be a whole number, not {_show(value)}")
+        if len(digits) > 12:
+            raise InvalidInput(f"{what} must be between 0 and {MAX_RECIPIENTS:,}, not {digits[:20]}...")
+        value = int(digits)
+    if not 0 <= value <= MAX_RECIPIENTS:
+        raise InvalidInput(f"{what} must be between 0 and {MAX_RECIPIENTS:,}, not {value if abs(value) < 10**20 else 'a number that large'}")
+    return value
+
+
+def _name(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, not {_show(value)}")
+    value = value.strip()
+    if len(value) > MAX_NAME or not value.isprintable():
+        raise InvalidInput(f"{what} must be at most {MAX_NAME} printable characters")
+    return value or None
 
 
 def build_input(*, direction: str | None, user: Any, domain: Any, to: Any, cc: Any, bcc: Any,
                 recipients: Any, at: Any, source_id: Any, default_tz: tzinfo, line: int = 0) -> UsageInput:
-    """Validate one message's fields (shared by ``usage record``, JSONL and CSV)."""
-    direction = (direction or "outbound").strip().lower()
-    if direction not in ("outbound", "inbound"):
-        raise InvalidInput(f"direction must be outbound or inbound, not {direction!r}")
+    """Validate one message's fields (shared by ``usage record``, JSONL and CSV).
+
+    Raises ``InvalidInput`` naming the first field that is wrong. (The type
+    tests are written as fast paths: this runs once per imported line.)
+    """
+    if direction is None:
+        direction = "outbound"
+    elif direction.__class__ is str:
+        direction = direction.strip().lower() or "outbound"
+    if direction != "outbound" and direction != "inbound":
+        raise InvalidInput(f"direction must be outbound or inbound, not {_show(direction)}")
+    if user.__class__ is str and len(user) <= MAX_NAME and user.isprintable():
+        user = user.strip() or None
+    else:
+        user = _name(user, "user")
+    if domain is not None:
+        domain = _name(domain, "domain")
     if direction == "outbound":
         if not user:
             raise InvalidInput("an outbound message needs the sending credential's login (user)")
@@ -108,73 +243,184 @@ def build_input(*, direction: str | None, user: Any, domain: Any, to: Any, cc: A
             raise InvalidInput("an inbound message needs the receiving domain")
         if user:
             raise InvalidInput("an inbound message has a domain, not a user")
-    lists = [to or [], cc or [], bcc or []]
-    for name, value in zip(("to", "cc", "bcc"), lists):
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise InvalidInput(f"{name} must be a list of addresses")
-    if recipients is not None:
-        if any(lists):
-            raise InvalidInput("give either recipients (a count) or to/cc/bcc addresses, not both")
-        to_n, cc_n, bcc_n = _count(recipients, "recipients"), 0, 0
+    if to is None and cc is None and bcc is None:
+        lists = None
     else:
-        to_n, cc_n, bcc_n = count_addresses(*lists)
+        lists = [to or [], cc or [], bcc or []]
+        for name, value in zip(("to", "cc", "bcc"), lists):
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise InvalidInput(f"{name} must be a list of addresses")
+    if recipients is not None:
+        if lists and any(lists):
+            raise InvalidInput("give either recipients (a count) or to/cc/bcc addresses, not both")
+        if recipients.__class__ is int and 0 < recipients <= MAX_RECIPIENTS:
+            to_n, cc_n, bcc_n = recipients, 0, 0
+        else:
+            to_n, cc_n, bcc_n = _count(recipients, "recipients"), 0, 0
+    else:
+        to_n, cc_n, bcc_n = count_addresses(*lists) if lists else (0, 0, 0)
     if to_n + cc_n + bcc_n == 0:
         raise InvalidInput("a message needs at least one recipient")
-    when = parse_time(str(at), default_tz) if at not in (None, "") else None
-    sid = str(source_id).strip() if source_id not in (None, "") else None
-    if sid is not None and (len(sid) > 500 or not sid.isprintable()):
-        raise InvalidInput("id must be at most 500 printable characters")
-    return UsageInput(direction, str(user).strip() if user else None, str(domain).strip() if domain else None,
-                      to_n, cc_n, bcc_n, when, sid, line)
+    if at.__class__ is str:
+        when = parse_time(at, default_tz) if at else None
+    elif at is None:
+        when = None
+    else:
+        raise InvalidInput(f"at must be an ISO 8601 time (a string), not {_show(at)}")
+    if source_id is None or source_id == "":
+        sid = None
+    elif source_id.__class__ is str or (isinstance(source_id, int) and not isinstance(source_id, bool)):
+        sid = str(source_id).strip()
+        if len(sid) > MAX_ID or not sid.isprintable():
+            raise InvalidInput(f"id must be at most {MAX_ID} printable characters")
+    else:
+        raise InvalidInput(f"id must be a string, not {_show(source_id)}")
+    return UsageInput(direction, user, domain, to_n, cc_n, bcc_n, when, sid or None, line)
 
 
 _JSON_KEYS = {"user", "domain", "to", "cc", "bcc", "recipients", "at", "id", "direction"}
+_KNOWN_KEYS = _JSON_KEYS.issuperset
 
 
 def read_jsonl(lines: Iterable[str], default_tz: tzinfo) -> Iterator[UsageInput | BadLine]:
+    """One message per JSON object line; every other line is a ``BadLine``
+    (blank lines are skipped). Never raises for what a line holds."""
     import json
 
+    loads = json.JSONDecoder().decode  # json.loads without its per-call checks
     for number, text in enumerate(lines, start=1):
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        if text.__class__ is UnreadableLine:
+            yield BadLine(number, text.reason)  # type: ignore[attr-defined]
+            continue
         if not text.strip():
             continue
         try:
-            item = json.loads(text)
+            item = loads(text)
             if not isinstance(item, dict):
                 raise InvalidInput("a line must be a JSON object")
-            unknown = set(item) - _JSON_KEYS
-            if unknown:
-                raise InvalidInput(f"unknown keys: {', '.join(sorted(unknown))}")
-            yield build_input(direction=item.get("direction"), user=item.get("user"), domain=item.get("domain"),
-                              to=item.get("to"), cc=item.get("cc"), bcc=item.get("bcc"),
-                              recipients=item.get("recipients"), at=item.get("at"), source_id=item.get("id"),
+            if not _KNOWN_KEYS(item):
+                unknown = item.keys() - _JSON_KEYS
+                raise InvalidInput(f"unknown keys: {_show(', '.join(sorted(unknown)), 200)[1:-1]}")
+            get = item.get
+            yield build_input(direction=get("direction"), user=get("user"), domain=get("domain"),
+                              to=get("to"), cc=get("cc"), bcc=get("bcc"),
+                              recipients=get("recipients"), at=get("at"), source_id=get("id"),
                               default_tz=default_tz, line=number)
         except json.JSONDecodeError as exc:
             yield BadLine(number, f"not JSON: {exc.msg}")
         except InvalidInput as exc:
             yield BadLine(number, exc.message)
+        except (ValueError, RecursionError) as exc:
+            # json refuses integers of more than 4,300 digits (ValueError) and
+            # nesting deeper than the stack (RecursionError).
+            yield BadLine(number, f"not JSON this program can read: {type(exc).__name__}")
+
+
+_SEPARATORS = (",", ";")
+
+
+def _header(text: str) -> tuple[str, list[str], str | None]:
+    """Sniff the separator from the header line; return it, the column names
+    (lower case) and a problem, if any."""
+    import csv
+
+    best: tuple[str, list[str], str | None] | None = None
+    for sep in _SEPARATORS:
+        try:
+            rows = list(csv.reader((text,), delimiter=sep, strict=True))
+        except csv.Error as exc:
+            candidate = (sep, [], f"the header is not valid CSV: {exc}")
+        else:
+            names = [c.strip().lower() for c in rows[0]] if len(rows) == 1 else []
+            unknown = [n for n in names if n and n not in _JSON_KEYS]
+            duplicate = sorted({n for n in names if n and names.count(n) > 1})
+            problem = None
+            if not names:
+                problem = "the header is not one line of column names"
+            elif unknown:
+                problem = (f"unknown columns: {_show(', '.join(unknown), 200)[1:-1]} "
+                           f"(known: {', '.join(sorted(_JSON_KEYS))})")
+            elif duplicate:
+                problem = f"columns named twice: {', '.join(duplicate)}"
+            candidate = (sep, names, problem)
+        if candidate[2] is None:
+            return candidate
+        if best is None or (best[2] is not None and len(candidate[1]) > len(best[1])):
+            best = candidate
+    assert best is not None
+    return best
+
+
+def _addresses(cell: str | None) -> list[str]:
+    if not cell:
+        return []
+    return [a for a in cell.replace(",", ";").split(";") if a.strip()]
 
 
 def read_csv(lines: Iterable[str], default_tz: tzinfo) -> Iterator[UsageInput | BadLine]:
+    """One message per line under a header of column names (the JSONL keys).
+
+    The header is matched without regard to case, may start with a UTF-8 BOM,
+    and sets the separator: ``,`` or ``;``. Within a cell, addresses are
+    separated by ``;`` or ``,``. Every record is one line, parsed on its own
+    (no usage field holds a line break), so a stray quote costs that line
+    only. Every non-blank line is a ``UsageInput`` or a ``BadLine``; when the
+    header cannot be read, the header and every line after it are ``BadLine``.
+    """
     import csv
 
-    reader = csv.DictReader(lines)
-    if reader.fieldnames is None:
-        return
-    unknown = set(reader.fieldnames) - _JSON_KEYS
-    if unknown:
-        yield BadLine(1, f"unknown columns: {', '.join(sorted(unknown))} (known: {', '.join(sorted(_JSON_KEYS))})")
-        return
-
-    def split(cell: str | None) -> list[str]:
-        return [a for a in (cell or "").split(";") if a.strip()]
-
-    for row in reader:
-        number = reader.line_num
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
+    reader = csv.reader
+    sep = ","
+    columns: list[str] | None = None
+    nameless = False
+    broken: str | None = None
+    for number, text in enumerate(lines, start=1):
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        unreadable = text.__class__ is UnreadableLine
+        if not unreadable and not text.strip():
+            continue
+        if columns is None:
+            if unreadable:
+                columns, problem = [], text.reason  # type: ignore[attr-defined]
+            else:
+                sep, columns, problem = _header(text)
+            nameless = "" in columns
+            if problem:
+                broken = f"not read: the header (line {number}) is not valid"
+                yield BadLine(number, problem)
+            continue
+        if broken:
+            yield BadLine(number, broken)
+            continue
+        if unreadable:
+            yield BadLine(number, text.reason)  # type: ignore[attr-defined]
+            continue
+        record = text.rstrip("\r\n")
+        if "\r" in record or "\n" in record:
+            yield BadLine(number, "not valid CSV: a carriage return inside the line")
+            continue
         try:
-            yield build_input(direction=row.get("direction") or None, user=row.get("user") or None,
-                              domain=row.get("domain") or None, to=split(row.get("to")), cc=split(row.get("cc")),
-                              bcc=split(row.get("bcc")), recipients=row.get("recipients") or None,
-                              at=row.get("at") or None, source_id=row.get("id") or None,
+            cells = next(reader((record,), delimiter=sep, strict=True))
+        except csv.Error as exc:
+            yield BadLine(number, f"not valid CSV: {exc} (a quoted cell must close on its own line)")
+            continue
+        if len(cells) > len(columns):
+            yield BadLine(number, f"{len(cells)} cells, but the header names {len(columns)} columns")
+            continue
+        if nameless and any(c.strip() for n, c in zip(columns, cells) if not n):
+            yield BadLine(number, "a value in a column that has no name in the header")
+            continue
+        row = dict(zip(columns, cells))
+        get = row.get
+        try:
+            yield build_input(direction=get("direction") or None, user=get("user") or None,
+                              domain=get("domain") or None, to=_addresses(get("to")), cc=_addresses(get("cc")),
+                              bcc=_addresses(get("bcc")), recipients=get("recipients") or None,
+                              at=get("at") or None, source_id=get("id") or None,
                               default_tz=default_tz, line=number)
         except InvalidInput as exc:
             yield BadLine(number, exc.message)
@@ -218,6 +464,7 @@ class PostfixLog:
         self._stamps: dict[str, datetime] = {}
 
     def _when(self, m: re.Match[str]) -> datetime:
+        """The line's time in UTC; raises ``InvalidInput`` for an impossible date."""
         stamp = m.group("iso") or m.group("mon") + m.group("day") + m.group("time")
         moment = self._stamps.get(stamp)
         if moment is None:
@@ -228,20 +475,38 @@ class PostfixLog:
 
     def _parse_when(self, m: re.Match[str]) -> datetime:
         if m.group("iso"):
-            moment = datetime.fromisoformat(m.group("iso").replace("Z", "+00:00"))
+            text = m.group("iso")
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidInput(f"invalid time {_show(text)}") from None
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=self.log_tz)
-            return moment.astimezone(timezone.utc)
+            return in_range(moment, text)
         month, day = _MONTHS[m.group("mon")], int(m.group("day"))
         hh, mm, ss = (int(x) for x in m.group("time").split(":"))
-        year = self.year if self.year is not None else self.now.astimezone(self.log_tz).year
-        moment = datetime(year, month, day, hh, mm, ss, tzinfo=self.log_tz)
-        if self.year is None and moment - self.now > timedelta(days=1):
-            # Syslog has no year: a December line read in January is last year's.
-            moment = moment.replace(year=year - 1)
-        return moment.astimezone(timezone.utc)
+        stamp = f"{m.group('mon')} {m.group('day')} {m.group('time')}"
+        if self.year is not None:
+            years = [self.year]
+        else:
+            # Syslog has no year: a date more than a day ahead is last year's
+            # (a December line read in January), and so is a Feb 29 that the
+            # current year does not have.
+            current = self.now.astimezone(self.log_tz).year
+            years = [current, current - 1]
+        for year in years:
+            try:
+                moment = datetime(year, month, day, hh, mm, ss, tzinfo=self.log_tz)
+            except (ValueError, OverflowError):
+                continue
+            if self.year is None and year == years[0] and moment - self.now > timedelta(days=1):
+                continue
+            return in_range(moment, stamp)
+        raise InvalidInput(f"impossible date {stamp!r} in {' or '.join(str(y) for y in years)}")
 
     def feed(self, lines: Iterable[str]) -> Iterator[UsageInput | BadLine]:
+        """Messages from a mail log; a needed line that cannot be used (an
+        impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``."""
         for number, raw in enumerate(lines, start=1):
             line = raw.rstrip("\n")
             # Most lines (cleanup, smtp, connect...) are not needed: a substring
@@ -249,7 +514,19 @@ class PostfixLog:
             if "sasl_username=" in line:
                 s = _SMTPD_SASL.match(line)
                 if s:
-                    self.pending[s.group("qid")] = (s.group("user"), self._when(s), s.group("host"))
+                    if raw.__class__ is UnreadableLine:
+                        yield BadLine(number, raw.reason)  # type: ignore[attr-defined]
+                        continue
+                    try:
+                        when = self._when(s)
+                    except InvalidInput as exc:
+                        yield BadLine(number, exc.message)
+                        continue
+                    host = s.group("host")
+                    if len(host) > 255 or len(s.group("user")) > MAX_NAME:
+                        yield BadLine(number, "host name or sasl_username too long")
+                        continue
+                    self.pending[s.group("qid")] = (s.group("user"), when, host)
                     continue
             elif "nrcpt=" in line:
                 q = _QMGR_ACTIVE.match(line)
@@ -263,7 +540,12 @@ class PostfixLog:
                         continue  # local pickup or a bounce: nobody authenticated
                     self.counted.add(qid)
                     user, when, host = sasl
-                    n = int(q.group("n"))
+                    digits = q.group("n")
+                    if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
+                        yield BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
+                                              f"{MAX_RECIPIENTS:,} recipients: not a message")
+                        continue
+                    n = int(digits)
                     if n:
                         yield UsageInput("outbound", user, None, n, 0, 0, when,
                                          f"postfix:{host}:{qid}:{int(when.timestamp())}", number)

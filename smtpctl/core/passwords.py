@@ -1,15 +1,19 @@
 """Password hashing: the only module that imports passlib (libpass).
 
 New hashes are argon2id with parallelism 1 (Dovecot verifies through
-libsodium, which accepts only p=1). bcrypt and SHA512-CRYPT hashes, from
-imports of older systems, still verify but are deprecated: a successful
-verify hands back an argon2id hash to store instead.
+libsodium, which accepts only p=1). Hashes adopted from another mail server
+(``adopt_hash``: argon2i, bcrypt, SHA512-CRYPT, SHA256-CRYPT, or argon2id
+with other parameters) still verify but are deprecated: a successful verify
+hands back an argon2id hash to store instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 import string
+import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -31,7 +35,18 @@ ARGON2_MEMORY_KIB = 32768
 ARGON2_TIME_COST = 2
 ARGON2_PARALLELISM = 1
 
-SCHEMES = {"argon2": "argon2id", "bcrypt": "bcrypt", "sha512_crypt": "sha512-crypt"}
+SCHEMES = {"argon2": "argon2id", "bcrypt": "bcrypt", "sha512_crypt": "sha512-crypt", "sha256_crypt": "sha256-crypt"}
+DOVECOT_SCHEMES = {"argon2id": "ARGON2ID", "argon2i": "ARGON2I", "bcrypt": "BLF-CRYPT",
+                   "sha512-crypt": "SHA512-CRYPT", "sha256-crypt": "SHA256-CRYPT"}
+# A Dovecot {SCHEME} prefix and the schemes a hash under it may have. CRYPT
+# is crypt(3): whatever the hash's own $id$ says.
+ADOPTABLE_PREFIXES = {
+    "ARGON2ID": {"argon2id"}, "ARGON2I": {"argon2i"}, "BLF-CRYPT": {"bcrypt"},
+    "SHA512-CRYPT": {"sha512-crypt"}, "SHA256-CRYPT": {"sha256-crypt"},
+    "CRYPT": {"bcrypt", "sha512-crypt", "sha256-crypt"},
+}
+ADOPTABLE = "argon2id, argon2i, bcrypt ($2y$, $2b$, $2a$), SHA512-CRYPT ($6$) and SHA256-CRYPT ($5$)"
+_PREFIX = re.compile(r"\{([A-Za-z0-9._-]{1,32})\}")
 
 
 @lru_cache(maxsize=1)
@@ -39,9 +54,9 @@ def context() -> "CryptContext":
     from passlib.context import CryptContext
 
     return CryptContext(
-        schemes=["argon2", "bcrypt", "sha512_crypt"],
+        schemes=["argon2", "bcrypt", "sha512_crypt", "sha256_crypt"],
         default="argon2",
-        deprecated=["bcrypt", "sha512_crypt"],
+        deprecated=["bcrypt", "sha512_crypt", "sha256_crypt"],
         argon2__type="ID",
         argon2__memory_cost=ARGON2_MEMORY_KIB,
         argon2__time_cost=ARGON2_TIME_COST,
@@ -110,14 +125,74 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
 
 
 def scheme_of(stored_hash: str) -> str:
-    """The scheme's name as shown to people: argon2id, bcrypt or sha512-crypt."""
+    """The scheme's name as shown to people: argon2id, argon2i, bcrypt, sha512-crypt or sha256-crypt."""
     name = context().identify(stored_hash)
+    if name == "argon2" and stored_hash.startswith("$argon2i$"):
+        return "argon2i"
     return SCHEMES.get(name or "", name or "unknown")
 
 
 def dovecot_scheme(stored_hash: str) -> str:
-    """Dovecot's scheme prefix for a stored hash (``ARGON2ID``, ``BLF-CRYPT``, ``SHA512-CRYPT``)."""
-    return {"argon2id": "ARGON2ID", "bcrypt": "BLF-CRYPT", "sha512-crypt": "SHA512-CRYPT"}[scheme_of(stored_hash)]
+    """Dovecot's scheme prefix for a stored hash (``ARGON2ID``, ``BLF-CRYPT``, ``SHA512-CRYPT``...)."""
+    return DOVECOT_SCHEMES[scheme_of(stored_hash)]
+
+
+def adopt_hash(text: str) -> str:
+    """The hash to store for a password hash made by another system.
+
+    ``text`` is an argon2id/argon2i, bcrypt (``$2y$``, ``$2b$``, ``$2a$``),
+    SHA512-CRYPT (``$6$``) or SHA256-CRYPT (``$5$``) hash, with or without
+    a Dovecot ``{SCHEME}`` prefix (``ARGON2ID``, ``ARGON2I``, ``BLF-CRYPT``,
+    ``SHA512-CRYPT``, ``SHA256-CRYPT``, ``CRYPT``); the hash must parse, not
+    merely look like one. Returns it without the prefix. Raises
+    ``InvalidInput`` naming the scheme, never quoting the hash: plain text,
+    MD5, DES crypt, argon2d, a prefix that disagrees with the hash, garbage.
+    """
+    if not isinstance(text, str):
+        raise InvalidInput("the password hash must be text")
+    raw, prefix = text.strip(), None
+    match = _PREFIX.match(raw)
+    if match:
+        prefix, raw = match.group(1).upper(), raw[match.end():]
+        if prefix not in ADOPTABLE_PREFIXES:
+            raise InvalidInput(f"the {{{match.group(1)}}} scheme is not accepted; smtpctl adopts {ADOPTABLE} "
+                               "hashes (give this login a new password instead)")
+    elif raw.startswith("{"):
+        raise InvalidInput("the password hash starts with a malformed {SCHEME} prefix")
+    name = context().identify(raw) if raw.startswith("$") else None
+    if name is None:
+        raise InvalidInput(f"not a password hash smtpctl adopts: it takes {ADOPTABLE} hashes; "
+                           "plain text, MD5 and DES crypt are refused")
+    shown = SCHEMES[name]
+    try:
+        with warnings.catch_warnings():
+            # e.g. a bcrypt salt with stray padding bits: bcrypt ignores them, and
+            # a warning on stderr would only clutter an import's report.
+            warnings.simplefilter("ignore")
+            parsed = context().handler(name).from_string(raw)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc)
+        if not reason or raw in reason or raw[-12:] in reason:  # never echo the hash
+            reason = "it does not parse"
+        raise InvalidInput(f"a malformed {shown} hash ({reason})") from None
+    if name == "argon2" and parsed.type not in ("id", "i"):
+        raise InvalidInput(f"argon2{parsed.type} hashes are not accepted; smtpctl adopts argon2id and argon2i")
+    if name == "bcrypt" and parsed.ident not in ("$2y$", "$2b$", "$2a$"):
+        raise InvalidInput(f"bcrypt {parsed.ident} hashes are not accepted; smtpctl adopts $2y$, $2b$ and $2a$")
+    scheme = scheme_of(raw)
+    if prefix is not None and scheme not in ADOPTABLE_PREFIXES[prefix]:
+        raise InvalidInput(f"the {{{prefix}}} prefix does not match the hash, which is {scheme}")
+    return raw
+
+
+def fingerprint(adopted_hash: str) -> str:
+    """A SHA-256 fingerprint of an adopted hash, for the audit trail.
+
+    It lets a re-run recognise a hash it already adopted after that hash was
+    replaced by the argon2id rehash. It cannot be turned back into the hash,
+    and a password guess cannot be tested against it without the hash's salt.
+    """
+    return hashlib.sha256(adopted_hash.encode("utf-8")).hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,8 @@ The document (docs/apply.md)::
     account = "shop"            # dedicated; or agency = "acme" for agency-assigned
     [[credentials]]
     login = "app@mail.shop.example"
-    generate = true             # or password_env = "NAME", or password_file = "PATH"
+    generate = true             # or password_env = "NAME", password_file = "PATH",
+                                # or password_hash = "{SHA512-CRYPT}$6$..." (adopted as is)
 
 A plan is checked against every rule before anything is written; applying it
 is all or nothing.
@@ -29,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core import passwords, rules, secret_input
+from smtpctl.core import adopt, passwords, rules, secret_input
 from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
-from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings
+from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings, quote_name
 from smtpctl.core.store import Store
 
 FORMAT_VERSION = 1
@@ -39,7 +40,7 @@ _KEYS = {
     "agencies": ({"name"}, {"name"}),
     "accounts": ({"name", "agency"}, {"name", "agency", "daily_limit"}),
     "domains": ({"name"}, {"name", "account", "agency"}),
-    "credentials": ({"login"}, {"login", "generate", "password_env", "password_file"}),
+    "credentials": ({"login"}, {"login", "generate", "password_env", "password_file", "password_hash"}),
 }
 
 
@@ -49,7 +50,8 @@ class CredentialSpec:
     where: str  # "credentials[3]" for messages
     generate: bool
     password: str | None = field(default=None, repr=False)  # resolved from env or file; never printed
-    source: str = ""  # "generate", "env:NAME", "file:PATH"
+    source: str = ""  # "generate", "env:NAME", "file:PATH", "hash:SCHEME"
+    password_hash: str | None = field(default=None, repr=False)  # an adopted hash (no prefix); never printed
 
 
 @dataclass
@@ -92,7 +94,7 @@ def parse_document(text: str, *, base_dir: Path | None = None, environ: dict[str
             where = f"{section}[{index}]"
             if section == "credentials" and "password" in entry:
                 raise InvalidInput(f"{where} {entry.get('login', '')}: a literal password is refused; use "
-                                   "password_env, password_file or generate = true")
+                                   "password_env, password_file, password_hash or generate = true")
             missing = required - set(entry)
             if missing:
                 raise InvalidInput(f"{where}: missing {', '.join(sorted(missing))}")
@@ -153,11 +155,15 @@ def _add_entry(doc: Document, section: str, where: str, entry: dict[str, Any], b
 
 def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | None,
                 environ: dict[str, str]) -> CredentialSpec:
-    sources = [k for k in ("generate", "password_env", "password_file") if k in entry]
+    sources = [k for k in ("generate", "password_env", "password_file", "password_hash") if k in entry]
     if len(sources) != 1 or (sources == ["generate"] and entry["generate"] is not True):
-        raise InvalidInput("give exactly one of generate = true, password_env = \"NAME\" or password_file = \"PATH\"")
+        raise InvalidInput("give exactly one of generate = true, password_env = \"NAME\", password_file = \"PATH\" "
+                           "or password_hash = \"HASH\"")
     if sources == ["generate"]:
         return CredentialSpec(login, where, True, None, "generate")
+    if sources == ["password_hash"]:
+        adopted = passwords.adopt_hash(entry["password_hash"])
+        return CredentialSpec(login, where, False, None, f"hash:{passwords.scheme_of(adopted)}", adopted)
     if sources == ["password_env"]:
         var = entry["password_env"]
         if not isinstance(var, str) or var not in environ:
@@ -176,7 +182,7 @@ def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | 
 
 @dataclass(frozen=True)
 class Change:
-    action: str  # create, update, unchanged, delete
+    action: str  # create, update, unchanged, delete, blocked (a new credential on a blocked account)
     kind: str  # agency, account, domain, credential
     name: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -191,8 +197,12 @@ class Plan:
     hashes: dict[str, str] = field(default_factory=dict, repr=False)  # login -> new hash
     generated: dict[str, str] = field(default_factory=dict, repr=False)  # login -> new password
 
+    @property
+    def blocked(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "blocked"]
+
     def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(("create", "update", "unchanged", "delete"), 0)
+        counts = dict.fromkeys(("create", "update", "unchanged", "delete", "blocked"), 0)
         for change in self.changes:
             counts[change.action] += 1
         return counts
@@ -227,11 +237,14 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
     Raises, naming the entry, with the rule's own exit code: ``NotFound`` (a
     reference to an agency or account in neither file nor store),
     ``AlreadyExists`` (an object that exists with another owner or kind),
-    ``InvalidInput`` (a credential on an agency-assigned domain), ``Blocked``
-    (a new credential for a blocked account), ``LimitReached`` (a domain
-    left holding more than its cap of credentials).
+    ``InvalidInput`` (a credential on an agency-assigned domain),
+    ``LimitReached`` (a domain left holding more than its cap of
+    credentials). A new credential for a blocked account is not an error
+    here: the plan marks it ``blocked`` (``blocked_error`` says why), so a
+    dry run can show the whole plan and ``skip_blocked`` can apply the rest.
     """
     verify = verify or VerifyCache()
+    same_hash = adopt.SameHash(store)
     plan = Plan()
     agencies = {a.name.lower(): a for a in store.agencies()}
     accounts = {a.name.lower(): a for a in store.accounts()}
@@ -306,9 +319,20 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
         if existing is None:
             account = account_view[domain_owner[domain].lower()]
             if account[2]:
-                raise Blocked(f"{spec.where} {login}: account {account[0]}: {BLOCKED_MESSAGE}")
+                held = accounts[account[0].lower()]
+                plan.changes.append(Change("blocked", "credential", login, {
+                    "entry": spec.where, "account": held.name, "block_kind": held.block_kind,
+                    "block_reason": held.block_reason}))
+                continue
             plan.changes.append(Change("create", "credential", login, {"password": spec.source}))
             live_per_domain.setdefault(domain, set()).add(login)
+        elif spec.password_hash is not None:
+            # No password to verify: the same hash (or the argon2id rehash of
+            # an adoption of it) is unchanged, any other hash is replaced.
+            if same_hash(existing, spec.password_hash):
+                plan.changes.append(Change("unchanged", "credential", login))
+            else:
+                plan.changes.append(Change("update", "credential", login, {"password": f"{spec.source} (changed)"}))
         elif spec.generate or verify.matches(login, existing.password_hash, spec.password or ""):
             plan.changes.append(Change("unchanged", "credential", login))
         else:
@@ -331,12 +355,25 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
     return plan
 
 
+def blocked_error(plan: Plan) -> Blocked:
+    """The one-line refusal of a plan with entries on blocked accounts."""
+    entries = "; ".join(f"{c.details['entry']} {c.name}: account {c.details['account']} is blocked"
+                        + (f" ({c.details['block_reason']})" if c.details.get("block_reason") else "")
+                        for c in plan.blocked)
+    accounts = sorted({c.details["account"] for c in plan.blocked})
+    return Blocked(f"{BLOCKED_MESSAGE} ({entries}); nothing was applied; --skip-blocked applies the rest of the "
+                   f"file; more: {', '.join('smtpctl account show ' + quote_name(a) for a in accounts)}")
+
+
 def prepare_secrets(plan: Plan, doc: Document) -> None:
     """Generate and hash the passwords the plan sets (outside any lock; threads)."""
     todo = []
     for change in plan.changes:
         if change.kind == "credential" and change.action in ("create", "update") and change.name not in plan.hashes:
             spec = doc.credentials[change.name]
+            if spec.password_hash is not None:
+                plan.hashes[change.name] = spec.password_hash  # adopted as is: nothing to hash
+                continue
             password = spec.password if spec.password is not None else passwords.generate_password()
             if spec.generate:
                 plan.generated[change.name] = password
@@ -393,18 +430,28 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
                 domain = store.domain(domain_name)
                 store.insert_credential(domain.id, name, change.name, plan.hashes[change.name])
                 store.audit("credential.create", "credential", change.name, account=domain.account,
-                            details={"domain": domain_name, "hash_scheme": "argon2id", "generated": spec.generate,
-                                     **via})
+                            details={"domain": domain_name, **_hash_details(spec), **via})
             else:
                 credential = store.credential(change.name)
                 store.update_credential_hash(credential.id, plan.hashes[change.name])
                 store.audit("credential.reset", "credential", credential.login, account=credential.account,
-                            details={"hash_scheme": "argon2id", "generated": False, **via})
+                            details={**_hash_details(spec), **via})
+
+
+def _hash_details(spec: CredentialSpec) -> dict[str, Any]:
+    if spec.password_hash is not None:
+        return adopt.audit_details(spec.password_hash)
+    return {"hash_scheme": "argon2id", "generated": spec.generate}
 
 
 def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run: bool = False,
-                   before_commit=None, verify: VerifyCache | None = None) -> Plan:
+                   before_commit=None, verify: VerifyCache | None = None, skip_blocked: bool = False) -> Plan:
     """Plan, then (unless ``dry_run``) apply in one ``BEGIN IMMEDIATE`` transaction.
+
+    A plan with ``blocked`` entries (new credentials on blocked accounts)
+    raises ``blocked_error`` and writes nothing, unless ``skip_blocked``:
+    then everything else is applied and the entries stay ``blocked`` in the
+    returned plan.
 
     Passwords are hashed before the lock is taken; under the lock the plan is
     made again against the store as it then is (a verify already done is not
@@ -416,9 +463,13 @@ def apply_document(store: Store, doc: Document, *, prune: bool = False, dry_run:
     plan = make_plan(store, doc, prune=prune, verify=verify)
     if dry_run:
         return plan
+    if plan.blocked and not skip_blocked:
+        raise blocked_error(plan)
     prepare_secrets(plan, doc)
     with store.write():
         final = make_plan(store, doc, prune=prune, verify=verify)
+        if final.blocked and not skip_blocked:
+            raise blocked_error(final)
         final.hashes = {k: v for k, v in plan.hashes.items()}
         final.generated = {k: v for k, v in plan.generated.items()}
         prepare_secrets(final, doc)  # only what changed since the first plan

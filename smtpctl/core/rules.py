@@ -21,6 +21,8 @@ DEFAULT_PRICE_PER_1000 = Decimal("0.675")
 DEFAULT_COMPARE_NAME = "Mailgun"
 DEFAULT_COMPARE_PRICE_PER_1000 = Decimal("0.80")
 DEFAULT_TIMEZONE = "UTC"
+DEFAULT_MAX_RECIPIENTS_PER_MESSAGE = 1000  # Mailgun's documented per-message limit
+MAX_RECIPIENTS_PER_MESSAGE = 100_000  # the most the setting may say (a message, not a mailing)
 
 MAX_DAILY_LIMIT = 100_000_000
 IMPORT_BATCH_SIZE = 5000  # messages per transaction in `usage import`
@@ -133,7 +135,6 @@ MAX_PRICE_PER_1000 = Decimal(1000)
 PRICE_PLACES = 6
 MAX_EMAILS = 10**12  # a trillion emails: far beyond any one estimate or account, small enough for exact money
 MAX_DAYS = 3660  # ten years of days, for estimates
-MAX_RECIPIENTS_PER_MESSAGE = 1000  # RULES.md (Mailgun's documented limit)
 
 
 def validate_price(value: object) -> Decimal:
@@ -201,6 +202,24 @@ def validate_label(value: object) -> str:
     return text
 
 
+def validate_max_recipients(value: object) -> int:
+    """Recipients one message may have: a whole number from 1 to 100,000."""
+    return whole_number(value, "max recipients per message", 1, MAX_RECIPIENTS_PER_MESSAGE)
+
+
+_TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
+
+
+def validate_switch(value: object) -> str:
+    """A switch: ``on`` or ``off`` (true/false, yes/no and 1/0 are read too)."""
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return "on"
+    if text in _FALSE:
+        return "off"
+    raise InvalidInput(f"a switch is on or off, not {shown(value)}")
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -219,6 +238,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("price_per_1000", DEFAULT_PRICE_PER_1000, validate_price, "price in USD per 1,000 emails"),
         Setting("compare_name", DEFAULT_COMPARE_NAME, validate_label, "name of the provider prices are compared with"),
         Setting("compare_price_per_1000", DEFAULT_COMPARE_PRICE_PER_1000, validate_price, "comparison price in USD per 1,000 emails"),
+        Setting("max_recipients_per_message", DEFAULT_MAX_RECIPIENTS_PER_MESSAGE, validate_max_recipients, "recipients one message may have; a larger message is refused, never billed"),
+        Setting("sender_alignment", "on", validate_switch, "on: a credential may send only from its own account's dedicated domains"),
     )
 }
 

@@ -86,18 +86,104 @@ def settings_view(store: Store) -> list[dict[str, Any]]:
 def set_setting(store: Store, key: str, value: str) -> Outcome:
     """Validate and store one setting; audited. Raises ``InvalidInput``.
 
+    ``Outcome.extra["warnings"]`` lists what an operator should know: a value
+    that departs from the service's rules (RULES.md), a lower cap or limit
+    that objects already exceed, a price change that reprices past months.
     An invalid stored value (see ``effective_settings``) is replaced like any other.
     """
     parsed = rules.parse_setting(key, value)
     with store.write():
-        stored = store.settings()
-        old = dict.__getitem__(effective_settings(store), key)
-        old_text = old.raw if isinstance(old, _BadStoredValue) else str(old)
-        if old_text == str(parsed) and key in stored:
-            return Outcome(_SettingView(key, parsed), "unchanged")
+        old = _stored_or_raw(store, key)
+        if str(old) == str(parsed) and key in store.settings():
+            return Outcome(_SettingView(key, parsed), "unchanged", {"warnings": []})
         store.put_setting(key, str(parsed))
-        store.audit("setting.set", "setting", key, details={"old": old_text, "new": str(parsed)})
-    return Outcome(_SettingView(key, parsed), "updated")
+        store.audit("setting.set", "setting", key, details={"old": str(old), "new": str(parsed)})
+        warnings = setting_warnings(store, key, old, parsed)
+    return Outcome(_SettingView(key, parsed), "updated", {"warnings": warnings})
+
+
+def unset_setting(store: Store, key: str) -> Outcome:
+    """Put one setting back to its default (RULES.md); audited as ``setting.unset``.
+
+    Raises ``InvalidInput`` for an unknown key. A setting that was never set
+    is reported ``unchanged``.
+    """
+    if key not in rules.SETTINGS:
+        rules.parse_setting(key, "")  # the one message that lists the known keys
+    default = rules.SETTINGS[key].default
+    with store.write():
+        if key not in store.settings():
+            return Outcome(_SettingView(key, default), "unchanged", {"source": "default", "warnings": []})
+        old = _stored_or_raw(store, key)
+        store.delete_setting(key)
+        store.audit("setting.unset", "setting", key, details={"old": str(old), "new": str(default)})
+        warnings = setting_warnings(store, key, old, default)
+    return Outcome(_SettingView(key, default), "updated", {"source": "default", "warnings": warnings})
+
+
+def _stored_or_raw(store: Store, key: str) -> Any:
+    """The setting's value, or the text stored when that fails its rule (so
+    that ``store set`` and ``store unset`` can replace it)."""
+    value = dict.__getitem__(effective_settings(store), key)
+    return value.raw if isinstance(value, _BadStoredValue) else value
+
+
+def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
+    """What changing ``key`` from ``old`` to ``new`` means beyond the value itself."""
+    warnings = []
+    if key == "credentials_per_domain":
+        if new > rules.DEFAULT_CREDENTIALS_PER_DOMAIN:
+            warnings.append(f"credentials_per_domain {new} departs from the service's rule of at most "
+                            f"{rules.DEFAULT_CREDENTIALS_PER_DOMAIN} SMTP credentials per dedicated domain")
+        counts = store.domain_credential_counts()
+        over = sorted(d.name for d in store.domains() if counts.get(d.id, 0) > new)
+        if over:
+            holds = "holds" if len(over) == 1 else "hold"
+            warnings.append(f"{_count(len(over), 'domain')} already {holds} more than {_count(new, 'SMTP credential')} "
+                            f"({_names(over)}); they keep them, and take no new one until below the cap")
+    elif key == "default_daily_limit":
+        if new != rules.DEFAULT_DAILY_LIMIT:
+            warnings.append(f"default_daily_limit {new:,} departs from the service's rule of "
+                            f"{rules.DEFAULT_DAILY_LIMIT:,} emails per account per day")
+        following = [a for a in store.accounts() if a.daily_limit is None]
+        day = _today(store)
+        totals = store.outbound_totals([(a.id, day) for a in following])
+        reached = [f"{a.name} ({totals[(a.id, day)]:,})" for a in following if totals.get((a.id, day), 0) >= new]
+        if reached:
+            warnings.append(f"{_count(len(reached), 'account')} on the default limit already sent {new:,} or more "
+                            f"emails today: {_names(reached)}; the next email of each blocks it and revokes its "
+                            "SMTP credentials")
+    elif key == "price_per_1000":
+        if new != rules.DEFAULT_PRICE_PER_1000:
+            warnings.append(f"price_per_1000 {new} departs from the service's price of "
+                            f"${rules.DEFAULT_PRICE_PER_1000} per 1,000 emails")
+        if old != new:
+            month_start = _today(store)[:8] + "01"
+            past = store.emails_before(month_start)
+            if past["emails"]:
+                warnings.append(f"reports price all usage at the current price, so this also reprices the "
+                                f"{past['emails']:,} emails billed before {month_start} (since {past['first_day']}); "
+                                f"past months now cost {new} per 1,000 instead of {old}")
+    return warnings
+
+
+def _today(store: Store) -> str:
+    """Today's date in the store's time zone (the day the daily limit counts)."""
+    from zoneinfo import ZoneInfo
+
+    from smtpctl.core.clock import utc_now
+
+    return utc_now().astimezone(ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(names: list[str], most: int = 10) -> str:
+    """A list for one error line: the first ``most`` names, then how many more."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 class _SettingView:
@@ -152,6 +238,70 @@ def agency_detail(store: Store, name: str) -> dict[str, Any]:
     }
 
 
+def rename_agency(store: Store, old: str, new: str) -> Outcome:
+    """Rename an agency; its accounts, domains and usage follow (they refer to it by id).
+
+    ``NEW`` is validated as at ``add``; a change of case only is allowed.
+    Audited as ``agency.rename``. Raises ``InvalidInput``, ``NotFound`` or
+    ``AlreadyExists`` (another agency has the new name).
+    """
+    new = rules.normalise_name("agency", new)
+    with store.write():
+        agency = get_agency(store, old)
+        taken = store.agency(new)
+        if taken is not None and taken.id != agency.id:
+            raise AlreadyExists(f"agency {taken.name!r} already exists; nothing was renamed")
+        if agency.name == new:
+            return Outcome(agency, "unchanged", {"old_name": agency.name})
+        store.rename_agency(agency.id, new)
+        store.audit("agency.rename", "agency", new, details={"old": agency.name, "new": new})
+        renamed = get_agency(store, new)
+    return Outcome(renamed, "renamed", {"old_name": agency.name})
+
+
+def agency_removal_check(store: Store, name: str) -> Agency:
+    """The agency, if ``remove_agency`` may remove it; else ``InvalidInput`` naming
+    what it still owns, or its billing history (which is never deleted)."""
+    agency = get_agency(store, name)
+    owned = []
+    accounts = [a.name for a in store.accounts(agency=agency.name)]
+    if accounts:
+        owned.append(f"{_count(len(accounts), 'account')} ({_names(accounts)})")
+    shared = [d.name for d in store.domains(agency=agency.name) if d.account is None]
+    if shared:
+        owned.append(f"{_count(len(shared), 'agency-assigned domain')} ({_names(shared)})")
+    history = store.usage_summary(agency_id=agency.id)
+    _refuse_removal("agency", agency.name, owned, history,
+                    "remove its accounts and domains first (smtpctl account remove, smtpctl domain remove)")
+    return agency
+
+
+def remove_agency(store: Store, name: str) -> Outcome:
+    """Remove an agency that owns nothing and has no usage; audited as ``agency.delete``.
+
+    Raises ``NotFound``, or ``InvalidInput`` (exit 2) naming what it still owns.
+    """
+    with store.write():
+        agency = agency_removal_check(store, name)
+        store.delete_agency(agency.id)
+        store.audit("agency.delete", "agency", agency.name)
+    return Outcome(agency, "deleted")
+
+
+def _refuse_removal(kind: str, name: str, owned: list[str], history: dict[str, Any], first: str) -> None:
+    reasons = []
+    if owned:
+        reasons.append("it still owns " + " and ".join(owned))
+    if history["emails"]:
+        reasons.append(f"it has billing history ({_count(history['emails'], 'email')}, {history['first_day']} to "
+                       f"{history['last_day']}), which is never deleted, so it can never be removed "
+                       f"(rename it instead: smtpctl {kind} rename)")
+    if not reasons:
+        return
+    advice = f"; {first}" if owned and not history["emails"] else ""
+    raise InvalidInput(f"cannot remove {kind} {name!r}: {'; and '.join(reasons)}{advice}; nothing was removed")
+
+
 # -- accounts ------------------------------------------------------------------
 
 
@@ -200,7 +350,9 @@ def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None
     return Outcome(created, "created")
 
 
-def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
+def list_accounts(store: Store, agency: str | None = None, *, blocked: bool = False) -> list[dict[str, Any]]:
+    """Accounts with their effective limit and domain count; only the blocked
+    ones with ``blocked``. Raises ``NotFound`` for an unknown agency."""
     if agency is not None:
         agency = get_agency(store, agency).name
     default_limit = int(effective_settings(store)["default_daily_limit"])
@@ -212,6 +364,7 @@ def list_accounts(store: Store, agency: str | None = None) -> list[dict[str, Any
             "domains": domain_counts.get(a.id, 0),
         }
         for a in store.accounts(agency=agency)
+        if a.blocked or not blocked
     ]
 
 
@@ -225,17 +378,105 @@ def account_detail(store: Store, name: str) -> dict[str, Any]:
 
 
 def set_account_limit(store: Store, name: str, limit: object) -> Outcome:
-    """Set one account's daily limit (``"default"`` clears it); audited."""
+    """Set one account's daily limit (``"default"`` clears it); audited.
+
+    ``Outcome.extra`` carries the ``effective_daily_limit``, today's count
+    (``sent_today``) and ``warnings`` (today's count already reaches the new
+    limit, so the next email blocks the account).
+    """
     new = None if str(limit).strip().lower() == "default" else rules.validate_daily_limit(limit)
     with store.write():
         account = get_account(store, name)
-        if account.daily_limit == new:
-            return Outcome(account, "unchanged")
-        store.update_account(account.id, daily_limit=new)
-        store.audit("account.set_limit", "account", account.name, account=account.name,
-                    details={"old": account.daily_limit, "new": new})
+        status = "unchanged"
+        if account.daily_limit != new:
+            store.update_account(account.id, daily_limit=new)
+            store.audit("account.set_limit", "account", account.name, account=account.name,
+                        details={"old": account.daily_limit, "new": new})
+            status = "updated"
         updated = get_account(store, name)
-    return Outcome(updated, "updated")
+        effective = effective_limit(store, updated)
+        sent = sent_today(store, updated)
+    warning = None if updated.blocked else limit_warning(updated, sent, effective, again=False)
+    return Outcome(updated, status, {"previous_daily_limit": account.daily_limit, "effective_daily_limit": effective,
+                                     "sent_today": sent, "warnings": [warning] if warning else []})
+
+
+
+
+def rename_account(store: Store, old: str, new: str) -> Outcome:
+    """Rename an account; its domains, credentials and usage follow (they refer
+    to it by id), and ``audit --account NEW`` finds its earlier entries.
+
+    Audited as ``account.rename``. Raises ``InvalidInput``, ``NotFound`` or
+    ``AlreadyExists`` (another account has the new name).
+    """
+    new = rules.normalise_name("account", new)
+    with store.write():
+        account = get_account(store, old)
+        taken = store.account(new)
+        if taken is not None and taken.id != account.id:
+            raise AlreadyExists(f"account {taken.name!r} already exists (agency {taken.agency!r}); nothing was renamed")
+        if account.name == new:
+            return Outcome(account, "unchanged", {"old_name": account.name})
+        store.rename_account(account.id, new)
+        store.audit("account.rename", "account", new, account=new, details={"old": account.name, "new": new})
+        renamed = get_account(store, new)
+    return Outcome(renamed, "renamed", {"old_name": account.name})
+
+
+def account_removal_check(store: Store, name: str) -> Account:
+    """The account, if ``remove_account`` may remove it; else ``InvalidInput``
+    naming its domains and credentials, or its billing history."""
+    account = get_account(store, name)
+    owned = []
+    domains = [d.name for d in store.domains(account=account.name)]
+    if domains:
+        owned.append(f"{_count(len(domains), 'dedicated domain')} ({_names(domains)})")
+    logins = store.account_logins(account.id)
+    if logins:
+        owned.append(f"{_count(len(logins), 'SMTP credential')} ({_names(logins)})")
+    history = store.usage_summary(account_id=account.id)
+    _refuse_removal("account", account.name, owned, history,
+                    "remove its domains first (smtpctl domain remove DOMAIN, which deletes their credentials)")
+    return account
+
+
+def remove_account(store: Store, name: str) -> Outcome:
+    """Remove an account that owns nothing and has no usage; audited as ``account.delete``.
+
+    Raises ``NotFound``, or ``InvalidInput`` (exit 2) naming what it still owns.
+    """
+    with store.write():
+        account = account_removal_check(store, name)
+        store.delete_account(account.id)
+        store.audit("account.delete", "account", account.name, account=account.name,
+                    details={"agency": account.agency, "daily_limit": account.daily_limit,
+                             "block_kind": account.block_kind, "block_reason": account.block_reason})
+    return Outcome(account, "deleted")
+
+
+def sent_today(store: Store, account: Account) -> int:
+    """The account's outbound emails today, in the store's time zone."""
+    day = _today(store)
+    return store.outbound_totals([(account.id, day)]).get((account.id, day), 0)
+
+
+def limit_warning(account: Account, sent: int, limit: int, *, again: bool) -> str | None:
+    """The warning for an account whose count today already reaches ``limit``, else None."""
+    if sent < limit:
+        return None
+    where = "over" if sent > limit else "at"
+    blocks = "blocks it again" if again else "blocks credential creation"
+    return (f"{account.name} has already sent {_count(sent, 'email')} today, {where} its daily limit of {limit:,}: its "
+            f"next email {blocks} and revokes its SMTP credentials; raise the limit with: "
+            f"smtpctl account set-limit {quote_name(account.name)} N")
+
+
+def quote_name(name: str) -> str:
+    """A name as a shell word, for the commands messages suggest."""
+    import shlex
+
+    return shlex.quote(name)
 
 
 # -- domains -------------------------------------------------------------------
@@ -331,6 +572,15 @@ def remove_domain(store: Store, name: str, *, expected: list[str] | None = None)
 BLOCKED_MESSAGE = "SMTP Credential creation is blocked. Please contact support…"
 
 
+def blocked_message(account: Account) -> str:
+    """The service's own message, then the account, why, and where to read more."""
+    # A limit block's reason already says "daily limit of N emails exceeded on ...".
+    by = " by an operator" if account.block_kind == "manual" else ""
+    reason = f": {account.block_reason}" if account.block_reason else ""
+    return (f"{BLOCKED_MESSAGE} (account {account.name} is blocked{by}{reason}; "
+            f"more: smtpctl account show {quote_name(account.name)})")
+
+
 def get_credential(store: Store, login: str) -> Credential:
     name, domain = rules.parse_login(login)
     credential = store.credential(f"{name}@{domain}")
@@ -372,7 +622,7 @@ def create_credential(store: Store, login: str, password: str | None, *, exist_o
             raise AlreadyExists(f"SMTP credential {full_login} already exists")
         account = get_account(store, domain.account)
         if account.blocked:
-            raise Blocked(BLOCKED_MESSAGE)
+            raise Blocked(blocked_message(account))
         cap = int(effective_settings(store)["credentials_per_domain"])
         live = dependent_logins(store, domain)
         if rules.credential_cap_reached(len(live), cap):
@@ -415,10 +665,62 @@ def delete_credential(store: Store, login: str) -> Outcome:
     return Outcome(credential, "deleted")
 
 
+def credential_deletion_plan(store: Store, logins: list[str], *, missing_ok: bool = False) -> tuple[list[str], list[str]]:
+    """Which of ``logins`` exist and which do not: ``(present, missing)``, in the order given, without repeats.
+
+    Raises ``InvalidInput`` (a malformed login: nothing is looked up) or,
+    unless ``missing_ok``, ``NotFound`` naming every missing login.
+    """
+    wanted = list(dict.fromkeys("{}@{}".format(*rules.parse_login(login)) for login in logins))
+    if not wanted:
+        raise InvalidInput("give at least one LOGIN@DOMAIN")
+    present = [login for login in wanted if store.credential(login) is not None]
+    missing = [login for login in wanted if login not in present]
+    if missing and not missing_ok:
+        if len(wanted) == 1:
+            raise NotFound(f"SMTP credential {missing[0]} not found")
+        raise NotFound(f"{_count(len(missing), 'SMTP credential')} not found: {_names(missing)}; nothing was "
+                       "deleted (--missing-ok deletes the others)")
+    return present, missing
+
+
+def delete_credentials(store: Store, logins: list[str], *, missing_ok: bool = False,
+                       expected: list[str] | None = None) -> list[Outcome]:
+    """Delete several credentials in one transaction: all of them or, when one
+    is missing and not ``missing_ok``, none (``NotFound``). Each is audited as
+    ``credential.delete``. Returns one ``Outcome`` per distinct login, in
+    order: ``deleted``, or ``missing`` (an object with just the login).
+
+    ``expected`` is the list the operator confirmed (``present`` of
+    ``credential_deletion_plan``); if the logins that exist changed since,
+    nothing is deleted and ``InvalidInput`` is raised.
+    """
+    with store.write():
+        present, _ = credential_deletion_plan(store, logins, missing_ok=missing_ok)
+        if expected is not None and sorted(expected) != sorted(present):
+            raise InvalidInput("the credentials to delete changed while you confirmed; nothing was deleted, run the "
+                               "command again")
+        outcomes = []
+        for login in dict.fromkeys("{}@{}".format(*rules.parse_login(x)) for x in logins):
+            if login not in present:
+                outcomes.append(Outcome(_Missing(login), "missing"))
+                continue
+            outcomes.append(delete_credential(store, login))
+    return outcomes
+
+
+class _Missing:
+    def __init__(self, login: str):
+        self.login = login
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"login": self.login}
+
+
 def verify_credential(store: Store, login: str, password: str) -> Credential:
     """Check a password against the stored hash.
 
-    On a match with a deprecated scheme (bcrypt, SHA512-CRYPT) or weaker
+    On a match with an adopted scheme (bcrypt, SHA-crypt, argon2i) or other
     argon2 parameters, the hash is replaced by a fresh argon2id one (audited
     as ``credential.rehash``). Raises ``NotFound`` or ``AuthFailed``.
     """
@@ -540,7 +842,8 @@ MAX_AUDIT_LIMIT = 1_000_000
 
 
 def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
-    """A date (whole day in the store's zone) or an ISO 8601 time, as a UTC string.
+    """A date (whole day in the store's zone, or today, yesterday, 7d) or an ISO
+    8601 time, as a UTC string.
 
     Raises ``InvalidInput`` for text that is neither, and for a time that
     has no UTC equivalent (``0001-01-01T00:00:00+14:00``). The end of the
@@ -550,24 +853,27 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     from zoneinfo import ZoneInfo
 
     try:
-        if "T" in text:
+        if len(text) > 10 and text[10] in "Tt ":  # 2026-11-26T10:00:00Z, not "Today"
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=ZoneInfo(zone_name))
         else:
-            day = date.fromisoformat(text)
-            if end:
-                if day == date.max:
-                    return "9999-12-31T23:59:59Z"
-                day += timedelta(days=1)
+            from smtpctl.core.clock import utc_now
+            from smtpctl.core.usage import parse_day  # today, yesterday, 7d as in usage report
+
+            current = utc_now().astimezone(ZoneInfo(zone_name)).date()
+            day = parse_day(text, "", current)
+            if end and day == date.max:
+                return "9999-12-31T23:59:59Z"
+            day += timedelta(days=1) if end else timedelta()
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
         utc = moment.astimezone(timezone.utc)
-    except ValueError:
-        raise InvalidInput(f"invalid date or time {rules.shown(text)}: use 2026-11-26 or 2026-11-26T10:00:00Z") from None
-    except OverflowError:
-        raise InvalidInput(f"date or time {rules.shown(text)} is out of range: it has no UTC equivalent") from None
-    # isoformat, not strftime: strftime does not zero-pad years before 1000, and the bound compares as text.
-    return utc.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    except (ValueError, InvalidInput):
+        raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26, today, yesterday, 7d (7 days ago) "
+                           "or 2026-11-26T10:00:00Z") from None
+    except OverflowError:  # a time near year 1 or 9999, shifted to UTC or to the next day
+        raise InvalidInput(f"date or time {text!r} is out of range") from None
+    return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
 def _like_prefix(text: str) -> str:
@@ -597,8 +903,9 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
         where.append("at < ?" if "T" not in until else "at <= ?")
         params.append(bound)
     if account:
-        where.append("account = ? COLLATE NOCASE")
-        params.append(get_account(store, account).name)
+        clause, values = _account_names_clause(store, get_account(store, account).name)
+        where.append(clause)
+        params.extend(values)
     if action:
         if "." in action:
             where.append("action = ?")
@@ -620,3 +927,41 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
     for row in rows:
         row["details"] = json.loads(row["details"])
     return rows
+
+
+def _account_names_clause(store: Store, name: str) -> tuple[str, list[Any]]:
+    """The audit rows of an account under every name it has had.
+
+    The trail is append-only, so its rows keep the name of their day. Walking
+    back from the current name, each ``account.rename`` into a name opens it
+    (rows from that rename on) and hands over to the old name (rows before
+    it); a rename away from a name, or a removal, by an account that held it
+    earlier closes it, so another account's rows under a reused name stay out.
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def segment(label: str, low: int | None, high: int | None, *, low_inclusive: bool) -> None:
+        clause, values = "account = ? COLLATE NOCASE", [label]
+        if low is not None:
+            clause += " AND id >= ?" if low_inclusive else " AND id > ?"
+            values.append(low)
+        if high is not None:
+            clause += " AND id < ?"
+            values.append(high)
+        parts.append(f"({clause})")
+        params.extend(values)
+
+    upper: int | None = None
+    for event in reversed(store.name_history("account")):
+        if upper is not None and event["id"] >= upper:
+            continue
+        if event["action"] == "rename" and event["new"].lower() == name.lower():
+            segment(name, event["id"], upper, low_inclusive=True)
+            name, upper = event["old"], event["id"]
+        elif event["old"].lower() == name.lower():
+            segment(name, event["id"], upper, low_inclusive=False)  # an earlier holder let the name go here
+            break
+    else:
+        segment(name, None, upper, low_inclusive=True)
+    return "(" + " OR ".join(parts) + ")", params

@@ -579,6 +579,20 @@ class Store:
             "DO UPDATE SET messages = messages + excluded.messages, emails = emails + excluded.emails",
             [(*key, m, e) for key, (m, e) in rollup.items()])
 
+    def delete_usage_event(self, source_id: str) -> bool:
+        """Remove one event and take it out of the rollup, in the caller's transaction."""
+        row = self.conn.execute(
+            "SELECT day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
+            "WHERE source_id = ?", [source_id]).fetchone()
+        if row is None:
+            return False
+        self.conn.execute("DELETE FROM usage_events WHERE source_id = ?", [source_id])
+        key = "day = ? AND agency_id = ? AND account_id = ? AND domain = ? AND login = ? AND direction = ?"
+        self.conn.execute(f"UPDATE usage_daily SET messages = messages - 1, emails = emails - ? WHERE {key}",
+                          [row[6], *row[:6]])
+        self.conn.execute(f"DELETE FROM usage_daily WHERE {key} AND messages <= 0", list(row[:6]))
+        return True
+
     def outbound_totals(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
         """Outbound emails per (account id, day), for the keys asked, in one query per day."""
         wanted = set(keys)
@@ -622,6 +636,54 @@ class Store:
             f"ORDER BY {positions}"
         )
         return self.query(sql, params)
+
+
+    # -- rename and remove ---------------------------------------------------------
+    # Usage, domains and credentials refer to agencies and accounts by id, so a
+    # rename is one UPDATE and the history follows; the audit trail keeps the
+    # names as they were and records the rename (see ``name_history``).
+    def rename_agency(self, agency_id: int, name: str) -> None:
+        self.conn.execute("UPDATE agencies SET name = ? WHERE id = ?", [name, agency_id])
+
+    def rename_account(self, account_id: int, name: str) -> None:
+        self.conn.execute("UPDATE accounts SET name = ?, updated_at = ? WHERE id = ?", [name, now_iso(), account_id])
+
+    def delete_agency(self, agency_id: int) -> None:
+        self.conn.execute("DELETE FROM agencies WHERE id = ?", [agency_id])
+
+    def delete_account(self, account_id: int) -> None:
+        self.conn.execute("DELETE FROM accounts WHERE id = ?", [account_id])
+
+    def usage_summary(self, *, account_id: int | None = None, agency_id: int | None = None) -> dict[str, Any]:
+        """Billed emails of one account or agency: ``{"emails", "first_day", "last_day"}`` (0/None if none)."""
+        column, value = ("account_id", account_id) if account_id is not None else ("agency_id", agency_id)
+        rows = self.query(f"SELECT COALESCE(SUM(emails), 0) AS emails, MIN(day) AS first_day, MAX(day) AS last_day "
+                          f"FROM usage_daily WHERE {column} = ?", [value])
+        return rows[0]
+
+    def emails_before(self, day: str) -> dict[str, Any]:
+        """Billed emails on days before ``day``: ``{"emails", "first_day"}``."""
+        return self.query("SELECT COALESCE(SUM(emails), 0) AS emails, MIN(day) AS first_day FROM usage_daily "
+                          "WHERE day < ?", [day])[0]
+
+    def name_history(self, object_type: str) -> list[dict[str, Any]]:
+        """Renames and removals of an ``object_type`` in the audit trail, oldest
+        first: ``{"id", "action": "rename"|"delete", "old", "new"}`` (``new`` is
+        None for a removal)."""
+        rows = self.query("SELECT id, action, object_name, details FROM audit WHERE action IN (?, ?) ORDER BY id",
+                          [f"{object_type}.rename", f"{object_type}.delete"])
+        out = []
+        for row in rows:
+            if row["action"].endswith(".rename"):
+                details = json.loads(row["details"])
+                out.append({"id": row["id"], "action": "rename", "old": details.get("old", ""),
+                            "new": details.get("new", "")})
+            else:
+                out.append({"id": row["id"], "action": "delete", "old": row["object_name"], "new": None})
+        return out
+
+    def delete_setting(self, key: str) -> None:
+        self.conn.execute("DELETE FROM settings WHERE key = ?", [key])
 
 
 def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:

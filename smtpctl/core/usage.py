@@ -10,16 +10,17 @@ deleted and credential creation is blocked, before the transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from smtpctl.core import billing, rules
 from smtpctl.core.clock import iso_z, now_iso, utc_now
-from smtpctl.core.errors import InvalidInput, NotFound
+from smtpctl.core.errors import InvalidInput, LimitReached, NotFound
 from smtpctl.core.ingest import BadLine, UsageInput
 from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
+from smtpctl.core.models import Account
 from smtpctl.core.store import Store
 
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -50,6 +51,7 @@ class BatchResult:
     messages: int = 0
     emails: int = 0
     rejected: list[BadLine] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # why each rejected item was refused, in order
     crossings: list[Crossing] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -123,20 +125,37 @@ def today(store: Store, zone: ZoneInfo | None = None) -> str:
 class _Days:
     """UTC instant -> calendar day in the store's zone, cached per quarter hour.
 
-    Every zone offset in the tz database is a whole number of quarter hours,
-    so all instants in one UTC quarter hour fall on the same local day.
+    A quarter hour of UTC time is cached only when it is one local day
+    throughout: the same offset and the same local date at its first and its
+    last second. That holds for almost every quarter hour, whatever the
+    zone; one that holds a local midnight (which, with offsets such as
+    Monrovia's -0:44:30 before 1972, need not fall on a quarter hour) or an
+    offset change is worked out for each instant. (No zone in the tz
+    database changes its offset twice within 15 minutes, which a test checks,
+    so two equal ends cannot hide a change and back.)
     """
+
+    SPAN = 900
 
     def __init__(self, zone: ZoneInfo):
         self.zone = zone
-        self.cache: dict[int, str] = {}
+        self.cache: dict[int, str | None] = {}
 
     def __call__(self, at: datetime) -> str:
-        key = int(at.timestamp()) // 900
-        day = self.cache.get(key)
+        key = int(at.timestamp()) // self.SPAN
+        day = self.cache.get(key, "")
+        if day == "":
+            day = self.cache[key] = self._span_day(key)
         if day is None:
-            day = self.cache[key] = at.astimezone(self.zone).date().isoformat()
+            return at.astimezone(self.zone).date().isoformat()
         return day
+
+    def _span_day(self, key: int) -> str | None:
+        first = datetime.fromtimestamp(key * self.SPAN, timezone.utc).astimezone(self.zone)
+        last = datetime.fromtimestamp(key * self.SPAN + self.SPAN - 1, timezone.utc).astimezone(self.zone)
+        if first.utcoffset() != last.utcoffset() or first.date() != last.date():
+            return None
+        return first.date().isoformat()
 
 
 def _iso(at: datetime) -> str:
@@ -144,79 +163,115 @@ def _iso(at: datetime) -> str:
     return at.isoformat()[:19] + "Z"
 
 
+REFUSED_OVER_LIMIT = "over_limit"
+REFUSED_TOO_MANY = "too_many_recipients"
+
+
 def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, resolver: _Resolver,
            zone: ZoneInfo, keep_events: bool = False, days: _Days | None = None) -> BatchResult:
-    """Record one batch and enforce the limit; call inside ``store.write()``."""
+    """Check and record one batch, and enforce the limit; call inside ``store.write()``.
+
+    The hard cap: for each account and day, the messages are taken in input
+    order against the total already recorded; the message that takes the
+    total over the limit is recorded (the crossing), every later one is
+    refused and not recorded. A message with more recipients than
+    ``max_recipients_per_message`` is refused whatever the total.
+    """
     result = BatchResult()
     now = utc_now()
     latest = now + FUTURE_TOLERANCE
     days = days or _Days(zone)
     current_day = now.astimezone(zone).date().isoformat()
-    rows: list[tuple] = []
+    settings = effective_settings(store)
+    max_recipients = int(settings["max_recipients_per_message"])
     seen_ids: set[str] = set()
     wanted_ids = [i.source_id for i in items if isinstance(i, UsageInput) and i.source_id]
     existing = store.existing_source_ids(wanted_ids) if wanted_ids else set()
-    recorded_at = iso_z(now)
-    outbound_order: list[tuple[int, str, int]] = []  # (account_id, day, emails) in input order
+
+    def reject(item: UsageInput | BadLine, reason: str, kind: str) -> None:
+        if strict:
+            raise (LimitReached if kind == REFUSED_OVER_LIMIT else InvalidInput)(
+                f"line {item.line}: {reason}" if item.line else reason)
+        result.rejected.append(BadLine(item.line, reason))
+        result.kinds.append(kind)
+
+    # First pass: who and when, without touching the totals.
+    accepted: list[tuple[UsageInput, _Target, datetime, str]] = []
     for item in items:
         if isinstance(item, BadLine):
-            if strict:
-                raise InvalidInput(f"line {item.line}: {item.reason}")
-            result.rejected.append(item)
+            reject(item, item.reason, "invalid")
             continue
         try:
             target = resolver.resolve(item)
             at = item.at or now
             if at > latest:
                 raise InvalidInput(f"time {iso_z(at)} is in the future")
+            if item.emails > max_recipients:
+                raise InvalidInput(f"{item.emails:,} recipients in one message: more than the "
+                                   f"{max_recipients:,} allowed (store setting max_recipients_per_message); "
+                                   "not recorded")
         except (InvalidInput, NotFound) as exc:
-            if not item.line:
+            kind = REFUSED_TOO_MANY if "max_recipients_per_message" in exc.message else "invalid"
+            if not item.line and kind == "invalid":
                 raise
-            if strict:
-                raise InvalidInput(f"line {item.line}: {exc.message}") from None
-            result.rejected.append(BadLine(item.line, exc.message))
+            reject(item, exc.message, kind)
             continue
         if item.source_id is not None:
             if item.source_id in existing or item.source_id in seen_ids:
                 result.duplicates += 1
                 continue
             seen_ids.add(item.source_id)
-        day = days(at)
+        accepted.append((item, target, at, days(at)))
+    if not accepted:
+        return result
+
+    # Second pass: the cap, in input order, against the totals under this lock.
+    touched = sorted({(t.account_id, day) for item, t, _, day in accepted if item.direction == "outbound"})
+    before = store.outbound_totals(touched) if touched else {}
+    accounts = {a.id: a for a in store.accounts_by_id({acc for acc, _ in touched})} if touched else {}
+    default_limit = int(settings["default_daily_limit"])
+    limits = {i: a.daily_limit if a.daily_limit is not None else default_limit for i, a in accounts.items()}
+    running = dict(before)
+    crossed_at: dict[tuple[int, str], int] = {}
+    refused_over: dict[tuple[int, str], int] = {}
+    recorded_at = iso_z(now)
+    rows: list[tuple] = []
+    for item, target, at, day in accepted:
+        emails = item.emails
+        if item.direction == "outbound":
+            key = (target.account_id, day)
+            total = running[key]
+            limit = limits[target.account_id]
+            if total > limit:
+                refused_over[key] = total
+                reject(item, f"account {target.account} is over its daily limit on {day} ({total:,} of "
+                             f"{limit:,} emails): message refused, not recorded", REFUSED_OVER_LIMIT)
+                continue
+            running[key] = total + emails
+            if total + emails > limit:
+                crossed_at[key] = total + emails
         at_text = _iso(at)  # every time here is already UTC (parse_time, PostfixLog, utc_now)
-        emails = item.to + item.cc + item.bcc
         rows.append((item.source_id, at_text, day, item.direction, target.agency_id, target.account_id,
                      target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
-        if item.direction == "outbound":
-            outbound_order.append((target.account_id, day, emails))
         if keep_events:
             result.events.append({"id": item.source_id, "at": at_text, "day": day, "direction": item.direction,
                                   "user": target.login or None, "domain": target.domain, "account": target.account,
-                                  "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": item.emails})
+                                  "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": emails})
     result.recorded = result.messages = len(rows)
     result.emails = sum(row[11] for row in rows)
-    if not rows:
-        return result
-    touched = sorted({(acc, day) for acc, day, _ in outbound_order})
-    before = store.outbound_totals(touched)
-    store.insert_usage(rows)
-    result.crossings = _enforce(store, outbound_order, before, current_day)
+    if rows:
+        store.insert_usage(rows)
+    # A refusal on today's total also re-applies the rule: an account unblocked
+    # while over today's limit is revoked and blocked again by its next message.
+    for key, total in refused_over.items():
+        crossed_at.setdefault(key, total)
+    result.crossings = _enforce(store, crossed_at, before, accounts, limits, current_day)
     return result
 
 
-def _enforce(store: Store, order: list[tuple[int, str, int]], before: dict[tuple[int, str], int],
-             current_day: str) -> list[Crossing]:
-    """Apply the daily-limit rule to every (account, day) this batch touched."""
-    running = dict(before)
-    crossed_at: dict[tuple[int, str], int] = {}
-    accounts = {a.id: a for a in store.accounts_by_id({account_id for account_id, _, _ in order})}
-    default_limit = int(effective_settings(store)["default_daily_limit"])
-    limits = {i: a.daily_limit if a.daily_limit is not None else default_limit for i, a in accounts.items()}
-    for account_id, day, emails in order:
-        key = (account_id, day)
-        total = running.get(key, 0) + emails
-        running[key] = total
-        if total > limits[account_id] and key not in crossed_at:
-            crossed_at[key] = total
+def _enforce(store: Store, crossed_at: dict[tuple[int, str], int], before: dict[tuple[int, str], int],
+             accounts: dict[int, Account], limits: dict[int, int], current_day: str) -> list[Crossing]:
+    """Apply the daily-limit rule to every (account, day) this batch took over its limit."""
     crossings = []
     for (account_id, day), count in sorted(crossed_at.items()):
         account, limit = accounts[account_id], limits[account_id]
@@ -242,13 +297,19 @@ def record_usage(store: Store, item: UsageInput) -> BatchResult:
     """Record one message (idempotent by ``source_id``) and enforce the limit.
 
     Raises ``InvalidInput`` (bad fields, a time in the future, an agency-
-    assigned sender) or ``NotFound`` (unknown domain).
+    assigned sender, more recipients than ``max_recipients_per_message``),
+    ``NotFound`` (unknown domain) or ``LimitReached`` (the account is already
+    over its daily limit that day: the message is refused, not recorded).
     """
     zone = store_zone(store)
     resolver = _Resolver(store)
     resolver.resolve(item)  # NotFound / InvalidInput with their own exit codes, before the lock
     with store.write():
-        return _apply(store, [item], strict=True, resolver=resolver, zone=zone, keep_events=True)
+        result = _apply(store, [item], strict=False, resolver=resolver, zone=zone, keep_events=True)
+    if result.rejected:  # raised after the commit: a refusal still re-applies the limit rule
+        kind, reason = result.kinds[0], result.rejected[0].reason
+        raise (LimitReached if kind == REFUSED_OVER_LIMIT else InvalidInput)(reason)
+    return result
 
 
 @dataclass
@@ -317,8 +378,9 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
 
 
 def sender_status(store: Store, login: str) -> str:
-    """May ``login`` send now? ``ok``, ``unknown`` (its domain is not ours),
-    ``revoked`` (the credential is gone) or ``blocked`` (its account is)."""
+    """May ``login`` send now? ``ok``, ``unknown`` (its domain is not ours) or
+    ``revoked`` (the credential is gone). A manual block stops credential
+    creation only (docs/rules.md): it does not stop a live credential."""
     try:
         name, domain_name = rules.parse_login(login)
     except InvalidInput:
@@ -326,18 +388,95 @@ def sender_status(store: Store, login: str) -> str:
     domain = store.domain(domain_name)
     if domain is None or domain.account is None:
         return "unknown"
-    credential = store.credential(f"{name}@{domain_name}")
-    if credential is None:
-        return "revoked"
-    account = store.account(credential.account)
-    return "blocked" if account is not None and account.blocked else "ok"
+    return "ok" if store.credential(f"{name}@{domain_name}") is not None else "revoked"
+
+
+def sender_allowed(store: Store, login: str, sender: str) -> bool:
+    """Sender alignment (Postfix's ``reject_sender_login_mismatch``): may
+    ``login`` use the envelope sender ``sender``? Only addresses in the
+    dedicated domains of the login's own account; never the null sender.
+    Always true when the store setting ``sender_alignment`` is off."""
+    if effective_settings(store)["sender_alignment"] == "off":
+        return True
+    local, at, domain_part = sender.strip().strip("<>").rpartition("@")
+    if not at or not local or not domain_part:
+        return False  # <> or not an address: a submission has a real sender
+    try:
+        _, login_domain = rules.parse_login(login)
+        sender_domain = rules.normalise_domain(domain_part)
+    except InvalidInput:
+        return False
+    if sender_domain == login_domain:
+        return True
+    mine, theirs = store.domain(login_domain), store.domain(sender_domain)
+    return mine is not None and theirs is not None and mine.account is not None and theirs.account == mine.account
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to one live message: accepted (and recorded) or refused (and not)."""
+
+    accepted: bool
+    status: str  # accepted | duplicate | over_limit | too_many_recipients | revoked | unknown | invalid
+    reason: str = ""
+    emails: int = 0
+    crossings: tuple[Crossing, ...] = ()
+
+
+def admit_message(store: Store, login: str, recipients: int, source_id: str) -> Admission:
+    """The live paths' hard cap (``serve`` at end of DATA, the policy service
+    at END-OF-MESSAGE): check the credential, the per-message recipient cap
+    and the account's daily total, and record the message, in one
+    ``BEGIN IMMEDIATE`` transaction, before the message is accepted. So at
+    most one message per account and day crosses the limit whatever the
+    concurrency or the number of processes. A ``source_id`` already recorded
+    is accepted again without billing it twice. Raises nothing for a refusal
+    (it is an answer); store errors propagate."""
+    from smtpctl.core.ingest import UsageInput
+
+    zone = store_zone(store)
+    with store.write():
+        status = sender_status(store, login)
+        if status != "ok":
+            return Admission(False, status, "the credential was revoked or removed" if status == "revoked"
+                             else "not a credential of this service")
+        item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
+        result = _apply(store, [item], strict=False, resolver=_Resolver(store), zone=zone)
+    crossings = tuple(result.crossings)
+    if result.rejected:
+        return Admission(False, result.kinds[0], result.rejected[0].reason, 0, crossings)
+    if result.duplicates:
+        return Admission(True, "duplicate", "already recorded", 0, crossings)
+    return Admission(True, "accepted", "", result.emails, crossings)
+
+
+@dataclass(frozen=True)
+class EnvelopeCheck:
+    status: str  # ok | unknown | revoked
+    sender_allowed: bool
+    max_recipients: int
+
+
+def envelope_check(store: Store, login: str, sender: str) -> EnvelopeCheck:
+    """What ``serve`` asks at MAIL: may the login still send, may it use this
+    envelope sender, and how many recipients may the message have."""
+    status = sender_status(store, login)
+    allowed = status == "ok" and sender_allowed(store, login, sender)
+    return EnvelopeCheck(status, allowed, int(effective_settings(store)["max_recipients_per_message"]))
+
+
+def cancel_message(store: Store, source_id: str) -> bool:
+    """Take back a message admitted by ``admit_message`` that was then not
+    delivered (the next hop refused it at the end of DATA): its emails leave
+    the day's total and the bill, in one transaction. A crossing it caused
+    stays enforced (the limit was reached when it was admitted)."""
+    with store.write():
+        return store.delete_usage_event(source_id)
 
 
 def meter_message(store: Store, login: str, recipients: int, source_id: str) -> BatchResult:
-    """Record one submitted message for ``login`` and enforce the daily limit,
-    in one transaction. The message that crosses the limit is recorded (it is
-    being sent); the credentials are revoked before the transaction commits.
-    A ``source_id`` already recorded is a no-op (Postfix may ask twice)."""
+    """Record one submitted message for ``login`` after the fact (no refusal
+    path); the live servers use ``admit_message`` instead."""
     from smtpctl.core.ingest import UsageInput
 
     item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id)
@@ -375,16 +514,28 @@ def block_account(store: Store, name: str, reason: str, *, revoke: bool = False)
 
 
 def unblock_account(store: Store, name: str) -> dict[str, Any]:
-    """Lift either kind of block. Deleted credentials are not restored."""
+    """Lift either kind of block. Deleted credentials are not restored.
+
+    The result carries today's count (``sent_today``), the limit and
+    ``warnings``: an account already at or over today's limit is blocked
+    again by its next email.
+    """
+    from smtpctl.core.services import limit_warning, sent_today
+
     with store.write():
         account = get_account(store, name)
-        if not account.blocked:
-            return {**account.as_dict(), "status": "unchanged"}
-        store.update_account(account.id, blocked_at=None, block_kind=None, block_reason=None)
-        store.audit("account.unblock", "account", account.name, account=account.name,
-                    details={"was": account.block_kind, "reason": account.block_reason, "since": account.blocked_at})
-        account = get_account(store, name)
-    return {**account.as_dict(), "status": "unblocked"}
+        status = "unchanged"
+        if account.blocked:
+            store.update_account(account.id, blocked_at=None, block_kind=None, block_reason=None)
+            store.audit("account.unblock", "account", account.name, account=account.name,
+                        details={"was": account.block_kind, "reason": account.block_reason,
+                                 "since": account.blocked_at})
+            account = get_account(store, name)
+            status = "unblocked"
+        sent, limit = sent_today(store, account), effective_limit(store, account)
+    warning = limit_warning(account, sent, limit, again=True) if status == "unblocked" else None
+    return {**account.as_dict(), "status": status, "sent_today": sent, "effective_daily_limit": limit,
+            "warnings": [warning] if warning else []}
 
 
 # -- status and reports ------------------------------------------------------------
@@ -414,11 +565,41 @@ def usage_status(store: Store, account: str | None = None) -> list[dict[str, Any
 GROUPS = ("day", "agency", "account", "domain", "user", "direction")
 
 
-def parse_day(text: str, what: str) -> date:
+def parse_day(text: str, what: str, current: date) -> date:
+    """A calendar day: ``2026-11-26``, ``today``, ``yesterday`` or ``Nd`` (N
+    days before ``current``, today in the store's time zone; ``0d`` is today).
+    Raises ``InvalidInput`` naming the option ``what``."""
+    word = text.strip().lower()
+    if word == "today":
+        return current
+    if word == "yesterday":
+        return current - timedelta(days=1)
+    if len(word) > 1 and word.endswith("d") and word[:-1].isdigit() and len(word) <= 6:
+        return current - timedelta(days=int(word[:-1]))
     try:
-        return date.fromisoformat(text)
+        return date.fromisoformat(word)
     except ValueError:
-        raise InvalidInput(f"{what} must be a date like 2026-11-26, not {text!r}") from None
+        raise InvalidInput(f"{what} must be a date like 2026-11-26, today, yesterday or 7d (7 days ago), "
+                           f"not {text!r}") from None
+
+
+def parse_percent(text: str, what: str) -> Decimal:
+    """A share of a limit in percent, more than 0 (``80``, ``95.5``); raises ``InvalidInput``."""
+    from decimal import InvalidOperation
+
+    try:
+        value = Decimal(text.strip().rstrip("%"))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value <= 0 or value > 100_000:
+        raise InvalidInput(f"{what} must be a percentage above 0, like 80 or 95.5, not {text!r}")
+    return value
+
+
+def at_or_over(rows: list[dict[str, Any]], percent: Decimal) -> list[dict[str, Any]]:
+    """The ``usage_status`` rows whose sent count is at or over ``percent`` of
+    their limit, compared exactly (not on the rounded percentage shown)."""
+    return [r for r in rows if Decimal(r["sent"]) * 100 >= percent * r["limit"]]
 
 
 def usage_report(store: Store, *, since: str | None = None, until: str | None = None,
@@ -436,8 +617,8 @@ def usage_report(store: Store, *, since: str | None = None, until: str | None = 
         raise InvalidInput(f"--by must be one of {', '.join(GROUPS)}, not {unknown[0]!r}")
     zone = store_zone(store)
     current = date.fromisoformat(today(store, zone))
-    end = parse_day(until, "--until") if until else current
-    start = parse_day(since, "--since") if since else end.replace(day=1)
+    end = parse_day(until, "--until", current) if until else current
+    start = parse_day(since, "--since", current) if since else end.replace(day=1)
     if start > end:
         raise InvalidInput(f"--since {start} is after --until {end}")
     filters = {}
@@ -485,6 +666,8 @@ def estimate(*, emails: int, rate: Decimal, compare: list[tuple[str, Decimal]]) 
                 "cost_rounded": format(billing.to_cents(theirs), "f"),
                 "saving": billing.plain(theirs - ours),
                 "saving_rounded": format(billing.to_cents(theirs - ours), "f"),
+                # what the two amounts to pay differ by: each is rounded to the cent on its own
+                "saving_as_billed": format(billing.to_cents(theirs) - billing.to_cents(ours), "f"),
             }
             for name, other_rate in compare
         ],

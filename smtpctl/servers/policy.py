@@ -22,7 +22,9 @@ from smtpctl.servers.runtime import StoreWorker, log_event
 MAX_REQUEST_BYTES = 64 * 1024
 REJECTS = {
     "revoked": "REJECT 5.7.1 SMTP credentials revoked: daily sending limit exceeded or removed; contact support",
-    "blocked": "REJECT 5.7.1 Sending is blocked for this account; contact support",
+    "over_limit": "REJECT 5.7.1 Daily sending limit exceeded; message refused; contact support",
+    "too_many_recipients": "REJECT 5.5.3 Too many recipients",
+    "invalid": "REJECT 5.7.1 Message refused",
 }
 
 
@@ -56,14 +58,16 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     instance = attrs.get("instance") or attrs.get("queue_id") or ""
     if recipients <= 0 or not instance:
         return "DUNNO", {"login": login, "reason": "nothing to meter"}
-    result = usage.meter_message(store, login, recipients, f"policy:{instance}")
-    info: dict[str, Any] = {"login": login, "recipients": recipients, "metered": bool(result.recorded),
-                            "queue_id": attrs.get("queue_id")}
-    for crossing in result.crossings:
+    admission = usage.admit_message(store, login, recipients, f"policy:{instance}")
+    for crossing in admission.crossings:
         log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                   limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
+    info: dict[str, Any] = {"login": login, "recipients": recipients, "metered": admission.status == "accepted",
+                            "queue_id": attrs.get("queue_id")}
+    if not admission.accepted:
+        return REJECTS.get(admission.status, REJECTS["invalid"]), {**info, "reason": admission.status}
     # The message that crosses the limit is accepted (it is recorded and
-    # billed); the credentials are already gone for the next one.
+    # billed); every later one is refused by admit_message.
     return "DUNNO", info
 
 

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import mailbox
 import os
+import re
 import smtplib
+import socket
 import ssl
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -37,8 +38,10 @@ DEFAULT_SMTPS = ("127.0.0.1:465",)
 REFUSALS = {
     "revoked": "550 5.7.1 Your SMTP credentials were revoked (daily sending limit exceeded or removed by an "
                "operator); please contact support",
-    "blocked": "550 5.7.1 Sending is blocked for this account; please contact support",
     "unknown": "550 5.7.1 Unknown sender",
+    "over_limit": "550 5.7.1 Daily sending limit exceeded; message refused; please contact support",
+    "too_many_recipients": "452 4.5.3 Too many recipients",
+    "invalid": "550 5.7.1 Message refused",
 }
 
 
@@ -137,7 +140,8 @@ class SubmissionHandler:
         self.config, self.worker = config, worker
         self.throttle = AuthThrottle(config.max_auth_failures, config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
-        self.relay_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smtpctl-deliver")
+        self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
+        self.spool = MaildirSpool(config.maildir)
 
     async def authenticate(self, session: Session, mechanism: str, raw_login: bytes,
                            raw_password: bytes) -> AuthResult:
@@ -176,63 +180,253 @@ class SubmissionHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
-        status = await self.worker.call(usage.sender_status, session.auth_data)
-        if status != "ok":
-            log_event("mail_refused", peer=_peer(session), login=session.auth_data, reason=status)
-            return REFUSALS[status]
+        login = session.auth_data
+        check = await self.worker.call(usage.envelope_check, login, address)
+        if check.status != "ok":
+            log_event("mail_refused", peer=_peer(session), login=login, reason=check.status)
+            return REFUSALS[check.status]
+        if not check.sender_allowed:
+            log_event("mail_refused", peer=_peer(session), login=login, reason="sender_mismatch",
+                      sender=address or "<>")
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
+        if self.config.relay is not None:
+            leg = RelayLeg(self.config)
+            loop = asyncio.get_running_loop()
+            try:
+                code, text = await loop.run_in_executor(self.relay_pool, leg.open, address, mail_options)
+            except (OSError, smtplib.SMTPException) as exc:
+                leg.close()
+                log_event("relay_unavailable", login=login, error=type(exc).__name__)
+                return "451 4.4.1 Next hop unavailable; try again later"
+            if code >= 300:
+                leg.close()
+                return _reply(code, text)
+            envelope.relay_leg = leg  # closed at DATA, RSET or disconnect
+        envelope.max_recipients = check.max_recipients
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        # An address given twice is delivered, and counted, once.
+        if any(address.lower() == a.lower() for a in envelope.rcpt_tos):
+            return "250 OK"
+        if len(envelope.rcpt_tos) >= getattr(envelope, "max_recipients", 0):
+            return REFUSALS["too_many_recipients"]
+        leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
+        if leg is not None:  # the next hop decides each recipient while the client waits
+            loop = asyncio.get_running_loop()
+            try:
+                code, text = await loop.run_in_executor(self.relay_pool, leg.rcpt, address, rcpt_options)
+            except (OSError, smtplib.SMTPException) as exc:
+                log_event("relay_unavailable", login=session.auth_data, error=type(exc).__name__)
+                return "451 4.4.1 Next hop unavailable; try again later"
+            if code >= 300:
+                log_event("rcpt_refused_by_relay", login=session.auth_data, code=code)
+                return _reply(code, text)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        _close_leg(envelope)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return await self._data(session, envelope)
+        finally:
+            _close_leg(envelope)
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
         login = session.auth_data
-        # RCPT TO is the truth: Bcc recipients are only in the envelope. An
-        # address given twice is delivered, and counted, once.
-        recipients = list(dict.fromkeys(a.lower() for a in envelope.rcpt_tos))
-        queue_id = uuid.uuid4().hex[:16].upper()
+        recipients = envelope.rcpt_tos  # distinct already (handle_RCPT); RCPT TO is the truth, Bcc included
+        queue_id = uuid.uuid4().hex[:20].upper()
+        source_id = f"serve:{queue_id}"
         content = (f"Received: from {session.host_name or 'unknown'} ({_peer(session)}) by {self.config.hostname} "
                    f"(smtpctl) with ESMTPSA id {queue_id}\r\n").encode() + (envelope.original_content or b"")
         loop = asyncio.get_running_loop()
+        leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
+        staged: Path | None = None
+        if leg is None:  # Maildir: stage in tmp/, bill, then publish to new/ (docs/servers.md, crash safety)
+            try:
+                staged = await loop.run_in_executor(self.relay_pool, self.spool.stage, queue_id,
+                                                    envelope.mail_from, content)
+            except OSError as exc:
+                log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
+                return "451 4.3.0 Delivery failed temporarily; try again later"
         try:
-            where = await loop.run_in_executor(self.relay_pool, self._deliver, envelope.mail_from, recipients,
-                                               content)
-        except Exception as exc:  # the relay or the disk: the client may retry; nothing is billed
-            log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
-            return "451 4.4.1 Delivery failed temporarily; try again later"
-        result = await self.worker.call(usage.meter_message, login, len(recipients),
-                                        f"serve:{self.config.hostname}:{queue_id}")
-        log_event("message", login=login, queue_id=queue_id, recipients=len(recipients), emails=result.emails,
-                  delivered=where)
-        for crossing in result.crossings:
+            admission = await self.worker.call(usage.admit_message, login, len(recipients), source_id)
+        except Exception as exc:  # the store: nothing recorded, nothing delivered; the client retries
+            if staged is not None:
+                self.spool.discard(staged)
+            log_event("store_error", login=login, queue_id=queue_id, error=type(exc).__name__)
+            return "451 4.3.0 Temporary failure; try again later"
+        for crossing in admission.crossings:
             log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                       limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
+        if not admission.accepted:
+            if staged is not None:
+                self.spool.discard(staged)
+            log_event("message_refused", login=login, queue_id=queue_id, recipients=len(recipients),
+                      reason=admission.status)
+            return REFUSALS.get(admission.status, REFUSALS["invalid"])
+        if staged is not None:
+            try:
+                await loop.run_in_executor(self.relay_pool, self.spool.publish, staged)
+            except OSError as exc:  # billed and staged: the next start publishes it (reconcile)
+                log_event("publish_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
+            where = "maildir"
+        else:
+            try:
+                code, text = await loop.run_in_executor(self.relay_pool, leg.data, content)
+            except (OSError, smtplib.SMTPException) as exc:
+                code, text = 451, f"4.4.1 Next hop failed ({type(exc).__name__}); try again later".encode()
+            if code != 250:  # not delivered: not billed
+                await self.worker.call(usage.cancel_message, source_id)
+                log_event("relay_refused", login=login, queue_id=queue_id, code=code)
+                return _reply(code, text)
+            where = f"relay:{self.config.relay[0]}:{self.config.relay[1]}"
+        log_event("message", login=login, queue_id=queue_id, recipients=len(recipients), emails=admission.emails,
+                  delivered=where)
         return f"250 2.0.0 OK: queued as {queue_id}"
-
-    def _deliver(self, mail_from: str, recipients: list[str], content: bytes) -> str:
-        if self.config.relay is None:
-            box = mailbox.Maildir(self.config.maildir, create=False)
-            box.add(b"Return-Path: <" + mail_from.encode() + b">\r\n" + content)
-            return "maildir"
-        host, port = self.config.relay
-        with smtplib.SMTP(host, port, local_hostname=self.config.hostname, timeout=30) as client:
-            client.ehlo()
-            if self.config.relay_starttls:
-                client.starttls(context=ssl.create_default_context())
-                client.ehlo()
-            if self.config.relay_username:
-                client.login(self.config.relay_username, self.config.relay_password or "")
-            client.sendmail(mail_from, recipients, content)
-        return f"relay:{host}:{port}"
 
     def close(self) -> None:
         self.cpu.shutdown(wait=False)
         self.relay_pool.shutdown(wait=False)
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    """A next hop's reply, passed on to the client on one line."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}"
+
+
+def _close_leg(envelope: Envelope) -> None:
+    leg = getattr(envelope, "relay_leg", None)
+    if leg is not None:
+        envelope.relay_leg = None
+        leg.close()
+
+
+class RelayLeg:
+    """One client transaction's conversation with the next hop, opened at
+    MAIL: each RCPT is asked of the next hop while the client waits, so a
+    recipient it refuses is refused to the client and never billed."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.client: smtplib.SMTP | None = None
+
+    def open(self, mail_from: str, options: list[str]) -> tuple[int, bytes]:
+        host, port = self.config.relay  # type: ignore[misc]
+        client = self.client = smtplib.SMTP(host, port, local_hostname=self.config.hostname, timeout=30)
+        client.ehlo()
+        if self.config.relay_starttls:
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        if self.config.relay_username:
+            client.login(self.config.relay_username, self.config.relay_password or "")
+        return client.mail(mail_from, [o for o in options if o.upper().startswith(("BODY=", "SIZE="))])
+
+    def rcpt(self, address: str, options: list[str]) -> tuple[int, bytes]:
+        assert self.client is not None
+        return self.client.rcpt(address)
+
+    def data(self, content: bytes) -> tuple[int, bytes]:
+        assert self.client is not None
+        try:
+            return self.client.data(content)
+        except smtplib.SMTPDataError as exc:
+            return exc.smtp_code, exc.smtp_error
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+
+_STAGED = re.compile(r"^\d+\.M(?P<queue_id>[0-9A-F]{20})P(?P<pid>\d+)\.")
+
+
+class MaildirSpool:
+    """Maildir delivery that agrees with billing across crashes.
+
+    A message is written (and fsynced) to ``tmp/`` first, billed in the
+    store's transaction, and only then renamed into ``new/``. On start,
+    ``reconcile`` settles what a killed process left in ``tmp/``: a message
+    whose queue id was billed is published, one that was not is removed (its
+    client never got a 250 and sends it again). So delivered equals billed.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+
+    def stage(self, queue_id: str, mail_from: str, content: bytes) -> Path:
+        name = f"{int(time.time())}.M{queue_id}P{os.getpid()}.{self.host}"
+        staged = self.path / "tmp" / name
+        with open(staged, "xb") as handle:
+            handle.write(b"Return-Path: <" + mail_from.encode() + b">\r\n" + content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return staged
+
+    def publish(self, staged: Path) -> None:
+        os.rename(staged, self.path / "new" / staged.name)
+        _fsync_dir(self.path / "new")
+
+    @staticmethod
+    def discard(staged: Path) -> None:
+        try:
+            staged.unlink()
+        except FileNotFoundError:
+            pass
+
+    def reconcile(self, billed: "Callable[[list[str]], set[str]]") -> tuple[int, int]:
+        """Publish or remove what dead processes left in ``tmp/``; returns (published, removed)."""
+        orphans: dict[str, Path] = {}
+        for entry in os.scandir(self.path / "tmp"):
+            m = _STAGED.match(entry.name)
+            if m and not _alive(int(m["pid"])):
+                orphans[f"serve:{m['queue_id']}"] = Path(entry.path)
+        if not orphans:
+            return 0, 0
+        recorded = billed(list(orphans))
+        published = removed = 0
+        for source_id, staged in orphans.items():
+            if source_id in recorded:
+                self.publish(staged)
+                published += 1
+            else:
+                self.discard(staged)
+                removed += 1
+        return published, removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a file of this pid can only be a previous process's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def prepare_maildir(path: Path) -> None:
@@ -256,6 +450,12 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     worker = StoreWorker(config.store_path, config.actor)
     handler = SubmissionHandler(config, worker)
     await worker.call(lambda store: None)  # open (and migrate) the store before accepting anyone
+    if config.relay is None:
+        published, removed = await worker.call(
+            lambda store: handler.spool.reconcile(store.existing_source_ids))
+        if published or removed:
+            log_event("reconciled", published=published, removed=removed,
+                      note="messages a stopped server left staged: billed ones delivered, the rest removed")
 
     def factory(listener: str, implicit: bool):
         def make() -> SubmissionSMTP:

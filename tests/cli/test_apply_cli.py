@@ -39,7 +39,7 @@ def test_dry_run_then_apply_then_unchanged(cli, doc, tmp_path):
     dry = cli("apply", str(doc), "--dry-run", "--json")
     data = json.loads(dry.stdout)
     assert (dry.exit_code, data["dry_run"], data["summary"]) == (
-        0, True, {"create": 5, "update": 0, "unchanged": 0, "delete": 0})
+        0, True, {"create": 5, "update": 0, "unchanged": 0, "delete": 0, "blocked": 0})
     assert cli("agency", "list", "--json").stdout == "[]\n"
     secrets = tmp_path / "secrets.toml"
     applied = cli("apply", str(doc), "--secrets-out", str(secrets))
@@ -84,7 +84,7 @@ def test_literal_password_is_refused(cli, tmp_path):
     result = cli("apply", str(bad))
     assert result.exit_code == 2
     assert result.stderr == ("Error: credentials[0] a@d.example: a literal password is refused; use password_env, "
-                             "password_file or generate = true\n")
+                             "password_file, password_hash or generate = true\n")
     assert "hunter2" not in result.stderr
 
 
@@ -154,6 +154,7 @@ def test_audit_filters(cli, doc, tmp_path, monkeypatch):
     assert len(json.loads(cli("audit", "--until", "2999-01-01", "--json", "--limit", "0").stdout)) == 6
     csv_lines = cli("audit", "--csv", "--limit", "1").stdout.splitlines()
     assert csv_lines[0] == "id,at,actor,action,object_type,object_name,account,details"
-    bad = cli("audit", "--since", "yesterday")
+    bad = cli("audit", "--since", "last week")
     assert (bad.exit_code, bad.stderr) == (
-        2, "Error: invalid date or time 'yesterday': use 2026-11-26 or 2026-11-26T10:00:00Z\n")
+        2, "Error: invalid date or time 'last week': use 2026-11-26, today, yesterday, 7d (7 days ago) "
+           "or 2026-11-26T10:00:00Z\n")

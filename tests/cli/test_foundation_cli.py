@@ -105,7 +105,8 @@ def test_set_limit_and_show(cli):
     cli("agency", "add", "acme")
     cli("account", "add", "shop", "--agency", "acme", "--daily-limit", "2000")
     result = cli("account", "set-limit", "shop", "500")
-    assert (result.exit_code, result.stderr) == (0, "Account 'shop' daily limit updated.\n")
+    assert (result.exit_code, result.stderr) == (0, "Account 'shop' daily limit set to 500 emails a day (was 2,000 "
+                                                    "emails).\n")
     shown = json.loads(cli("account", "show", "shop", "--json").stdout)
     assert (shown["daily_limit"], shown["effective_daily_limit"], shown["blocked"]) == (500, 500, False)
     bad = cli("account", "set-limit", "shop", "0")
@@ -117,7 +118,7 @@ def test_store_settings_show_and_set(cli):
     assert shown == {
         "smtp_host": "smtp.mailgun.org", "timezone": "UTC", "default_daily_limit": 1500,
         "credentials_per_domain": 5, "price_per_1000": "0.675", "compare_name": "Mailgun",
-        "compare_price_per_1000": "0.80",
+        "compare_price_per_1000": "0.80", "max_recipients_per_message": 1000, "sender_alignment": "on",
     }
     result = cli("store", "set", "timezone", "Europe/Berlin")
     assert (result.exit_code, result.stderr) == (0, "Setting timezone = Europe/Berlin (updated).\n")

@@ -19,15 +19,24 @@ def test_contract(cli):
     assert set(j(cli, "account", "add", "shop", "--agency", "acme")) == ACCOUNT | {"status"}
     assert set(j(cli, "domain", "add", "d.example", "--account", "shop")) == DOMAIN | {"status"}
     assert set(j(cli, "agency", "list")[0]) == AGENCY | {"accounts", "domains"}
-    assert set(j(cli, "agency", "show", "acme")) == AGENCY | {"accounts", "domains"}
+    assert set(j(cli, "agency", "show", "acme")) == AGENCY | {"accounts", "domains", "credits"}
     assert set(j(cli, "account", "list")[0]) == ACCOUNT | {"effective_daily_limit", "domains"}
     assert set(j(cli, "account", "show", "shop")) == ACCOUNT | {"effective_daily_limit", "domains"}
-    assert set(j(cli, "account", "set-limit", "shop", "10")) == ACCOUNT | {"status"}
+    assert set(j(cli, "account", "set-limit", "shop", "10")) == ACCOUNT | {
+        "status", "previous_daily_limit", "effective_daily_limit", "sent_today", "warnings"}
     assert set(j(cli, "domain", "list")[0]) == DOMAIN | {"credentials"}
     assert set(j(cli, "domain", "show", "d.example")) == DOMAIN | {"credentials"}
-    assert set(j(cli, "store", "set", "timezone", "UTC")) == {"key", "value", "status"}
+    assert set(j(cli, "store", "set", "timezone", "UTC")) == {"key", "value", "status", "warnings"}
+    assert set(j(cli, "store", "unset", "timezone")) == {"key", "value", "status", "source", "warnings"}
     assert set(j(cli, "store", "info")) == {"path", "schema_version", "schema_step", "counts", "size_bytes"}
     assert set(j(cli, "domain", "remove", "d.example")) == DOMAIN | {"status", "deleted_credentials"}
+    assert set(j(cli, "account", "rename", "shop", "store")) == ACCOUNT | {"status", "old_name"}
+    assert set(j(cli, "account", "remove", "store", "--yes")) == ACCOUNT | {"status"}
+    assert set(j(cli, "agency", "rename", "acme", "Acme Agency")) == AGENCY | {"status", "old_name"}
+    assert set(j(cli, "agency", "remove", "Acme Agency", "--yes")) == AGENCY | {"status"}
+    assert j(cli, "user", "delete", "gone@d.example", "--missing-ok") == {"login": "gone@d.example", "status": "missing"}
+    assert j(cli, "user", "delete", "gone@d.example", "gone2@d.example", "--missing-ok") == [
+        {"login": "gone@d.example", "status": "missing"}, {"login": "gone2@d.example", "status": "missing"}]
 
 
 def test_timestamps_are_utc_z(cli):

@@ -43,13 +43,19 @@ def test_record_json_shape_and_the_crossing(cli):
         "'smtpctl account unblock shop'\n")
     assert cli("user", "list", "--json").stdout == "[]\n"
     blocked = cli("user", "create", "c@d.example", "--generate")
-    assert (blocked.exit_code, blocked.stderr) == (6, "Error: SMTP Credential creation is blocked. Please contact support…\n")
+    assert (blocked.exit_code, blocked.stderr) == (
+        6, "Error: SMTP Credential creation is blocked. Please contact support… (account shop is blocked: daily "
+           f"limit of 10 emails exceeded on {day} (11 sent); more: smtpctl account show shop)\n")
     shown = json.loads(cli("account", "show", "shop", "--json").stdout)
     assert (shown["blocked"], shown["block_kind"]) == (True, "limit")
     assert shown["block_reason"] == f"daily limit of 10 emails exceeded on {day} (11 sent)"
     lifted = cli("account", "unblock", "shop")
     assert (lifted.exit_code, lifted.stderr) == (0, "Credential creation unblocked for shop. Credentials deleted by "
-                                                    "the block are not restored; create new ones.\n")
+                                                    "the block are not restored; create new ones.\n"
+                                                    "Warning: shop has already sent 11 emails today, over its daily "
+                                                    "limit of 10: its next email blocks it again and revokes its SMTP "
+                                                    "credentials; raise the limit with: smtpctl account set-limit "
+                                                    "shop N\n")
     assert cli("user", "create", "c@d.example", "--generate").exit_code == 0
 
 
@@ -69,7 +75,7 @@ def test_record_json_shape_and_the_crossing(cli):
      "Error: time 2999-01-01T00:00:00Z is in the future\n"),
     (["usage", "report", "--by", "week"], 2,
      "Error: --by must be one of day, agency, account, domain, user, direction, not 'week'\n"),
-    (["usage", "report", "--since", "last week"], 2, "Error: --since must be a date like 2026-11-26, not 'last week'\n"),
+    (["usage", "report", "--since", "last week"], 2, "Error: --since must be a date like 2026-11-26, today, yesterday or 7d (7 days ago), not 'last week'\n"),
     (["usage", "status", "ghost"], 3, "Error: account 'ghost' not found\n"),
     (["usage", "import", "/nonexistent/file.jsonl"], 2, "Error: cannot read /nonexistent/file.jsonl: No such file or directory\n"),
     (["pricing", "estimate"], 2,
@@ -97,13 +103,16 @@ def test_import_jsonl_summary_and_rejects(cli, tmp_path):
         "garbage\n"
         '{"user": "a@d.example", "recipients": 3, "at": "2026-10-01T11:00:00Z", "id": "e2"}\n')
     result = cli("usage", "import", str(src))
-    assert (result.exit_code, result.stdout) == (0, "")
-    assert result.stderr == ("Imported 2 messages (4 emails); 1 duplicate skipped; 1 line rejected.\n"
-                             "  line 3: not JSON: Expecting value\n")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("Reading " + str(src) + " as jsonl (from its name).\n"
+                             "Imported 2 messages (4 emails); 1 duplicate skipped; 1 line rejected.\n"
+                             "  line 3: not JSON: Expecting value\n"
+                             "Error: 1 line rejected (listed above); every other line was imported\n")
     again = json.loads(cli("usage", "import", str(src), "--json").stdout)
     assert (again["messages"], again["duplicates_skipped"], again["lines_rejected"]) == (0, 3, 1)
     strict = cli("usage", "import", str(src), "--strict")
-    assert (strict.exit_code, strict.stderr) == (2, "Error: line 3: not JSON: Expecting value\n")
+    assert (strict.exit_code, strict.stderr) == (2, "Reading " + str(src) + " as jsonl (from its name).\n"
+                                                    "Error: line 3: not JSON: Expecting value\n")
 
 
 def test_import_csv_from_stdin(cli):
@@ -142,7 +151,8 @@ def test_pricing(cli):
     data = json.loads(cli("pricing", "estimate", "--per-day", "1500", "--json").stdout)
     assert (data["emails"], data["cost"], data["cost_rounded"]) == (45000, "30.375", "30.38")
     assert data["comparisons"][0] == {"name": "Mailgun", "rate_per_1000": "0.80", "cost": "36.00",
-                                      "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63"}
+                                      "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63",
+                                      "saving_as_billed": "5.62"}
     by_msgs = json.loads(cli("pricing", "estimate", "--messages", "100", "--recipients", "4", "--rate", "1",
                              "--compare", "A=2", "--compare", "B=0.5", "--json").stdout)
     assert (by_msgs["emails"], by_msgs["cost"]) == (400, "0.40")

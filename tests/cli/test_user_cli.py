@@ -122,7 +122,8 @@ def test_blocked_account_exits_6_with_the_services_message(cli, isolated_store):
                      "block_reason = 'compliance'")
     result = cli("user", "create", "a@d.example", "--generate")
     assert (result.exit_code, result.stdout, result.stderr) == (
-        6, "", "Error: SMTP Credential creation is blocked. Please contact support…\n")
+        6, "", "Error: SMTP Credential creation is blocked. Please contact support… (account shop is blocked by "
+                "an operator: compliance; more: smtpctl account show shop)\n")
 
 
 def test_exist_ok_leaves_password_and_prints_no_secret(cli):

@@ -99,7 +99,8 @@ def test_blocked_account_cannot_create(store):
     store.db.execute("UPDATE accounts SET blocked_at = '2026-01-01T00:00:00Z', block_kind = 'manual'")
     with pytest.raises(Blocked) as err:
         services.create_credential(store, "a@d.example", PW)
-    assert str(err.value) == "SMTP Credential creation is blocked. Please contact support…"
+    assert str(err.value) == ("SMTP Credential creation is blocked. Please contact support… (account shop is blocked "
+                              "by an operator; more: smtpctl account show shop)")
 
 
 def test_reset_changes_password_and_updated_time(store):

@@ -59,10 +59,20 @@ def test_unauthenticated_and_unknown_senders_are_not_ours(store):
     assert usage.usage_status(store, "shop")[0]["sent"] == 0
 
 
-def test_blocked_account_is_rejected_at_any_state(store):
+def test_manual_block_stops_creation_not_sending(store):
+    # docs/rules.md: a manual block stops credential creation only; --revoke stops sending.
     usage.block_account(store, "shop", "compliance")
-    action, _ = decide(store, request(protocol_state="RCPT"))
-    assert action.startswith("REJECT 5.7.1 Sending is blocked")
+    assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
+    assert decide(store, request(instance="m1"))[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 3
+
+
+def test_revoking_block_is_rejected_at_any_state(store):
+    usage.block_account(store, "shop", "compliance", revoke=True)
+    for state in ("RCPT", "END-OF-MESSAGE"):
+        action, info = decide(store, request(protocol_state=state))
+        assert action.startswith("REJECT 5.7.1 SMTP credentials revoked") and info["reason"] == "revoked"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 0
 
 
 def test_other_states_do_not_meter(store):

@@ -54,13 +54,13 @@ def doc(text=BASE, env=None):
 
 def test_apply_creates_everything_then_nothing(store):
     plan = provisioning.apply_document(store, doc())
-    assert plan.summary() == {"create": 6, "update": 0, "unchanged": 0, "delete": 0}
+    assert plan.summary() == {"create": 6, "update": 0, "unchanged": 0, "delete": 0, "blocked": 0}
     assert set(plan.generated) == {"app@d.example"}
     assert services.verify_credential(store, "app@d.example", plan.generated["app@d.example"])
     assert services.verify_credential(store, "ci@d.example", PW)
     before = content(store)
     again = provisioning.apply_document(store, doc())
-    assert again.summary() == {"create": 0, "update": 0, "unchanged": 6, "delete": 0}
+    assert again.summary() == {"create": 0, "update": 0, "unchanged": 6, "delete": 0, "blocked": 0}
     assert again.generated == {} and again.hashes == {}
     assert content(store) == before  # not even an audit row
 
@@ -140,7 +140,8 @@ def test_conflicting_owner_and_blocked_account(store):
     with pytest.raises(AlreadyExists, match="does not move accounts between agencies"):
         provisioning.apply_document(store, doc(moved))
     usage.block_account(store, "shop", "review")
-    with pytest.raises(Blocked, match="credentials\\[2\\] new@d.example: account shop: SMTP Credential creation is blocked"):
+    with pytest.raises(Blocked, match="SMTP Credential creation is blocked. Please contact support… "
+                                      "\\(credentials\\[2\\] new@d.example: account shop is blocked \\(review\\)\\)"):
         provisioning.apply_document(store, doc(BASE + '[[credentials]]\nlogin = "new@d.example"\ngenerate = true\n'))
 
 
@@ -164,7 +165,7 @@ def test_prune_makes_room_under_the_cap(store):
     with pytest.raises(LimitReached):
         provisioning.apply_document(store, doc(more))
     plan = provisioning.apply_document(store, doc(more), prune=True)
-    assert plan.summary() == {"create": 3, "update": 0, "unchanged": 6, "delete": 3}
+    assert plan.summary() == {"create": 3, "update": 0, "unchanged": 6, "delete": 3, "blocked": 0}
 
 
 def test_secrets_never_reach_the_audit_trail(store):

@@ -78,6 +78,8 @@ def test_settings_defaults_follow_the_rules():
         "price_per_1000": Decimal("0.675"),
         "compare_name": "Mailgun",
         "compare_price_per_1000": Decimal("0.80"),
+        "max_recipients_per_message": 1000,
+        "sender_alignment": "on",
     }
 
 

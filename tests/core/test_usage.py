@@ -93,8 +93,10 @@ def test_crossing_the_limit_revokes_and_blocks_in_the_same_transaction(store):
     assert json.loads(audit[0]["details"])["revoked_credentials"] == ["a@d.example", "b@d.example", "c@e.example"]
     # The crossing message itself is recorded and billed.
     assert usage.usage_status(store, "shop")[0]["sent"] == 12
-    # Further mail the same day changes nothing more.
-    assert usage.record_usage(store, msg("a@d.example", n=1)).crossings == []
+    # The hard cap: later mail the same day is refused, not recorded, not billed.
+    with pytest.raises(LimitReached, match="over its daily limit .* message refused, not recorded"):
+        usage.record_usage(store, msg("a@d.example", n=1))
+    assert usage.usage_status(store, "shop")[0]["sent"] == 12
 
 
 def test_unblock_does_not_restore_and_same_day_mail_blocks_again(store):
@@ -102,9 +104,12 @@ def test_unblock_does_not_restore_and_same_day_mail_blocks_again(store):
     assert usage.unblock_account(store, "shop")["status"] == "unblocked"
     assert logins(store) == ["x@o.example"]
     services.create_credential(store, "new@d.example", PW)
-    again = usage.record_usage(store, msg("new@d.example", n=1))
-    assert again.crossings[0].revoked_credentials == ("new@d.example",)
+    # Still over today's limit: the message is refused (not billed) and the rule applies again.
+    with pytest.raises(LimitReached):
+        usage.record_usage(store, msg("new@d.example", n=1))
+    assert "new@d.example" not in logins(store)
     assert store.account("shop").blocked
+    assert usage.usage_status(store, "shop")[0]["sent"] == 11
 
 
 def test_late_event_for_a_past_day_counts_there_and_is_not_enforced(store):
@@ -207,7 +212,8 @@ def test_estimate():
     data = usage.estimate(emails=45_000, rate=Decimal("0.675"), compare=[("Mailgun", Decimal("0.80"))])
     assert (data["cost"], data["cost_rounded"]) == ("30.375", "30.38")
     assert data["comparisons"] == [{"name": "Mailgun", "rate_per_1000": "0.80", "cost": "36.00",
-                                    "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63"}]
+                                    "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63",
+                                      "saving_as_billed": "5.62"}]
 
 
 # -- the rule, for any sequence of events ----------------------------------------------------------
@@ -235,6 +241,7 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
             store.db.conn.execute("COMMIT")
         sent_today = {"shop": 0, "other": 0}
         recorded = 0
+        late_total = 0
         serial = 0
         for op, n in ops:
             serial += 1
@@ -252,12 +259,25 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
             if op == "inbound":
                 usage.record_usage(store, msg(domain="d.example", n=n, inbound=True))
             elif op == "late":
+                # The hard cap holds on a past day too: over that day's limit, refused and not recorded.
+                if late_total > 20:
+                    with pytest.raises(LimitReached):
+                        usage.record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
+                    continue
                 usage.record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
+                late_total += n
             else:
                 who = "shop" if op == "send-shop" else "other"
+                limit = 20 if who == "shop" else 30
+                if sent_today[who] > limit:  # the hard cap: refused, not billed, the rule applied again
+                    with pytest.raises(LimitReached):
+                        usage.record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
+                    account = store.account(who)
+                    assert store.account_logins(account.id) == [] and account.blocked
+                    continue
                 usage.record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
                 sent_today[who] += n
-                if sent_today[who] > (20 if who == "shop" else 30):
+                if sent_today[who] > limit:
                     account = store.account(who)
                     assert store.account_logins(account.id) == []
                     assert account.blocked

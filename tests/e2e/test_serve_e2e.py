@@ -225,9 +225,10 @@ def test_a_failing_relay_is_temporary_and_bills_nothing(world, tmp_path, run):
     try:
         client = submission(relay)
         client.login("app@d.example", PW)
-        with pytest.raises(smtplib.SMTPDataError) as err:
+        # The next hop is asked at MAIL (each recipient is checked with it while the client waits).
+        with pytest.raises(smtplib.SMTPSenderRefused) as err:
             client.sendmail("app@d.example", ["a@x.test"], MESSAGE)
-        assert err.value.smtp_code == 451
+        assert (err.value.smtp_code, err.value.smtp_error) == (451, b"4.4.1 Next hop unavailable; try again later")
         client.close()
     finally:
         assert relay.stop() == 0
@@ -262,15 +263,25 @@ def test_check_validates_and_exits(world, run, tmp_path):
     assert (addr.returncode, addr.stderr) == (2, "Error: --submission takes HOST:PORT, not 'localhost'\n")
 
 
-def test_blocked_account_cannot_authenticate(server, run):
+def test_manual_block_stops_creation_not_sending(server, run):
+    # docs/rules.md: a manual block stops credential creation only.
     run("account", "block", "shop", "--reason", "compliance review", check_rc=0)
+    client = submission(server)
+    client.login("app@d.example", PW)
+    client.sendmail("app@d.example", ["a@x.test"], MESSAGE)
+    client.quit()
+    assert report(run)["total"]["emails"] == 1
+
+
+def test_revoking_block_stops_authentication(server, run):
+    run("account", "block", "shop", "--reason", "compliance review", "--revoke", "--yes", check_rc=0)
     client = submission(server)
     client.user, client.password = "app@d.example", PW
     with pytest.raises(smtplib.SMTPAuthenticationError) as err:
         client.auth("PLAIN", client.auth_plain)
-    assert err.value.smtp_code == 535 and b"5.7.1 Sending is blocked" in err.value.smtp_error
+    assert err.value.smtp_code == 535
     client.close()
-    assert "event=auth_refused" in server.text() and "reason=blocked" in server.text()
+    assert "event=auth_failed" in server.text()
 
 
 def test_sigint_stops_cleanly(world, tmp_path):
