@@ -14,12 +14,15 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def isolated_store(tmp_path, monkeypatch) -> Path:
-    """Point SMTPCTL_DB, the config and the platform dirs at a temp dir, so no
-    test ever touches a real store."""
+    """Point the config and the platform dirs at a temp dir, so no test ever
+    touches a real store. The store is at the default path under that dir
+    (SMTPCTL_DB unset): read-only commands on a store not created yet then
+    print empty results, as on a fresh install; a missing path named by
+    --db/SMTPCTL_DB is an error (exit 3), tested where it is meant."""
     home = tmp_path / "home"
     home.mkdir()
-    db = tmp_path / "data" / "smtpctl.db"
-    monkeypatch.setenv("SMTPCTL_DB", str(db))
+    db = home / ".local" / "share" / "smtpctl" / "smtpctl.db"
+    monkeypatch.delenv("SMTPCTL_DB", raising=False)
     monkeypatch.setenv("SMTPCTL_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))

@@ -36,6 +36,16 @@ def _error(text: str) -> None:
     sys.stderr.write("Error: " + " ".join(str(text).split()) + "\n")
 
 
+def _check_utf8(args: Any) -> None:
+    """Refuse an argument that is not UTF-8 (Python hands its bytes on as lone
+    surrogates, which no name, address or SQL parameter can hold)."""
+    from smtpctl.core.errors import InvalidInput
+
+    for position, arg in enumerate(args, start=1):
+        if isinstance(arg, str) and any("\ud800" <= c <= "\udfff" for c in arg):
+            raise InvalidInput(f"argument {position} is not valid UTF-8 text")
+
+
 class SmtpctlGroup(TyperGroup):
     """The root group; its ``main`` is the one place errors become exit codes."""
 
@@ -46,6 +56,7 @@ class SmtpctlGroup(TyperGroup):
 
             completion_init()
         try:
+            _check_utf8(sys.argv[1:] if args is None else args)
             rv = super().main(args=args, prog_name=prog_name or "smtpctl", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0

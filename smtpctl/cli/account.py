@@ -65,7 +65,7 @@ def list_(
 ) -> None:
     """List accounts."""
     output = fmt(json_out, csv_out)
-    rows = services.list_accounts(store_of(ctx), agency=agency, blocked=blocked)
+    rows = services.list_accounts(store_of(ctx, read_only=True), agency=agency, blocked=blocked)
     render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
                 empty="No blocked accounts." if blocked else "No accounts.",
                 drop=("agency", "block_kind") if blocked else None)
@@ -75,7 +75,7 @@ def list_(
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account name.")],
          json_out: JsonOption = False) -> None:
     """Show an account: agency, limit, block state and domains."""
-    render_record(services.account_detail(store_of(ctx), name), output=fmt(json_out))
+    render_record(services.account_detail(store_of(ctx, read_only=True), name), output=fmt(json_out))
 
 
 @app.command("set-limit")

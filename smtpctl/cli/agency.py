@@ -36,7 +36,7 @@ def add(
 def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
     """List agencies with their account and domain counts."""
     output = fmt(json_out, csv_out)
-    rows = services.list_agencies(store_of(ctx))
+    rows = services.list_agencies(store_of(ctx, read_only=True))
     render_list(rows, COLUMNS, output=output, empty="No agencies yet. Add one with: smtpctl agency add NAME")
 
 
@@ -44,7 +44,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption =
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency name.")],
          json_out: JsonOption = False) -> None:
     """Show an agency, its accounts and domains, and the credits each account spent this month and last."""
-    view = credits.agency_view(store_of(ctx), name)
+    view = credits.agency_view(store_of(ctx, read_only=True), name)
     if json_out:
         print_json(view)
         return

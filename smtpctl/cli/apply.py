@@ -17,6 +17,9 @@ provisioning = deferred_import("smtpctl.core.provisioning")
 from smtpctl.core.errors import AlreadyExists, InvalidInput
 
 
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # far above any real fleet; /dev/zero fails fast
+
+
 def _secrets_text(generated: dict[str, str], as_json: bool) -> str:
     if as_json:
         import json
@@ -39,15 +42,20 @@ def apply_command(
     json_out: JsonOption = False,
 ) -> None:
     """Create and update objects so the store matches FILE (idempotent)."""
+    from smtpctl.core.paths import read_bounded
+
     if source == "-":
-        text, base = sys.stdin.read(), Path.cwd()
+        data, base = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1), Path.cwd()
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise InvalidInput(f"the document on stdin is larger than {MAX_DOCUMENT_BYTES:,} bytes")
     else:
-        try:
-            text, base = Path(source).read_text(encoding="utf-8"), Path(source).resolve().parent
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+        data, base = read_bounded(Path(source), MAX_DOCUMENT_BYTES, "the document"), Path(source).resolve().parent
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"cannot read {source}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     doc = provisioning.parse_document(text, base_dir=base)
-    store = store_of(ctx)
+    store = store_of(ctx, read_only=dry_run)  # a dry run never creates a store
     verify = provisioning.VerifyCache()
     plan = provisioning.make_plan(store, doc, prune=prune, verify=verify)
     deletions = [c for c in plan.changes if c.action == "delete"]

@@ -25,7 +25,7 @@ def audit_command(
 ) -> None:
     """Show the audit trail, newest first."""
     output = fmt(json_out, csv_out)
-    rows = services.audit_entries(store_of(ctx), since=since, until=until, account=account, action=action,
+    rows = services.audit_entries(store_of(ctx, read_only=True), since=since, until=until, account=account, action=action,
                                   actor=actor, limit=limit)
     columns = [("at", "When (UTC)"), ("actor", "Actor"), ("action", "Action"), ("object_name", "Object"),
                ("account", "Account"), ("details", "Details")]

@@ -56,7 +56,7 @@ def list_(
 ) -> None:
     """List domains."""
     output = fmt(json_out, csv_out)
-    rows = services.list_domains(store_of(ctx), account=account, agency=agency)
+    rows = services.list_domains(store_of(ctx, read_only=True), account=account, agency=agency)
     render_list(rows, COLUMNS, output=output, empty="No domains.")
 
 
@@ -64,7 +64,7 @@ def list_(
 def show(ctx: typer.Context, domain: Annotated[str, typer.Argument(help="Domain name.")],
          json_out: JsonOption = False) -> None:
     """Show a domain: kind, owner and credentials."""
-    render_record(services.domain_detail(store_of(ctx), domain), output=fmt(json_out))
+    render_record(services.domain_detail(store_of(ctx, read_only=True), domain), output=fmt(json_out))
 
 
 def remove(

@@ -36,7 +36,7 @@ def export_command(
     if json_out and output_format not in (None, ExportFormat.json):
         raise InvalidInput(f"--json is --format json; it cannot be combined with --format {output_format.value}")
     output_format = ExportFormat.json if json_out else output_format or ExportFormat.toml
-    store = store_of(ctx)
+    store = store_of(ctx, read_only=True)
     if output_format is ExportFormat.dovecot:
         text = export.dovecot_passwd(store)
     elif output_format is ExportFormat.postfix_sender_logins:

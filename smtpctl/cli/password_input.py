@@ -2,8 +2,8 @@
 
 Exactly one of: an interactive hidden prompt with confirmation (only when
 stdin is a terminal), ``--password-stdin`` (one line, the trailing newline
-stripped and nothing else), ``--password-file PATH`` (its first line, the
-same way), or ``--generate``.
+stripped and nothing else), ``--password-file PATH`` (its one line, the
+same way), or ``--generate``. Stdin and files are read with a bound.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ SOURCES = "--password-stdin, --password-file PATH or --generate"
 
 def read_password(*, stdin: bool, file: Path | None, generate: bool = False, allow_generate: bool = True,
                   confirm: bool = True) -> str | None:
-    """The password the user gave, or ``None`` when one must be generated."""
-    from smtpctl.core.passwords import single_line
+    """The password the user gave, or ``None`` when one must be generated.
+
+    Stdin and files are read for at most ``secret_input.MAX_SECRET_BYTES`` + 1
+    bytes (so /dev/zero fails at once) and must be UTF-8: ``InvalidInput``.
+    """
+    from smtpctl.core import secret_input
 
     sources = allow_generate and generate, stdin, file is not None
     if sum(sources) > 1:
@@ -37,18 +41,18 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool = False, all
     if generate and allow_generate:
         return None
     if stdin:
-        data = sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # a text-only stdin (some embedders): still bounded
+            data = sys.stdin.read(secret_input.MAX_SECRET_BYTES + 1).encode("utf-8", "surrogateescape")
+        else:
+            data = stream.read(secret_input.MAX_SECRET_BYTES + 1)
         if not data:
             raise InvalidInput("--password-stdin was given but stdin was empty")
-        return single_line(data, "the password input")
+        return secret_input.decode_secret(data, "the password input")
     if file is not None:
-        try:
-            return single_line(file.read_text(encoding="utf-8"), "the password input")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read --password-file {file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InvalidInput(f"--password-file {file} is not UTF-8 text") from None
+        return secret_input.read_secret_file(file, f"--password-file {file}")
     if sys.stdin.isatty():
-        return typer.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
+        typed = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
+        return secret_input.check_text(typed, "the password typed")
     wanted = SOURCES if allow_generate else "--password-stdin or --password-file PATH"
     raise InvalidInput(f"no password given and no terminal to prompt on: use {wanted}")

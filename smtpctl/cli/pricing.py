@@ -45,18 +45,16 @@ def estimate(
     if sum(modes) != 1:
         raise InvalidInput("give exactly one volume: --emails N, --per-day N [--days D], or --messages N --recipients R")
     if per_day is not None:
-        if per_day < 0 or days < 1:
-            raise InvalidInput("--per-day must be >= 0 and --days >= 1")
-        total = per_day * days
+        total = rules.validate_email_count(per_day, "--per-day") * rules.whole_number(days, "--days", 1, rules.MAX_DAYS)
     elif emails is not None:
-        total = emails
+        total = rules.validate_email_count(emails, "--emails")
     else:
         if messages is None or recipients is None:
             raise InvalidInput("--messages and --recipients go together")
-        if messages < 0 or recipients < 1:
-            raise InvalidInput("--messages must be >= 0 and --recipients >= 1")
-        total = messages * recipients
-    settings = services.effective_settings(store_of(ctx))
+        total = rules.validate_email_count(messages, "--messages") * rules.whole_number(
+            recipients, "--recipients", 1, rules.MAX_RECIPIENTS_PER_MESSAGE)
+    total = rules.validate_email_count(total, "the total number of emails")
+    settings = services.effective_settings(store_of(ctx, read_only=True))
     our_rate = rules.validate_price(rate) if rate is not None else settings["price_per_1000"]
     comparisons = _compare(compare) if compare else [(settings["compare_name"], settings["compare_price_per_1000"])]
     data = usage.estimate(emails=total, rate=our_rate, compare=comparisons)

@@ -60,7 +60,7 @@ def settings_command(
     if port not in {p for p, _, _ in rules.SMTP_PORTS}:
         raise InvalidInput(f"--port must be one of {', '.join(str(p) for p, _, _ in rules.SMTP_PORTS)}")
     chosen = SettingsFormat.json if json_out else output_format
-    data = services.smtp_settings(store_of(ctx), login)
+    data = services.smtp_settings(store_of(ctx, read_only=True), login)
     if chosen is SettingsFormat.json:
         print_json(data)
     elif chosen is SettingsFormat.env:

@@ -27,13 +27,31 @@ class AppState:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self) -> "Store":
+    def store(self, *, read_only: bool = False, must_exist: bool = False) -> "Store":
+        """The store, opened once per invocation.
+
+        A read-only command never creates one: when the file does not exist
+        it gets an empty store in memory if the path is the default (a fresh
+        install lists nothing), and ``NotFound`` naming the path if the path
+        was given (``--db``, ``SMTPCTL_DB``, the config's ``db``: a typo must
+        not look like an empty store), or ``must_exist`` is set.
+        """
         if self._store is None:
-            from smtpctl.core.paths import env_actor, resolve_store_path
+            from smtpctl.core.paths import env_actor, store_location
             from smtpctl.core.store import Store
 
-            path = resolve_store_path(self.db, self.config)
-            self._store = Store.open(path, actor=env_actor(self.config))
+            path, named_by = store_location(self.db, self.config)
+            actor = env_actor(self.config)
+            if read_only and not path.exists() and not path.is_symlink():
+                if named_by is not None or must_exist:
+                    from smtpctl.core.errors import NotFound
+
+                    by = f" (named by {named_by})" if named_by else ""
+                    raise NotFound(f"there is no store at {path}{by}; a read-only command does not create one: "
+                                   "check the path, or create the store with a command that writes")
+                self._store = Store.empty(path, actor=actor)
+            else:
+                self._store = Store.open(path, actor=actor)
         return self._store
 
     def close(self) -> None:
@@ -42,10 +60,11 @@ class AppState:
             self._store = None
 
 
-def store_of(ctx: typer.Context) -> "Store":
+def store_of(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False) -> "Store":
+    """The invocation's store; ``read_only`` for commands that only read (see ``AppState.store``)."""
     state = ctx.find_object(AppState)
     if state is None:  # a command invoked without the root callback (tests)
         state = AppState()
         ctx.obj = state
         ctx.call_on_close(state.close)
-    return state.store()
+    return state.store(read_only=read_only, must_exist=must_exist)

@@ -18,8 +18,12 @@ app = typer.Typer(help="Service settings and care of the store file.", no_args_i
 @app.command("show")
 def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Show the service settings: each value, its default and where it comes from."""
-    rows = services.settings_view(store_of(ctx))
+    rows = services.settings_view(store_of(ctx, read_only=True))
     output = fmt(json_out)
+    for row in rows:
+        if row["source"] == "invalid":
+            warning(f"setting {row['key']} holds an invalid value {row['value']!r}; commands that need it exit 7 "
+                    f"until it is set again: smtpctl store set {row['key']} VALUE")
     if output == "json":
         print_json({r["key"]: r["value"] for r in rows})
         return
@@ -65,7 +69,7 @@ def unset(
 @app.command("info")
 def info(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Show the store's path, schema version, object counts and size."""
-    data = services.store_info(store_of(ctx))
+    data = services.store_info(store_of(ctx, read_only=True))
     render_record(data, output=fmt(json_out))
 
 
@@ -77,7 +81,7 @@ def backup(
     json_out: JsonOption = False,
 ) -> None:
     """Copy the store with SQLite's online backup API (safe while others write)."""
-    result = services.backup_store(store_of(ctx), path, force=force)
+    result = services.backup_store(store_of(ctx, read_only=True, must_exist=True), path, force=force)
     if json_out:
         print_json(result)
     else:

@@ -58,6 +58,8 @@ def record(
     store = store_of(ctx)
     item = build_input(direction="inbound" if inbound else "outbound", user=user, domain=domain, to=to, cc=cc,
                        bcc=bcc, recipients=recipients, at=at, source_id=source_id, default_tz=usage.store_zone(store))
+    # Asked before recording: a message that crosses the limit revokes the credentials.
+    no_credential = item.direction == "outbound" and usage.sender_status(store, item.user or "") == "revoked"
     result = usage.record_usage(store, item)
     revoked = sorted({login for c in result.crossings for login in c.revoked_credentials})
     if json_out:
@@ -75,6 +77,10 @@ def record(
                 f"for {who} on {event['day']}.")
     else:
         message(f"Already recorded: a message with id {source_id!r} is in the store; nothing was added.")
+    if no_credential and result.recorded:
+        event = result.events[0]
+        warning(f"there is no SMTP credential {event['user']} (never created, or deleted or revoked); the message "
+                f"was recorded and billed to account {event['account']}, which owns {event['domain']}")
     tell_crossings(result.crossings)
 
 
@@ -256,7 +262,7 @@ def status(
     """Today's outbound emails against each account's daily limit."""
     output = fmt(json_out, csv_out)
     threshold = usage.parse_percent(fail_at, "--fail-at") if fail_at is not None else None
-    rows = usage.usage_status(store_of(ctx), account)
+    rows = usage.usage_status(store_of(ctx, read_only=True), account)
     render_list(rows, [("account", "Account"), ("day", "Day"), ("sent", "Sent"), ("limit", "Limit"),
                        ("remaining", "Left"), ("percent", "%"), ("blocked", "Blocked"),
                        ("block_reason", "Why")], output=output, empty="No accounts.")
@@ -319,7 +325,7 @@ def report(
 ) -> None:
     """Messages, emails and cost per day, agency, account, domain, user or direction."""
     output = fmt(json_out, csv_out)
-    data = usage.usage_report(store_of(ctx), since=since, until=until, by=by or ["account"], agency=agency,
+    data = usage.usage_report(store_of(ctx, read_only=True), since=since, until=until, by=by or ["account"], agency=agency,
                               account=account, domain=domain, user=user)
     if output == "json":
         print_json(data)

@@ -73,7 +73,7 @@ def list_(
 ) -> None:
     """List SMTP credentials (never their passwords or hashes)."""
     output = fmt(json_out, csv_out)
-    rows = [c.as_dict() for c in services.list_credentials(store_of(ctx), domain=domain, account=account,
+    rows = [c.as_dict() for c in services.list_credentials(store_of(ctx, read_only=True), domain=domain, account=account,
                                                             agency=agency)]
     render_list(rows, COLUMNS, output=output, empty="No SMTP credentials.")
 
@@ -81,7 +81,7 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, login: Login, json_out: JsonOption = False) -> None:
     """Show a credential and the SMTP settings to use it."""
-    detail = services.credential_detail(store_of(ctx), login)
+    detail = services.credential_detail(store_of(ctx, read_only=True), login)
     if json_out:
         print_json(detail)
         return
@@ -149,7 +149,7 @@ def verify(
     json_out: JsonOption = False,
 ) -> None:
     """Check a password against a credential: exit 0 on a match, 8 if not."""
-    store = store_of(ctx)
+    store = store_of(ctx, read_only=True)
     services.get_credential(store, login)
     password = read_password(stdin=password_stdin, file=password_file, allow_generate=False, confirm=False)
     credential = services.verify_credential(store, login, password or "")

@@ -7,30 +7,39 @@ before rounding (RULES.md).
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Iterable
 
 CENT = Decimal("0.01")
 THOUSAND = Decimal(1000)
+
+# Money maths runs in its own context, wide enough to stay exact for any
+# count SQLite can hold (19 digits) at any price rules.py accepts (4 digits,
+# 6 places), and summed over many rows: the default 28 digits would round
+# such a sum, and quantize() would raise InvalidOperation past them.
+MONEY = Context(prec=60, rounding=ROUND_HALF_UP)
 
 
 def cost(emails: int, price_per_1000: Decimal) -> Decimal:
     """The exact cost of ``emails`` at ``price_per_1000`` (no rounding)."""
     if isinstance(price_per_1000, float) or isinstance(emails, float):
         raise TypeError("money is never a float")
-    return Decimal(int(emails)) * price_per_1000 / THOUSAND
+    with localcontext(MONEY):
+        return Decimal(int(emails)) * price_per_1000 / THOUSAND
 
 
 def to_cents(amount: Decimal) -> Decimal:
     """Round an exact amount to the cent, half up, for display as an amount to pay."""
     if isinstance(amount, float):
         raise TypeError("money is never a float")
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    with localcontext(MONEY):
+        return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def total(amounts: Iterable[Decimal]) -> Decimal:
     """Sum exact amounts (before any rounding)."""
-    return sum(amounts, Decimal("0"))
+    with localcontext(MONEY):
+        return sum(amounts, Decimal("0"))
 
 
 def money(amount: Decimal) -> dict[str, str]:

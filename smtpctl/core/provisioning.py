@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core import adopt, passwords, rules
+from smtpctl.core import adopt, passwords, rules, secret_input
 from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
 from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings, quote_name
 from smtpctl.core.store import Store
@@ -76,6 +76,8 @@ def parse_document(text: str, *, base_dir: Path | None = None, environ: dict[str
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"the file is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("the file is not valid TOML: arrays or tables nested too deep") from None
     version = data.pop("version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise InvalidInput(f"unsupported document version {version!r}; this smtpctl reads version {FORMAT_VERSION}")
@@ -166,15 +168,12 @@ def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | 
         var = entry["password_env"]
         if not isinstance(var, str) or var not in environ:
             raise InvalidInput(f"password_env names {var!r}, which is not set in the environment")
-        return CredentialSpec(login, where, False, passwords.validate_password(environ[var]), f"env:{var}")
+        secret = secret_input.check_text(environ[var], f"password_env {var}")
+        return CredentialSpec(login, where, False, passwords.validate_password(secret), f"env:{var}")
     path = Path(str(entry["password_file"])).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read password_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    line = passwords.single_line(text, f"password_file {path}")
+    line = secret_input.read_secret_file(path, f"password_file {path}")  # bounded: /dev/zero fails at once
     return CredentialSpec(login, where, False, passwords.validate_password(line), f"file:{path}")
 
 

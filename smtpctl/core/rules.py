@@ -98,28 +98,75 @@ def domain_unicode(ascii_name: str) -> str:
         return ascii_name
 
 
-def validate_daily_limit(value: object) -> int:
-    """A daily limit is a whole number of emails from 1 to 100,000,000."""
-    try:
-        number = int(str(value).replace("_", "").replace(",", ""))
-    except ValueError:
-        raise InvalidInput(f"daily limit must be a whole number, not {value!r}") from None
-    if not 1 <= number <= MAX_DAILY_LIMIT:
-        raise InvalidInput(f"daily limit must be between 1 and {MAX_DAILY_LIMIT:,}, not {number}")
+def shown(value: object, width: int = 40) -> str:
+    """``repr(value)`` cut to ``width`` characters, so an error stays one short line."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= width else text[:width - 4] + "...'"
+
+
+def whole_number(value: object, what: str, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high``, given as an int or as text (``1500``, ``1_500``, ``1,500``).
+
+    A bool, a float or text such as ``1e3``, ``NaN`` or ``1.5`` is refused:
+    counts are typed by people and scripts, and a float is never exact.
+    Raises ``InvalidInput`` naming ``what`` and the range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidInput(f"{what} must be a whole number, not {shown(value)}")
+    if isinstance(value, int):
+        number = value
+    else:
+        text = value.strip().replace("_", "").replace(",", "")
+        # Digits only (ASCII), so nothing odd slips through int(): no 1e3, no ١٥٠٠, no 40,000-digit strings.
+        if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
+            raise InvalidInput(f"{what} must be a whole number from {low:,} to {high:,}, not {shown(value)}")
+        number = int(text)
+    if not low <= number <= high:
+        raise InvalidInput(f"{what} must be between {low:,} and {high:,}, not {shown(number)}")
     return number
 
 
+def validate_daily_limit(value: object) -> int:
+    """A daily limit is a whole number of emails from 1 to 100,000,000."""
+    return whole_number(value, "daily limit", 1, MAX_DAILY_LIMIT)
+
+
+MAX_PRICE_PER_1000 = Decimal(1000)
+PRICE_PLACES = 6
+MAX_EMAILS = 10**12  # a trillion emails: far beyond any one estimate or account, small enough for exact money
+MAX_DAYS = 3660  # ten years of days, for estimates
+
+
 def validate_price(value: object) -> Decimal:
-    """A price per 1,000 emails: a non-negative decimal with at most 6 places."""
+    """A price in USD per 1,000 emails: a decimal from 0 to 1,000 with at most 6 places.
+
+    Accepts ``0.675``, ``$0.675``, ``1e-3``; refuses NaN, Infinity, ``1e400``,
+    negative prices and ``0.0000001``. Returns the value in plain notation
+    (``1E+2`` becomes ``100``) so that what is stored reads back the same.
+    Raises ``InvalidInput``.
+    """
+    if isinstance(value, (bool, float)):
+        raise InvalidInput(f"price must be a decimal number such as 0.675, not {shown(value)}")
+    text = str(value).strip()
+    text = text[1:].strip() if text.startswith("$") else text
+    if len(text) > 40:
+        raise InvalidInput(f"price must be a decimal number such as 0.675, not {shown(value)}")
     try:
-        price = Decimal(str(value).strip().lstrip("$"))
+        price = Decimal(text)
     except InvalidOperation:
-        raise InvalidInput(f"price must be a decimal number such as 0.675, not {value!r}") from None
-    if not price.is_finite() or price < 0:
-        raise InvalidInput(f"price must be a finite number >= 0, not {value!r}")
-    if price.as_tuple().exponent < -6:  # type: ignore[operator]
-        raise InvalidInput(f"price has more than 6 decimal places: {value!r}")
-    return price
+        raise InvalidInput(f"price must be a decimal number such as 0.675, not {shown(value)}") from None
+    if not price.is_finite() or not 0 <= price <= MAX_PRICE_PER_1000:
+        raise InvalidInput(f"price must be between 0 and {MAX_PRICE_PER_1000} USD per 1,000 emails, not {shown(value)}")
+    step = Decimal(1).scaleb(-PRICE_PLACES)
+    if price.quantize(step) != price:
+        raise InvalidInput(f"price has more than {PRICE_PLACES} decimal places: {shown(value)}")
+    # Plain notation, no exponent, no sign on zero, trailing zeros kept as given (0.80 stays 0.80).
+    return Decimal(format(abs(price) if price == 0 else price, "f"))
+
+
+def validate_email_count(value: object, what: str = "the number of emails") -> int:
+    """A number of emails from 0 to 10^12 (estimates and counts)."""
+    return whole_number(value, what, 0, MAX_EMAILS)
 
 
 def validate_timezone(value: object) -> str:
@@ -127,10 +174,15 @@ def validate_timezone(value: object) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     name = str(value).strip()
+    # ZoneInfo reads a file named by the key: refuse anything that is not a
+    # plain zone name before it does (a folder such as "Europe" raised
+    # IsADirectoryError, a NUL ValueError, a long name OSError).
+    if not re.fullmatch(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*", name) or len(name) > 64:
+        raise InvalidInput(f"unknown time zone {shown(name)} (use an IANA name such as UTC or Europe/Berlin)")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as UTC or Europe/Berlin)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidInput(f"unknown time zone {shown(name)} (use an IANA name such as UTC or Europe/Berlin)") from None
     return name
 
 
@@ -140,32 +192,19 @@ def validate_host(value: object) -> str:
 
 
 def validate_credentials_per_domain(value: object) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise InvalidInput(f"credentials per domain must be a whole number, not {value!r}") from None
-    if not 1 <= number <= 1000:
-        raise InvalidInput(f"credentials per domain must be between 1 and 1000, not {number}")
-    return number
+    return whole_number(value, "credentials per domain", 1, 1000)
 
 
 def validate_label(value: object) -> str:
     text = str(value).strip()
-    if not text or len(text) > 40 or any(ord(c) < 32 for c in text):
+    if not text or len(text) > 40 or not text.isprintable():
         raise InvalidInput("a name must be 1-40 printable characters")
     return text
 
 
 def validate_max_recipients(value: object) -> int:
     """Recipients one message may have: a whole number from 1 to 100,000."""
-    try:
-        number = int(str(value).strip().replace("_", "").replace(",", ""))
-    except ValueError:
-        raise InvalidInput(f"max recipients per message must be a whole number, not {value!r}") from None
-    if not 1 <= number <= MAX_RECIPIENTS_PER_MESSAGE:
-        raise InvalidInput(f"max recipients per message must be between 1 and {MAX_RECIPIENTS_PER_MESSAGE:,}, "
-                           f"not {number}")
-    return number
+    return whole_number(value, "max recipients per message", 1, MAX_RECIPIENTS_PER_MESSAGE)
 
 
 _TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
@@ -178,7 +217,7 @@ def validate_switch(value: object) -> str:
         return "on"
     if text in _FALSE:
         return "off"
-    raise InvalidInput(f"a switch is on or off, not {value!r}")
+    raise InvalidInput(f"a switch is on or off, not {shown(value)}")
 
 
 @dataclass(frozen=True)

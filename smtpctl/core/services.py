@@ -19,28 +19,68 @@ from smtpctl.core.store import Store
 # -- settings ------------------------------------------------------------------
 
 
-def effective_settings(store: Store) -> dict[str, Any]:
-    """Every store setting with its value: what was set, else the RULES.md default."""
+class _BadStoredValue:
+    """A stored setting that no longer passes its rule (a store written by an
+    older smtpctl, or edited by hand)."""
+
+    def __init__(self, key: str, raw: str, reason: str):
+        self.key, self.raw, self.reason = key, raw, reason
+
+    def error(self) -> StoreError:
+        return StoreError(
+            f"the store holds an invalid value for setting {self.key}: {rules.shown(self.raw)} ({self.reason}); "
+            f"set a valid one with: smtpctl store set {self.key} VALUE"
+        )
+
+
+class EffectiveSettings(dict):
+    """Setting key -> value. Reading a key whose stored value is invalid raises
+    ``StoreError`` (exit 7) naming the key and the fix; other keys still read,
+    so a bad price does not stop ``usage status``."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if isinstance(value, _BadStoredValue):
+            raise value.error()
+        return value
+
+
+def effective_settings(store: Store) -> EffectiveSettings:
+    """Every store setting with its value: what was set, else the RULES.md default.
+
+    A stored value is checked by the same rule as ``store set``; one that
+    fails raises ``StoreError`` when (and only when) that key is read.
+    """
     stored = store.settings()
-    values: dict[str, Any] = {}
+    values = EffectiveSettings()
     for key, setting in rules.SETTINGS.items():
-        values[key] = setting.parse(stored[key]) if key in stored else setting.default
+        if key not in stored:
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.parse(stored[key])
+        except InvalidInput as exc:
+            values[key] = _BadStoredValue(key, stored[key], exc.message)
     return values
 
 
 def settings_view(store: Store) -> list[dict[str, Any]]:
+    """Each setting with its value, default and source (``set``, ``default``, or
+    ``invalid``: a stored value that fails its rule, shown as stored)."""
     stored = store.settings()
     effective = effective_settings(store)
-    return [
-        {
+    rows = []
+    for key, setting in rules.SETTINGS.items():
+        value = dict.__getitem__(effective, key)
+        bad = isinstance(value, _BadStoredValue)
+        rows.append({
             "key": key,
-            "value": effective[key],
+            "value": value.raw if bad else value,
             "default": setting.default,
-            "source": "set" if key in stored else "default",
+            "source": "invalid" if bad else "set" if key in stored else "default",
             "description": setting.description,
-        }
-        for key, setting in rules.SETTINGS.items()
-    ]
+        })
+    return rows
 
 
 def set_setting(store: Store, key: str, value: str) -> Outcome:
@@ -49,10 +89,11 @@ def set_setting(store: Store, key: str, value: str) -> Outcome:
     ``Outcome.extra["warnings"]`` lists what an operator should know: a value
     that departs from the service's rules (RULES.md), a lower cap or limit
     that objects already exceed, a price change that reprices past months.
+    An invalid stored value (see ``effective_settings``) is replaced like any other.
     """
     parsed = rules.parse_setting(key, value)
     with store.write():
-        old = effective_settings(store)[key]
+        old = _stored_or_raw(store, key)
         if str(old) == str(parsed) and key in store.settings():
             return Outcome(_SettingView(key, parsed), "unchanged", {"warnings": []})
         store.put_setting(key, str(parsed))
@@ -73,11 +114,18 @@ def unset_setting(store: Store, key: str) -> Outcome:
     with store.write():
         if key not in store.settings():
             return Outcome(_SettingView(key, default), "unchanged", {"source": "default", "warnings": []})
-        old = effective_settings(store)[key]
+        old = _stored_or_raw(store, key)
         store.delete_setting(key)
         store.audit("setting.unset", "setting", key, details={"old": str(old), "new": str(default)})
         warnings = setting_warnings(store, key, old, default)
     return Outcome(_SettingView(key, default), "updated", {"source": "default", "warnings": warnings})
+
+
+def _stored_or_raw(store: Store, key: str) -> Any:
+    """The setting's value, or the text stored when that fails its rule (so
+    that ``store set`` and ``store unset`` can replace it)."""
+    value = dict.__getitem__(effective_settings(store), key)
+    return value.raw if isinstance(value, _BadStoredValue) else value
 
 
 def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
@@ -737,7 +785,9 @@ def smtp_settings(store: Store, login: str | None = None) -> dict[str, Any]:
 
 
 def store_info(store: Store) -> dict[str, Any]:
-    applied = store.schema_version()
+    """Path, schema version, counts and size; a store not created yet (see
+    ``Store.empty``) shows schema version 0, zero counts and size 0."""
+    applied = store.schema_version() if store.on_disk else []
     size = sum(
         p.stat().st_size
         for p in (store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm"))
@@ -788,9 +838,18 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
 # -- the audit trail -------------------------------------------------------------
 
 
+MAX_AUDIT_LIMIT = 1_000_000
+
+
 def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
-    """A date (whole day in the store's zone) or an ISO 8601 time, as a UTC string."""
-    from datetime import datetime, time, timedelta, timezone
+    """A date (whole day in the store's zone, or today, yesterday, 7d) or an ISO
+    8601 time, as a UTC string.
+
+    Raises ``InvalidInput`` for text that is neither, and for a time that
+    has no UTC equivalent (``0001-01-01T00:00:00+14:00``). The end of the
+    last representable day, 9999-12-31, is its last second.
+    """
+    from datetime import date, datetime, time, timedelta, timezone
     from zoneinfo import ZoneInfo
 
     try:
@@ -803,7 +862,10 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
             from smtpctl.core.usage import parse_day  # today, yesterday, 7d as in usage report
 
             current = utc_now().astimezone(ZoneInfo(zone_name)).date()
-            day = parse_day(text, "", current) + (timedelta(days=1) if end else timedelta())
+            day = parse_day(text, "", current)
+            if end and day == date.max:
+                return "9999-12-31T23:59:59Z"
+            day += timedelta(days=1) if end else timedelta()
             moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
         utc = moment.astimezone(timezone.utc)
     except (ValueError, InvalidInput):
@@ -814,18 +876,23 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
+def _like_prefix(text: str) -> str:
+    """``text`` as a literal LIKE prefix: its own %, _ and \\ escaped (with ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,
                   action: str | None = None, actor: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """The audit trail, newest first, filtered.
 
     ``since``/``until`` are dates (inclusive, in the store's time zone) or
-    ISO 8601 times; ``action`` matches exactly (``credential.create``) or as
-    a prefix when it has no dot (``credential``). ``limit`` 0 means all.
+    ISO 8601 times; ``action`` matches literally, exactly (``credential.create``)
+    or as a prefix when it has no dot (``credential``); ``limit`` is 0 (all)
+    to 1,000,000. Raises ``InvalidInput`` or ``NotFound`` (the account).
     """
     import json
 
-    if limit < 0:
-        raise InvalidInput("--limit must be 0 (all) or more")
+    limit = rules.whole_number(limit, "--limit", 0, MAX_AUDIT_LIMIT)
     zone = str(effective_settings(store)["timezone"])
     where, params = [], []
     if since:
@@ -844,8 +911,8 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
             where.append("action = ?")
             params.append(action)
         else:
-            where.append("action LIKE ?")
-            params.append(action + ".%")
+            where.append("action LIKE ? ESCAPE '\\'")
+            params.append(_like_prefix(action) + ".%")
     if actor:
         where.append("actor = ?")
         params.append(actor)
@@ -854,7 +921,8 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC"
     if limit:
-        sql += f" LIMIT {int(limit)}"
+        sql += " LIMIT ?"
+        params.append(limit)
     rows = store.query(sql, params)
     for row in rows:
         row["details"] = json.loads(row["details"])

@@ -189,6 +189,7 @@ class Store:
         self.path = path
         self.actor = actor
         self._db: "Database | None" = None
+        self.on_disk = True  # False for Store.empty()
 
     @property
     def db(self) -> "Database":
@@ -235,6 +236,18 @@ class Store:
         except BaseException:
             conn.close()
             raise
+        return store
+
+    @classmethod
+    def empty(cls, path: str | os.PathLike[str], *, actor: str | None = None) -> "Store":
+        """An empty, migrated store in memory that names ``path``: what a
+        read-only command sees where no store exists yet. Nothing is created
+        on disk, and nothing written to it is kept."""
+        conn = sqlite3.connect(":memory:")
+        conn.execute("PRAGMA foreign_keys = ON")
+        store = cls(conn, Path(path).expanduser(), actor or default_actor())
+        store.on_disk = False
+        store._migrate()
         return store
 
     def _applied(self) -> list[str]:

@@ -33,10 +33,18 @@ def test_zero_setup_default_store(run, monkeypatch, tmp_path):
 
 def test_python_dash_m_and_db_option(tmp_path):
     db = tmp_path / "other.db"
+    # A read-only command does not create the store a path names: a typo must not look like an empty store.
     proc = subprocess.run([sys.executable, "-m", "smtpctl", "--db", str(db), "agency", "list", "--json"],
                           capture_output=True, text=True)
-    assert (proc.returncode, proc.stdout) == (0, "[]\n")
-    assert db.exists()
+    assert (proc.returncode, proc.stdout) == (3, "")
+    assert proc.stderr.startswith(f"Error: there is no store at {db} (named by --db/SMTPCTL_DB)")
+    assert not db.exists()
+    proc = subprocess.run([sys.executable, "-m", "smtpctl", "--db", str(db), "agency", "add", "acme", "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "smtpctl", "--db", str(db), "agency", "list", "--json"],
+                          capture_output=True, text=True)
+    assert (proc.returncode, [a["name"] for a in json.loads(proc.stdout)]) == (0, ["acme"])
 
 
 def test_config_file_names_the_store(tmp_path, run):
