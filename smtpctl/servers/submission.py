@@ -8,13 +8,15 @@ Built on aiosmtpd, with its known traps handled:
 - its AUTH LOGIN challenges end in a NUL byte that breaks some clients
   (#566): we send the customary ``Username:`` / ``Password:``;
 - its authenticator is called synchronously, and an argon2 verify costs
-  ~40 ms: we verify on worker threads and keep the event loop free.
+  ~40 ms: we verify on worker threads and keep the event loop free;
+- it has no connection caps: ``guard.py`` counts connections when they are
+  accepted (on the implicit-TLS port before the handshake, see
+  ``ImplicitTLSGate``) and AUTH attempts when they start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import re
 import smtplib
@@ -31,7 +33,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from smtpctl.core import passwords, rules, services, usage
 from smtpctl.core.errors import InvalidInput
-from smtpctl.servers.runtime import StoreWorker, log_event
+from smtpctl.servers import guard
+from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, client_key
+from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
 DEFAULT_SMTPS = ("127.0.0.1:465",)
@@ -59,29 +63,20 @@ class ServeConfig:
     relay_password: str | None = field(default=None, repr=False)
     hostname: str = "localhost"
     auth_delay: float = 1.0
-    max_auth_failures: int = 5
-    failure_window: float = 300.0
+    max_auth_failures: int = guard.DEFAULT_MAX_AUTH_FAILURES
+    max_auth_failures_per_login: int = guard.DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN
+    failure_window: float = guard.DEFAULT_FAILURE_WINDOW
     data_size_limit: int = 25 * 1024 * 1024
+    max_connections: int | None = None  # None: guard.default_max_connections
+    max_connections_per_client: int = guard.DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    timeout: float = 300.0  # per command once authenticated (RFC 5321 4.5.3.2.7)
+    pre_auth_timeout: float = 60.0  # per command before AUTH: an idle stranger frees its slot sooner
+    # Sockets already bound by runtime.listen_sockets, per listener kind; empty: serve() binds them.
+    bound: dict[str, list[socket.socket]] = field(default_factory=dict, repr=False)
 
-
-class AuthThrottle:
-    """Failed AUTHs per client address within a window."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit, self.window = limit, window
-        self.failures: dict[str, collections.deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        recent = self.failures.get(address)
-        if not recent:
-            return False
-        cutoff = time.monotonic() - self.window
-        while recent and recent[0] < cutoff:
-            recent.popleft()
-        return len(recent) >= self.limit
-
-    def failed(self, address: str) -> None:
-        self.failures.setdefault(address, collections.deque()).append(time.monotonic())
+    @property
+    def fds_per_connection(self) -> int:
+        return 2 if self.relay is not None else 1  # a relayed session also holds its next-hop socket
 
 
 _DEFERRED = AuthResult(success=False, handled=True)
@@ -91,24 +86,48 @@ class SubmissionSMTP(SMTP):
     AuthLoginUsernameChallenge = "Username:"
     AuthLoginPasswordChallenge = "Password:"
 
-    def __init__(self, handler: "SubmissionHandler", *, listener: str, implicit_tls: bool, **kwargs: Any):
-        self.listener, self.implicit_tls = listener, implicit_tls
+    def __init__(self, handler: "SubmissionHandler", *, listener: str, implicit_tls: bool,
+                 limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None, **kwargs: Any):
+        self.listener, self.implicit_tls, self.limits = listener, implicit_tls, limits
+        self.slot: str | None = None  # the client this connection is counted under, until it closes
         self._pending: tuple[str, Any] | None = None
         super().__init__(handler, **kwargs)
+        self.authenticated_timeout = self._timeout_duration
+        if pre_auth_timeout:
+            self._timeout_duration = min(pre_auth_timeout, self.authenticated_timeout)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.implicit_tls and transport.get_extra_info("ssl_object") is None:
             transport.close()  # never offer AUTH on a clear channel
             return
         starttls = self._tls_protocol is not None  # aiosmtpd calls us again on the TLS transport
+        if not starttls and self.slot is None and self.limits is not None:
+            key = client_key(transport.get_extra_info("peername"))
+            refused = self.limits.admit(key)
+            if refused is not None:
+                transport.write(guard.TOO_MANY_CONNECTIONS[refused].encode() + b"\r\n")
+                transport.close()
+                log_event("connection_refused", listener=self.listener,
+                          peer=_peer_text(transport.get_extra_info("peername")), cap=refused)
+                return
+            self.slot = key
         super().connection_made(transport)
         log_event("starttls" if starttls else "connect", listener=self.listener, peer=_peer(self.session))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.session is not None:
-            log_event("disconnect", listener=self.listener, peer=_peer(self.session),
-                      login=self.session.auth_data if self.session.authenticated else None)
+        key, self.slot = self.slot, None
+        if key is not None and self.limits is not None:
+            self.limits.release(key)
+        if self.session is None:
+            return  # refused before a session began
+        log_event("disconnect", listener=self.listener, peer=_peer(self.session),
+                  login=self.session.auth_data if self.session.authenticated else None)
         super().connection_lost(exc)
+
+    def _timeout_cb(self) -> None:
+        log_event("timeout", listener=self.listener, peer=_peer(self.session),
+                  login=self.session.auth_data if self.session and self.session.authenticated else None)
+        super()._timeout_cb()
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         self._pending = (mechanism, auth_data)  # checked asynchronously below
@@ -119,7 +138,10 @@ class SubmissionSMTP(SMTP):
             return result
         mechanism, data = self._pending
         self._pending = None
-        return await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
+        result = await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
+        if result.success:
+            self._timeout_duration = self.authenticated_timeout
+        return result
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._checked(await super().auth_PLAIN(_, args))
@@ -129,54 +151,122 @@ class SubmissionSMTP(SMTP):
 
 
 def _peer(session: Session | None) -> str | None:
-    if session is None or not session.peer:
+    if session is None:
         return None
-    peer = session.peer
+    return _peer_text(session.peer)
+
+
+def _peer_text(peer: Any) -> str | None:
+    if not peer:
+        return None
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+class ImplicitTLSGate(asyncio.Protocol):
+    """The first protocol of a connection to an implicit-TLS listener.
+
+    It counts the connection against the caps before the TLS handshake (which
+    costs the server CPU, and which a hostile client may never finish: with
+    ``create_server(ssl=...)`` such a connection holds a descriptor unseen by
+    any cap), refuses it past them (closing it: there is no clear-text channel
+    to say 421 on), else runs the handshake with ``loop.start_tls`` and hands
+    the encrypted transport to a ``SubmissionSMTP``, which releases the slot
+    when it closes.
+    """
+
+    def __init__(self, make: Callable[[], "SubmissionSMTP"], context: ssl.SSLContext, limits: ConnectionLimits,
+                 handshake_timeout: float):
+        self.make, self.context, self.limits, self.handshake_timeout = make, context, limits, handshake_timeout
+        self.key: str | None = None
+        self.task: asyncio.Task | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        key = client_key(peer)
+        refused = self.limits.admit(key)
+        if refused is not None:
+            transport.abort()
+            log_event("connection_refused", listener="smtps", peer=_peer_text(peer), cap=refused)
+            return
+        self.key = key
+        transport.pause_reading()  # the ClientHello waits for start_tls, not for this protocol
+        self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.BaseTransport) -> None:
+        app = self.make()
+        try:
+            encrypted = await asyncio.get_running_loop().start_tls(
+                transport, app, self.context, server_side=True, ssl_handshake_timeout=self.handshake_timeout)
+        except BaseException:
+            transport.abort()
+            self._release()
+            raise
+        if encrypted is None or encrypted.is_closing():
+            self._release()
+            return
+        app.slot, self.key = self.key, None
+        app.connection_made(encrypted)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Only before start_tls took the transport over: the client left first.
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._release()
+
+    def _release(self) -> None:
+        key, self.key = self.key, None
+        if key is not None:
+            self.limits.release(key)
 
 
 class SubmissionHandler:
     def __init__(self, config: ServeConfig, worker: StoreWorker):
         self.config, self.worker = config, worker
-        self.throttle = AuthThrottle(config.max_auth_failures, config.failure_window)
+        self.throttle = AuthThrottle(config.max_auth_failures, config.max_auth_failures_per_login,
+                                     config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
         self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
         self.spool = MaildirSpool(config.maildir)
 
     async def authenticate(self, session: Session, mechanism: str, raw_login: bytes,
                            raw_password: bytes) -> AuthResult:
-        address = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
-        if self.throttle.blocked(address):
-            log_event("auth_throttled", peer=_peer(session), mechanism=mechanism)
-            return AuthResult(success=False, handled=False,
-                              message="454 4.7.0 Too many failed authentications; try again later")
         try:
             login_text, password = raw_login.decode("utf-8"), raw_password.decode("utf-8")
             name, domain = rules.parse_login(login_text)
             login = f"{name}@{domain}"
         except (UnicodeDecodeError, InvalidInput):
             login, password = None, None
-        credential = await self.worker.call(lambda store: store.credential(login)) if login else None
-        loop = asyncio.get_running_loop()
-        if credential is None:
-            await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
-            ok, new_hash = False, None
-        else:
-            ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
-                                                      credential.password_hash)
-        if not ok:
-            self.throttle.failed(address)
-            log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
-            await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
-            return AuthResult(success=False, handled=False)
-        status = await self.worker.call(usage.sender_status, login)
-        if status != "ok":
-            log_event("auth_refused", peer=_peer(session), login=login, reason=status)
-            return AuthResult(success=False, handled=False, message=REFUSALS[status].replace("550", "535", 1))
-        if new_hash is not None:
-            await self.worker.call(services.store_rehash, credential, new_hash)
-        log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login)
-        return AuthResult(success=True, auth_data=login)
+        # The guess is counted before it is verified, so parallel sessions share one budget.
+        attempt = self.throttle.begin(client_key(session.peer), login)
+        if attempt is None:
+            log_event("auth_throttled", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+            return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
+        try:
+            credential = await self.worker.call(lambda store: store.credential(login)) if login else None
+            loop = asyncio.get_running_loop()
+            if credential is None:
+                await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
+                ok, new_hash = False, None
+            else:
+                ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
+                                                          credential.password_hash)
+            if not ok:
+                self.throttle.failed(attempt)
+                log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+                await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
+                return AuthResult(success=False, handled=False)
+            self.throttle.succeeded(attempt, login)  # a right password is no guess to count
+            status = await self.worker.call(usage.sender_status, login)
+            if status != "ok":
+                log_event("auth_refused", peer=_peer(session), login=login, reason=status)
+                return AuthResult(success=False, handled=False,
+                                  message=REFUSALS[status].replace("550", "535", 1))
+            if new_hash is not None:
+                await self.worker.call(services.store_rehash, credential, new_hash)
+            log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login)
+            return AuthResult(success=True, auth_data=login)
+        finally:
+            self.throttle.failed(attempt)  # abandoned mid-verify (client gone, store error): it was a guess
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -447,6 +537,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
     loop = asyncio.get_running_loop()
+    bound = config.bound or bind_listeners(config)  # every address or none, before anything else
     worker = StoreWorker(config.store_path, config.actor)
     handler = SubmissionHandler(config, worker)
     await worker.call(lambda store: None)  # open (and migrate) the store before accepting anyone
@@ -457,10 +548,14 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
             log_event("reconciled", published=published, removed=removed,
                       note="messages a stopped server left staged: billed ones delivered, the rest removed")
 
+    limits = ConnectionLimits(config.max_connections or guard.default_max_connections(config.fds_per_connection),
+                              config.max_connections_per_client)
+
     def factory(listener: str, implicit: bool):
         def make() -> SubmissionSMTP:
             common = dict(hostname=config.hostname, auth_required=True, data_size_limit=config.data_size_limit,
-                          ident="smtpctl", loop=loop)
+                          ident="smtpctl", loop=loop, limits=limits, timeout=config.timeout,
+                          pre_auth_timeout=config.pre_auth_timeout)
             if implicit:
                 return SubmissionSMTP(handler, listener=listener, implicit_tls=True, auth_require_tls=False,
                                       **common)
@@ -468,17 +563,21 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
                                   require_starttls=True, auth_require_tls=True, **common)
         return make
 
+    handshake_timeout = min(config.pre_auth_timeout, 60.0)
     servers = []
-    for host, port in config.submission:
-        server = await loop.create_server(factory("submission", False), host, port)
+    for sock in bound["submission"]:
+        server = await loop.create_server(factory("submission", False), sock=sock)
         servers.append(server)
         log_event("listening", listener="submission", address=_bound(server), tls="starttls-required")
-    for host, port in config.smtps:
-        server = await loop.create_server(factory("smtps", True), host, port, ssl=config.tls)
+    for sock in bound["smtps"]:
+        make = factory("smtps", True)
+        server = await loop.create_server(
+            lambda make=make: ImplicitTLSGate(make, config.tls, limits, handshake_timeout), sock=sock)
         servers.append(server)
         log_event("listening", listener="smtps", address=_bound(server), tls="implicit")
     log_event("ready", delivery=f"relay:{config.relay[0]}:{config.relay[1]}" if config.relay else
-              f"maildir:{config.maildir}")
+              f"maildir:{config.maildir}", max_connections=limits.total,
+              max_connections_per_client=limits.per_client)
     try:
         await stop.wait()
     finally:
@@ -490,6 +589,14 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         handler.close()
         worker.close()
         log_event("stopped")
+
+
+def bind_listeners(config: ServeConfig) -> dict[str, list[socket.socket]]:
+    """Bind every listener of ``config``, all or nothing (raises ``CannotListen``)."""
+    sockets = listen_sockets([*config.submission, *config.smtps])
+    split = len(config.submission)
+    return {"submission": [s for group in sockets[:split] for s in group],
+            "smtps": [s for group in sockets[split:] for s in group]}
 
 
 def _bound(server: asyncio.base_events.Server) -> str:

@@ -1,0 +1,208 @@
+"""What holds ``smtpctl serve`` against hostile clients: the AUTH throttle and
+the connection caps. Plain bookkeeping on the event loop's thread (no locks:
+asyncio runs one callback at a time), one dict lookup per event."""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from smtpctl.core.errors import InvalidInput
+
+# What one connection may cost in file descriptors beyond its socket is
+# bounded elsewhere; this is what the process needs besides connections: the
+# listeners, the store (database, WAL, shared memory), the log, the event
+# loop's own pipes, worker threads, and Maildir files being written (the
+# delivery pool has 32 threads).
+FD_RESERVE = 100
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_count_limit
+DEFAULT_MAX_AUTH_FAILURES = 5
+DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
+DEFAULT_FAILURE_WINDOW = 300.0
+TRUSTED_FOR = 86400.0  # a client that authenticated as a login passes that login's cap for a day
+
+TOO_MANY_AUTH = "454 4.7.0 Too many failed authentications; try again later"
+TOO_MANY_CONNECTIONS = {
+    "client": "421 4.7.0 Too many connections from your address; try again later",
+    "total": "421 4.7.0 Too many connections; try again later",
+}
+
+
+def client_key(peer: Any) -> str:
+    """The client a cap counts: its IPv4 address, or its IPv6 /64 (one
+    subscriber's network: counting single IPv6 addresses would hand a client
+    2^64 fresh budgets)."""
+    host = peer[0] if isinstance(peer, tuple) and peer else str(peer)
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def file_budget() -> int | None:
+    """Connections the process's RLIMIT_NOFILE leaves room for, or None when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(soft - FD_RESERVE, 0)
+
+
+def default_max_connections(fds_per_connection: int) -> int:
+    """1,000, or fewer when the file descriptor limit cannot hold that many:
+    past the cap a connection is refused; at EMFILE nobody is served."""
+    budget = file_budget()
+    if budget is None:
+        return DEFAULT_MAX_CONNECTIONS
+    return max(1, min(DEFAULT_MAX_CONNECTIONS, budget // fds_per_connection))
+
+
+def checked_max_connections(wanted: int | None, fds_per_connection: int) -> int:
+    """``--max-connections``, or its default; raises ``InvalidInput`` when
+    the open files limit cannot hold that many (the server would hit EMFILE,
+    and then serve nobody, instead of refusing the extra connections)."""
+    if wanted is None:
+        return default_max_connections(fds_per_connection)
+    budget = file_budget()
+    if budget is not None and wanted * fds_per_connection > budget:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        raise InvalidInput(f"--max-connections {wanted} needs about {wanted * fds_per_connection + FD_RESERVE} "
+                           f"open files, and the limit is {soft}: raise it (ulimit -n, systemd LimitNOFILE=) "
+                           f"or lower --max-connections")
+    return wanted
+
+
+class ConnectionLimits:
+    """Concurrent connections, in total and per client."""
+
+    def __init__(self, total: int, per_client: int):
+        self.total, self.per_client = total, per_client
+        self.open = 0
+        self.by_client: dict[str, int] = {}
+
+    def admit(self, key: str) -> str | None:
+        """Count a new connection; None when admitted, else which cap refused it ("total" or "client")."""
+        if self.open >= self.total:
+            return "total"
+        count = self.by_client.get(key, 0)
+        if count >= self.per_client:
+            return "client"
+        self.by_client[key] = count + 1
+        self.open += 1
+        return None
+
+    def release(self, key: str) -> None:
+        count = self.by_client.get(key, 0) - 1
+        if count > 0:
+            self.by_client[key] = count
+        else:
+            self.by_client.pop(key, None)
+        self.open = max(self.open - 1, 0)
+
+
+@dataclass
+class Attempt:
+    client: str
+    login: str | None
+    settled: bool = False
+
+
+class AuthThrottle:
+    """Password guesses per client and per login, counted when an attempt
+    starts, so that N parallel connections get no more verifies than N
+    sequential ones.
+
+    An attempt holds a slot while it is verified; a failure keeps its slot
+    for ``window`` seconds; a success gives it back. A client may hold
+    ``per_client`` slots, a login ``per_login`` (from all clients together),
+    except from a client that authenticated as that login within a day, so
+    that strangers failing on a login cannot lock its own sender out.
+    Unknown logins are counted like known ones: a refusal reveals nothing.
+    """
+
+    def __init__(self, per_client: int, per_login: int, window: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.per_client, self.per_login, self.window, self.clock = per_client, per_login, window, clock
+        self.clients: dict[str, _Slots] = {}
+        self.logins: dict[str, _Slots] = {}
+        self.trusted: dict[tuple[str, str], float] = {}
+        self._swept = clock()
+
+    def begin(self, client: str, login: str | None) -> Attempt | None:
+        """Reserve a guess; None when the client or the login is out of guesses (answer 454, verify nothing)."""
+        now = self.clock()
+        if now - self._swept > self.window:
+            self._sweep(now)
+        cutoff = now - self.window
+        by_client = self.clients.get(client)
+        if by_client is not None and by_client.used(cutoff) >= self.per_client:
+            return None
+        by_login = None
+        if login is not None and self.trusted.get((login, client), 0.0) < now:
+            by_login = self.logins.get(login)
+            if by_login is not None and by_login.used(cutoff) >= self.per_login:
+                return None
+            if by_login is None:
+                by_login = self.logins[login] = _Slots()
+            by_login.pending += 1
+        if by_client is None:
+            by_client = self.clients[client] = _Slots()
+        by_client.pending += 1
+        return Attempt(client, login if by_login is not None else None)
+
+    def succeeded(self, attempt: Attempt, login: str | None = None) -> None:
+        """The guess was right: give its slots back, and trust this client for ``login``."""
+        if self._settle(attempt) and login is not None:
+            self.trusted[(login, attempt.client)] = self.clock() + TRUSTED_FOR
+
+    def failed(self, attempt: Attempt) -> None:
+        """The guess was wrong (or abandoned): its slots count until the window passes."""
+        if not self._settle(attempt):
+            return
+        now = self.clock()
+        self.clients.setdefault(attempt.client, _Slots()).failures.append(now)
+        if attempt.login is not None:
+            self.logins.setdefault(attempt.login, _Slots()).failures.append(now)
+
+    def _settle(self, attempt: Attempt) -> bool:
+        if attempt.settled:
+            return False
+        attempt.settled = True
+        for table, key in ((self.clients, attempt.client), (self.logins, attempt.login)):
+            slots = table.get(key) if key is not None else None
+            if slots is not None:
+                slots.pending -= 1
+        return True
+
+    def _sweep(self, now: float) -> None:
+        """Forget what has aged out, so memory follows recent attempts only."""
+        self._swept = now
+        cutoff = now - self.window
+        for table in (self.clients, self.logins):
+            for key in [k for k, s in table.items() if s.used(cutoff) == 0]:
+                del table[key]
+        for key in [k for k, until in self.trusted.items() if until < now]:
+            del self.trusted[key]
+
+
+class _Slots:
+    __slots__ = ("pending", "failures")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.failures: collections.deque[float] = collections.deque()
+
+    def used(self, cutoff: float) -> int:
+        failures = self.failures
+        while failures and failures[0] < cutoff:
+            failures.popleft()
+        return self.pending + len(failures)
