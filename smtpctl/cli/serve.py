@@ -82,10 +82,17 @@ def serve_command(
         max_auth_failures_per_login=max_auth_failures_per_login, max_connections_per_client=max_connections_per_client,
         timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
-    config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
     bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
+    sockets = [s for group in bound.values() for s in group]
+    try:
+        config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection,
+                                                               len(sockets))
+    except InvalidInput:
+        for sock in sockets:
+            sock.close()
+        raise
     if check:
-        for sock in (s for group in bound.values() for s in group):
+        for sock in sockets:
             sock.close()
         message(f"Configuration OK: submission {', '.join(f'{h}:{p}' for h, p in listeners) or 'none'}; "
                 f"smtps {', '.join(f'{h}:{p}' for h, p in implicit) or 'none'}; TLS {tls_cert}; "

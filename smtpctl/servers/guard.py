@@ -13,12 +13,14 @@ from typing import Any, Callable
 
 from smtpctl.core.errors import InvalidInput
 
-# What one connection may cost in file descriptors beyond its socket is
-# bounded elsewhere; this is what the process needs besides connections: the
-# listeners, the store (database, WAL, shared memory), the log, the event
-# loop's own pipes, worker threads, and Maildir files being written (the
-# delivery pool has 32 threads).
-FD_RESERVE = 100
+# File descriptors the process needs besides its connections: the store
+# (database, WAL, shared memory), the log, the event loop's own, about 15 in
+# all, and Maildir files being written (the delivery pool has 32 threads).
+FD_RESERVE = 64
+# A listener accepts up to its backlog of connections in one go before any
+# of them is counted (asyncio's accept loop), so each listener may briefly
+# hold that many descriptors beyond the cap. Also the kernel's listen queue.
+ACCEPT_BACKLOG = 32
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_count_limit
 DEFAULT_MAX_AUTH_FAILURES = 5
@@ -49,35 +51,35 @@ def client_key(peer: Any) -> str:
     return str(address)
 
 
-def file_budget() -> int | None:
-    """Connections the process's RLIMIT_NOFILE leaves room for, or None when unlimited."""
+def file_budget(listeners: int) -> int | None:
+    """Descriptors RLIMIT_NOFILE leaves for connections, or None when unlimited."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return None
-    return max(soft - FD_RESERVE, 0)
+    return max(soft - FD_RESERVE - listeners * ACCEPT_BACKLOG, 0)
 
 
-def default_max_connections(fds_per_connection: int) -> int:
-    """1,000, or fewer when the file descriptor limit cannot hold that many:
+def default_max_connections(fds_per_connection: int, listeners: int) -> int:
+    """1,000, or fewer when the open files limit cannot hold that many:
     past the cap a connection is refused; at EMFILE nobody is served."""
-    budget = file_budget()
+    budget = file_budget(listeners)
     if budget is None:
         return DEFAULT_MAX_CONNECTIONS
     return max(1, min(DEFAULT_MAX_CONNECTIONS, budget // fds_per_connection))
 
 
-def checked_max_connections(wanted: int | None, fds_per_connection: int) -> int:
+def checked_max_connections(wanted: int | None, fds_per_connection: int, listeners: int) -> int:
     """``--max-connections``, or its default; raises ``InvalidInput`` when
     the open files limit cannot hold that many (the server would hit EMFILE,
     and then serve nobody, instead of refusing the extra connections)."""
     if wanted is None:
-        return default_max_connections(fds_per_connection)
-    budget = file_budget()
+        return default_max_connections(fds_per_connection, listeners)
+    budget = file_budget(listeners)
     if budget is not None and wanted * fds_per_connection > budget:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        raise InvalidInput(f"--max-connections {wanted} needs about {wanted * fds_per_connection + FD_RESERVE} "
-                           f"open files, and the limit is {soft}: raise it (ulimit -n, systemd LimitNOFILE=) "
-                           f"or lower --max-connections")
+        needed = wanted * fds_per_connection + FD_RESERVE + listeners * ACCEPT_BACKLOG
+        raise InvalidInput(f"--max-connections {wanted} needs about {needed} open files, and the limit is {soft}: "
+                           f"raise it (ulimit -n, systemd LimitNOFILE=) or lower --max-connections")
     return wanted
 
 

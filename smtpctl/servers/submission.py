@@ -141,6 +141,7 @@ class SubmissionSMTP(SMTP):
         result = await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
         if result.success:
             self._timeout_duration = self.authenticated_timeout
+            self._reset_timeout()  # the running timer was set with the pre-AUTH timeout
         return result
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -197,10 +198,16 @@ class ImplicitTLSGate(asyncio.Protocol):
         try:
             encrypted = await asyncio.get_running_loop().start_tls(
                 transport, app, self.context, server_side=True, ssl_handshake_timeout=self.handshake_timeout)
-        except BaseException:
+        except asyncio.CancelledError:
             transport.abort()
             self._release()
             raise
+        except Exception as exc:  # a failed or abandoned handshake: the client's problem, one line
+            transport.abort()
+            self._release()
+            log_event("tls_failed", listener="smtps", peer=_peer_text(transport.get_extra_info("peername")),
+                      error=type(exc).__name__)
+            return
         if encrypted is None or encrypted.is_closing():
             self._release()
             return
@@ -548,7 +555,9 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
             log_event("reconciled", published=published, removed=removed,
                       note="messages a stopped server left staged: billed ones delivered, the rest removed")
 
-    limits = ConnectionLimits(config.max_connections or guard.default_max_connections(config.fds_per_connection),
+    listeners = sum(len(group) for group in bound.values())
+    limits = ConnectionLimits(config.max_connections
+                              or guard.default_max_connections(config.fds_per_connection, listeners),
                               config.max_connections_per_client)
 
     def factory(listener: str, implicit: bool):
@@ -566,13 +575,14 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     handshake_timeout = min(config.pre_auth_timeout, 60.0)
     servers = []
     for sock in bound["submission"]:
-        server = await loop.create_server(factory("submission", False), sock=sock)
+        server = await loop.create_server(factory("submission", False), sock=sock, backlog=guard.ACCEPT_BACKLOG)
         servers.append(server)
         log_event("listening", listener="submission", address=_bound(server), tls="starttls-required")
     for sock in bound["smtps"]:
         make = factory("smtps", True)
         server = await loop.create_server(
-            lambda make=make: ImplicitTLSGate(make, config.tls, limits, handshake_timeout), sock=sock)
+            lambda make=make: ImplicitTLSGate(make, config.tls, limits, handshake_timeout), sock=sock,
+            backlog=guard.ACCEPT_BACKLOG)
         servers.append(server)
         log_event("listening", listener="smtps", address=_bound(server), tls="implicit")
     log_event("ready", delivery=f"relay:{config.relay[0]}:{config.relay[1]}" if config.relay else
@@ -593,7 +603,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
 
 def bind_listeners(config: ServeConfig) -> dict[str, list[socket.socket]]:
     """Bind every listener of ``config``, all or nothing (raises ``CannotListen``)."""
-    sockets = listen_sockets([*config.submission, *config.smtps])
+    sockets = listen_sockets([*config.submission, *config.smtps], backlog=guard.ACCEPT_BACKLOG)
     split = len(config.submission)
     return {"submission": [s for group in sockets[:split] for s in group],
             "smtps": [s for group in sockets[split:] for s in group]}
