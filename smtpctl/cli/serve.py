@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -30,23 +31,23 @@ def serve_command(
     maildir: Annotated[Optional[Path], typer.Option("--maildir", help="Deliver here when there is no --relay "
                                                     "(default: a Maildir beside the store).")] = None,
     hostname: Annotated[str, typer.Option("--hostname", help="Name in the greeting and Received headers.")] = "localhost",
-    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, help="Seconds a failed AUTH costs.")] = 1.0,
+    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, max=60, help="Seconds a failed AUTH costs.")] = 1.0,
     max_auth_failures: Annotated[int, typer.Option(
-        "--max-auth-failures", min=1, help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in "
+        "--max-auth-failures", min=1, max=1_000_000, help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in "
                                            "5 minutes, counted when they start; then 454.")] = 5,
     max_auth_failures_per_login: Annotated[int, typer.Option(
-        "--max-auth-failures-per-login", min=1, help="Failed AUTHs on one login, from all clients together, in "
+        "--max-auth-failures-per-login", min=1, max=1_000_000, help="Failed AUTHs on one login, from all clients together, in "
                                                      "5 minutes; then 454 for that login (a client that "
                                                      "authenticated as it within a day is exempt).")] = 10,
     max_connections: Annotated[Optional[int], typer.Option(
-        "--max-connections", min=1, help="Concurrent connections in all (default 1000, or fewer when the open "
+        "--max-connections", min=1, max=1_000_000, help="Concurrent connections in all (default 1000, or fewer when the open "
                                          "files limit cannot hold them); past it 421.")] = None,
     max_connections_per_client: Annotated[int, typer.Option(
-        "--max-connections-per-client", min=1, help="Concurrent connections from one client (an IPv4 address "
+        "--max-connections-per-client", min=1, max=1_000_000, help="Concurrent connections from one client (an IPv4 address "
                                                     "or an IPv6 /64); past it 421.")] = 50,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds an authenticated client may take "
+    timeout: Annotated[float, typer.Option("--timeout", min=1, max=86400, help="Seconds an authenticated client may take "
                                            "per command or data line before it is disconnected.")] = 300.0,
-    pre_auth_timeout: Annotated[float, typer.Option("--pre-auth-timeout", min=1, help="The same before AUTH "
+    pre_auth_timeout: Annotated[float, typer.Option("--pre-auth-timeout", min=1, max=86400, help="The same before AUTH "
                                                     "(and for the TLS handshake on --smtps, at most 60).")] = 60.0,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
@@ -58,6 +59,10 @@ def serve_command(
     listeners = [runtime.parse_address(a, "--submission") for a in (submission or sub.DEFAULT_SUBMISSION)]
     implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
+    for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
+                            ("--pre-auth-timeout", pre_auth_timeout)):
+        if math.isnan(seconds):  # a range check lets NaN through
+            raise InvalidInput(f"{option} takes a number of seconds, not {seconds}")
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("give both --tls-cert and --tls-key, or neither (a self-signed pair is made)")
     data_dir = store.path.parent

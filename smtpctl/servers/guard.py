@@ -4,6 +4,7 @@ asyncio runs one callback at a time), one dict lookup per event."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ipaddress
 import resource
@@ -17,10 +18,14 @@ from smtpctl.core.errors import InvalidInput
 # (database, WAL, shared memory), the log, the event loop's own, about 15 in
 # all, and Maildir files being written (the delivery pool has 32 threads).
 FD_RESERVE = 64
-# A listener accepts up to its backlog of connections in one go before any
-# of them is counted (asyncio's accept loop), so each listener may briefly
-# hold that many descriptors beyond the cap. Also the kernel's listen queue.
+# A listener accepts up to its asyncio backlog of connections in one go
+# before any of them is counted (the accept loop takes that many per
+# wake-up), so each listener may briefly hold that many descriptors beyond
+# the cap. The kernel's queue of connections not yet accepted is longer, so
+# that a burst of clients waits there instead of having SYNs dropped (which
+# costs a client a retry after 1, 3, 7... seconds).
 ACCEPT_BACKLOG = 32
+LISTEN_BACKLOG = 1024  # capped by net.core.somaxconn
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_count_limit
 DEFAULT_MAX_AUTH_FAILURES = 5
@@ -127,7 +132,10 @@ class AuthThrottle:
     for ``window`` seconds; a success gives it back. A client may hold
     ``per_client`` slots, a login ``per_login`` (from all clients together),
     except from a client that authenticated as that login within a day, so
-    that strangers failing on a login cannot lock its own sender out.
+    that strangers failing on a login cannot lock its own sender out. When
+    the slots are all held by attempts still being verified, a new attempt
+    waits for one to settle (a sender opening ten sessions at once is
+    served, five at a time); when failures hold them all, it is refused.
     Unknown logins are counted like known ones: a refusal reveals nothing.
     """
 
@@ -139,50 +147,58 @@ class AuthThrottle:
         self.trusted: dict[tuple[str, str], float] = {}
         self._swept = clock()
 
-    def begin(self, client: str, login: str | None) -> Attempt | None:
+    async def begin(self, client: str, login: str | None) -> Attempt | None:
         """Reserve a guess; None when the client or the login is out of guesses (answer 454, verify nothing)."""
-        now = self.clock()
-        if now - self._swept > self.window:
-            self._sweep(now)
-        cutoff = now - self.window
-        by_client = self.clients.get(client)
-        if by_client is not None and by_client.used(cutoff) >= self.per_client:
-            return None
-        by_login = None
-        if login is not None and self.trusted.get((login, client), 0.0) < now:
-            by_login = self.logins.get(login)
-            if by_login is not None and by_login.used(cutoff) >= self.per_login:
-                return None
-            if by_login is None:
-                by_login = self.logins[login] = _Slots()
-            by_login.pending += 1
-        if by_client is None:
-            by_client = self.clients[client] = _Slots()
-        by_client.pending += 1
-        return Attempt(client, login if by_login is not None else None)
+        while True:
+            now = self.clock()
+            if now - self._swept > self.window:
+                self._sweep(now)
+            cutoff = now - self.window
+            by_client = self.clients.get(client) or self.clients.setdefault(client, _Slots())
+            counted = login is not None and self.trusted.get((login, client), 0.0) < now
+            by_login = (self.logins.get(login) or self.logins.setdefault(login, _Slots())) if counted else None
+            full = None
+            for slots, limit in ((by_client, self.per_client), (by_login, self.per_login)):
+                if slots is None:
+                    continue
+                if slots.recent_failures(cutoff) >= limit:
+                    return None
+                if slots.recent_failures(cutoff) + slots.pending >= limit:
+                    full = slots
+            if full is None:
+                by_client.pending += 1
+                if by_login is not None:
+                    by_login.pending += 1
+                return Attempt(client, login if by_login is not None else None)
+            waiter = asyncio.get_running_loop().create_future()
+            full.waiters.append(waiter)
+            await waiter  # an attempt in flight settled: look again
 
     def succeeded(self, attempt: Attempt, login: str | None = None) -> None:
         """The guess was right: give its slots back, and trust this client for ``login``."""
-        if self._settle(attempt) and login is not None:
+        if self._settle(attempt, failed=False) and login is not None:
             self.trusted[(login, attempt.client)] = self.clock() + TRUSTED_FOR
 
     def failed(self, attempt: Attempt) -> None:
         """The guess was wrong (or abandoned): its slots count until the window passes."""
-        if not self._settle(attempt):
-            return
-        now = self.clock()
-        self.clients.setdefault(attempt.client, _Slots()).failures.append(now)
-        if attempt.login is not None:
-            self.logins.setdefault(attempt.login, _Slots()).failures.append(now)
+        self._settle(attempt, failed=True)
 
-    def _settle(self, attempt: Attempt) -> bool:
+    def _settle(self, attempt: Attempt, failed: bool) -> bool:
         if attempt.settled:
             return False
         attempt.settled = True
+        now = self.clock()
         for table, key in ((self.clients, attempt.client), (self.logins, attempt.login)):
             slots = table.get(key) if key is not None else None
-            if slots is not None:
-                slots.pending -= 1
+            if slots is None:
+                continue
+            slots.pending -= 1
+            if failed:
+                slots.failures.append(now)
+            waiters, slots.waiters = slots.waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         return True
 
     def _sweep(self, now: float) -> None:
@@ -190,21 +206,23 @@ class AuthThrottle:
         self._swept = now
         cutoff = now - self.window
         for table in (self.clients, self.logins):
-            for key in [k for k, s in table.items() if s.used(cutoff) == 0]:
+            idle = [k for k, s in table.items() if not s.pending and not s.waiters and not s.recent_failures(cutoff)]
+            for key in idle:
                 del table[key]
         for key in [k for k, until in self.trusted.items() if until < now]:
             del self.trusted[key]
 
 
 class _Slots:
-    __slots__ = ("pending", "failures")
+    __slots__ = ("pending", "failures", "waiters")
 
     def __init__(self) -> None:
         self.pending = 0
         self.failures: collections.deque[float] = collections.deque()
+        self.waiters: list[asyncio.Future] = []
 
-    def used(self, cutoff: float) -> int:
+    def recent_failures(self, cutoff: float) -> int:
         failures = self.failures
         while failures and failures[0] < cutoff:
             failures.popleft()
-        return self.pending + len(failures)
+        return len(failures)

@@ -244,7 +244,7 @@ class SubmissionHandler:
         except (UnicodeDecodeError, InvalidInput):
             login, password = None, None
         # The guess is counted before it is verified, so parallel sessions share one budget.
-        attempt = self.throttle.begin(client_key(session.peer), login)
+        attempt = await self.throttle.begin(client_key(session.peer), login)
         if attempt is None:
             log_event("auth_throttled", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
             return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
@@ -576,6 +576,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     servers = []
     for sock in bound["submission"]:
         server = await loop.create_server(factory("submission", False), sock=sock, backlog=guard.ACCEPT_BACKLOG)
+        sock.listen(guard.LISTEN_BACKLOG)  # after create_server, which set the accept batch (and this) to the above
         servers.append(server)
         log_event("listening", listener="submission", address=_bound(server), tls="starttls-required")
     for sock in bound["smtps"]:
@@ -583,6 +584,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         server = await loop.create_server(
             lambda make=make: ImplicitTLSGate(make, config.tls, limits, handshake_timeout), sock=sock,
             backlog=guard.ACCEPT_BACKLOG)
+        sock.listen(guard.LISTEN_BACKLOG)
         servers.append(server)
         log_event("listening", listener="smtps", address=_bound(server), tls="implicit")
     log_event("ready", delivery=f"relay:{config.relay[0]}:{config.relay[1]}" if config.relay else
@@ -603,7 +605,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
 
 def bind_listeners(config: ServeConfig) -> dict[str, list[socket.socket]]:
     """Bind every listener of ``config``, all or nothing (raises ``CannotListen``)."""
-    sockets = listen_sockets([*config.submission, *config.smtps], backlog=guard.ACCEPT_BACKLOG)
+    sockets = listen_sockets([*config.submission, *config.smtps], backlog=guard.LISTEN_BACKLOG)
     split = len(config.submission)
     return {"submission": [s for group in sockets[:split] for s in group],
             "smtps": [s for group in sockets[split:] for s in group]}

@@ -1,5 +1,7 @@
 """The bookkeeping that holds `serve` against hostile clients, without a server."""
 
+import asyncio
+import collections
 import resource
 import socket
 
@@ -24,64 +26,116 @@ def throttle(per_client=5, per_login=10, window=300.0):
     return AuthThrottle(per_client, per_login, window, clock=clock), clock
 
 
-def test_parallel_attempts_share_one_budget():
-    t, _ = throttle()
-    started = [t.begin("198.51.100.7", "app@d.example") for _ in range(200)]
-    assert sum(a is not None for a in started) == 5  # in flight counts: 5 verifies, 195 refusals
-    for attempt in filter(None, started):
-        t.failed(attempt)
-    assert t.begin("198.51.100.7", "other@d.example") is None
+def run(coroutine):
+    return asyncio.run(coroutine)
 
 
-def test_a_success_gives_its_slot_back():
-    t, _ = throttle(per_client=2)
-    for _ in range(10):
-        attempt = t.begin("198.51.100.7", "app@d.example")
-        assert attempt is not None
-        t.succeeded(attempt, "app@d.example")
-        t.failed(attempt)  # the finally after a success: settled already, counts nothing
-    assert t.begin("198.51.100.7", "app@d.example") is not None
+def begin_now(t, client, login):
+    """begin() when it must answer at once (no attempt in flight to wait for)."""
+    return run(asyncio.wait_for(t.begin(client, login), 5))
+
+
+def test_parallel_guesses_get_the_sequential_budget():
+    async def scenario():
+        t, _ = throttle()
+        verified = []
+
+        async def guess(i):
+            attempt = await t.begin("198.51.100.7", "app@d.example")
+            if attempt is None:
+                return 454
+            verified.append(i)
+            await asyncio.sleep(0.01)  # the verify
+            t.failed(attempt)
+            return 535
+
+        codes = await asyncio.gather(*(guess(i) for i in range(200)))
+        return collections.Counter(codes), t
+
+    codes, t = run(scenario())
+    assert codes == {535: 5, 454: 195}
+    assert begin_now(t, "198.51.100.7", "other@d.example") is None
+
+
+def test_parallel_right_passwords_wait_their_turn_and_all_pass():
+    async def scenario():
+        t, _ = throttle(per_client=5)
+        in_flight, most = 0, 0
+
+        async def login(i):
+            nonlocal in_flight, most
+            attempt = await t.begin("198.51.100.7", f"u{i % 5}@d.example")
+            assert attempt is not None
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            t.succeeded(attempt, attempt.login)
+            t.failed(attempt)  # the finally after a success: settled already, counts nothing
+            return 235
+
+        codes = await asyncio.gather(*(login(i) for i in range(20)))
+        return codes, most
+
+    codes, most = run(scenario())
+    assert codes == [235] * 20 and most == 5  # five verifies at a time from one client
+
+
+def test_a_waiting_guess_is_refused_once_the_failures_fill_the_budget():
+    async def scenario():
+        t, _ = throttle(per_client=2)
+        first, second = await t.begin("c", None), await t.begin("c", None)
+        waiting = asyncio.ensure_future(t.begin("c", None))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        t.failed(first)
+        await asyncio.sleep(0)
+        assert not waiting.done()  # one failure, one in flight: still full, still waiting
+        t.succeeded(second)
+        return await asyncio.wait_for(waiting, 5)
+
+    assert run(scenario()) is not None  # the success freed a slot
 
 
 def test_failures_age_out_of_the_window():
     t, clock = throttle(per_client=2, window=300)
     for _ in range(2):
-        t.failed(t.begin("198.51.100.7", None))
-    assert t.begin("198.51.100.7", None) is None
+        t.failed(begin_now(t, "198.51.100.7", None))
+    assert begin_now(t, "198.51.100.7", None) is None
     clock.now += 299
-    assert t.begin("198.51.100.7", None) is None
+    assert begin_now(t, "198.51.100.7", None) is None
     clock.now += 2
-    assert t.begin("198.51.100.7", None) is not None
+    assert begin_now(t, "198.51.100.7", None) is not None
 
 
 def test_a_login_is_capped_across_clients_unknown_or_not():
     t, _ = throttle(per_client=5, per_login=10)
     for i in range(10):
-        t.failed(t.begin(f"198.51.100.{i}", "ghost@d.example"))
-    assert t.begin("203.0.113.1", "ghost@d.example") is None  # a fresh client, the same login
-    assert t.begin("203.0.113.1", "app@d.example") is not None  # another login is untouched
-    assert t.begin("203.0.113.1", None) is not None  # an unparseable login has no login budget
+        t.failed(begin_now(t, f"198.51.100.{i}", "ghost@d.example"))
+    assert begin_now(t, "203.0.113.1", "ghost@d.example") is None  # a fresh client, the same login
+    assert begin_now(t, "203.0.113.1", "app@d.example") is not None  # another login is untouched
+    assert begin_now(t, "203.0.113.2", None) is not None  # an unparseable login has no login budget
 
 
 def test_a_client_that_authenticated_passes_its_logins_cap():
     t, clock = throttle(per_client=5, per_login=3)
-    t.succeeded(t.begin("192.0.2.10", "app@d.example"), "app@d.example")
+    t.succeeded(begin_now(t, "192.0.2.10", "app@d.example"), "app@d.example")
     for i in range(3):
-        t.failed(t.begin(f"198.51.100.{i}", "app@d.example"))
-    assert t.begin("198.51.100.99", "app@d.example") is None  # strangers: locked out
-    assert t.begin("192.0.2.10", "app@d.example") is not None  # its own sender: still served
+        t.failed(begin_now(t, f"198.51.100.{i}", "app@d.example"))
+    assert begin_now(t, "198.51.100.99", "app@d.example") is None  # strangers: locked out
+    assert begin_now(t, "192.0.2.10", "app@d.example") is not None  # its own sender: still served
     clock.now += guard.TRUSTED_FOR + 1
     for i in range(3):
-        t.failed(t.begin(f"198.51.100.{i}", "app@d.example"))
-    assert t.begin("192.0.2.10", "app@d.example") is None  # trust lasts a day
+        t.failed(begin_now(t, f"198.51.100.{i}", "app@d.example"))
+    assert begin_now(t, "192.0.2.10", "app@d.example") is None  # trust lasts a day
 
 
 def test_sweep_forgets_what_aged_out():
     t, clock = throttle(window=300)
     for i in range(50):
-        t.failed(t.begin(f"198.51.100.{i}", f"u{i}@d.example"))
+        t.failed(begin_now(t, f"198.51.100.{i}", f"u{i}@d.example"))
     clock.now += 301
-    t.begin("192.0.2.1", None)
+    begin_now(t, "192.0.2.1", None)
     assert set(t.clients) == {"192.0.2.1"} and t.logins == {}
 
 

@@ -107,7 +107,8 @@ def emails(run) -> int:
 
 
 def test_parallel_wrong_passwords_get_no_more_verifies_than_sequential_ones(world, tmp_path, run):
-    server = start(tmp_path, "--max-connections-per-client", "500")  # let all 200 sessions reach AUTH
+    # Let all 200 sessions reach AUTH, and wait there for each other however slow the machine.
+    server = start(tmp_path, "--max-connections-per-client", "500", "--pre-auth-timeout", "600")
     try:
         barrier = threading.Barrier(200, timeout=120)
         with ThreadPoolExecutor(200) as pool:
@@ -129,6 +130,21 @@ def test_parallel_wrong_passwords_get_no_more_verifies_than_sequential_ones(worl
     assert log.count("event=auth_failed") == 5  # verified: the sequential rule's 5, not 200
     assert log.count("event=auth_throttled") == 196
     assert log.count("event=auth_ok") == 1 and emails(run) == 1
+
+
+def test_parallel_right_passwords_from_one_address_are_all_served(world, tmp_path):
+    """Counting guesses when they start must not refuse a sender that opens many sessions at once:
+    past the per-client budget, attempts still being verified make a new one wait, not fail."""
+    server = start(tmp_path)
+    try:
+        barrier = threading.Barrier(20, timeout=120)
+        logins = ["app@d.example", "other@d.example"]
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda i: try_auth(server, "127.0.0.1", logins[i % 2], PW, barrier), range(20)))
+        assert [code for code, _ in results] == [235] * 20
+    finally:
+        log = stopped(server)
+    assert log.count("event=auth_ok") == 20 and "event=auth_throttled" not in log
 
 
 def test_a_login_is_capped_across_clients_but_not_for_its_own_sender(world, tmp_path):
@@ -268,7 +284,17 @@ def test_check_tries_the_binds_and_shows_the_caps(world, run):
             "5 minutes; timeouts 60 s before AUTH, 300 s after.") in ok.stderr
     huge = run("serve", "--check", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
                "--max-connections", "100000000")
-    assert huge.returncode == 2 and huge.stderr.startswith("Error: --max-connections 100000000 needs about ")
+    assert (huge.returncode, huge.stderr) == (2, "Error: Invalid value for '--max-connections': 100000000 is not in "
+                                                 "the range 1<=x<=1000000.\n")
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1_000_000 - 200:
+        more = run("serve", "--check", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
+                   "--max-connections", "1000000")
+        assert (more.returncode, more.stderr) == (
+            2, f"Error: --max-connections 1000000 needs about 1000128 open files, and the limit is {soft}: raise it "
+               f"(ulimit -n, systemd LimitNOFILE=) or lower --max-connections\n")
+    nan = run("serve", "--check", "--timeout", "nan")
+    assert (nan.returncode, nan.stderr) == (2, "Error: --timeout takes a number of seconds, not nan\n")
 
 
 def test_privileged_port_as_an_unprivileged_user(tmp_path):
