@@ -90,8 +90,7 @@ def serve_command(
     bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
     sockets = [s for group in bound.values() for s in group]
     try:
-        config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection,
-                                                               len(sockets))
+        config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
     except InvalidInput:
         for sock in sockets:
             sock.close()

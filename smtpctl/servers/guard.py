@@ -1,31 +1,33 @@
-"""What holds ``smtpctl serve`` against hostile clients: the AUTH throttle and
-the connection caps. Plain bookkeeping on the event loop's thread (no locks:
-asyncio runs one callback at a time), one dict lookup per event."""
+"""What holds ``smtpctl serve`` against hostile clients: the AUTH throttle,
+the connection caps, and the accept loop that applies them. Bookkeeping on
+the event loop's thread (no locks: asyncio runs one callback at a time), a
+dict lookup per connection or AUTH, nothing per message."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import ipaddress
 import resource
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from smtpctl.core.errors import InvalidInput
+from smtpctl.servers.runtime import log_event
 
-# File descriptors the process needs besides its connections: the store
-# (database, WAL, shared memory), the log, the event loop's own, about 15 in
-# all, and Maildir files being written (the delivery pool has 32 threads).
+# File descriptors the process needs besides its connections: the
+# listeners, the store (database, WAL, shared memory), the log, the event
+# loop's own, about 15 in all, and Maildir files being written (the delivery
+# pool has 32 threads). A refused connection is closed inside the accept
+# call that took it (``Listener``), so it never holds one.
 FD_RESERVE = 64
-# A listener accepts up to its asyncio backlog of connections in one go
-# before any of them is counted (the accept loop takes that many per
-# wake-up), so each listener may briefly hold that many descriptors beyond
-# the cap. The kernel's queue of connections not yet accepted is longer, so
-# that a burst of clients waits there instead of having SYNs dropped (which
-# costs a client a retry after 1, 3, 7... seconds).
-ACCEPT_BACKLOG = 32
+# The kernel's queue of connections not yet accepted: a burst of clients
+# waits there instead of having SYNs dropped (a retry after 1, 3, 7 s...).
 LISTEN_BACKLOG = 1024  # capped by net.core.somaxconn
+ACCEPT_BATCH = 64  # accepts per wake-up, so a flood does not starve the sessions already admitted
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_count_limit
 DEFAULT_MAX_AUTH_FAILURES = 5
@@ -56,36 +58,104 @@ def client_key(peer: Any) -> str:
     return str(address)
 
 
-def file_budget(listeners: int) -> int | None:
+def file_budget() -> int | None:
     """Descriptors RLIMIT_NOFILE leaves for connections, or None when unlimited."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return None
-    return max(soft - FD_RESERVE - listeners * ACCEPT_BACKLOG, 0)
+    return max(soft - FD_RESERVE, 0)
 
 
-def default_max_connections(fds_per_connection: int, listeners: int) -> int:
+def default_max_connections(fds_per_connection: int) -> int:
     """1,000, or fewer when the open files limit cannot hold that many:
     past the cap a connection is refused; at EMFILE nobody is served."""
-    budget = file_budget(listeners)
+    budget = file_budget()
     if budget is None:
         return DEFAULT_MAX_CONNECTIONS
     return max(1, min(DEFAULT_MAX_CONNECTIONS, budget // fds_per_connection))
 
 
-def checked_max_connections(wanted: int | None, fds_per_connection: int, listeners: int) -> int:
+def checked_max_connections(wanted: int | None, fds_per_connection: int) -> int:
     """``--max-connections``, or its default; raises ``InvalidInput`` when
     the open files limit cannot hold that many (the server would hit EMFILE,
     and then serve nobody, instead of refusing the extra connections)."""
     if wanted is None:
-        return default_max_connections(fds_per_connection, listeners)
-    budget = file_budget(listeners)
+        return default_max_connections(fds_per_connection)
+    budget = file_budget()
     if budget is not None and wanted * fds_per_connection > budget:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        needed = wanted * fds_per_connection + FD_RESERVE + listeners * ACCEPT_BACKLOG
-        raise InvalidInput(f"--max-connections {wanted} needs about {needed} open files, and the limit is {soft}: "
-                           f"raise it (ulimit -n, systemd LimitNOFILE=) or lower --max-connections")
+        raise InvalidInput(f"--max-connections {wanted} needs about {wanted * fds_per_connection + FD_RESERVE} "
+                           f"open files, and the limit is {soft}: raise it (ulimit -n, systemd LimitNOFILE=) "
+                           f"or lower --max-connections")
     return wanted
+
+
+class Listener:
+    """Accepts connections on a bound socket and counts each against the
+    caps in the same step, before asyncio sees it.
+
+    With ``loop.create_server`` a connection is counted only when its
+    protocol starts, after the accept loop has taken a whole batch, so a
+    flood briefly holds descriptors beyond any cap. Here a connection past a
+    cap is answered (when ``clear_refusal``: there is no clear-text channel on
+    an implicit-TLS port) and closed inside the call that accepted it; an
+    admitted one goes to ``admitted(conn, key)``, which must release ``key``
+    when the connection ends.
+    """
+
+    def __init__(self, sock: socket.socket, name: str, limits: "ConnectionLimits",
+                 admitted: Callable[[socket.socket, str], None], clear_refusal: bool):
+        self.sock, self.name, self.limits, self.admitted, self.clear_refusal = (
+            sock, name, limits, admitted, clear_refusal)
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
+
+    @property
+    def address(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def start(self) -> None:
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of descriptors all the same (another part of the process, or the system):
+                # pause this listener for a second, as asyncio does, and say so once.
+                log_event("accept_paused", listener=self.name, error=errno.errorcode.get(exc.errno, str(exc.errno)))
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(1.0, self.start)
+                return
+            conn.setblocking(False)
+            key = client_key(peer)
+            refused = self.limits.admit(key)
+            if refused is None:
+                self.admitted(conn, key)
+                continue
+            if self.clear_refusal:
+                try:
+                    conn.send(TOO_MANY_CONNECTIONS[refused].encode() + b"\r\n")
+                except OSError:
+                    pass
+            conn.close()
+            log_event("connection_refused", listener=self.name,
+                      peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer), cap=refused)
 
 
 class ConnectionLimits:

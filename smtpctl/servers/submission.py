@@ -9,9 +9,10 @@ Built on aiosmtpd, with its known traps handled:
   (#566): we send the customary ``Username:`` / ``Password:``;
 - its authenticator is called synchronously, and an argon2 verify costs
   ~40 ms: we verify on worker threads and keep the event loop free;
-- it has no connection caps: ``guard.py`` counts connections when they are
-  accepted (on the implicit-TLS port before the handshake, see
-  ``ImplicitTLSGate``) and AUTH attempts when they start.
+- it has no connection caps: ``guard.Listener`` counts connections in the
+  call that accepts them (on the implicit-TLS port before the handshake,
+  see ``ImplicitTLSGate``), and ``guard.AuthThrottle`` counts AUTH attempts
+  when they start.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from smtpctl.core import passwords, rules, services, usage
 from smtpctl.core.errors import InvalidInput
 from smtpctl.servers import guard
-from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, client_key
+from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
@@ -89,7 +90,7 @@ class SubmissionSMTP(SMTP):
     def __init__(self, handler: "SubmissionHandler", *, listener: str, implicit_tls: bool,
                  limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None, **kwargs: Any):
         self.listener, self.implicit_tls, self.limits = listener, implicit_tls, limits
-        self.slot: str | None = None  # the client this connection is counted under, until it closes
+        self.slot: str | None = None  # the client this connection is counted under (guard.Listener), until it closes
         self._pending: tuple[str, Any] | None = None
         super().__init__(handler, **kwargs)
         self.authenticated_timeout = self._timeout_duration
@@ -101,25 +102,18 @@ class SubmissionSMTP(SMTP):
             transport.close()  # never offer AUTH on a clear channel
             return
         starttls = self._tls_protocol is not None  # aiosmtpd calls us again on the TLS transport
-        if not starttls and self.slot is None and self.limits is not None:
-            key = client_key(transport.get_extra_info("peername"))
-            refused = self.limits.admit(key)
-            if refused is not None:
-                transport.write(guard.TOO_MANY_CONNECTIONS[refused].encode() + b"\r\n")
-                transport.close()
-                log_event("connection_refused", listener=self.listener,
-                          peer=_peer_text(transport.get_extra_info("peername")), cap=refused)
-                return
-            self.slot = key
         super().connection_made(transport)
         log_event("starttls" if starttls else "connect", listener=self.listener, peer=_peer(self.session))
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def release_slot(self) -> None:
         key, self.slot = self.slot, None
         if key is not None and self.limits is not None:
             self.limits.release(key)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.release_slot()
         if self.session is None:
-            return  # refused before a session began
+            return  # closed before a session began
         log_event("disconnect", listener=self.listener, peer=_peer(self.session),
                   login=self.session.auth_data if self.session.authenticated else None)
         super().connection_lost(exc)
@@ -164,32 +158,23 @@ def _peer_text(peer: Any) -> str | None:
 
 
 class ImplicitTLSGate(asyncio.Protocol):
-    """The first protocol of a connection to an implicit-TLS listener.
+    """The first protocol of an admitted connection to an implicit-TLS listener.
 
-    It counts the connection against the caps before the TLS handshake (which
+    The connection was counted when accepted, before the TLS handshake (which
     costs the server CPU, and which a hostile client may never finish: with
-    ``create_server(ssl=...)`` such a connection holds a descriptor unseen by
-    any cap), refuses it past them (closing it: there is no clear-text channel
-    to say 421 on), else runs the handshake with ``loop.start_tls`` and hands
-    the encrypted transport to a ``SubmissionSMTP``, which releases the slot
-    when it closes.
+    ``create_server(ssl=...)`` such a connection would hold a slot with no
+    protocol to release it). This runs the handshake with
+    ``loop.start_tls``, releases the slot if it fails, else hands the
+    encrypted transport, and the slot, to a ``SubmissionSMTP``.
     """
 
     def __init__(self, make: Callable[[], "SubmissionSMTP"], context: ssl.SSLContext, limits: ConnectionLimits,
-                 handshake_timeout: float):
+                 handshake_timeout: float, key: str):
         self.make, self.context, self.limits, self.handshake_timeout = make, context, limits, handshake_timeout
-        self.key: str | None = None
+        self.key: str | None = key
         self.task: asyncio.Task | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        key = client_key(peer)
-        refused = self.limits.admit(key)
-        if refused is not None:
-            transport.abort()
-            log_event("connection_refused", listener="smtps", peer=_peer_text(peer), cap=refused)
-            return
-        self.key = key
         transport.pause_reading()  # the ClientHello waits for start_tls, not for this protocol
         self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
 
@@ -200,16 +185,16 @@ class ImplicitTLSGate(asyncio.Protocol):
                 transport, app, self.context, server_side=True, ssl_handshake_timeout=self.handshake_timeout)
         except asyncio.CancelledError:
             transport.abort()
-            self._release()
+            self.release()
             raise
         except Exception as exc:  # a failed or abandoned handshake: the client's problem, one line
             transport.abort()
-            self._release()
+            self.release()
             log_event("tls_failed", listener="smtps", peer=_peer_text(transport.get_extra_info("peername")),
                       error=type(exc).__name__)
             return
         if encrypted is None or encrypted.is_closing():
-            self._release()
+            self.release()
             return
         app.slot, self.key = self.key, None
         app.connection_made(encrypted)
@@ -218,9 +203,9 @@ class ImplicitTLSGate(asyncio.Protocol):
         # Only before start_tls took the transport over: the client left first.
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        self._release()
+        self.release()
 
-    def _release(self) -> None:
+    def release(self) -> None:
         key, self.key = self.key, None
         if key is not None:
             self.limits.release(key)
@@ -555,9 +540,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
             log_event("reconciled", published=published, removed=removed,
                       note="messages a stopped server left staged: billed ones delivered, the rest removed")
 
-    listeners = sum(len(group) for group in bound.values())
-    limits = ConnectionLimits(config.max_connections
-                              or guard.default_max_connections(config.fds_per_connection, listeners),
+    limits = ConnectionLimits(config.max_connections or guard.default_max_connections(config.fds_per_connection),
                               config.max_connections_per_client)
 
     def factory(listener: str, implicit: bool):
@@ -573,20 +556,43 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         return make
 
     handshake_timeout = min(config.pre_auth_timeout, 60.0)
-    servers = []
-    for sock in bound["submission"]:
-        server = await loop.create_server(factory("submission", False), sock=sock, backlog=guard.ACCEPT_BACKLOG)
-        sock.listen(guard.LISTEN_BACKLOG)  # after create_server, which set the accept batch (and this) to the above
-        servers.append(server)
-        log_event("listening", listener="submission", address=_bound(server), tls="starttls-required")
-    for sock in bound["smtps"]:
-        make = factory("smtps", True)
-        server = await loop.create_server(
-            lambda make=make: ImplicitTLSGate(make, config.tls, limits, handshake_timeout), sock=sock,
-            backlog=guard.ACCEPT_BACKLOG)
-        sock.listen(guard.LISTEN_BACKLOG)
-        servers.append(server)
-        log_event("listening", listener="smtps", address=_bound(server), tls="implicit")
+
+    adopting: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    async def adopt(conn: socket.socket, protocol: asyncio.Protocol, release: Callable[[], None]) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock=conn)
+        except asyncio.CancelledError:
+            conn.close()
+            release()
+            raise
+        except Exception:  # the client is gone already; its slot goes back
+            conn.close()
+            release()
+
+    def start_adopting(conn: socket.socket, protocol: asyncio.Protocol, release: Callable[[], None]) -> None:
+        task = loop.create_task(adopt(conn, protocol, release))
+        adopting.add(task)
+        task.add_done_callback(adopting.discard)
+
+    def submission_admitted(conn: socket.socket, key: str) -> None:
+        app = make_submission()
+        app.slot = key
+        start_adopting(conn, app, app.release_slot)
+
+    def smtps_admitted(conn: socket.socket, key: str) -> None:
+        gate = ImplicitTLSGate(make_smtps, config.tls, limits, handshake_timeout, key)
+        start_adopting(conn, gate, gate.release)
+
+    make_submission, make_smtps = factory("submission", False), factory("smtps", True)
+    listening: list[Listener] = []
+    for name, admitted, clear in (("submission", submission_admitted, True), ("smtps", smtps_admitted, False)):
+        for sock in bound[name]:
+            listener = Listener(sock, name, limits, admitted, clear_refusal=clear)
+            listener.start()
+            listening.append(listener)
+            log_event("listening", listener=name, address=listener.address,
+                      tls="starttls-required" if clear else "implicit")
     log_event("ready", delivery=f"relay:{config.relay[0]}:{config.relay[1]}" if config.relay else
               f"maildir:{config.maildir}", max_connections=limits.total,
               max_connections_per_client=limits.per_client)
@@ -594,10 +600,8 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         log_event("stopping")
-        for server in servers:
-            server.close()
-        for server in servers:
-            await server.wait_closed()
+        for listener in listening:
+            listener.close()
         handler.close()
         worker.close()
         log_event("stopped")
@@ -609,8 +613,3 @@ def bind_listeners(config: ServeConfig) -> dict[str, list[socket.socket]]:
     split = len(config.submission)
     return {"submission": [s for group in sockets[:split] for s in group],
             "smtps": [s for group in sockets[split:] for s in group]}
-
-
-def _bound(server: asyncio.base_events.Server) -> str:
-    host, port = server.sockets[0].getsockname()[:2]
-    return f"{host}:{port}"

@@ -177,19 +177,20 @@ def nofile():
 
 def test_default_max_connections_follows_the_open_files_limit(nofile):
     nofile(256)
-    assert guard.default_max_connections(1, 2) == 256 - 64 - 2 * 32 == 128
-    assert guard.default_max_connections(2, 2) == 64  # relayed: each session also holds a next-hop socket
-    assert guard.default_max_connections(1, 10) == 1
+    assert guard.default_max_connections(1) == 256 - 64 == 192
+    assert guard.default_max_connections(2) == 96  # relayed: each session also holds a next-hop socket
+    nofile(64)
+    assert guard.default_max_connections(1) == 1
     if nofile.hard >= 1100:
         nofile(1100)
-        assert guard.default_max_connections(1, 1) == 1000
-        assert guard.checked_max_connections(1000, 1, 1) == 1000
+        assert guard.default_max_connections(1) == 1000
+        assert guard.checked_max_connections(1000, 1) == 1000
     nofile(256)
     with pytest.raises(InvalidInput) as err:
-        guard.checked_max_connections(500, 1, 3)
-    assert err.value.message == ("--max-connections 500 needs about 660 open files, and the limit is 256: raise it "
+        guard.checked_max_connections(500, 1)
+    assert err.value.message == ("--max-connections 500 needs about 564 open files, and the limit is 256: raise it "
                                  "(ulimit -n, systemd LimitNOFILE=) or lower --max-connections")
-    assert guard.checked_max_connections(None, 1, 3) == 96
+    assert guard.checked_max_connections(None, 1) == 192
 
 
 def free_port():
