@@ -31,24 +31,30 @@ def serve_command(
     maildir: Annotated[Optional[Path], typer.Option("--maildir", help="Deliver here when there is no --relay "
                                                     "(default: a Maildir beside the store).")] = None,
     hostname: Annotated[str, typer.Option("--hostname", help="Name in the greeting and Received headers.")] = "localhost",
-    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, max=60, help="Seconds a failed AUTH costs.")] = 1.0,
+    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, max=60,
+                                              help="Seconds a failed AUTH costs.")] = 1.0,
     max_auth_failures: Annotated[int, typer.Option(
-        "--max-auth-failures", min=1, max=1_000_000, help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in "
-                                           "5 minutes, counted when they start; then 454.")] = 5,
+        "--max-auth-failures", min=1, max=1_000_000,
+        help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in 5 minutes, counted when they "
+             "start; then 454.")] = 5,
     max_auth_failures_per_login: Annotated[int, typer.Option(
-        "--max-auth-failures-per-login", min=1, max=1_000_000, help="Failed AUTHs on one login, from all clients together, in "
-                                                     "5 minutes; then 454 for that login (a client that "
-                                                     "authenticated as it within a day is exempt).")] = 10,
+        "--max-auth-failures-per-login", min=1, max=1_000_000,
+        help="Failed AUTHs on one login, from all clients together, in 5 minutes; then 454 for that login (a "
+             "client that authenticated as it within a day is exempt).")] = 10,
     max_connections: Annotated[Optional[int], typer.Option(
-        "--max-connections", min=1, max=1_000_000, help="Concurrent connections in all (default 1000, or fewer when the open "
-                                         "files limit cannot hold them); past it 421.")] = None,
+        "--max-connections", min=1, max=1_000_000,
+        help="Concurrent connections in all (default 1000, or fewer when the open files limit cannot hold them); "
+             "past it 421.")] = None,
     max_connections_per_client: Annotated[int, typer.Option(
-        "--max-connections-per-client", min=1, max=1_000_000, help="Concurrent connections from one client (an IPv4 address "
-                                                    "or an IPv6 /64); past it 421.")] = 50,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, max=86400, help="Seconds an authenticated client may take "
-                                           "per command or data line before it is disconnected.")] = 300.0,
-    pre_auth_timeout: Annotated[float, typer.Option("--pre-auth-timeout", min=1, max=86400, help="The same before AUTH "
-                                                    "(and for the TLS handshake on --smtps, at most 60).")] = 60.0,
+        "--max-connections-per-client", min=1, max=1_000_000,
+        help="Concurrent connections from one client (an IPv4 address or an IPv6 /64); past it 421.")] = 50,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1, max=86400,
+        help="Seconds an authenticated client may take per command or data line before it is "
+             "disconnected.")] = 300.0,
+    pre_auth_timeout: Annotated[float, typer.Option(
+        "--pre-auth-timeout", min=1, max=86400,
+        help="The same before AUTH (and for the TLS handshake on --smtps, at most 60).")] = 60.0,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
     """Run an SMTP submission server that authenticates and meters against the store."""
@@ -84,19 +90,13 @@ def serve_command(
         relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
         relay_password=os.environ.get("SMTPCTL_RELAY_PASSWORD") or None,
         hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
-        max_auth_failures_per_login=max_auth_failures_per_login, max_connections_per_client=max_connections_per_client,
-        timeout=timeout, pre_auth_timeout=pre_auth_timeout,
+        max_auth_failures_per_login=max_auth_failures_per_login,
+        max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
+    config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
     bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
-    sockets = [s for group in bound.values() for s in group]
-    try:
-        config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
-    except InvalidInput:
-        for sock in sockets:
-            sock.close()
-        raise
     if check:
-        for sock in sockets:
+        for sock in (s for group in bound.values() for s in group):
             sock.close()
         message(f"Configuration OK: submission {', '.join(f'{h}:{p}' for h, p in listeners) or 'none'}; "
                 f"smtps {', '.join(f'{h}:{p}' for h, p in implicit) or 'none'}; TLS {tls_cert}; "
