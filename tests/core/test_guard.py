@@ -220,3 +220,17 @@ def test_listen_sockets_names_the_cause():
     with pytest.raises(CannotListen) as err:
         listen_sockets([("no-such-host.invalid", 2525)])
     assert err.value.message.startswith("cannot listen on no-such-host.invalid:2525: ")
+
+
+def test_listen_sockets_ipv6():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        [[sock]] = listen_sockets([("::1", 0)])
+    except CannotListen as err:
+        pytest.skip(f"no IPv6 loopback here: {err.message}")
+    port = sock.getsockname()[1]
+    with pytest.raises(CannotListen) as err:
+        listen_sockets([("::1", port)])
+    sock.close()
+    assert err.value.message == f"cannot listen on [::1]:{port}: address already in use"

@@ -269,9 +269,15 @@ def test_idle_sessions_time_out_sooner_before_auth(world, tmp_path):
         assert client.noop()[0] == 250
         client.quit()
         idle.close()
+        # A connection to the implicit-TLS port that never starts its handshake is dropped as soon.
+        silent = socket.create_connection(server.addresses["smtps"], timeout=10, source_address=("127.0.0.3", 0))
+        started = time.monotonic()
+        assert closed_by_server(silent) and time.monotonic() - started < 5
+        silent.close()
     finally:
         log = stopped(server)
     assert "event=timeout listener=submission peer=127.0.0.1:" in log
+    assert "event=tls_failed listener=smtps peer=127.0.0.3:" in log
 
 
 def test_port_in_use_is_one_error_and_nothing_served(world, tmp_path, run):
