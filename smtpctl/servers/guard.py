@@ -224,9 +224,10 @@ class AuthThrottle:
             if now - self._swept > self.window:
                 self._sweep(now)
             cutoff = now - self.window
-            by_client = self.clients.get(client) or self.clients.setdefault(client, _Slots())
             counted = login is not None and self.trusted.get((login, client), 0.0) < now
-            by_login = (self.logins.get(login) or self.logins.setdefault(login, _Slots())) if counted else None
+            # Looked up, not created: a refused attempt must not grow the tables (random logins).
+            by_client = self.clients.get(client)
+            by_login = self.logins.get(login) if counted else None
             full = None
             for slots, limit in ((by_client, self.per_client), (by_login, self.per_login)):
                 if slots is None:
@@ -236,10 +237,14 @@ class AuthThrottle:
                 if slots.recent_failures(cutoff) + slots.pending >= limit:
                     full = slots
             if full is None:
+                if by_client is None:
+                    by_client = self.clients[client] = _Slots()
                 by_client.pending += 1
-                if by_login is not None:
+                if counted:
+                    if by_login is None:
+                        by_login = self.logins[login] = _Slots()
                     by_login.pending += 1
-                return Attempt(client, login if by_login is not None else None)
+                return Attempt(client, login if counted else None)
             waiter = asyncio.get_running_loop().create_future()
             full.waiters.append(waiter)
             await waiter  # an attempt in flight settled: look again

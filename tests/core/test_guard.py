@@ -130,6 +130,14 @@ def test_a_client_that_authenticated_passes_its_logins_cap():
     assert begin_now(t, "192.0.2.10", "app@d.example") is None  # trust lasts a day
 
 
+def test_refused_guesses_do_not_grow_the_tables():
+    t, _ = throttle(per_client=1)
+    t.failed(begin_now(t, "198.51.100.7", "u0@d.example"))
+    for i in range(1, 1000):
+        assert begin_now(t, "198.51.100.7", f"u{i}@d.example") is None
+    assert len(t.clients) == 1 and len(t.logins) == 1
+
+
 def test_sweep_forgets_what_aged_out():
     t, clock = throttle(window=300)
     for i in range(50):
