@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -30,20 +31,44 @@ def serve_command(
     maildir: Annotated[Optional[Path], typer.Option("--maildir", help="Deliver here when there is no --relay "
                                                     "(default: a Maildir beside the store).")] = None,
     hostname: Annotated[str, typer.Option("--hostname", help="Name in the greeting and Received headers.")] = "localhost",
-    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, help="Seconds a failed AUTH costs.")] = 1.0,
-    max_auth_failures: Annotated[int, typer.Option("--max-auth-failures", min=1,
-                                                   help="Failed AUTHs from one address before it is refused for "
-                                                        "5 minutes.")] = 5,
+    auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, max=60,
+                                              help="Seconds a failed AUTH costs.")] = 1.0,
+    max_auth_failures: Annotated[int, typer.Option(
+        "--max-auth-failures", min=1, max=1_000_000,
+        help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in 5 minutes, counted when they "
+             "start; then 454.")] = 5,
+    max_auth_failures_per_login: Annotated[int, typer.Option(
+        "--max-auth-failures-per-login", min=1, max=1_000_000,
+        help="Failed AUTHs on one login, from all clients together, in 5 minutes; then 454 for that login (a "
+             "client that authenticated as it within a day is exempt).")] = 10,
+    max_connections: Annotated[Optional[int], typer.Option(
+        "--max-connections", min=1, max=1_000_000,
+        help="Concurrent connections in all (default 1000, or fewer when the open files limit cannot hold them); "
+             "past it 421.")] = None,
+    max_connections_per_client: Annotated[int, typer.Option(
+        "--max-connections-per-client", min=1, max=1_000_000,
+        help="Concurrent connections from one client (an IPv4 address or an IPv6 /64); past it 421.")] = 50,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1, max=86400,
+        help="Seconds an authenticated client may take per command or data line before it is "
+             "disconnected.")] = 300.0,
+    pre_auth_timeout: Annotated[float, typer.Option(
+        "--pre-auth-timeout", min=1, max=86400,
+        help="The same before AUTH (and for the TLS handshake on --smtps, at most 60).")] = 60.0,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
     """Run an SMTP submission server that authenticates and meters against the store."""
-    from smtpctl.servers import runtime, submission as sub, tls
+    from smtpctl.servers import guard, runtime, submission as sub, tls
 
     store = store_of(ctx)  # opens and migrates: a bad store fails here, before listening
     state = ctx.find_object(AppState)
     listeners = [runtime.parse_address(a, "--submission") for a in (submission or sub.DEFAULT_SUBMISSION)]
     implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
+    for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
+                            ("--pre-auth-timeout", pre_auth_timeout)):
+        if math.isnan(seconds):  # a range check lets NaN through
+            raise InvalidInput(f"{option} takes a number of seconds, not {seconds}")
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("give both --tls-cert and --tls-key, or neither (a self-signed pair is made)")
     data_dir = store.path.parent
@@ -65,12 +90,22 @@ def serve_command(
         relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
         relay_password=os.environ.get("SMTPCTL_RELAY_PASSWORD") or None,
         hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
+        max_auth_failures_per_login=max_auth_failures_per_login,
+        max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
+    config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
+    bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
     if check:
+        for sock in (s for group in bound.values() for s in group):
+            sock.close()
         message(f"Configuration OK: submission {', '.join(f'{h}:{p}' for h, p in listeners) or 'none'}; "
                 f"smtps {', '.join(f'{h}:{p}' for h, p in implicit) or 'none'}; TLS {tls_cert}; "
-                f"delivery {'relay ' + relay if relay else 'maildir ' + str(box)}.")
+                f"delivery {'relay ' + relay if relay else 'maildir ' + str(box)}; "
+                f"connections at most {config.max_connections} ({max_connections_per_client} per client); "
+                f"AUTH failures at most {max_auth_failures} per client and {max_auth_failures_per_login} per "
+                f"login in 5 minutes; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after.")
         return
+    config.bound = bound
     state.close()  # the server opens its own connection on its own thread
     runtime.run_until_stopped(lambda stop: sub.serve(config, stop))
 

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     BLOCKED = 6
     STORE = 7
     AUTH_FAILED = 8
+    CANNOT_LISTEN = 9
 
 
 class SmtpctlError(Exception):
@@ -58,3 +59,9 @@ class StoreError(SmtpctlError):
 
 class AuthFailed(SmtpctlError):
     exit_code = ExitCode.AUTH_FAILED
+
+
+class CannotListen(SmtpctlError):
+    """A server cannot bind one of its addresses (in use, not permitted, not on this host)."""
+
+    exit_code = ExitCode.CANNOT_LISTEN

@@ -1,17 +1,19 @@
 """What both servers share: structured log lines, the store on its own
-thread, listen addresses, and a clean stop on SIGTERM/SIGINT."""
+thread, listen addresses bound all or nothing, and a clean stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from smtpctl.core.clock import now_iso
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.errors import CannotListen, InvalidInput
 from smtpctl.core.store import Store
 
 T = TypeVar("T")
@@ -70,6 +72,69 @@ def parse_address(text: str, option: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise InvalidInput(f"{option}: port {number} is out of range")
     return host, number
+
+
+def show_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_sockets(addresses: list[tuple[str, int]], backlog: int = 100) -> list[list[socket.socket]]:
+    """Bind and listen on every address, all or nothing: one list of sockets
+    per address, in order (a name such as ``localhost`` may give one socket
+    per address family, as ``asyncio`` does). Hand them to
+    ``loop.create_server(sock=...)``. Raises ``CannotListen`` naming the
+    address and the cause after closing every socket already bound, so a
+    server that cannot take all its addresses takes none."""
+    bound: list[list[socket.socket]] = []
+    try:
+        for host, port in addresses:
+            bound.append(_listen(host, port, backlog))
+    except CannotListen:
+        for sockets in bound:
+            for sock in sockets:
+                sock.close()
+        raise
+    return bound
+
+
+def _listen(host: str, port: int, backlog: int) -> list[socket.socket]:
+    where = show_address(host, port)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot listen on {where}: {exc.strerror.lower()}") from None
+    sockets: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio: a restart is not "in use"
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise CannotListen(f"cannot listen on {where}: {_cause(exc, port)}") from None
+    return sockets
+
+
+def _cause(exc: OSError, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        if 0 < port < 1024:
+            return "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+        return "permission denied"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this host has no such address"
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def run_until_stopped(main: Callable[[asyncio.Event], Any]) -> None:

@@ -8,13 +8,16 @@ Built on aiosmtpd, with its known traps handled:
 - its AUTH LOGIN challenges end in a NUL byte that breaks some clients
   (#566): we send the customary ``Username:`` / ``Password:``;
 - its authenticator is called synchronously, and an argon2 verify costs
-  ~40 ms: we verify on worker threads and keep the event loop free.
+  ~40 ms: we verify on worker threads and keep the event loop free;
+- it has no connection caps: ``guard.Listener`` counts connections in the
+  call that accepts them (on the implicit-TLS port before the handshake,
+  see ``ImplicitTLSGate``), and ``guard.AuthThrottle`` counts AUTH attempts
+  when they start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import re
 import smtplib
@@ -31,8 +34,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from smtpctl.core import passwords, rules, services, usage
 from smtpctl.core.errors import InvalidInput
+from smtpctl.servers import guard
+from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
 from smtpctl.servers.metering import GroupCommit
-from smtpctl.servers.runtime import StoreWorker, log_event
+from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
 DEFAULT_SMTPS = ("127.0.0.1:465",)
@@ -60,29 +65,20 @@ class ServeConfig:
     relay_password: str | None = field(default=None, repr=False)
     hostname: str = "localhost"
     auth_delay: float = 1.0
-    max_auth_failures: int = 5
-    failure_window: float = 300.0
+    max_auth_failures: int = guard.DEFAULT_MAX_AUTH_FAILURES
+    max_auth_failures_per_login: int = guard.DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN
+    failure_window: float = guard.DEFAULT_FAILURE_WINDOW
     data_size_limit: int = 25 * 1024 * 1024
+    max_connections: int | None = None  # None: guard.default_max_connections
+    max_connections_per_client: int = guard.DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    timeout: float = 300.0  # per command once authenticated (RFC 5321 4.5.3.2.7)
+    pre_auth_timeout: float = 60.0  # per command before AUTH: an idle stranger frees its slot sooner
+    # Sockets already bound by runtime.listen_sockets, per listener kind; empty: serve() binds them.
+    bound: dict[str, list[socket.socket]] = field(default_factory=dict, repr=False)
 
-
-class AuthThrottle:
-    """Failed AUTHs per client address within a window."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit, self.window = limit, window
-        self.failures: dict[str, collections.deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        recent = self.failures.get(address)
-        if not recent:
-            return False
-        cutoff = time.monotonic() - self.window
-        while recent and recent[0] < cutoff:
-            recent.popleft()
-        return len(recent) >= self.limit
-
-    def failed(self, address: str) -> None:
-        self.failures.setdefault(address, collections.deque()).append(time.monotonic())
+    @property
+    def fds_per_connection(self) -> int:
+        return 2 if self.relay is not None else 1  # a relayed session also holds its next-hop socket
 
 
 _DEFERRED = AuthResult(success=False, handled=True)
@@ -92,10 +88,15 @@ class SubmissionSMTP(SMTP):
     AuthLoginUsernameChallenge = "Username:"
     AuthLoginPasswordChallenge = "Password:"
 
-    def __init__(self, handler: "SubmissionHandler", *, listener: str, implicit_tls: bool, **kwargs: Any):
-        self.listener, self.implicit_tls = listener, implicit_tls
+    def __init__(self, handler: "SubmissionHandler", *, listener: str, implicit_tls: bool,
+                 limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None, **kwargs: Any):
+        self.listener, self.implicit_tls, self.limits = listener, implicit_tls, limits
+        self.slot: str | None = None  # the client this connection is counted under (guard.Listener), until it closes
         self._pending: tuple[str, Any] | None = None
         super().__init__(handler, **kwargs)
+        self.authenticated_timeout = self._timeout_duration
+        if pre_auth_timeout:
+            self._timeout_duration = min(pre_auth_timeout, self.authenticated_timeout)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.implicit_tls and transport.get_extra_info("ssl_object") is None:
@@ -105,12 +106,24 @@ class SubmissionSMTP(SMTP):
         super().connection_made(transport)
         log_event("starttls" if starttls else "connect", listener=self.listener, peer=_peer(self.session))
 
+    def release_slot(self) -> None:
+        key, self.slot = self.slot, None
+        if key is not None and self.limits is not None:
+            self.limits.release(key)
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.session is not None:
-            log_event("disconnect", listener=self.listener, peer=_peer(self.session),
-                      login=self.session.auth_data if self.session.authenticated else None)
+        self.release_slot()
+        if self.session is None:
+            return  # closed before a session began
+        log_event("disconnect", listener=self.listener, peer=_peer(self.session),
+                  login=self.session.auth_data if self.session.authenticated else None)
         self.event_handler.close_leg(self.envelope)  # a client gone between MAIL and DATA
         super().connection_lost(exc)
+
+    def _timeout_cb(self) -> None:
+        log_event("timeout", listener=self.listener, peer=_peer(self.session),
+                  login=self.session.auth_data if self.session and self.session.authenticated else None)
+        super()._timeout_cb()
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         self._pending = (mechanism, auth_data)  # checked asynchronously below
@@ -121,7 +134,11 @@ class SubmissionSMTP(SMTP):
             return result
         mechanism, data = self._pending
         self._pending = None
-        return await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
+        result = await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
+        if result.success:
+            self._timeout_duration = self.authenticated_timeout
+            self._reset_timeout()  # the running timer was set with the pre-AUTH timeout
+        return result
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._checked(await super().auth_PLAIN(_, args))
@@ -131,16 +148,76 @@ class SubmissionSMTP(SMTP):
 
 
 def _peer(session: Session | None) -> str | None:
-    if session is None or not session.peer:
+    if session is None:
         return None
-    peer = session.peer
+    return _peer_text(session.peer)
+
+
+def _peer_text(peer: Any) -> str | None:
+    if not peer:
+        return None
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+class ImplicitTLSGate(asyncio.Protocol):
+    """The first protocol of an admitted connection to an implicit-TLS listener.
+
+    The connection was counted when accepted, before the TLS handshake (which
+    costs the server CPU, and which a hostile client may never finish: with
+    ``create_server(ssl=...)`` such a connection would hold a slot with no
+    protocol to release it). This runs the handshake with
+    ``loop.start_tls``, releases the slot if it fails, else hands the
+    encrypted transport, and the slot, to a ``SubmissionSMTP``.
+    """
+
+    def __init__(self, make: Callable[[], "SubmissionSMTP"], context: ssl.SSLContext, limits: ConnectionLimits,
+                 handshake_timeout: float, key: str):
+        self.make, self.context, self.limits, self.handshake_timeout = make, context, limits, handshake_timeout
+        self.key: str | None = key
+        self.task: asyncio.Task | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.pause_reading()  # the ClientHello waits for start_tls, not for this protocol
+        self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.BaseTransport) -> None:
+        app = self.make()
+        try:
+            encrypted = await asyncio.get_running_loop().start_tls(
+                transport, app, self.context, server_side=True, ssl_handshake_timeout=self.handshake_timeout)
+        except asyncio.CancelledError:
+            transport.abort()
+            self.release()
+            raise
+        except Exception as exc:  # a failed or abandoned handshake: the client's problem, one line
+            transport.abort()
+            self.release()
+            log_event("tls_failed", listener="smtps", peer=_peer_text(transport.get_extra_info("peername")),
+                      error=type(exc).__name__)
+            return
+        if encrypted is None or encrypted.is_closing():
+            self.release()
+            return
+        app.slot, self.key = self.key, None
+        app.connection_made(encrypted)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Only before start_tls took the transport over: the client left first.
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.release()
+
+    def release(self) -> None:
+        key, self.key = self.key, None
+        if key is not None:
+            self.limits.release(key)
 
 
 class SubmissionHandler:
     def __init__(self, config: ServeConfig, worker: StoreWorker):
         self.config, self.worker = config, worker
-        self.throttle = AuthThrottle(config.max_auth_failures, config.failure_window)
+        self.throttle = AuthThrottle(config.max_auth_failures, config.max_auth_failures_per_login,
+                                     config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
         self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
         self.spool = MaildirSpool(config.maildir)
@@ -148,38 +225,43 @@ class SubmissionHandler:
 
     async def authenticate(self, session: Session, mechanism: str, raw_login: bytes,
                            raw_password: bytes) -> AuthResult:
-        address = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
-        if self.throttle.blocked(address):
-            log_event("auth_throttled", peer=_peer(session), mechanism=mechanism)
-            return AuthResult(success=False, handled=False,
-                              message="454 4.7.0 Too many failed authentications; try again later")
         try:
             login_text, password = raw_login.decode("utf-8"), raw_password.decode("utf-8")
             name, domain = rules.parse_login(login_text)
             login = f"{name}@{domain}"
         except (UnicodeDecodeError, InvalidInput):
             login, password = None, None
-        credential = await self.worker.call(lambda store: store.credential(login)) if login else None
-        loop = asyncio.get_running_loop()
-        if credential is None:
-            await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
-            ok, new_hash = False, None
-        else:
-            ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
-                                                      credential.password_hash)
-        if not ok:
-            self.throttle.failed(address)
-            log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
-            await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
-            return AuthResult(success=False, handled=False)
-        status = await self.worker.call(usage.sender_status, login)
-        if status != "ok":
-            log_event("auth_refused", peer=_peer(session), login=login, reason=status)
-            return AuthResult(success=False, handled=False, message=REFUSALS[status].replace("550", "535", 1))
-        if new_hash is not None:
-            await self.worker.call(services.store_rehash, credential, new_hash)
-        log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login)
-        return AuthResult(success=True, auth_data=login)
+        # The guess is counted before it is verified, so parallel sessions share one budget.
+        attempt = await self.throttle.begin(client_key(session.peer), login)
+        if attempt is None:
+            log_event("auth_throttled", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+            return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
+        try:
+            credential = await self.worker.call(lambda store: store.credential(login)) if login else None
+            loop = asyncio.get_running_loop()
+            if credential is None:
+                await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
+                ok, new_hash = False, None
+            else:
+                ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
+                                                          credential.password_hash)
+            if not ok:
+                self.throttle.failed(attempt)
+                log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+                await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
+                return AuthResult(success=False, handled=False)
+            self.throttle.succeeded(attempt, login)  # a right password is no guess to count
+            status = await self.worker.call(usage.sender_status, login)
+            if status != "ok":
+                log_event("auth_refused", peer=_peer(session), login=login, reason=status)
+                return AuthResult(success=False, handled=False,
+                                  message=REFUSALS[status].replace("550", "535", 1))
+            if new_hash is not None:
+                await self.worker.call(services.store_rehash, credential, new_hash)
+            log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login)
+            return AuthResult(success=True, auth_data=login)
+        finally:
+            self.throttle.failed(attempt)  # abandoned mid-verify (client gone, store error): it was a guess
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -474,6 +556,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
     loop = asyncio.get_running_loop()
+    bound = config.bound or bind_listeners(config)  # every address or none, before anything else
     worker = StoreWorker(config.store_path, config.actor)
     handler = SubmissionHandler(config, worker)
     await worker.call(lambda store: None)  # open (and migrate) the store before accepting anyone
@@ -484,10 +567,14 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
             log_event("reconciled", published=published, removed=removed,
                       note="messages a stopped server left staged: billed ones delivered, the rest removed")
 
+    limits = ConnectionLimits(config.max_connections or guard.default_max_connections(config.fds_per_connection),
+                              config.max_connections_per_client)
+
     def factory(listener: str, implicit: bool):
         def make() -> SubmissionSMTP:
             common = dict(hostname=config.hostname, auth_required=True, data_size_limit=config.data_size_limit,
-                          ident="smtpctl", loop=loop)
+                          ident="smtpctl", loop=loop, limits=limits, timeout=config.timeout,
+                          pre_auth_timeout=config.pre_auth_timeout)
             if implicit:
                 return SubmissionSMTP(handler, listener=listener, implicit_tls=True, auth_require_tls=False,
                                       **common)
@@ -495,30 +582,61 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
                                   require_starttls=True, auth_require_tls=True, **common)
         return make
 
-    servers = []
-    for host, port in config.submission:
-        server = await loop.create_server(factory("submission", False), host, port)
-        servers.append(server)
-        log_event("listening", listener="submission", address=_bound(server), tls="starttls-required")
-    for host, port in config.smtps:
-        server = await loop.create_server(factory("smtps", True), host, port, ssl=config.tls)
-        servers.append(server)
-        log_event("listening", listener="smtps", address=_bound(server), tls="implicit")
+    handshake_timeout = min(config.pre_auth_timeout, 60.0)
+
+    adopting: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    async def adopt(conn: socket.socket, protocol: asyncio.Protocol, release: Callable[[], None]) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock=conn)
+        except asyncio.CancelledError:
+            conn.close()
+            release()
+            raise
+        except Exception:  # the client is gone already; its slot goes back
+            conn.close()
+            release()
+
+    def start_adopting(conn: socket.socket, protocol: asyncio.Protocol, release: Callable[[], None]) -> None:
+        task = loop.create_task(adopt(conn, protocol, release))
+        adopting.add(task)
+        task.add_done_callback(adopting.discard)
+
+    def submission_admitted(conn: socket.socket, key: str) -> None:
+        app = make_submission()
+        app.slot = key
+        start_adopting(conn, app, app.release_slot)
+
+    def smtps_admitted(conn: socket.socket, key: str) -> None:
+        gate = ImplicitTLSGate(make_smtps, config.tls, limits, handshake_timeout, key)
+        start_adopting(conn, gate, gate.release)
+
+    make_submission, make_smtps = factory("submission", False), factory("smtps", True)
+    listening: list[Listener] = []
+    for name, admitted, clear in (("submission", submission_admitted, True), ("smtps", smtps_admitted, False)):
+        for sock in bound[name]:
+            listener = Listener(sock, name, limits, admitted, clear_refusal=clear)
+            listener.start()
+            listening.append(listener)
+            log_event("listening", listener=name, address=listener.address,
+                      tls="starttls-required" if clear else "implicit")
     log_event("ready", delivery=f"relay:{config.relay[0]}:{config.relay[1]}" if config.relay else
-              f"maildir:{config.maildir}")
+              f"maildir:{config.maildir}", max_connections=limits.total,
+              max_connections_per_client=limits.per_client)
     try:
         await stop.wait()
     finally:
         log_event("stopping")
-        for server in servers:
-            server.close()
-        for server in servers:
-            await server.wait_closed()
+        for listener in listening:
+            listener.close()
         handler.close()
         worker.close()
         log_event("stopped")
 
 
-def _bound(server: asyncio.base_events.Server) -> str:
-    host, port = server.sockets[0].getsockname()[:2]
-    return f"{host}:{port}"
+def bind_listeners(config: ServeConfig) -> dict[str, list[socket.socket]]:
+    """Bind every listener of ``config``, all or nothing (raises ``CannotListen``)."""
+    sockets = listen_sockets([*config.submission, *config.smtps], backlog=guard.LISTEN_BACKLOG)
+    split = len(config.submission)
+    return {"submission": [s for group in sockets[:split] for s in group],
+            "smtps": [s for group in sockets[split:] for s in group]}

@@ -8,16 +8,20 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 from tests.conftest import smtpctl_binary
 
 
 class Running:
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None):
+        """``preexec_fn`` runs in the child before smtpctl starts (e.g. to lower its resource limits)."""
         self.log = log
         self.handle = open(log, "w")
         self.proc = subprocess.Popen([smtpctl_binary(), *args], stdout=subprocess.DEVNULL, stderr=self.handle,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+                                     stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                                     preexec_fn=preexec_fn)
         self.addresses: dict[str, tuple[str, int]] = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
