@@ -145,13 +145,18 @@ def policy_serve(
             raise InvalidInput("--socket-mode and --socket-group need --listen unix:PATH")
         runtime.parse_address(listen, "--listen")
     store = store_of(ctx)
+    sockets = None
     if unix is not None:
         policy.check_unix(unix.path)
+    else:  # bound before serving: a port in use is one Error line and exit 9, --check included
+        [sockets] = runtime.listen_sockets([runtime.parse_address(listen, "--listen")])
     if check:
+        for sock in sockets or ():
+            sock.close()
         where = f"unix:{unix.path} (mode {unix.mode:04o}" + (f", gid {unix.gid})" if unix.gid is not None else ")") \
             if unix is not None else listen
         message(f"Configuration OK: policy service on {where}.")
         return
     path, actor = store.path, store.actor
     ctx.find_object(AppState).close()
-    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix))
+    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix, sockets))

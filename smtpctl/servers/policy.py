@@ -349,10 +349,10 @@ def bind_unix(spec: UnixListen) -> socket.socket:
 
 
 async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.Event,
-                       unix: UnixListen | None = None) -> None:
+                       unix: UnixListen | None = None, sockets: list[socket.socket] | None = None) -> None:
     """Listen on ``listen`` (HOST:PORT), or on the unix socket ``unix``, until
     ``stop`` is set. Raises ``InvalidInput`` when it cannot listen."""
-    from smtpctl.servers.runtime import parse_address
+    from smtpctl.servers.runtime import listen_sockets, parse_address
 
     worker = StoreWorker(store_path, actor)
     try:
@@ -362,16 +362,15 @@ async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.
         if unix is not None:
             sock = bind_unix(unix)
             inode = os.stat(unix.path).st_ino
-            server = await asyncio.start_unix_server(policy.handle, sock=sock, limit=MAX_REQUEST_BYTES)
+            servers = [await asyncio.start_unix_server(policy.handle, sock=sock, limit=MAX_REQUEST_BYTES)]
             address = f"unix:{unix.path}"
             extra = {"mode": f"{unix.mode:04o}", "gid": unix.gid}
         else:
-            host, port = parse_address(listen, "--listen")
-            try:
-                server = await asyncio.start_server(policy.handle, host, port, limit=MAX_REQUEST_BYTES)
-            except OSError as exc:
-                raise InvalidInput(f"cannot listen on {listen}: {exc.strerror}") from None
-            bound = server.sockets[0].getsockname()
+            if sockets is None:
+                [sockets] = listen_sockets([parse_address(listen, "--listen")])
+            # A name such as localhost may give one socket per address family.
+            servers = [await asyncio.start_server(policy.handle, sock=s, limit=MAX_REQUEST_BYTES) for s in sockets]
+            bound = sockets[0].getsockname()
             address = f"{bound[0]}:{bound[1]}"
             extra = {}
         log_event("listening", listener="policy", address=address, **extra)
@@ -379,8 +378,10 @@ async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.
             await stop.wait()
         finally:
             log_event("stopping")
-            server.close()
-            await server.wait_closed()
+            for server in servers:
+                server.close()
+            for server in servers:
+                await server.wait_closed()
             if unix is not None:
                 try:  # remove our socket, not one a successor has put there since
                     if os.stat(unix.path).st_ino == inode:

@@ -374,3 +374,16 @@ def test_real_postfix_asks_over_a_0660_socket_in_private(run, tmp_path, isolated
         rig.cleanup()
     log = policy.text()
     assert "state=RCPT" in log and "state=END-OF-MESSAGE" in log
+
+
+def test_port_in_use_is_one_error_exit_9(world, run):
+    """issue 10: a port in use is one Error line naming the address, exit 9 (docs/exit-codes.md), and
+    --check tries the bind too."""
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        taken = occupant.getsockname()[1]
+        for check in ([], ["--check"]):
+            proc = run("policy", "serve", *check, "--listen", f"127.0.0.1:{taken}")
+            assert (proc.returncode, proc.stderr) == (
+                9, f"Error: cannot listen on 127.0.0.1:{taken}: address already in use\n")
