@@ -33,6 +33,12 @@ def serve_command(
     hostname: Annotated[str, typer.Option("--hostname", help="Name in the greeting and Received headers.")] = "localhost",
     auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, max=60,
                                               help="Seconds a failed AUTH costs.")] = 1.0,
+    auth_cache_size: Annotated[int, typer.Option(
+        "--auth-cache-size", min=0, max=10_000_000,
+        help="Logins whose last successful verify is remembered (as a keyed digest bound to the stored hash, "
+             "never the password), so a repeat login skips argon2; 0 turns the cache off.")] = 10_000,
+    auth_cache_ttl: Annotated[float, typer.Option(
+        "--auth-cache-ttl", min=1, max=86400, help="Seconds a remembered verify stays good.")] = 300.0,
     max_auth_failures: Annotated[int, typer.Option(
         "--max-auth-failures", min=1, max=1_000_000,
         help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in 5 minutes, counted when they "
@@ -66,7 +72,7 @@ def serve_command(
     implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
     for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
-                            ("--pre-auth-timeout", pre_auth_timeout)):
+                            ("--pre-auth-timeout", pre_auth_timeout), ("--auth-cache-ttl", auth_cache_ttl)):
         if math.isnan(seconds):  # a range check lets NaN through
             raise InvalidInput(f"{option} takes a number of seconds, not {seconds}")
     if (tls_cert is None) != (tls_key is None):
@@ -90,6 +96,7 @@ def serve_command(
         relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
         relay_password=os.environ.get("SMTPCTL_RELAY_PASSWORD") or None,
         hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
+        auth_cache_size=auth_cache_size, auth_cache_ttl=auth_cache_ttl,
         max_auth_failures_per_login=max_auth_failures_per_login,
         max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
@@ -103,7 +110,8 @@ def serve_command(
                 f"delivery {'relay ' + relay if relay else 'maildir ' + str(box)}; "
                 f"connections at most {config.max_connections} ({max_connections_per_client} per client); "
                 f"AUTH failures at most {max_auth_failures} per client and {max_auth_failures_per_login} per "
-                f"login in 5 minutes; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after.")
+                f"login in 5 minutes; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
+                f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s.")
         return
     config.bound = bound
     state.close()  # the server opens its own connection on its own thread

@@ -34,7 +34,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from smtpctl.core import passwords, rules, services, usage
 from smtpctl.core.errors import InvalidInput
-from smtpctl.servers import guard
+from smtpctl.servers import authcache, guard
+from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
 from smtpctl.servers.metering import GroupCommit
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
@@ -65,6 +66,8 @@ class ServeConfig:
     relay_password: str | None = field(default=None, repr=False)
     hostname: str = "localhost"
     auth_delay: float = 1.0
+    auth_cache_size: int = authcache.DEFAULT_SIZE  # 0: every AUTH verifies
+    auth_cache_ttl: float = authcache.DEFAULT_TTL
     max_auth_failures: int = guard.DEFAULT_MAX_AUTH_FAILURES
     max_auth_failures_per_login: int = guard.DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN
     failure_window: float = guard.DEFAULT_FAILURE_WINDOW
@@ -216,6 +219,7 @@ class ImplicitTLSGate(asyncio.Protocol):
 class SubmissionHandler:
     def __init__(self, config: ServeConfig, worker: StoreWorker):
         self.config, self.worker = config, worker
+        self.auth_cache = AuthCache(config.auth_cache_size, config.auth_cache_ttl)
         self.throttle = AuthThrottle(config.max_auth_failures, config.max_auth_failures_per_login,
                                      config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
@@ -241,24 +245,25 @@ class SubmissionHandler:
             loop = asyncio.get_running_loop()
             if credential is None:
                 await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
-                ok, new_hash = False, None
+                ok, new_hash, verified_by = False, None, "decoy"
+            elif self.auth_cache.verified(login, password, credential.password_hash):
+                ok, new_hash, verified_by = True, None, "cache"  # against this very stored hash, within the TTL
             else:
                 ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
                                                           credential.password_hash)
+                verified_by = "hash"
             if not ok:
                 self.throttle.failed(attempt)
                 log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
                 await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
                 return AuthResult(success=False, handled=False)
             self.throttle.succeeded(attempt, login)  # a right password is no guess to count
-            status = await self.worker.call(usage.sender_status, login)
-            if status != "ok":
-                log_event("auth_refused", peer=_peer(session), login=login, reason=status)
-                return AuthResult(success=False, handled=False,
-                                  message=REFUSALS[status].replace("550", "535", 1))
+            # The credential was just read: it exists, on a dedicated domain (a manual block does not stop
+            # sending, docs/rules.md); DATA checks again in the transaction that records the message.
             if new_hash is not None:
                 await self.worker.call(services.store_rehash, credential, new_hash)
-            log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login)
+            self.auth_cache.remember(login, password, new_hash or credential.password_hash)
+            log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login, verified=verified_by)
             return AuthResult(success=True, auth_data=login)
         finally:
             self.throttle.failed(attempt)  # abandoned mid-verify (client gone, store error): it was a guess

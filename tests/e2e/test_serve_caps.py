@@ -277,3 +277,44 @@ def test_relay_refusals_reach_the_sender_and_are_not_billed(tenants, tmp_path, r
         assert server.stop() == 0
     assert picky_sink.envelopes == [("app@d.example", ["good1@x.test", "good2@x.test"])]
     assert billed(run) == (1, 2)
+
+
+def _auth(server: Running, login: str, password: str) -> int:
+    smtp = smtplib.SMTP(*server.addresses["submission"], timeout=60)
+    smtp.starttls(context=TLS)
+    try:
+        return smtp.login(login, password)[0]
+    except smtplib.SMTPAuthenticationError as exc:
+        return exc.smtp_code
+    finally:
+        smtp.close()
+
+
+def test_auth_cache_serves_repeat_logins_and_forgets_across_processes(tenants, tmp_path, run):
+    """A repeat login skips the verify; a reset, a delete and a revoking block made by another
+    process (the CLI) take effect at the very next AUTH."""
+    server = start(tmp_path, "--max-auth-failures", "50")
+    try:
+        assert _auth(server, "app@d.example", PW) == 235
+        assert _auth(server, "app@d.example", PW) == 235
+        assert server.text().count("event=auth_ok") == 2
+        assert "login=app@d.example verified=hash" in server.text()
+        assert "login=app@d.example verified=cache" in server.text()
+        assert _auth(server, "app@d.example", "a wrong guess") == 535  # never a cache hit
+
+        new_pw = "A-new-password-after-reset-77"
+        run("user", "reset", "app@d.example", "--password-stdin", input=new_pw + "\n", check_rc=0)
+        assert _auth(server, "app@d.example", PW) == 535  # the old password is gone at once
+        assert _auth(server, "app@d.example", new_pw) == 235
+        assert _auth(server, "app@d.example", new_pw) == 235
+
+        run("user", "delete", "app@d.example", "--yes", check_rc=0)
+        assert _auth(server, "app@d.example", new_pw) == 535
+
+        run("user", "create", "app@d.example", "--password-stdin", input=PW + "\n", check_rc=0)
+        assert _auth(server, "app@d.example", PW) == 235
+        run("account", "block", "shop", "--reason", "abuse", "--revoke", "--yes", check_rc=0)
+        assert _auth(server, "app@d.example", PW) == 535
+    finally:
+        assert server.stop() == 0
+    assert server.text().count("verified=cache") == 2
