@@ -2,7 +2,7 @@
 
 A cost is ``emails * price_per_1000 / 1000``, exact. It is rounded to the cent
 (half up) only where it is shown as an amount to pay, and sums are taken
-before rounding (RULES.md).
+before rounding (docs/rules.md).
 """
 
 from __future__ import annotations

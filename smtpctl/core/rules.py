@@ -13,7 +13,7 @@ from typing import Callable
 
 from smtpctl.core.errors import InvalidInput
 
-# RULES.md defaults.
+# The defaults of docs/rules.md.
 DEFAULT_SMTP_HOST = "smtp.mailgun.org"
 DEFAULT_DAILY_LIMIT = 1500
 DEFAULT_CREDENTIALS_PER_DOMAIN = 5
@@ -288,7 +288,7 @@ def credential_cap_reached(live: int, cap: int) -> bool:
     return live >= cap
 
 
-# Ports of the service (RULES.md), in the order they are shown.
+# Ports of the service (docs/rules.md), in the order they are shown.
 SMTP_PORTS: tuple[tuple[int, str, str], ...] = (
     (25, "plain or STARTTLS", "STARTTLS offered; often blocked by ISPs and clouds"),
     (465, "implicit TLS", "TLS from the first byte (SMTPS)"),

@@ -46,7 +46,7 @@ class EffectiveSettings(dict):
 
 
 def effective_settings(store: Store) -> EffectiveSettings:
-    """Every store setting with its value: what was set, else the RULES.md default.
+    """Every store setting with its value: what was set, else the default of docs/rules.md.
 
     A stored value is checked by the same rule as ``store set``; one that
     fails raises ``StoreError`` when (and only when) that key is read.
@@ -87,7 +87,7 @@ def set_setting(store: Store, key: str, value: str) -> Outcome:
     """Validate and store one setting; audited. Raises ``InvalidInput``.
 
     ``Outcome.extra["warnings"]`` lists what an operator should know: a value
-    that departs from the service's rules (RULES.md), a lower cap or limit
+    that departs from the service's rules (docs/rules.md), a lower cap or limit
     that objects already exceed, a price change that reprices past months.
     An invalid stored value (see ``effective_settings``) is replaced like any other.
     """
@@ -103,7 +103,7 @@ def set_setting(store: Store, key: str, value: str) -> Outcome:
 
 
 def unset_setting(store: Store, key: str) -> Outcome:
-    """Put one setting back to its default (RULES.md); audited as ``setting.unset``.
+    """Put one setting back to its default (docs/rules.md); audited as ``setting.unset``.
 
     Raises ``InvalidInput`` for an unknown key. A setting that was never set
     is reported ``unchanged``.
