@@ -61,8 +61,17 @@ def submission(server) -> smtplib.SMTP:
     return client
 
 
+def settled(metrics: tuple[str, int]) -> dict[str, float]:
+    """A scrape once the server has seen every client leave (a moment after the client closes)."""
+    deadline = time.monotonic() + 10
+    while (samples := scrape(metrics))['smtpctl_connections{server="serve"}'] != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return samples
+
+
 def test_serve_metrics_count_what_happened(world, tmp_path):
     server = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--auth-delay", "0.1",
+                      "--max-auth-failures", "1", "--max-connections-per-client", "1",
                       "--maildir", str(tmp_path / "maildir"), "--metrics", "127.0.0.1:0"], tmp_path / "serve.log")
     try:
         metrics = server.addresses["metrics"]
@@ -72,11 +81,14 @@ def test_serve_metrics_count_what_happened(world, tmp_path):
 
         client = submission(server)
         assert scrape(metrics)['smtpctl_connections{server="serve"}'] == 1  # counted when accepted
+        with socket.create_connection(server.addresses["submission"], timeout=10) as second:  # past the client cap
+            assert second.recv(200).startswith(b"421 4.7.0")
         client.login("bob@acme.test", PW)
         assert client.sendmail("bob@acme.test", ["a@x.test", "b@x.test", "c@x.test"], "Subject: hi\r\n\r\nhi\r\n") == {}
         code, _ = client.docmd("MAIL", "FROM:<mallory@elsewhere.test>")  # sender alignment
         assert code == 553
         client.quit()
+        settled(metrics)  # its slot is free again: the next client is admitted
 
         other = submission(server)
         other.ehlo()
@@ -84,11 +96,11 @@ def test_serve_metrics_count_what_happened(world, tmp_path):
         with pytest.raises(smtplib.SMTPAuthenticationError) as failed:  # one try: login() would try two
             other.auth("PLAIN", other.auth_plain)
         assert failed.value.smtp_code == 535
+        code, _ = other.docmd("AUTH", "PLAIN AGJvYkBhY21lLnRlc3QAeA==")  # the one guess is spent
+        assert code == 454
         other.close()
 
-        deadline = time.monotonic() + 10  # the server sees the disconnects a moment after the client
-        while (after := scrape(metrics))['smtpctl_connections{server="serve"}'] != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        after = settled(metrics)
         assert smtpctl_samples(after) == {
             'smtpctl_messages_accepted_total{server="serve"}': 1.0,
             'smtpctl_recipients_metered_total{server="serve"}': 3.0,
@@ -105,10 +117,10 @@ def test_serve_metrics_count_what_happened(world, tmp_path):
             'smtpctl_connections{server="serve"}': 0.0,
             'smtpctl_connections_accepted_total{server="serve"}': 2.0,
             'smtpctl_connections_refused_total{cap="total",server="serve"}': 0.0,
-            'smtpctl_connections_refused_total{cap="client",server="serve"}': 0.0,
+            'smtpctl_connections_refused_total{cap="client",server="serve"}': 1.0,
             'smtpctl_auth_attempts_total{result="ok",server="serve"}': 1.0,
             'smtpctl_auth_attempts_total{result="failed",server="serve"}': 1.0,
-            'smtpctl_auth_attempts_total{result="throttled",server="serve"}': 0.0,
+            'smtpctl_auth_attempts_total{result="throttled",server="serve"}': 1.0,
         }
         assert after['smtpctl_group_commit_batch_size_bucket{le="1.0",server="serve"}'] == 1.0
         assert after['smtpctl_store_admission_seconds_bucket{le="+Inf",server="serve"}'] == 1.0
