@@ -61,6 +61,8 @@ def serve_command(
     pre_auth_timeout: Annotated[float, typer.Option(
         "--pre-auth-timeout", min=1, max=86400,
         help="The same before AUTH (and for the TLS handshake on --smtps, at most 60).")] = 60.0,
+    metrics_address: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Serve Prometheus metrics at http://HOST:PORT/metrics (docs/servers.md, Metrics).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
     """Run an SMTP submission server that authenticates and meters against the store."""
@@ -71,6 +73,7 @@ def serve_command(
     listeners = [runtime.parse_address(a, "--submission") for a in (submission or sub.DEFAULT_SUBMISSION)]
     implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
+    scrape_address = runtime.parse_address(metrics_address, "--metrics") if metrics_address else None
     for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
                             ("--pre-auth-timeout", pre_auth_timeout), ("--auth-cache-ttl", auth_cache_ttl)):
         if math.isnan(seconds):  # a range check lets NaN through
@@ -102,8 +105,14 @@ def serve_command(
     )
     config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
     bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
-    if check:
+    try:
+        scrape = runtime.listen_sockets([scrape_address])[0] if scrape_address else []
+    except Exception:
         for sock in (s for group in bound.values() for s in group):
+            sock.close()
+        raise
+    if check:
+        for sock in [*(s for group in bound.values() for s in group), *scrape]:
             sock.close()
         message(f"Configuration OK: submission {', '.join(f'{h}:{p}' for h, p in listeners) or 'none'}; "
                 f"smtps {', '.join(f'{h}:{p}' for h, p in implicit) or 'none'}; TLS {tls_cert}; "
@@ -111,9 +120,10 @@ def serve_command(
                 f"connections at most {config.max_connections} ({max_connections_per_client} per client); "
                 f"AUTH failures at most {max_auth_failures} per client and {max_auth_failures_per_login} per "
                 f"login in 5 minutes; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
-                f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s.")
+                f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s"
+                + (f"; metrics on {metrics_address}." if metrics_address else "."))
         return
-    config.bound = bound
+    config.bound, config.metrics_bound = bound, scrape
     state.close()  # the server opens its own connection on its own thread
     runtime.run_until_stopped(lambda stop: sub.serve(config, stop))
 
@@ -127,6 +137,8 @@ def policy_serve(
         "--socket-mode", help="With unix:PATH: the socket's permission bits, octal (default 0660).")] = None,
     socket_group: Annotated[Optional[str], typer.Option(
         "--socket-group", help="With unix:PATH: give the socket to this group (name or gid), e.g. postfix.")] = None,
+    metrics_address: Annotated[Optional[str], typer.Option(
+        "--metrics", help="Serve Prometheus metrics at http://HOST:PORT/metrics (docs/servers.md, Metrics).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
     """Answer Postfix policy requests in every state: refuse revoked credentials, foreign senders and
@@ -152,19 +164,27 @@ def policy_serve(
         if socket_mode is not None or socket_group is not None:
             raise InvalidInput("--socket-mode and --socket-group need --listen unix:PATH")
         runtime.parse_address(listen, "--listen")
+    scrape_address = runtime.parse_address(metrics_address, "--metrics") if metrics_address else None
     store = store_of(ctx)
     sockets = None
     if unix is not None:
         policy.check_unix(unix.path)
     else:  # bound before serving: a port in use is one Error line and exit 9, --check included
         [sockets] = runtime.listen_sockets([runtime.parse_address(listen, "--listen")])
-    if check:
+    try:
+        scrape = runtime.listen_sockets([scrape_address])[0] if scrape_address else []
+    except Exception:
         for sock in sockets or ():
+            sock.close()
+        raise
+    if check:
+        for sock in [*(sockets or ()), *scrape]:
             sock.close()
         where = f"unix:{unix.path} (mode {unix.mode:04o}" + (f", gid {unix.gid})" if unix.gid is not None else ")") \
             if unix is not None else listen
-        message(f"Configuration OK: policy service on {where}.")
+        message(f"Configuration OK: policy service on {where}"
+                + (f"; metrics on {metrics_address}." if metrics_address else "."))
         return
     path, actor = store.path, store.actor
     ctx.find_object(AppState).close()
-    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix, sockets))
+    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix, sockets, scrape))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from smtpctl.core.errors import InvalidInput
+from smtpctl.servers.metrics import NOOP, Metrics
 from smtpctl.servers.runtime import log_event
 
 # File descriptors the process needs besides its connections: the
@@ -161,20 +162,24 @@ class Listener:
 class ConnectionLimits:
     """Concurrent connections, in total and per client."""
 
-    def __init__(self, total: int, per_client: int):
-        self.total, self.per_client = total, per_client
+    def __init__(self, total: int, per_client: int, metrics: Metrics = NOOP):
+        self.total, self.per_client, self.metrics = total, per_client, metrics
+        metrics.connections_from(lambda: self.open)
         self.open = 0
         self.by_client: dict[str, int] = {}
 
     def admit(self, key: str) -> str | None:
         """Count a new connection; None when admitted, else which cap refused it ("total" or "client")."""
         if self.open >= self.total:
+            self.metrics.connection_refused("total")
             return "total"
         count = self.by_client.get(key, 0)
         if count >= self.per_client:
+            self.metrics.connection_refused("client")
             return "client"
         self.by_client[key] = count + 1
         self.open += 1
+        self.metrics.connection_accepted()
         return None
 
     def release(self, key: str) -> None:

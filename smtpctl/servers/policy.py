@@ -30,6 +30,7 @@ from smtpctl.core import usage
 from smtpctl.core.errors import InvalidInput, SmtpctlError
 from smtpctl.core.services import effective_settings
 from smtpctl.servers.metering import GroupCommit
+from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, log_event
 
 MAX_REQUEST_BYTES = 64 * 1024  # Postfix's requests are about 1 KiB
@@ -153,12 +154,15 @@ def _precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     return DUNNO, info
 
 
-def settle(admission: usage.Admission, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def settle(admission: usage.Admission, info: dict[str, Any], metrics: Metrics = NOOP) -> tuple[str, dict[str, Any]]:
     """The answer to an END-OF-MESSAGE request once its message was admitted or refused."""
     for crossing in admission.crossings:
         log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                   limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
+        metrics.crossing()
     info.update(metered=admission.status == "accepted")
+    if info["metered"]:  # not a duplicate instance: Postfix asked again about a message already counted
+        metrics.accepted(admission.emails)
     if not admission.accepted:
         return REJECTS.get(admission.status, REJECTS["invalid"]), {**info, "reason": admission.status}
     # The message that crosses the limit is accepted (it is recorded and
@@ -186,9 +190,11 @@ def _peer(writer: asyncio.StreamWriter) -> dict[str, Any]:
 
 
 class PolicyServer:
-    def __init__(self, worker: StoreWorker):
-        self.worker = worker
-        self.meter = GroupCommit(worker)
+    def __init__(self, worker: StoreWorker, metrics: Metrics = NOOP):
+        self.worker, self.metrics = worker, metrics
+        self.meter = GroupCommit(worker, metrics)
+        self.open = 0  # connections, for the metrics
+        metrics.connections_from(lambda: self.open)
 
     async def read_request(self, reader: asyncio.StreamReader) -> list[str] | None:
         """One request's lines, or None when the client closed between requests.
@@ -230,7 +236,7 @@ class PolicyServer:
             action, info, meter = await self.worker.call(precheck, attrs)
             if meter is None:
                 return action, info
-            return settle(await self.meter.admit(*meter), info)
+            return settle(await self.meter.admit(*meter), info, self.metrics)
         except Exception as exc:  # never leave Postfix hanging: a temporary failure, logged once
             fields = {"state": attrs.get("protocol_state") or "(none)", "error": type(exc).__name__,
                       "message": exc.message if isinstance(exc, SmtpctlError) else str(exc)}
@@ -238,6 +244,8 @@ class PolicyServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
+        self.open += 1
+        self.metrics.connection_accepted()
         try:
             while True:
                 try:
@@ -248,13 +256,25 @@ class PolicyServer:
                 if block is None:
                     return  # Postfix closed the connection
                 action, info = await self.answer(block)
-                log_event("policy", action=action.split()[0], **info)
+                verb = action.split()[0]
+                log_event("policy", action=verb, **info)
+                self.count(verb, action, info)
                 writer.write(f"action={action}\n\n".encode())
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
+            self.open -= 1
             writer.close()
+
+    def count(self, verb: str, action: str, info: dict[str, Any]) -> None:
+        self.metrics.policy_request(verb, info.get("state", "(none)"))
+        if action == DEFER_ERROR:
+            self.metrics.refused("store_error")
+        elif action == DEFER_MALFORMED:
+            self.metrics.refused("malformed")
+        elif verb != DUNNO:
+            self.metrics.refused(info.get("reason", "invalid"))
 
 
 # -- the unix socket -----------------------------------------------------------
@@ -349,15 +369,19 @@ def bind_unix(spec: UnixListen) -> socket.socket:
 
 
 async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.Event,
-                       unix: UnixListen | None = None, sockets: list[socket.socket] | None = None) -> None:
+                       unix: UnixListen | None = None, sockets: list[socket.socket] | None = None,
+                       metrics_sockets: list[socket.socket] | None = None) -> None:
     """Listen on ``listen`` (HOST:PORT), or on the unix socket ``unix``, until
-    ``stop`` is set. Raises ``InvalidInput`` when it cannot listen."""
+    ``stop`` is set; with ``metrics_sockets`` (bound already) serve the
+    metrics there. Raises ``InvalidInput`` when it cannot listen."""
     from smtpctl.servers.runtime import listen_sockets, parse_address
 
     worker = StoreWorker(store_path, actor)
     try:
         await worker.call(lambda store: None)
-        policy = PolicyServer(worker)
+        metrics = create_metrics("policy") if metrics_sockets else NOOP  # imports prometheus-client
+        policy = PolicyServer(worker, metrics)
+        scrapes = await serve_endpoint(metrics, metrics_sockets) if metrics_sockets else []
         inode = None
         if unix is not None:
             sock = bind_unix(unix)
@@ -378,6 +402,7 @@ async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.
             await stop.wait()
         finally:
             log_event("stopping")
+            close_endpoint(scrapes)
             for server in servers:
                 server.close()
             for server in servers:

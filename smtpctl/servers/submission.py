@@ -38,6 +38,7 @@ from smtpctl.servers import authcache, guard
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
 from smtpctl.servers.metering import GroupCommit
+from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
@@ -78,6 +79,8 @@ class ServeConfig:
     pre_auth_timeout: float = 60.0  # per command before AUTH: an idle stranger frees its slot sooner
     # Sockets already bound by runtime.listen_sockets, per listener kind; empty: serve() binds them.
     bound: dict[str, list[socket.socket]] = field(default_factory=dict, repr=False)
+    # The --metrics endpoint's sockets, bound already; empty: no metrics (and prometheus-client not imported).
+    metrics_bound: list[socket.socket] = field(default_factory=list, repr=False)
 
     @property
     def fds_per_connection(self) -> int:
@@ -217,15 +220,15 @@ class ImplicitTLSGate(asyncio.Protocol):
 
 
 class SubmissionHandler:
-    def __init__(self, config: ServeConfig, worker: StoreWorker):
-        self.config, self.worker = config, worker
+    def __init__(self, config: ServeConfig, worker: StoreWorker, metrics: Metrics = NOOP):
+        self.config, self.worker, self.metrics = config, worker, metrics
         self.auth_cache = AuthCache(config.auth_cache_size, config.auth_cache_ttl)
         self.throttle = AuthThrottle(config.max_auth_failures, config.max_auth_failures_per_login,
                                      config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
         self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
         self.spool = MaildirSpool(config.maildir)
-        self.meter = GroupCommit(worker)
+        self.meter = GroupCommit(worker, metrics)
 
     async def authenticate(self, session: Session, mechanism: str, raw_login: bytes,
                            raw_password: bytes) -> AuthResult:
@@ -239,6 +242,7 @@ class SubmissionHandler:
         attempt = await self.throttle.begin(client_key(session.peer), login)
         if attempt is None:
             log_event("auth_throttled", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+            self.metrics.auth("throttled")
             return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
         try:
             credential = await self.worker.call(lambda store: store.credential(login)) if login else None
@@ -255,6 +259,7 @@ class SubmissionHandler:
             if not ok:
                 self.throttle.failed(attempt)
                 log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+                self.metrics.auth("failed")
                 await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
                 return AuthResult(success=False, handled=False)
             self.throttle.succeeded(attempt, login)  # a right password is no guess to count
@@ -264,6 +269,7 @@ class SubmissionHandler:
                 await self.worker.call(services.store_rehash, credential, new_hash)
             self.auth_cache.remember(login, password, new_hash or credential.password_hash)
             log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login, verified=verified_by)
+            self.metrics.auth("ok")
             return AuthResult(success=True, auth_data=login)
         finally:
             self.throttle.failed(attempt)  # abandoned mid-verify (client gone, store error): it was a guess
@@ -274,10 +280,12 @@ class SubmissionHandler:
         check = await self.worker.call(usage.envelope_check, login, address)
         if check.status != "ok":
             log_event("mail_refused", peer=_peer(session), login=login, reason=check.status)
+            self.metrics.refused(check.status)
             return REFUSALS[check.status]
         if not check.sender_allowed:
             log_event("mail_refused", peer=_peer(session), login=login, reason="sender_mismatch",
                       sender=address or "<>")
+            self.metrics.refused("sender_mismatch")
             return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
         if self.config.relay is not None:
             leg = RelayLeg(self.config)
@@ -287,6 +295,7 @@ class SubmissionHandler:
             except (OSError, smtplib.SMTPException) as exc:
                 leg.close()
                 log_event("relay_unavailable", login=login, error=type(exc).__name__)
+                self.metrics.refused("relay_unavailable")
                 return "451 4.4.1 Next hop unavailable; try again later"
             if code >= 300:
                 leg.close()
@@ -303,6 +312,7 @@ class SubmissionHandler:
         if any(address.lower() == a.lower() for a in envelope.rcpt_tos):
             return "250 OK"
         if len(envelope.rcpt_tos) >= getattr(envelope, "max_recipients", 0):
+            self.metrics.refused("too_many_recipients")
             return REFUSALS["too_many_recipients"]
         leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
         if leg is not None:  # the next hop decides each recipient while the client waits
@@ -311,9 +321,11 @@ class SubmissionHandler:
                 code, text = await loop.run_in_executor(self.relay_pool, leg.rcpt, address, rcpt_options)
             except (OSError, smtplib.SMTPException) as exc:
                 log_event("relay_unavailable", login=session.auth_data, error=type(exc).__name__)
+                self.metrics.refused("relay_unavailable")
                 return "451 4.4.1 Next hop unavailable; try again later"
             if code >= 300:
                 log_event("rcpt_refused_by_relay", login=session.auth_data, code=code)
+                self.metrics.refused("relay_refused")
                 return _reply(code, text)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -359,6 +371,7 @@ class SubmissionHandler:
                                                     envelope.mail_from, content)
             except OSError as exc:
                 log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
+                self.metrics.refused("delivery_failed")
                 return "451 4.3.0 Delivery failed temporarily; try again later"
         # From here on the message is settled to the end even if the client goes
         # away (aiosmtpd cancels the handler): billed and staged, it is published.
@@ -382,15 +395,18 @@ class SubmissionHandler:
             if staged is not None:
                 self.spool.discard(staged)
             log_event("store_error", login=login, queue_id=queue_id, error=type(exc).__name__)
+            self.metrics.refused("store_error")
             return "451 4.3.0 Temporary failure; try again later"
         for crossing in admission.crossings:
             log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                       limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
+            self.metrics.crossing()
         if not admission.accepted:
             if staged is not None:
                 self.spool.discard(staged)
             log_event("message_refused", login=login, queue_id=queue_id, recipients=len(recipients),
                       reason=admission.status)
+            self.metrics.refused(admission.status)
             return REFUSALS.get(admission.status, REFUSALS["invalid"])
         if staged is not None:
             try:
@@ -407,10 +423,12 @@ class SubmissionHandler:
             if code != 250:  # not delivered: not billed
                 await self.worker.call(usage.cancel_message, source_id)
                 log_event("relay_refused", login=login, queue_id=queue_id, code=code)
+                self.metrics.refused("relay_refused")
                 return _reply(code, text)
             where = f"relay:{self.config.relay[0]}:{self.config.relay[1]}"
         log_event("message", login=login, queue_id=queue_id, recipients=len(recipients), emails=admission.emails,
                   delivered=where)
+        self.metrics.accepted(admission.emails)
         return f"250 2.0.0 OK: queued as {queue_id}"
 
     def close(self) -> None:
@@ -563,7 +581,8 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     bound = config.bound or bind_listeners(config)  # every address or none, before anything else
     worker = StoreWorker(config.store_path, config.actor)
-    handler = SubmissionHandler(config, worker)
+    metrics = create_metrics("serve") if config.metrics_bound else NOOP  # imports prometheus-client
+    handler = SubmissionHandler(config, worker, metrics)
     await worker.call(lambda store: None)  # open (and migrate) the store before accepting anyone
     if config.relay is None:
         published, removed = await worker.call(
@@ -573,7 +592,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
                       note="messages a stopped server left staged: billed ones delivered, the rest removed")
 
     limits = ConnectionLimits(config.max_connections or guard.default_max_connections(config.fds_per_connection),
-                              config.max_connections_per_client)
+                              config.max_connections_per_client, metrics)
 
     def factory(listener: str, implicit: bool):
         def make() -> SubmissionSMTP:
@@ -617,6 +636,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         start_adopting(conn, gate, gate.release)
 
     make_submission, make_smtps = factory("submission", False), factory("smtps", True)
+    scrapes = await serve_endpoint(metrics, config.metrics_bound) if config.metrics_bound else []
     listening: list[Listener] = []
     for name, admitted, clear in (("submission", submission_admitted, True), ("smtps", smtps_admitted, False)):
         for sock in bound[name]:
@@ -634,6 +654,8 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         log_event("stopping")
         for listener in listening:
             listener.close()
+        if scrapes:
+            close_endpoint(scrapes)
         handler.close()
         worker.close()
         log_event("stopped")

@@ -1,0 +1,218 @@
+"""Prometheus metrics for both servers (``--metrics HOST:PORT``).
+
+``NOOP`` stands in when ``--metrics`` is not given, so the servers call the
+same methods either way and prometheus-client is imported only by
+``create_metrics``. The real counters are thread-safe (the store thread observes the
+admission histogram) and cost a lock and an add each. Every metric carries
+``server="serve"`` or ``server="policy"``, so one dashboard can sum a fleet
+of both; docs/servers.md lists them.
+
+The endpoint is an asyncio handler on the server's own loop, serving a socket
+bound by ``runtime.listen_sockets`` (so a port in use is ``CannotListen``,
+exit 9, before anything starts): ``GET /metrics`` answers the text format;
+anything else gets 404 or 405. A request head larger than 8 KiB, or slower
+than 10 seconds, is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any, Callable
+
+from smtpctl.servers.runtime import log_event
+
+# Seconds: an admission transaction is a few milliseconds on a local SSD, and
+# seconds while another writer holds the store.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # metering.MAX_BATCH is 256
+# Label values made at start, so a dashboard sees them at 0 before the first event.
+REFUSAL_REASONS = {
+    "serve": ("unknown", "revoked", "sender_mismatch", "too_many_recipients", "over_limit", "store_error"),
+    "policy": ("revoked", "sender_mismatch", "too_many_recipients", "over_limit", "store_error", "malformed"),
+}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus reads
+AUTH_RESULTS = ("ok", "failed", "throttled")
+POLICY_STATES = frozenset({"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"})
+MAX_HEAD = 8192
+READ_TIMEOUT = 10.0
+
+
+class Metrics:
+    """What the servers count. This base class counts nothing (``NOOP``)."""
+
+    def accepted(self, emails: int) -> None:
+        """A message admitted and recorded: its emails are metered."""
+
+    def refused(self, reason: str) -> None:
+        """A command (serve) or request (policy) refused; ``reason`` is one of the code's own words."""
+
+    def auth(self, result: str) -> None:
+        """An AUTH attempt ended: ok, failed or throttled."""
+
+    def policy_request(self, action: str, state: str) -> None:
+        """A policy request answered (``action`` is the reply's first word)."""
+
+    def crossing(self) -> None:
+        """An account crossed its daily limit (its credentials were revoked)."""
+
+    def admission(self, seconds: float, batch: int) -> None:
+        """One group commit: its transaction's time, and how many messages it admitted."""
+
+    def connection_accepted(self) -> None:
+        """A connection admitted (past the caps, if any)."""
+
+    def connection_refused(self, cap: str) -> None:
+        """A connection refused at a cap: ``total`` or ``client``."""
+
+    def connections_from(self, count: Callable[[], float]) -> None:
+        """Read the open connections from ``count`` at each scrape: the server counts them anyway."""
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The body and content type of ``GET /metrics``."""
+        return b"", CONTENT_TYPE
+
+
+NOOP = Metrics()
+
+
+class PrometheusMetrics(Metrics):
+    def __init__(self, server: str):
+        import prometheus_client as prom
+        from prometheus_client import Counter, Gauge, Histogram
+
+        prom.disable_created_metrics()  # the *_created series only double what a scraper knows
+        self.registry = registry = prom.CollectorRegistry()
+        prom.ProcessCollector(registry=registry)
+        prom.PlatformCollector(registry=registry)
+        prom.GCCollector(registry=registry)
+        self._generate = prom.generate_latest
+        s = ("server",)
+        self._accepted = Counter("smtpctl_messages_accepted", "Messages admitted and recorded.", s,
+                                 registry=registry).labels(server)
+        self._emails = Counter("smtpctl_recipients_metered", "Emails (envelope recipients) recorded for billing.",
+                               s, registry=registry).labels(server)
+        refusals = Counter("smtpctl_refusals", "Commands (serve) or policy requests refused, by reason.",
+                           ("server", "reason"), registry=registry)
+        self._refusals = {reason: refusals.labels(server, reason) for reason in REFUSAL_REASONS[server]}
+        self._refusals_family = refusals
+        self._server = server
+        self._crossings = Counter("smtpctl_limit_crossings", "Accounts that crossed their daily limit.", s,
+                                  registry=registry).labels(server)
+        self._latency = Histogram("smtpctl_store_admission_seconds",
+                                  "Time of one admission transaction (a group commit) on the store thread.", s,
+                                  buckets=LATENCY_BUCKETS, registry=registry).labels(server)
+        self._batch = Histogram("smtpctl_group_commit_batch_size", "Messages admitted in one group commit.", s,
+                                buckets=BATCH_BUCKETS, registry=registry).labels(server)
+        self._open = Gauge("smtpctl_connections", "Connections open now.", s, registry=registry).labels(server)
+        self._opened = Counter("smtpctl_connections_accepted", "Connections admitted.", s,
+                               registry=registry).labels(server)
+        self._auth: dict[str, Any] = {}
+        self._policy: dict[tuple[str, str], Any] = {}
+        if server == "serve":  # the policy service has no caps and sees no AUTH
+            refused = Counter("smtpctl_connections_refused", "Connections refused at a cap.", ("server", "cap"),
+                              registry=registry)
+            self._conn_refused = {cap: refused.labels(server, cap) for cap in ("total", "client")}
+            auth = Counter("smtpctl_auth_attempts", "AUTH attempts by result.", ("server", "result"),
+                           registry=registry)
+            self._auth = {result: auth.labels(server, result) for result in AUTH_RESULTS}
+        else:
+            self._policy_family = Counter("smtpctl_policy_requests", "Policy requests by action and state.",
+                                          ("server", "action", "state"), registry=registry)
+
+    def accepted(self, emails: int) -> None:
+        self._accepted.inc()
+        self._emails.inc(emails)
+
+    def refused(self, reason: str) -> None:
+        child = self._refusals.get(reason)
+        if child is None:  # a reason first seen now; the code's words are few, so the table stays small
+            child = self._refusals[reason] = self._refusals_family.labels(self._server, reason)
+        child.inc()
+
+    def auth(self, result: str) -> None:
+        self._auth[result].inc()
+
+    def policy_request(self, action: str, state: str) -> None:
+        key = (action, state if state in POLICY_STATES else "other")  # the state is the client's text
+        child = self._policy.get(key)
+        if child is None:
+            child = self._policy[key] = self._policy_family.labels(self._server, *key)
+        child.inc()
+
+    def crossing(self) -> None:
+        self._crossings.inc()
+
+    def admission(self, seconds: float, batch: int) -> None:
+        self._latency.observe(seconds)
+        self._batch.observe(batch)
+
+    def connection_accepted(self) -> None:
+        self._opened.inc()
+
+    def connection_refused(self, cap: str) -> None:
+        self._conn_refused[cap].inc()
+
+    def connections_from(self, count: Callable[[], float]) -> None:
+        self._open.set_function(count)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return self._generate(self.registry), CONTENT_TYPE
+
+
+def create_metrics(server: str) -> Metrics:
+    """Real metrics for ``server`` ("serve" or "policy"); imports prometheus-client."""
+    return PrometheusMetrics(server)
+
+
+def timed(fn: Callable[..., Any], metrics: Metrics) -> Callable[..., Any]:
+    """``fn(store, batch)`` that reports its time and the batch's size to ``metrics``."""
+
+    def run(store: Any, batch: list) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(store, batch)
+        finally:
+            metrics.admission(time.perf_counter() - start, len(batch))
+
+    return run
+
+
+# -- the endpoint --------------------------------------------------------------
+
+
+async def serve_endpoint(metrics: Metrics, sockets: list[socket.socket]) -> list[asyncio.AbstractServer]:
+    """Serve ``GET /metrics`` on ``sockets`` (bound already); log each address as ``listener=metrics``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            if method not in ("GET", "HEAD"):
+                status, body, kind = "405 Method Not Allowed", b"GET /metrics\n", "text/plain; charset=utf-8"
+            elif path != "/metrics":
+                status, body, kind = "404 Not Found", b"GET /metrics\n", "text/plain; charset=utf-8"
+            else:
+                status, (body, kind) = "200 OK", metrics.exposition()
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # a scraper that went away, or a stranger: nothing to answer
+        finally:
+            writer.close()
+
+    servers = []
+    for sock in sockets:
+        servers.append(await asyncio.start_server(handle, sock=sock, limit=MAX_HEAD))
+        host, port = sock.getsockname()[:2]
+        log_event("listening", listener="metrics", address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return servers
+
+
+def close_endpoint(servers: list[asyncio.AbstractServer]) -> None:
+    # Not wait_closed: it would wait for a slow scraper's connection (up to READ_TIMEOUT) at every stop.
+    for server in servers:
+        server.close()
