@@ -60,6 +60,11 @@ def print_json(data: Any) -> None:
 
 
 def _cell(value: Any) -> str:
+    kind = type(value)
+    if kind is str:  # most cells: answered before the isinstance chain
+        return value
+    if kind is int:
+        return str(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -79,7 +84,7 @@ def _console(stderr: bool = False):
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS", "200"))
     return Console(file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
-                   soft_wrap=False)
+                   soft_wrap=False, emoji=False)  # data is shown as it is: ":x:" in a note stays ":x:"
 
 
 # Every column keeps its cells whole and on one line (logins, domains and
@@ -103,22 +108,31 @@ def _drop_order(keys: Sequence[str]) -> list[str]:
     return [k for k in order if k in keys[1:]]
 
 
-def _layout(rows: Sequence[dict[str, Any]], columns: Sequence[Column], width: int,
-            drop: Sequence[str] | None = None) -> tuple[list[Column], dict[str, int]] | None:
-    """The columns that fit ``width`` with every identifier whole, and each
-    kept column's minimum width; ``None`` when even the fewest do not fit."""
+def _width(text: str) -> int:
+    """Terminal cells ``text`` takes (rich's measure; plain ``len`` for ASCII)."""
+    if text.isascii():
+        return len(text)
     from rich.cells import cell_len
 
+    return cell_len(text)
+
+
+def _layout(texts: Sequence[Sequence[str]], columns: Sequence[Column], width: int,
+            drop: Sequence[str] | None = None) -> tuple[list[Column], dict[str, int]] | None:
+    """The columns that fit ``width`` with every identifier whole, and each
+    kept column's minimum width; ``None`` when even the fewest do not fit.
+    ``texts`` holds each column's cells, in the order of ``columns``."""
     need: dict[str, int] = {}
-    for key, header in columns:
-        longest = max((cell_len(_cell(row.get(key))) for row in rows), default=0)
-        header_word = max((cell_len(w) for w in header.split()), default=1)
+    for (key, header), column in zip(columns, texts):
+        header_word = max((_width(w) for w in header.split()), default=1)
+        distinct = set(column)  # names, days and counts repeat: measure each string once
+        longest = max(map(_width, distinct), default=0)
         if key in WRAPPABLE:
-            longest_word = max((cell_len(w) for row in rows for w in _cell(row.get(key)).split()), default=0)
+            longest_word = max((_width(w) for text in distinct for w in text.split()), default=0)
             need[key] = max(header_word, min(longest, WRAP_MIN, max(longest_word, 1)))
         else:
             # no_wrap: the header keeps its lines too
-            need[key] = max(longest, *(cell_len(line) for line in header.split("\n")))
+            need[key] = max(longest, *(_width(line) for line in header.split("\n")))
     kept = list(columns)
     droppable = [k for k in drop if k in need] if drop is not None else _drop_order([k for k, _ in columns])
     while True:
@@ -155,23 +169,125 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     if not rows:
         message(empty)
         return
-    from rich.table import Table
-
-    console = _console()
-    fitted = _layout(rows, columns, console.width, drop)
+    texts = [[_cell(row.get(key)) for row in rows] for key, _ in columns]
+    stream = sys.stdout
+    plain = len(rows) >= FAST_ROWS and not stream.isatty() and not _is_terminal(stream)  # no styles: no rich
+    console = None if plain else _console()
+    width = console.width if console is not None else int(os.environ.get("COLUMNS", "200"))
+    fitted = _layout(texts, columns, width, drop)
     if fitted is None:
         _render_blocks(rows, columns, title=title)
         return
     kept, need = fitted
+    texts = [texts[columns.index(column)] for column in kept]
+    if len(rows) >= FAST_ROWS and _print_plain_table(stream, console, width, texts, kept, need, title):
+        return
+    (console or _console()).print(_rich_table(texts, kept, need, title))
+
+
+# From this many rows on, a table that needs no wrapping is written line by
+# line (``_print_plain_table``) instead of by rich, whose cost per cell made a
+# 6,000-row report take seconds. Below it rich draws everything.
+FAST_ROWS = 100
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Whether rich would treat ``stream`` as a terminal (and style what it
+    draws): its rules, read without importing it."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return stream.isatty()
+    except ValueError:
+        return False
+
+
+def _rich_table(texts: Sequence[Sequence[str]], kept: Sequence[Column], need: dict[str, int],
+                title: str | None, widths: Sequence[int] | None = None) -> Any:
+    """The rich table of ``texts`` (one list of cells per column of ``kept``);
+    ``widths`` fixes each column's width."""
+    from rich.table import Table
+
     table = Table(title=title, show_edge=False, header_style="bold")
-    for key, header in kept:
+    for index, (key, header) in enumerate(kept):
+        fixed = {"width": widths[index]} if widths is not None else {}
         if key in WRAPPABLE:
-            table.add_column(header, min_width=need[key], overflow="fold")
+            table.add_column(header, min_width=need[key], overflow="fold", **fixed)
         else:
-            table.add_column(header, no_wrap=True, min_width=need[key])
-    for row in rows:
-        table.add_row(*[_escape(_cell(row.get(key))) for key, _ in kept])
-    console.print(table)
+            table.add_column(header, no_wrap=True, min_width=need[key], **fixed)
+    for row in zip(*texts):
+        table.add_row(*[_escape(text) for text in row])
+    return table
+
+
+def _print_plain_table(stream: Any, console: Any, width: int, texts: Sequence[Sequence[str]],
+                       kept: Sequence[Column], need: dict[str, int], title: str | None) -> bool:
+    """Draw the table as rich would, in one pass over the cells, when every
+    cell is one printable line and the columns fit at their natural widths
+    (no wrapping to compute); ``False``, drawing nothing, otherwise.
+
+    Column widths are rich's for that case: the widest of the header lines,
+    the cells and the column's minimum. On a terminal (``console`` given)
+    rich draws the title and the header, so their styles follow the
+    terminal, from a table with those fixed widths and no rows; off a
+    terminal nothing is styled and every line is written here. Rows are
+    plain padded lines joined by the box's rule."""
+    padded: list[list[str]] = []
+    widths: list[int] = []
+    for (key, header), column in zip(kept, texts):
+        distinct = set(column)
+        if not "".join(distinct).isprintable():  # new lines, tabs, control characters: rich's rules apply
+            return False
+        sizes = {text: _width(text) for text in distinct}
+        widths.append(max(need[key], max(sizes.values(), default=0), *(_width(line) for line in header.split("\n"))))
+        pad = {text: f" {text}{' ' * (widths[-1] - size)} " for text, size in sizes.items()}
+        padded.append([pad[text] for text in column])
+    table_width = sum(widths) + 3 * len(widths) - 1
+    if table_width > width:
+        return False
+    if console is not None:
+        console.print(_rich_table([], kept, need, title, widths))
+    else:
+        head = _plain_head(stream, widths, kept, title, table_width)
+        if head is None:
+            return False
+        stream.write(head)
+    stream.write("\n".join(map("│".join, zip(*padded))) + "\n")
+    return True
+
+
+def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], title: str | None,
+                table_width: int) -> str | None:
+    """The title, header and rule rich draws above the rows when nothing is
+    styled; ``None`` where rich would do more than pad (markup in a title
+    or header, a title wider than the table, an output encoding that makes
+    rich swap the box for ASCII)."""
+    if not (getattr(stream, "encoding", None) or "utf-8").lower().startswith("utf"):
+        return None
+    headers = [header.split("\n") for _, header in kept]
+    if any("[" in line or not line.isprintable() for lines in headers for line in lines):
+        return None
+    lines = []
+    if title:
+        title = title.rstrip()
+        size = _width(title)
+        if "[" in title or "\n" in title or not title.isprintable() or size > table_width:
+            return None
+        left = (table_width - size) // 2
+        lines.append(" " * left + title + " " * (table_width - size - left))
+    height = max(len(h) for h in headers)
+    for line in range(height):
+        cells = []
+        for header, width in zip(headers, widths):
+            text = header[line - (height - len(header))] if line >= height - len(header) else ""  # bottom-aligned
+            cells.append(f" {text}{' ' * (width - _width(text))} ")
+        lines.append("┃".join(cells))
+    lines.append("╇".join("━" * (width + 2) for width in widths))
+    return "\n".join(lines) + "\n"
 
 
 def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None) -> None:
