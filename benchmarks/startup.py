@@ -106,6 +106,30 @@ def usage_store(db: Path, folder: Path, env: dict[str, str], accounts: int = 200
     return first.date().isoformat(), (first + timedelta(days=days - 1)).date().isoformat()
 
 
+def report(title: str, cases: dict[str, list[str]], walls: dict[str, list[float]], cpus: dict[str, list[float]],
+           runs: int) -> None:
+    wall = {k: statistics.median(v) * 1000 for k, v in walls.items()}
+    cpu = {k: statistics.median(v) * 1000 for k, v in cpus.items()}
+    print(title)
+    print(f"{'command':34} {'wall ms':>9} {'min':>8} {'max':>8} {'cpu ms':>8}   "
+          f"(medians of {runs} interleaved runs)")
+    for label in cases:
+        print(f"{label:34} {wall[label]:9.1f} {min(walls[label]) * 1000:8.1f} {max(walls[label]) * 1000:8.1f} "
+              f"{cpu[label]:8.1f}")
+    print(f"{'ratio':58} {'wall':>6} {'cpu':>6}  goal")
+    for label, a, b, goal in (
+        ("account list --json (empty) / python -c pass", "account list --json (empty)", "python -c pass", 6),
+        ("smtpctl --version / python -c pass", "smtpctl --version", "python -c pass", None),
+        ("usage report table (6,000 rows) / --version", "usage report table (6,000 rows)", "smtpctl --version", 3),
+        ("usage report --json (6,000 rows) / --version", "usage report --json (6,000 rows)", "smtpctl --version",
+         None),
+        ("account list table / --json (10,000)", "account list table (10,000)", "account list --json (10,000)", 2),
+    ):
+        print(f"{label:58} {wall[a] / wall[b]:5.2f}x {cpu[a] / cpu[b]:5.2f}x  "
+              f"{'<= ' + str(goal) + 'x' if goal else ''}")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -119,44 +143,40 @@ def main() -> None:
                        stderr=subprocess.DEVNULL)
         populate(full, 10_000)
         since, until = usage_store(used, folder, env)
-        report = [binary, "--db", str(used), "usage", "report", "--by", "account", "--by", "day",
-                  "--since", since, "--until", until]
+        report_cmd = [binary, "--db", str(used), "usage", "report", "--by", "account", "--by", "day",
+                      "--since", since, "--until", until]
         cases = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "smtpctl --version": [binary, "--version"],
             "account list --json (empty)": [binary, "--db", str(empty), "account", "list", "--json"],
             "account list --json (10,000)": [binary, "--db", str(full), "account", "list", "--json"],
             "account list table (10,000)": [binary, "--db", str(full), "account", "list"],
-            "usage report --json (6,000 rows)": report + ["--json"],
-            "usage report table (6,000 rows)": report,
+            "usage report --json (6,000 rows)": report_cmd + ["--json"],
+            "usage report table (6,000 rows)": report_cmd,
         }
-        for cmd in cases.values():  # warm the page cache once
-            run_once(cmd, env)
-        walls: dict[str, list[float]] = {k: [] for k in cases}
-        cpus: dict[str, list[float]] = {k: [] for k in cases}
+        # Two ways Python may find smtpctl's code: as this environment has it
+        # (PYTHONDONTWRITEBYTECODE=1 here, so an editable install compiles its
+        # modules from source on every run) and with bytecode cached, as a
+        # wheel installed by pip has it (a private PYTHONPYCACHEPREFIX, filled
+        # by one run of each case).
+        cached = dict(env, PYTHONPYCACHEPREFIX=str(folder / "pycache"))
+        filling = {k: v for k, v in cached.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        for cmd in cases.values():
+            run_once(cmd, env)  # warm the page cache
+            run_once(cmd, filling)
+        as_is = "as this environment runs it (PYTHONDONTWRITEBYTECODE=" + os.environ.get(
+            "PYTHONDONTWRITEBYTECODE", "unset") + ")"
+        modes = {as_is: env, "bytecode cached, as a pip-installed wheel": cached}
+        walls = {m: {k: [] for k in cases} for m in modes}
+        cpus = {m: {k: [] for k in cases} for m in modes}
         for _ in range(args.runs):
-            for label, cmd in cases.items():
-                wall, cpu = run_once(cmd, env)
-                walls[label].append(wall)
-                cpus[label].append(cpu)
-        wall = {k: statistics.median(v) * 1000 for k, v in walls.items()}
-        cpu = {k: statistics.median(v) * 1000 for k, v in cpus.items()}
-        print(f"{'command':34} {'wall ms':>9} {'min':>8} {'max':>8} {'cpu ms':>8}   "
-              f"(medians of {args.runs} interleaved runs)")
-        for label in cases:
-            print(f"{label:34} {wall[label]:9.1f} {min(walls[label]) * 1000:8.1f} {max(walls[label]) * 1000:8.1f} "
-                  f"{cpu[label]:8.1f}")
-        print()
-        print(f"{'ratio':58} {'wall':>6} {'cpu':>6}  goal")
-        for label, a, b, goal in (
-            ("account list --json (empty) / python -c pass", "account list --json (empty)", "python -c pass", 6),
-            ("usage report table (6,000 rows) / --version", "usage report table (6,000 rows)", "smtpctl --version", 3),
-            ("usage report --json (6,000 rows) / --version", "usage report --json (6,000 rows)", "smtpctl --version",
-             None),
-            ("account list table / --json (10,000)", "account list table (10,000)", "account list --json (10,000)", 2),
-        ):
-            print(f"{label:58} {wall[a] / wall[b]:5.2f}x {cpu[a] / cpu[b]:5.2f}x  "
-                  f"{'<= ' + str(goal) + 'x' if goal else ''}")
+            for mode, mode_env in modes.items():
+                for label, cmd in cases.items():
+                    wall, cpu = run_once(cmd, mode_env)
+                    walls[mode][label].append(wall)
+                    cpus[mode][label].append(cpu)
+        for mode in modes:
+            report(f"== {mode}", cases, walls[mode], cpus[mode], args.runs)
 
 
 if __name__ == "__main__":

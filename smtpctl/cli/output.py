@@ -226,38 +226,102 @@ def _rich_table(texts: Sequence[Sequence[str]], kept: Sequence[Column], need: di
 
 def _print_plain_table(stream: Any, console: Any, width: int, texts: Sequence[Sequence[str]],
                        kept: Sequence[Column], need: dict[str, int], title: str | None) -> bool:
-    """Draw the table as rich would, in one pass over the cells, when every
-    cell is one printable line and the columns fit at their natural widths
-    (no wrapping to compute); ``False``, drawing nothing, otherwise.
+    """Draw the table as rich would, in one pass over the cells; ``False``,
+    drawing nothing, where rich's rules go beyond what is done here (a cell
+    or header that is not one printable line, markup in a header, an
+    identifier rich would have to cut).
 
-    Column widths are rich's for that case: the widest of the header lines,
-    the cells and the column's minimum. On a terminal (``console`` given)
-    rich draws the title and the header, so their styles follow the
-    terminal, from a table with those fixed widths and no rows; off a
-    terminal nothing is styled and every line is written here. Rows are
-    plain padded lines joined by the box's rule."""
-    padded: list[list[str]] = []
-    widths: list[int] = []
-    for (key, header), column in zip(kept, texts):
-        distinct = set(column)
-        if not "".join(distinct).isprintable():  # new lines, tabs, control characters: rich's rules apply
-            return False
-        sizes = {text: _width(text) for text in distinct}
-        widths.append(max(need[key], max(sizes.values(), default=0), *(_width(line) for line in header.split("\n"))))
-        pad = {text: f" {text}{' ' * (widths[-1] - size)} " for text, size in sizes.items()}
-        padded.append([pad[text] for text in column])
-    table_width = sum(widths) + 3 * len(widths) - 1
-    if table_width > width:
+    Column widths are rich's: each column's widest cell (or header line, or
+    its minimum), and when they do not fit, rich's own way of narrowing the
+    columns that wrap. A row whose cells fit is one padded line; a free-text
+    cell too long for its column is wrapped by rich's text wrapping, alone.
+    On a terminal (``console`` given) rich draws the title and the header, so
+    their styles follow the terminal, from a table with the same widths and
+    no rows; off a terminal nothing is styled and every line is written here."""
+    headers = [header.split("\n") for _, header in kept]
+    if any("[" in line or not line.isprintable() for lines in headers for line in lines):
         return False
+    sizes: list[dict[str, int]] = []
+    longest: list[int] = []
+    for column, lines in zip(texts, headers):
+        distinct = set(column)
+        if not "".join(distinct).isprintable():  # new lines, tabs, control characters
+            return False
+        sizes.append({text: _width(text) for text in distinct})
+        longest.append(max(max(sizes[-1].values(), default=0), *(_width(line) for line in lines)))
+    widths = _column_widths(width, longest, [need[key] for key, _ in kept], [key in WRAPPABLE for key, _ in kept])
+    if sum(widths) + len(widths) - 1 > width:
+        return False
+    inner = [w - 2 for w in widths]
+    for (key, _), size, lines, room in zip(kept, longest, headers, inner):
+        if (size > room and key not in WRAPPABLE) or any(_width(line) > room for line in lines):
+            return False  # rich would cut an identifier or wrap a header: let it
     if console is not None:
-        console.print(_rich_table([], kept, need, title, widths))
+        console.print(_rich_table([], kept, need, title, inner))
     else:
-        head = _plain_head(stream, widths, kept, title, table_width)
+        head = _plain_head(stream, inner, kept, title, sum(widths) + len(widths) - 1)
         if head is None:
             return False
         stream.write(head)
-    stream.write("\n".join(map("│".join, zip(*padded))) + "\n")
+    padded: list[list[Any]] = []
+    wraps = False
+    for column, measured, room in zip(texts, sizes, inner):
+        pad: dict[str, Any] = {}
+        for text, size in measured.items():
+            if size <= room:
+                pad[text] = f" {text}{' ' * (room - size)} "
+            else:
+                console = console or _console()  # rich's text wrapping wants one
+                pad[text] = _wrapped(console, text, room)
+                wraps = True
+        padded.append([pad[text] for text in column])
+    if not wraps:
+        stream.write("\n".join(map("│".join, zip(*padded))) + "\n")
+        return True
+    blank = [" " * w for w in widths]
+    out = []
+    for cells in zip(*padded):
+        if not any(isinstance(cell, list) for cell in cells):
+            out.append("│".join(cells))
+            continue
+        stacks = [cell if isinstance(cell, list) else [cell] for cell in cells]
+        for line in range(max(map(len, stacks))):  # cells sit at the top, as rich aligns rows
+            out.append("│".join(stack[line] if line < len(stack) else blank[i] for i, stack in enumerate(stacks)))
+    stream.write("\n".join(out) + "\n")
     return True
+
+
+def _column_widths(width: int, longest: Sequence[int], minimum: Sequence[int], wraps: Sequence[bool]) -> list[int]:
+    """Each column's width with its padding, as rich's ``Table`` computes it
+    (not expanded, no edge, padding 1 each side) from each column's widest
+    line: the widest lines when they fit, else the columns that may wrap are
+    narrowed, widest first, and the rest evenly as a last resort."""
+    def measure(room: int, size: int, least: int) -> int:
+        if room < 1:
+            return 0
+        fitted = room if room - 2 < 1 else min(size + 2, room)
+        return max(fitted, least + 2)
+
+    room = width - (len(longest) - 1)  # one rule between columns
+    widths = [measure(room, size, least) or 1 for size, least in zip(longest, minimum)]
+    if sum(widths) > room:
+        from rich._ratio import ratio_reduce
+        from rich.table import Table
+
+        widths = Table._collapse_widths(widths, list(wraps), room)
+        if sum(widths) > room:
+            widths = ratio_reduce(sum(widths) - room, [1] * len(widths), widths, widths)
+        widths = [measure(w, size, least) for w, size, least in zip(widths, longest, minimum)]
+    return widths
+
+
+def _wrapped(console: Any, text: str, room: int) -> list[str]:
+    """``text`` wrapped to ``room`` cells as rich wraps a folding column's
+    cell: the lines, each padded as a cell."""
+    from rich.text import Text
+
+    lines = Text(text).wrap(console, room, justify="left", overflow="fold", no_wrap=False)
+    return [f" {line.plain}{' ' * (room - _width(line.plain))} " for line in lines]
 
 
 def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], title: str | None,
@@ -269,8 +333,6 @@ def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], titl
     if not (getattr(stream, "encoding", None) or "utf-8").lower().startswith("utf"):
         return None
     headers = [header.split("\n") for _, header in kept]
-    if any("[" in line or not line.isprintable() for lines in headers for line in lines):
-        return None
     lines = []
     if title:
         title = title.rstrip()

@@ -35,12 +35,18 @@ def load_config(path: Path | None) -> dict[str, Any]:
         if explicit:
             raise InvalidInput(f"config file {path} does not exist")
         return {}
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read config file {path}: {exc}") from None
+    if not raw:  # an empty file is an empty config: no need to load the TOML parser
+        return {}
     import tomllib
 
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(raw.decode())
+    except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"cannot read config file {path}: {exc}") from None
     unknown = set(data) - {"db", "actor"}
     if unknown:

@@ -97,13 +97,28 @@ def test_unknown_command_still_suggests(run):
 
 # -- big tables -------------------------------------------------------------
 
-def draw(capsys, monkeypatch, rows, columns, *, title=None, fast: bool, width: int = 200, env=None) -> str:
+def draw(capsys, monkeypatch, rows, columns, *, title=None, fast: bool, width: int = 200, env=None,
+         drop=None) -> str:
     monkeypatch.setenv("COLUMNS", str(width))
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(output, "FAST_ROWS", 0 if fast else 10**9)
-    output.render_list(rows, columns, output="table", title=title)
+    output.render_list(rows, columns, output="table", title=title, drop=drop)
     return capsys.readouterr().out
+
+
+@pytest.fixture
+def rich_rows(monkeypatch):
+    """How many rows rich itself was given to draw, call by call."""
+    drawn: list[int] = []
+    real = output._rich_table
+
+    def spy(texts, *args, **kwargs):
+        drawn.append(len(texts[0]) if texts else 0)
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(output, "_rich_table", spy)
+    return drawn
 
 
 ROWS = [
@@ -123,6 +138,31 @@ def test_plain_table_is_what_rich_draws(capsys, monkeypatch, width, title):
     assert fast == draw(capsys, monkeypatch, ROWS, COLUMNS, title=title, fast=False, width=width)
     if width == 200 and title and "[" not in title:
         assert fast.splitlines()[4].startswith(" acct000 │ Zeta        │ 0      │ yes     │ 0.000 ")
+
+
+BLOCKED = [
+    {"name": f"acct{i}", "agency": "Acme Agency", "block_kind": "manual",
+     "block_reason": " ".join(["compliance review, then a long explanation"] * (i % 3)) or None,
+     "note": "x" * (i * 5) + " tail words here"}
+    for i in range(9)
+]
+BLOCKED_COLUMNS = [("name", "Account"), ("agency", "Agency"), ("block_kind", "By"), ("block_reason", "Why"),
+                   ("note", "Note")]
+
+
+@pytest.mark.parametrize("width", [80, 65])
+def test_plain_table_wraps_free_text_as_rich_does(capsys, monkeypatch, rich_rows, width):
+    fast = draw(capsys, monkeypatch, BLOCKED, BLOCKED_COLUMNS, title="Blocked", fast=True, width=width, drop=[])
+    assert rich_rows == []  # drawn line by line, wrapping included: rich drew no row
+    assert fast == draw(capsys, monkeypatch, BLOCKED, BLOCKED_COLUMNS, title="Blocked", fast=False, width=width,
+                        drop=[])
+    assert rich_rows == [len(BLOCKED)]
+    if width == 80:
+        assert fast.splitlines()[4:7] == [
+            " acct1   │ Acme Agency │ manual │ compliance review,    │ xxxxx tail words here ",
+            "         │             │        │ then a long           │                       ",
+            "         │             │        │ explanation           │                       ",
+        ]
 
 
 def test_plain_table_on_a_terminal_lets_rich_style_the_header(capsys, monkeypatch):
