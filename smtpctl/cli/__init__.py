@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator, MutableMapping
 from enum import Enum
 from pathlib import Path
-from collections.abc import Callable, Iterator, MutableMapping
 from typing import Annotated, Any, Optional
 
 import typer

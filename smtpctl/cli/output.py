@@ -1,7 +1,8 @@
 """The one renderer: a result becomes a table, JSON or CSV on stdout.
 
 Messages, warnings and errors go to stderr. Rich is imported only when a
-table is actually drawn, so ``--json`` runs stay light.
+table is actually drawn, so ``--json`` runs stay light; a big table written
+to a file or a pipe does without it (``_print_plain_table``).
 """
 
 from __future__ import annotations
@@ -185,9 +186,9 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     (console or _console()).print(_rich_table(texts, kept, need, title))
 
 
-# From this many rows on, a table that needs no wrapping is written line by
-# line (``_print_plain_table``) instead of by rich, whose cost per cell made a
-# 6,000-row report take seconds. Below it rich draws everything.
+# From this many rows on, a table is drawn line by line (``_print_plain_table``,
+# the same output) instead of by rich, whose cost per cell made a 6,000-row
+# report take seconds. Below it rich draws everything.
 FAST_ROWS = 100
 
 
