@@ -2,7 +2,7 @@
 
 Messages, warnings and errors go to stderr. Rich is imported only when a
 table is actually drawn, so ``--json`` runs stay light; a big table written
-to a file or a pipe does without it (``_print_plain_table``).
+to a file or a pipe needs only its cell widths (``_print_plain_table``).
 """
 
 from __future__ import annotations

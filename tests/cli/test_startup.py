@@ -30,7 +30,11 @@ NOT_FOR_ACCOUNT_LIST = [
 
 _PROBE = """
 import json, sys
-sys.argv = ["smtpctl", *json.loads(sys.argv[1])]
+args, fast_rows = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.argv = ["smtpctl", *args]
+if fast_rows is not None:
+    import smtpctl.cli.output
+    smtpctl.cli.output.FAST_ROWS = fast_rows
 from smtpctl.cli import main
 try:
     main()
@@ -40,11 +44,12 @@ sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys
 """
 
 
-def modules_after(*args: str) -> tuple[int, str, set[str]]:
-    """Run smtpctl ``args`` in a fresh interpreter; its exit code, stdout and
-    every module loaded by the end of the run."""
-    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args)], capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL)
+def modules_after(*args: str, fast_rows: int | None = None) -> tuple[int, str, set[str]]:
+    """Run smtpctl ``args`` in a fresh interpreter (``fast_rows`` replacing
+    ``output.FAST_ROWS``); its exit code, stdout and every module loaded by
+    the end of the run."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(fast_rows)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     report = json.loads(proc.stderr.rsplit("\nMODULES ", 1)[1])
     return report["code"], proc.stdout, set(report["modules"])
 
@@ -68,6 +73,25 @@ def test_root_help_builds_no_group():
         assert f"\n│ {name} " in stdout, name
     assert loaded(modules, [f"smtpctl.cli.{m}" for m, _, _ in [*COMMANDS.values(), *GROUPS.values()]]) == []
     assert loaded(modules, ["smtpctl.core.services", "smtpctl.core.store", "sqlite3"]) == []
+
+
+def test_version_builds_no_command():
+    code, stdout, modules = modules_after("--version")
+    assert (code, stdout) == (0, "smtpctl 0.1.0\n")
+    assert [m for m in modules if m.startswith("smtpctl.cli.") and m not in (
+        "smtpctl.cli.state", "smtpctl.cli.examples")] == []
+
+
+def test_a_long_report_off_a_terminal_is_drawn_without_rich(run):
+    run("agency", "add", "Acme Agency", check_rc=0)
+    args = ("usage", "report", "--by", "day", "--since", "150d")
+    code, stdout, modules = modules_after(*args)
+    assert code == 0 and len(stdout.splitlines()) == 3 + 151 + 1  # title, header, rule; every day; the total
+    # rich.cells measures the bar's blocks (~2 ms); the console and the table (~25 ms) stay out
+    assert loaded(modules, ["rich.console", "rich.table", "rich.text"]) == []
+    code, by_rich, modules = modules_after(*args, fast_rows=10**9)
+    assert code == 0 and "rich" in modules
+    assert stdout == by_rich
 
 
 def test_a_group_builds_only_the_command_that_runs():
