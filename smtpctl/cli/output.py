@@ -79,6 +79,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _column_texts(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    """``_cell`` of every row's ``key``; a column of strings or of integers
+    (most columns) is converted without a call per cell."""
+    values = [row.get(key) for row in rows]
+    kinds = set(map(type, values))
+    if kinds <= {str}:
+        return values
+    if kinds <= {int}:
+        return list(map(str, values))
+    if kinds <= {str, type(None)}:
+        return ["" if value is None else value for value in values]
+    return [_cell(value) for value in values]
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -170,7 +184,7 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     if not rows:
         message(empty)
         return
-    texts = [[_cell(row.get(key)) for row in rows] for key, _ in columns]
+    texts = [_column_texts(rows, key) for key, _ in columns]
     stream = sys.stdout
     plain = len(rows) >= FAST_ROWS and not stream.isatty() and not _is_terminal(stream)  # no styles: no rich
     console = None if plain else _console()
