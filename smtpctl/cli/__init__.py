@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator, MutableMapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -46,8 +47,77 @@ def _check_utf8(args: Any) -> None:
             raise InvalidInput(f"argument {position} is not valid UTF-8 text")
 
 
+class LazyCommands(MutableMapping):
+    """A group's ``commands``: every name is known at once, each command is
+    built (its module imported, its parameters read) on first access, as
+    click's documented ``LazyGroup`` does."""
+
+    def __init__(self, names: list[str], build: Callable[[str], Any]) -> None:
+        self._names = list(names)
+        self._build = build
+        self.built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.built:
+            if name not in self._names:
+                raise KeyError(name)
+            self.built[name] = self._build(name)
+        return self.built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self.built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self.built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
 class SmtpctlGroup(TyperGroup):
-    """The root group; its ``main`` is the one place errors become exit codes."""
+    """The root group; its ``main`` is the one place errors become exit codes.
+
+    Its commands are built lazily; the root's help and shell completion list
+    them from the one-line help in ``COMMANDS``/``GROUPS`` instead of
+    building them."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        lazy = LazyCommands([*COMMANDS, *GROUPS], build_command)
+        for name, command in self.commands.items():
+            lazy[name] = command
+        self.commands = lazy
+        self._listing = 0
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if self._listing and cmd_name not in self.commands.built and cmd_name in self.commands:
+            return _summary(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def _summaries(self, method: Any, *args: Any) -> Any:
+        self._listing += 1
+        try:
+            return method(*args)
+        finally:
+            self._listing -= 1
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        return self._summaries(super().format_help, ctx, formatter)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+        return self._summaries(super().shell_complete, ctx, incomplete)
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -165,29 +235,85 @@ def root(
     ctx.call_on_close(state.close)
 
 
+# The command tree, in the order --help lists it (commands, then groups, as
+# typer orders what is registered on one app). Each entry is built only when
+# it runs: ``smtpctl account list`` imports smtpctl.cli.account and nothing of
+# the other groups. The one-line help is what the root --help shows, so that
+# listing imports no group either (tests/cli/test_startup.py keeps each line
+# equal to the first paragraph of the real help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: (module in smtpctl.cli, attribute, one-line help)
+    "settings": ("settings", "settings_command", "Show the SMTP server, ports, security and username to configure."),
+    "audit": ("audit", "audit_command", "Show the audit trail, newest first."),
+    "apply": ("apply", "apply_command", "Create and update objects so the store matches FILE (idempotent)."),
+    "export": ("export", "export_command",
+               "Export agencies, accounts, domains and credentials (no secrets), or a Dovecot passwd-file."),
+    "serve": ("serve", "serve_command",
+              "Run an SMTP submission server that authenticates and meters against the store."),
+}
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "agency": ("agency", "app", "Agencies: they own sub-accounts and agency-assigned domains."),
+    "account": ("account", "app", "Sub-accounts: they own dedicated domains and SMTP credentials."),
+    "domain": ("domain", "app", "Sending domains: dedicated (an account's) or agency-assigned (shared)."),
+    "user": ("user", "app", "SMTP credentials: create, list, show, reset, delete, verify."),
+    "usage": ("usage", "app", "Usage: record and import messages, check today's count, report usage and cost."),
+    "pricing": ("pricing", "app", "Price estimates at the service's rate and at comparison rates."),
+    "imap": ("imap", "app", "IMAP settings of common mailbox providers (this service hosts no IMAP/POP)."),
+    "policy": ("serve", "policy_app", "Postfix SMTP access policy delegation, using the store live."),
+    "store": ("store", "app", "Service settings and care of the store file."),
+}
+
+
+def build_command(name: str) -> Any:
+    """The click command for one top-level name, built as ``add_typer`` /
+    ``command`` on the root app would build it: its module is imported now.
+    A group's own commands are built lazily too, so ``account list`` reads
+    the parameters of ``list`` alone."""
+    import importlib
+
+    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+
+    from smtpctl.cli.examples import examples
+
+    module, attribute, _ = COMMANDS.get(name) or GROUPS[name]
+    target = getattr(importlib.import_module(f"smtpctl.cli.{module}"), attribute)
+    scratch = typer.Typer(name="smtpctl", rich_markup_mode=app.rich_markup_mode)
+    if name in COMMANDS:
+        scratch.command(name, epilog=examples(name))(target)
+        return get_command_from_info(scratch.registered_commands[0],
+                                     pretty_exceptions_short=app.pretty_exceptions_short,
+                                     rich_markup_mode=app.rich_markup_mode)
+    scratch.add_typer(target, name=name, epilog=examples(name))
+    infos = {info.name or get_command_name(info.callback.__name__): info for info in target.registered_commands}
+    registered, target.registered_commands = target.registered_commands, []
+    try:  # the group itself (its callback, help, sub-groups) as typer builds it, without its commands
+        group = get_group_from_info(scratch.registered_groups[0], pretty_exceptions_short=app.pretty_exceptions_short,
+                                    rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+    finally:
+        target.registered_commands = registered
+    # typer lists a group's commands before its sub-groups
+    lazy = LazyCommands([*infos, *group.commands], lambda sub: get_command_from_info(
+        infos[sub], pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode))
+    for sub, command in group.commands.items():
+        lazy[sub] = command
+    group.commands = lazy
+    return group
+
+
 def _register() -> None:
-    from smtpctl.cli import (account, agency, apply, audit, domain, export, imap, pricing, serve, settings, store,
-                             usage, user)
     from smtpctl.cli.examples import examples
 
     app.info.epilog = examples("smtpctl")
-    app.add_typer(agency.app, name="agency", epilog=examples("agency"))
-    app.add_typer(account.app, name="account", epilog=examples("account"))
-    app.add_typer(domain.app, name="domain", epilog=examples("domain"))
-    app.add_typer(user.app, name="user", epilog=examples("user"))
-    app.command("settings", epilog=examples("settings"))(settings.settings_command)
-    app.add_typer(usage.app, name="usage", epilog=examples("usage"))
-    app.add_typer(pricing.app, name="pricing", epilog=examples("pricing"))
-    app.add_typer(imap.app, name="imap", epilog=examples("imap"))
-    app.command("audit", epilog=examples("audit"))(audit.audit_command)
-    app.command("apply", epilog=examples("apply"))(apply.apply_command)
-    app.command("export", epilog=examples("export"))(export.export_command)
-    app.command("serve", epilog=examples("serve"))(serve.serve_command)
-    app.add_typer(serve.policy_app, name="policy", epilog=examples("policy"))
-    app.add_typer(store.app, name="store", epilog=examples("store"))
 
 
 _register()
+
+
+def _summary(name: str) -> Any:
+    """A stand-in that lists ``name`` in the root's help without building it."""
+    from typer.core import TyperCommand
+
+    return TyperCommand(name=name, help=(COMMANDS.get(name) or GROUPS[name])[2], callback=None)
 
 
 def main() -> None:

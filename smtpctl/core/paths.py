@@ -75,7 +75,10 @@ def load_config(path: Path | None) -> dict[str, Any]:
         if explicit:
             raise InvalidInput(f"config file {path} does not exist")
         return {}
-    data = parse_toml(read_bounded(path, MAX_CONFIG_BYTES, "config file"), f"config file {path}")
+    raw = read_bounded(path, MAX_CONFIG_BYTES, "config file")
+    if not raw:  # an empty file is an empty config: no need to load the TOML parser
+        return {}
+    data = parse_toml(raw, f"config file {path}")
     unknown = set(data) - {"db", "actor"}
     if unknown:
         shown = ", ".join(repr(k)[:40] for k in sorted(unknown))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core import passwords, rules
+from smtpctl.core import rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
 from smtpctl.core.store import Store
@@ -601,6 +601,7 @@ def create_credential(store: Store, login: str, password: str | None, *, exist_o
     blocked for the account), ``LimitReached`` (the domain already holds its
     cap of live credentials). Nothing is written when it raises.
     """
+    from smtpctl.core import passwords  # here, so commands that take no password never load hashlib or secrets
     name, domain_name = rules.parse_login(login)
     generated = password is None
     secret = passwords.generate_password() if generated else passwords.validate_password(password)  # type: ignore[arg-type]
@@ -642,6 +643,7 @@ def reset_credential(store: Store, login: str, password: str | None) -> Outcome:
 
     Raises ``InvalidInput`` or ``NotFound``.
     """
+    from smtpctl.core import passwords  # here, so commands that take no password never load hashlib or secrets
     get_credential(store, login)  # fail fast, before the hash
     generated = password is None
     secret = passwords.generate_password() if generated else passwords.validate_password(password)  # type: ignore[arg-type]
@@ -724,6 +726,7 @@ def verify_credential(store: Store, login: str, password: str) -> Credential:
     argon2 parameters, the hash is replaced by a fresh argon2id one (audited
     as ``credential.rehash``). Raises ``NotFound`` or ``AuthFailed``.
     """
+    from smtpctl.core import passwords  # here, so commands that take no password never load hashlib or secrets
     credential = get_credential(store, login)
     ok, new_hash = passwords.verify_password(password, credential.password_hash)
     if not ok:
