@@ -247,7 +247,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("audit", "audit_command", "Show the audit trail, newest first."),
     "apply": ("apply", "apply_command", "Create and update objects so the store matches FILE (idempotent)."),
     "export": ("export", "export_command",
-               "Export agencies, accounts, domains and credentials (no secrets), or a Dovecot passwd-file."),
+               "Export the store as TOML or JSON (no secrets), a Dovecot passwd-file, or a Postfix sender-login "
+               "table."),
     "serve": ("serve", "serve_command",
               "Run an SMTP submission server that authenticates and meters against the store."),
 }

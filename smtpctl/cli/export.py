@@ -31,8 +31,7 @@ def export_command(
     group: Annotated[Optional[str], typer.Option("--group", help="With --output: make the file 0640 and owned by this group (e.g. dovecot).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the export as one JSON document: the same as --format json.")] = False,
 ) -> None:
-    """Export agencies, accounts, domains and credentials (no secrets), a Dovecot passwd-file, or a Postfix
-    smtpd_sender_login_maps table."""
+    """Export the store as TOML or JSON (no secrets), a Dovecot passwd-file, or a Postfix sender-login table."""
     if json_out and output_format not in (None, ExportFormat.json):
         raise InvalidInput(f"--json is --format json; it cannot be combined with --format {output_format.value}")
     output_format = ExportFormat.json if json_out else output_format or ExportFormat.toml

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Callable
 
 from smtpctl.core.errors import InvalidInput
@@ -51,6 +52,7 @@ def normalise_name(kind: str, name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=4096)  # pure, and IDNA is costly: the live paths see the same few domains all day
 def normalise_domain(name: str) -> str:
     """Return a domain name as stored: lower case ASCII (IDNA A-label).
 
@@ -258,6 +260,7 @@ MAX_LOCAL_PART = 64
 _LOCAL_PART_RE = re.compile(r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*$")
 
 
+@lru_cache(maxsize=4096)  # pure; a refused login raises, and exceptions are not cached
 def parse_login(login: str) -> tuple[str, str]:
     """Split and normalise ``name@domain`` into (name, ascii domain).
 

@@ -10,6 +10,7 @@ deleted and credential creation is blocked, before the transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -440,37 +441,43 @@ def admit_message(store: Store, login: str, recipients: int, source_id: str) -> 
 
 def admit_messages(store: Store, messages: list[tuple[str, int, str]]) -> list[Admission | Exception]:
     """Group commit: admit many live messages (``(login, recipients,
-    source_id)``) in one transaction, so one durable commit serves them all.
+    source_id)``) in one transaction, so one durable commit serves them all
+    (``run_steps``): each is its own step, in order, and sees the totals the
+    earlier ones wrote, so the cap is exactly as strict as one transaction
+    per message."""
+    return run_steps(store, [partial(_admit_one, login=m[0], recipients=m[1], source_id=m[2]) for m in messages])
 
-    Each message is its own step, in order, inside a savepoint: it sees the
-    totals the earlier ones wrote, so the cap is exactly as strict as one
-    transaction per message. A message whose step fails gets its exception
-    in the answer list (and its savepoint is rolled back); the others are
-    committed. Store errors of the transaction itself propagate, and then
-    nothing of the batch was recorded."""
-    from smtpctl.core.ingest import UsageInput
 
-    zone = store_zone(store)
-    resolver = _Resolver(store)
-    answers: list[Admission | Exception] = []
+def run_steps(store: Store, steps: list[Callable[[Store], Any]]) -> list[Any]:
+    """Run ``steps`` in order in one write transaction, each inside its own
+    savepoint. A step that raises gets its exception in the answer list (its
+    savepoint is rolled back, its writes undone); the others are committed
+    together. Store errors of the transaction itself (the lock, the commit)
+    propagate, and then nothing of the batch was written."""
+    answers: list[Any] = []
     with store.write():
         conn = store.conn
-        for login, recipients, source_id in messages:
-            conn.execute("SAVEPOINT admit")
+        for step in steps:
+            conn.execute("SAVEPOINT step")
             try:
-                status = sender_status(store, login)
-                if status != "ok":
-                    answers.append(Admission(False, status, "the credential was revoked or removed"
-                                             if status == "revoked" else "not a credential of this service"))
-                else:
-                    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
-                    answers.append(_admission(_apply(store, [item], strict=False, resolver=resolver, zone=zone)))
-                conn.execute("RELEASE admit")
-            except Exception as exc:  # noqa: BLE001 - the answer for this message; the rest go on
-                conn.execute("ROLLBACK TO admit")
-                conn.execute("RELEASE admit")
+                answers.append(step(store))
+                conn.execute("RELEASE step")
+            except Exception as exc:  # noqa: BLE001 - the answer for this step; the rest go on
+                conn.execute("ROLLBACK TO step")
+                conn.execute("RELEASE step")
                 answers.append(exc)
     return answers
+
+
+def _admit_one(store: Store, *, login: str, recipients: int, source_id: str) -> Admission:
+    from smtpctl.core.ingest import UsageInput
+
+    status = sender_status(store, login)
+    if status != "ok":
+        return Admission(False, status, "the credential was revoked or removed" if status == "revoked"
+                         else "not a credential of this service")
+    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
+    return _admission(_apply(store, [item], strict=False, resolver=_Resolver(store), zone=store_zone(store)))
 
 
 def _admission(result: BatchResult) -> Admission:

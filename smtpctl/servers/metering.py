@@ -13,26 +13,35 @@ hard cap is exactly as strict as one transaction per message.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+from typing import Any, Callable, TypeVar
 
 from smtpctl.core import usage
 from smtpctl.servers.metrics import NOOP, Metrics, timed
 from smtpctl.servers.runtime import StoreWorker
 
+T = TypeVar("T")
 MAX_BATCH = 256  # bounds one transaction's time, and so every waiting client's
 
 
 class GroupCommit:
     def __init__(self, worker: StoreWorker, metrics: Metrics = NOOP):
         self.worker = worker
-        self.admit_messages = timed(usage.admit_messages, metrics)  # the transaction's time, on the store thread
-        self.pending: list[tuple[str, int, str, asyncio.Future[usage.Admission]]] = []
+        self.run_steps = timed(usage.run_steps, metrics)  # the transaction's time, on the store thread
+        self.pending: list[tuple[Callable[[Any], Any], asyncio.Future[Any]]] = []
         self.draining = False
         self.batches = 0  # commits taken, for the benchmark and the metrics
 
     async def admit(self, login: str, recipients: int, source_id: str) -> usage.Admission:
         """Check and record one message (``usage.admit_message``), sharing the commit."""
-        future: asyncio.Future[usage.Admission] = asyncio.get_running_loop().create_future()
-        self.pending.append((login, recipients, source_id, future))
+        return await self.run(partial(usage.admit_message, login=login, recipients=recipients,
+                                      source_id=source_id))
+
+    async def run(self, step: Callable[[Any], T]) -> T:
+        """Run ``step(store)`` inside the next shared write transaction (its own
+        savepoint), and answer after the commit that holds what it wrote."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((step, future))
         if not self.draining:
             self.draining = True
             asyncio.ensure_future(self._drain())
@@ -43,11 +52,11 @@ class GroupCommit:
             while self.pending:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 try:
-                    answers = await self.worker.call(self.admit_messages, [m[:3] for m in batch])
+                    answers = await self.worker.call(self.run_steps, [step for step, _ in batch])
                 except Exception as exc:  # the transaction failed: nothing of the batch was recorded
                     answers = [exc] * len(batch)
                 self.batches += 1
-                for (*_, future), answer in zip(batch, answers):
+                for (_, future), answer in zip(batch, answers):
                     if future.done():
                         continue  # the client went away; its message is recorded all the same
                     if isinstance(answer, BaseException):

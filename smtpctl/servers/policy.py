@@ -23,6 +23,7 @@ import socket
 import stat
 import struct
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,13 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if meter is None:
         return action, info
     return settle(usage.admit_message(store, *meter), info)
+
+
+def check_and_admit(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], usage.Admission | None]:
+    """``precheck``, then the admission of its message if it has one, on the
+    store thread inside the caller's transaction (group commit's step)."""
+    action, info, meter = precheck(store, attrs)
+    return action, info, usage.admit_message(store, *meter) if meter is not None else None
 
 
 def precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Meter | None]:
@@ -233,10 +241,13 @@ class PolicyServer:
         except MalformedRequest as exc:
             return DEFER_MALFORMED, {"reason": str(exc)}
         try:
-            action, info, meter = await self.worker.call(precheck, attrs)
-            if meter is None:
-                return action, info
-            return settle(await self.meter.admit(*meter), info, self.metrics)
+            if attrs.get("protocol_state", "").strip().upper() == "END-OF-MESSAGE":
+                # The checks and the metering in one step of the shared transaction: one store hop.
+                action, info, admission = await self.meter.run(partial(check_and_admit, attrs=attrs))
+            else:
+                action, info, meter = await self.worker.call(precheck, attrs)
+                admission = await self.meter.admit(*meter) if meter is not None else None
+            return (action, info) if admission is None else settle(admission, info, self.metrics)
         except Exception as exc:  # never leave Postfix hanging: a temporary failure, logged once
             fields = {"state": attrs.get("protocol_state") or "(none)", "error": type(exc).__name__,
                       "message": exc.message if isinstance(exc, SmtpctlError) else str(exc)}

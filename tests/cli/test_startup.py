@@ -59,7 +59,7 @@ def loaded(modules: set[str], names: list[str]) -> list[str]:
 
 
 def test_account_list_json_loads_only_what_it_uses(isolated_store, run):
-    run("agency", "list", check_rc=0)  # the store exists: the probe reads it
+    run("store", "set", "timezone", "UTC", check_rc=0)  # a write creates the store: the probe reads it
     code, stdout, modules = modules_after("--db", str(isolated_store), "account", "list", "--json")
     assert (code, stdout) == (0, "[]\n")
     assert "smtpctl.cli.account" in modules and "smtpctl.core.services" in modules

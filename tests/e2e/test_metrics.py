@@ -177,9 +177,10 @@ def test_policy_metrics_count_actions_and_metered_recipients(world, tmp_path):
         'smtpctl_refusals_total{reason="store_error",server="policy"}': 0.0,
         'smtpctl_refusals_total{reason="malformed",server="policy"}': 1.0,
         'smtpctl_limit_crossings_total{server="policy"}': 0.0,
-        'smtpctl_store_admission_seconds_count{server="policy"}': 2.0,
-        'smtpctl_group_commit_batch_size_count{server="policy"}': 2.0,
-        'smtpctl_group_commit_batch_size_sum{server="policy"}': 2.0,
+        # Every END-OF-MESSAGE request is one step of a shared transaction (three here, one at a time).
+        'smtpctl_store_admission_seconds_count{server="policy"}': 3.0,
+        'smtpctl_group_commit_batch_size_count{server="policy"}': 3.0,
+        'smtpctl_group_commit_batch_size_sum{server="policy"}': 3.0,
         'smtpctl_connections{server="policy"}': 1.0,
         'smtpctl_connections_accepted_total{server="policy"}': 1.0,
         'smtpctl_policy_requests_total{action="DUNNO",server="policy",state="RCPT"}': 1.0,
