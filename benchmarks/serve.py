@@ -115,8 +115,11 @@ def main() -> None:
 
         policy_port = free_port()
         policy = start([binary, "policy", "serve", "--listen", f"127.0.0.1:{policy_port}"], env, "event=listening")
+        cpu0 = cpu_seconds(policy.pid)
         policy_time = policy_load(policy_port)
+        policy_cpu = cpu_seconds(policy.pid) - cpu0
         stop(policy)
+        fsync_ms = commit_floor(tmp_path)
         peer_time = policyd_rate_limit(tmp_path)
 
         total = CLIENTS * MESSAGES
@@ -131,7 +134,10 @@ def main() -> None:
               f"{CLIENTS * 5 / bare_auth:.1f} /s bare (no password check) -> {bare_auth / auth_time:.2f}x")
         print(f"                   {CLIENTS * 5 / cold_time:8.1f} /s smtpctl serve, every login verified "
               f"(argon2id, --auth-cache-size 0) -> {bare_auth / cold_time:.2f}x")
-        print(f"policy requests    {CLIENTS * 200 / policy_time:8.1f} /s at END-OF-MESSAGE, each metered durably")
+        print(f"policy requests    {CLIENTS * 200 / policy_time:8.1f} /s at END-OF-MESSAGE, each metered durably; "
+              f"server CPU {1000 * policy_cpu / (CLIENTS * 200):.2f} ms/request")
+        print(f"durable commit     {fsync_ms:8.2f} ms on this disk (SQLite WAL, synchronous=FULL): with {CLIENTS} "
+              f"clients and one request each in flight, group commit caps policy at ~{CLIENTS / fsync_ms * 1000:,.0f}/s")
         if peer_time is None:
             print("policyd-rate-limit (not installed: pip install policyd-rate-limit in a venv of its own and set "
                   "POLICYD_RATE_LIMIT to its executable)")
@@ -207,6 +213,24 @@ def policyd_rate_limit(tmp_path: Path) -> float | None:
             raise SystemExit(f"policyd-rate-limit failed ({exc}): {(folder / 'policyd.log').read_text()}") from None
     finally:
         stop(proc)
+
+
+def commit_floor(tmp_path: Path, commits: int = 200) -> float:
+    """Milliseconds one durable SQLite commit takes on the disk the store is on: the floor under
+    every metered answer, and what group commit divides among the clients waiting."""
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "floor.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (x)")
+    start = time.perf_counter()
+    for i in range(commits):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?)", (i,))
+        conn.execute("COMMIT")
+    conn.close()
+    return (time.perf_counter() - start) / commits * 1000
 
 
 def cpu_seconds(pid: int) -> float:

@@ -510,8 +510,9 @@ class MaildirSpool:
         return staged
 
     def publish(self, staged: Path) -> None:
+        # No fsync of new/ here: a rename lost to a power cut leaves the billed
+        # message in tmp/, and the next start's reconcile publishes it.
         os.rename(staged, self.path / "new" / staged.name)
-        _fsync_dir(self.path / "new")
 
     @staticmethod
     def discard(staged: Path) -> None:
@@ -551,14 +552,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def prepare_maildir(path: Path) -> None:
