@@ -381,13 +381,15 @@ class SubmissionHandler:
     async def _settle(self, login: str, recipients: list[str], queue_id: str, source_id: str, content: bytes,
                       staged: Path | None, leg: "RelayLeg | None") -> str:
         try:
-            return await self._settled(login, recipients, queue_id, source_id, content, staged, leg)
+            return await self._bill_and_deliver(login, recipients, queue_id, source_id, content, staged, leg)
         finally:
             if leg is not None:
                 self._close_soon(leg)
 
-    async def _settled(self, login: str, recipients: list[str], queue_id: str, source_id: str, content: bytes,
-                       staged: Path | None, leg: "RelayLeg | None") -> str:
+    async def _bill_and_deliver(self, login: str, recipients: list[str], queue_id: str, source_id: str,
+                                content: bytes, staged: Path | None, leg: "RelayLeg | None") -> str:
+        """Admit (check and bill) the message, then publish it (Maildir) or send its data on (relay,
+        taking it off the bill if the next hop refuses it): delivered equals billed."""
         loop = asyncio.get_running_loop()
         try:
             admission = await self.meter.admit(login, len(recipients), source_id)
