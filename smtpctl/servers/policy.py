@@ -207,33 +207,38 @@ class PolicyServer:
     async def read_request(self, reader: asyncio.StreamReader) -> list[str] | None:
         """One request's lines, or None when the client closed between requests.
         Raises ``_Refused`` for a request too large, too long in coming, or cut short."""
+        try:
+            line = await reader.readuntil(b"\n")  # no deadline: Postfix keeps idle connections open
+        except asyncio.LimitOverrunError:
+            raise _Refused(f"request line longer than {MAX_REQUEST_BYTES} bytes") from None
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return None
+            raise _Refused("request cut short by the client") from None
         lines: list[str] = []
         size = 0
-        while True:
-            try:
-                if lines:
-                    line = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_TIMEOUT)
-                else:
-                    line = await reader.readuntil(b"\n")  # Postfix keeps idle connections open
-            except asyncio.LimitOverrunError:
-                raise _Refused(f"request line longer than {MAX_REQUEST_BYTES} bytes") from None
-            except asyncio.IncompleteReadError as exc:
-                if not lines and not exc.partial:
-                    return None
-                raise _Refused("request cut short by the client") from None
-            except asyncio.TimeoutError:
-                raise _Refused(f"request not finished within {REQUEST_TIMEOUT:g} seconds") from None
-            size += len(line)
-            if size > MAX_REQUEST_BYTES:
-                raise _Refused(f"request larger than {MAX_REQUEST_BYTES} bytes")
-            text = line.rstrip(b"\r\n")
-            if not text:
-                return lines
-            if len(lines) >= MAX_ATTRIBUTES:
-                raise _Refused(f"request with more than {MAX_ATTRIBUTES} attributes")
-            # Postfix may pass 8-bit bytes (a HELO name, a certificate subject):
-            # read them, do not refuse the message for them.
-            lines.append(text.decode("utf-8", errors="replace"))
+        try:
+            # One deadline for the rest of the request (not a wait_for, and so a task, per line).
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                while True:
+                    size += len(line)
+                    if size > MAX_REQUEST_BYTES:
+                        raise _Refused(f"request larger than {MAX_REQUEST_BYTES} bytes")
+                    text = line.rstrip(b"\r\n")
+                    if not text:
+                        return lines
+                    if len(lines) >= MAX_ATTRIBUTES:
+                        raise _Refused(f"request with more than {MAX_ATTRIBUTES} attributes")
+                    # Postfix may pass 8-bit bytes (a HELO name, a certificate subject):
+                    # read them, do not refuse the message for them.
+                    lines.append(text.decode("utf-8", errors="replace"))
+                    line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise _Refused(f"request line longer than {MAX_REQUEST_BYTES} bytes") from None
+        except asyncio.IncompleteReadError:
+            raise _Refused("request cut short by the client") from None
+        except TimeoutError:
+            raise _Refused(f"request not finished within {REQUEST_TIMEOUT:g} seconds") from None
 
     async def answer(self, block: list[str]) -> tuple[str, dict[str, Any]]:
         try:
