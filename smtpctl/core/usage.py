@@ -72,6 +72,7 @@ class _Resolver:
         self.store, self.bulk = store, bulk
         self.owners: dict[str, tuple[int, int | None, str | None]] | None = None
         self.cache: dict[tuple[str, str], _Target | InvalidInput | NotFound] = {}
+        self.senders: dict[str | None, _Target] = {}  # outbound login -> its target, for _apply's hot path
 
     def resolve(self, item: UsageInput) -> _Target:
         """The sender's agency, account and domain; raises ``NotFound`` or ``InvalidInput``."""
@@ -85,6 +86,8 @@ class _Resolver:
             self.cache[key] = hit
         if isinstance(hit, (InvalidInput, NotFound)):
             raise type(hit)(hit.message)
+        if item.direction == "outbound":
+            self.senders[item.user] = hit
         return hit
 
     def _owner(self, domain_name: str) -> tuple[int, int | None, str | None] | None:
@@ -196,18 +199,21 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         result.kinds.append(kind)
 
     # First pass: who and when, without touching the totals.
-    accepted: list[tuple[UsageInput, _Target, datetime, str]] = []
+    accepted: list[tuple[UsageInput, _Target, datetime, str, int]] = []
+    senders = resolver.senders
     for item in items:
         if isinstance(item, BadLine):
             reject(item, item.reason, "invalid")
             continue
+        emails = item.to + item.cc + item.bcc
         try:
-            target = resolver.resolve(item)
+            # One dict look-up for a sender seen before (the import's usual case).
+            target = (senders.get(item.user) if item.direction == "outbound" else None) or resolver.resolve(item)
             at = item.at or now
             if at > latest:
                 raise InvalidInput(f"time {iso_z(at)} is in the future")
-            if item.emails > max_recipients:
-                raise InvalidInput(f"{item.emails:,} recipients in one message: more than the "
+            if emails > max_recipients:
+                raise InvalidInput(f"{emails:,} recipients in one message: more than the "
                                    f"{max_recipients:,} allowed (store setting max_recipients_per_message); "
                                    "not recorded")
         except (InvalidInput, NotFound) as exc:
@@ -216,17 +222,18 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 raise
             reject(item, exc.message, kind)
             continue
-        if item.source_id is not None:
-            if item.source_id in existing or item.source_id in seen_ids:
+        source_id = item.source_id
+        if source_id is not None:
+            if source_id in existing or source_id in seen_ids:
                 result.duplicates += 1
                 continue
-            seen_ids.add(item.source_id)
-        accepted.append((item, target, at, days(at)))
+            seen_ids.add(source_id)
+        accepted.append((item, target, at, days(at), emails))
     if not accepted:
         return result
 
     # Second pass: the cap, in input order, against the totals under this lock.
-    touched = sorted({(t.account_id, day) for item, t, _, day in accepted if item.direction == "outbound"})
+    touched = sorted({(t.account_id, day) for item, t, _, day, _ in accepted if item.direction == "outbound"})
     before = store.outbound_totals(touched) if touched else {}
     accounts = {a.id: a for a in store.accounts_by_id({acc for acc, _ in touched})} if touched else {}
     default_limit = int(settings["default_daily_limit"])
@@ -236,9 +243,11 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     refused_over: dict[tuple[int, str], int] = {}
     recorded_at = iso_z(now)
     rows: list[tuple] = []
-    for item, target, at, day in accepted:
-        emails = item.emails
-        if item.direction == "outbound":
+    append = rows.append
+    total_emails = 0
+    for item, target, at, day, emails in accepted:
+        direction = item.direction
+        if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
             limit = limits[target.account_id]
@@ -250,15 +259,18 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             running[key] = total + emails
             if total + emails > limit:
                 crossed_at[key] = total + emails
-        at_text = _iso(at)  # every time here is already UTC (parse_time, PostfixLog, utc_now)
-        rows.append((item.source_id, at_text, day, item.direction, target.agency_id, target.account_id,
-                     target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
+        # Every time here is already UTC (parse_time, PostfixLog, utc_now); a
+        # time the input gave as stored ("...Z") is not formatted again.
+        at_text = (item.at_text if item.at is not None else None) or _iso(at)
+        total_emails += emails
+        append((item.source_id, at_text, day, direction, target.agency_id, target.account_id,
+                target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
         if keep_events:
-            result.events.append({"id": item.source_id, "at": at_text, "day": day, "direction": item.direction,
+            result.events.append({"id": item.source_id, "at": at_text, "day": day, "direction": direction,
                                   "user": target.login or None, "domain": target.domain, "account": target.account,
                                   "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": emails})
     result.recorded = result.messages = len(rows)
-    result.emails = sum(row[11] for row in rows)
+    result.emails = total_emails
     if rows:
         store.insert_usage(rows)
     # A refusal on today's total also re-applies the rule: an account unblocked
