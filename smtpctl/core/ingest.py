@@ -92,7 +92,7 @@ def read_raw_lines(handle: IO[bytes], position: list[int] | None = None) -> Iter
     """
     readline = handle.readline
     count = position if position is not None else [0]
-    raw = readline(MAX_LINE_BYTES + 1)
+    raw = readline(MAX_LINE_BYTES + 4)  # (room for a BOM: it is not part of the line)
     if not raw:
         return
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -142,6 +142,71 @@ class Lines:
 
     def __iter__(self) -> Iterator[str]:
         return map(decode_line, self.raw())
+
+    def blocks(self) -> Iterator[bytes]:
+        return read_blocks(self.handle, self.position)
+
+
+# Less than MAX_LINE_BYTES: a line too long to take then always spans blocks,
+# so read_blocks checks only the lines that do.
+BLOCK_BYTES = 1 << 20
+
+
+def read_blocks(handle: IO[bytes], position: list[int] | None = None) -> Iterator[bytes]:
+    """The lines of a binary stream, many at a time: each block is whole
+    lines, each ending with ``\\n`` (the file's last line gets one). The lines
+    are ``read_raw_lines``' lines, except that a line over ``MAX_LINE_BYTES``
+    is read past without holding it and stands as an empty line. A UTF-8 BOM
+    at the start is dropped. ``position[0]`` counts bytes read."""
+    from functools import partial
+    from itertools import chain
+
+    count = position if position is not None else [0]
+    read = getattr(handle, "read1", handle.read)
+    head = b""
+    while len(head) < 3:  # the BOM may come in more than one read from a pipe
+        chunk = read(3 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    bom = head.startswith(b"\xef\xbb\xbf")
+    start = head[3:] if bom else head
+    count[0] += len(head) - len(start)  # the BOM; the rest is counted as a chunk
+    tail = b""
+    long_line = False  # reading past a line over MAX_LINE_BYTES
+    empty = True
+    for chunk in chain((start,), iter(partial(read, BLOCK_BYTES), b"")):
+        if not chunk:
+            continue
+        empty = False
+        count[0] += len(chunk)
+        done = b""
+        if long_line:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            long_line = False
+            done = b"\n"  # the long line, as an empty one
+            chunk = chunk[end + 1:]
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            tail += chunk
+            if len(tail) > MAX_LINE_BYTES:
+                tail, long_line = b"", True
+            if done:
+                yield done
+            continue
+        first = chunk.find(b"\n")
+        if len(tail) + first + 1 > MAX_LINE_BYTES:  # the line that ends here is too long
+            done += b"\n" + chunk[first + 1:end + 1]
+        else:
+            done += tail + chunk[:end + 1]
+        tail = chunk[end + 1:]
+        yield done
+    if long_line or (bom and empty):  # (a BOM alone is one empty line, as read_raw_lines reads it)
+        yield b"\n"
+    elif tail:
+        yield tail + b"\n"
 
 
 def read_lines(handle: IO[bytes], position: list[int] | None = None) -> Lines:
@@ -604,6 +669,8 @@ _SMTPD_SASL = re.compile(
 _QMGR_ACTIVE = re.compile(
     "^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
 _QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
+# What a line the parser needs holds; the block reader looks for these bytes.
+_MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
 
@@ -622,21 +689,24 @@ class PostfixLog:
         self.year = year
         self.log_tz = log_tz
         self.now = now or datetime.now(timezone.utc)
-        self.pending: dict[str, tuple[str, datetime, str]] = {}
+        self.pending: dict[str, tuple[str, tuple[datetime, str, int], str]] = {}  # qid -> user, time, host
         self.counted: set[str] = set()
         self.skipped = 0
         self.requeued = 0
-        self._stamps: dict[str, datetime] = {}
+        self._stamps: dict[str, tuple[datetime, str, int]] = {}
 
-    def _when(self, m: re.Match[str]) -> datetime:
-        """The line's time in UTC; raises ``InvalidInput`` for an impossible date."""
+    def _when(self, m: re.Match[str]) -> tuple[datetime, str, int]:
+        """The line's time in UTC, as stored ("...Z") and as seconds since
+        the epoch (cached: a log has many lines a second); raises
+        ``InvalidInput`` for an impossible date."""
         stamp = m.group("iso") or m.group("mon") + m.group("day") + m.group("time")
-        moment = self._stamps.get(stamp)
-        if moment is None:
+        known = self._stamps.get(stamp)
+        if known is None:
             if len(self._stamps) > 10_000:
                 self._stamps.clear()
-            moment = self._stamps[stamp] = self._parse_when(m)
-        return moment
+            moment = self._parse_when(m)
+            known = self._stamps[stamp] = (moment, moment.isoformat()[:19] + "Z", int(moment.timestamp()))
+        return known
 
     def _parse_when(self, m: re.Match[str]) -> datetime:
         if m.group("iso"):
@@ -669,56 +739,97 @@ class PostfixLog:
             return in_range(moment, stamp)
         raise InvalidInput(f"impossible date {stamp!r} in {' or '.join(str(y) for y in years)}")
 
-    def feed(self, lines: Iterable[str]) -> Iterator[UsageInput | BadLine]:
+    def feed(self, lines: Iterable[str] | Lines) -> Iterator[UsageInput | BadLine]:
         """Messages from a mail log; a needed line that cannot be used (an
-        impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``."""
+        impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``.
+
+        ``lines`` from ``read_lines`` are read in blocks of bytes: only the
+        lines that hold ``sasl_username=``, ``nrcpt=`` or a closing
+        ``removed`` (found with ``bytes.find``, in C) are decoded and read;
+        the rest of a log (connect, TLS, cleanup, smtp, disconnect: two lines
+        in three) is counted as skipped and never touched by Python. Any
+        other iterable of lines is read one line at a time, the reference the
+        block reader is tested against.
+        """
+        if isinstance(lines, Lines):
+            yield from self._feed_blocks(lines.blocks())
+            return
+        take = self._take
         for number, raw in enumerate(lines, start=1):
-            line = raw.rstrip("\n")
-            # Most lines (cleanup, smtp, connect...) are not needed: a substring
-            # test skips them before any regular expression runs.
-            if "sasl_username=" in line:
-                s = _SMTPD_SASL.match(line)
-                if s:
-                    if raw.__class__ is UnreadableLine:
-                        yield BadLine(number, raw.reason)  # type: ignore[attr-defined]
-                        continue
-                    try:
-                        when = self._when(s)
-                    except InvalidInput as exc:
-                        yield BadLine(number, exc.message)
-                        continue
-                    host = s.group("host")
-                    if len(host) > 255 or len(s.group("user")) > MAX_NAME:
-                        yield BadLine(number, "host name or sasl_username too long")
-                        continue
-                    self.pending[s.group("qid")] = (s.group("user"), when, host)
-                    continue
-            elif "nrcpt=" in line:
-                q = _QMGR_ACTIVE.match(line)
-                if q:
-                    qid = q.group("qid")
-                    if qid in self.counted:
-                        self.requeued += 1
-                        continue
-                    sasl = self.pending.pop(qid, None)
-                    if sasl is None:
-                        continue  # local pickup or a bounce: nobody authenticated
-                    self.counted.add(qid)
-                    user, when, host = sasl
-                    digits = q.group("n")
-                    if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
-                        yield BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
-                                              f"{MAX_RECIPIENTS:,} recipients: not a message")
-                        continue
-                    n = int(digits)
-                    if n:
-                        yield UsageInput("outbound", user, None, n, 0, 0, when,
-                                         f"postfix:{host}:{qid}:{int(when.timestamp())}", number)
-                    continue
-            elif line.endswith("removed"):
-                r = _QMGR_REMOVED.match(line)
-                if r:
-                    self.counted.discard(r.group("qid"))
-                    self.pending.pop(r.group("qid"), None)
-                    continue
-            self.skipped += 1
+            item = take(number, raw)
+            if item is not None:
+                yield item
+
+    def _feed_blocks(self, blocks: Iterable[bytes]) -> Iterator[UsageInput | BadLine]:
+        take = self._take
+        number = 0  # lines before the block
+        for block in blocks:
+            find, rfind = block.find, block.rfind
+            starts: set[int] = set()
+            for marker in _MARKERS:
+                at = find(marker)
+                while at >= 0:
+                    starts.add(rfind(b"\n", 0, at) + 1)
+                    at = find(marker, at + 1)
+            last = 0
+            for start in sorted(starts):
+                number += block.count(b"\n", last, start)
+                last = start
+                item = take(number + 1, block[start:find(b"\n", start) + 1])
+                if item is not None:
+                    yield item
+            lines = block.count(b"\n")
+            self.skipped += lines - len(starts)
+            number += lines - block.count(b"\n", 0, last)
+
+    def _take(self, number: int, raw: str | bytes) -> UsageInput | BadLine | None:
+        """What line ``number`` of the log means, if anything (it updates the
+        messages in flight)."""
+        if raw.__class__ is bytes:
+            raw = decode_line(raw)  # type: ignore[arg-type]
+        line = raw.rstrip("\n")  # type: ignore[union-attr]
+        # Most lines (cleanup, smtp, connect...) are not needed: a substring
+        # test skips them before any regular expression runs.
+        if "sasl_username=" in line:
+            s = _SMTPD_SASL.match(line)
+            if s:
+                if raw.__class__ is UnreadableLine:
+                    return BadLine(number, raw.reason)  # type: ignore[union-attr]
+                try:
+                    when_known = self._when(s)
+                except InvalidInput as exc:
+                    return BadLine(number, exc.message)
+                host = s.group("host")
+                if len(host) > 255 or len(s.group("user")) > MAX_NAME:
+                    return BadLine(number, "host name or sasl_username too long")
+                self.pending[s.group("qid")] = (s.group("user"), when_known, host)
+                return None
+        elif "nrcpt=" in line:
+            q = _QMGR_ACTIVE.match(line)
+            if q:
+                qid = q.group("qid")
+                if qid in self.counted:
+                    self.requeued += 1
+                    return None
+                sasl = self.pending.pop(qid, None)
+                if sasl is None:
+                    return None  # local pickup or a bounce: nobody authenticated
+                self.counted.add(qid)
+                user, (when, text, epoch), host = sasl
+                digits = q.group("n")
+                if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
+                    return BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
+                                           f"{MAX_RECIPIENTS:,} recipients: not a message")
+                n = int(digits)
+                if n:
+                    return UsageInput("outbound", user, None, n, 0, 0, when, f"postfix:{host}:{qid}:{epoch}",
+                                      number, text)
+                return None
+        elif line.endswith("removed"):
+            r = _QMGR_REMOVED.match(line)
+            if r:
+                self.counted.discard(r.group("qid"))
+                self.pending.pop(r.group("qid"), None)
+                return None
+        self.skipped += 1
+        return None
