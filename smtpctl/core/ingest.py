@@ -671,6 +671,7 @@ _QMGR_ACTIVE = re.compile(
 _QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
 # What a line the parser needs holds; the block reader looks for these bytes.
 _MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")
+_QUARTER_SPAN = timedelta(seconds=899)
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
 
@@ -694,6 +695,7 @@ class PostfixLog:
         self.skipped = 0
         self.requeued = 0
         self._stamps: dict[str, tuple[datetime, str, int]] = {}
+        self._quarters: dict[tuple[str, str, str, int], datetime | None] = {}
 
     def _when(self, m: re.Match[str]) -> tuple[datetime, str, int]:
         """The line's time in UTC, as stored ("...Z") and as seconds since
@@ -718,9 +720,40 @@ class PostfixLog:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=self.log_tz)
             return in_range(moment, text)
-        month, day = _MONTHS[m.group("mon")], int(m.group("day"))
-        hh, mm, ss = (int(x) for x in m.group("time").split(":"))
-        stamp = f"{m.group('mon')} {m.group('day')} {m.group('time')}"
+        return self._syslog_when(m.group("mon"), m.group("day"), m.group("time"))
+
+    def _syslog_when(self, mon: str, day: str, clock: str) -> datetime:
+        """A syslog time, worked out once a quarter hour: a quarter hour whose
+        first and last seconds lie 899 s apart in UTC has one offset and one
+        year throughout (no zone changes its offset twice within 15 minutes,
+        which a test checks), so each of its seconds is its start plus the
+        seconds since. Any other quarter hour (an offset change in it, a year
+        guessed differently at its ends, an impossible date) is worked out for
+        each second."""
+        hour, minute = clock[:2], int(clock[3:5])
+        quarter = minute // 15
+        key = (mon, day, hour, quarter)
+        start = self._quarters.get(key, False)
+        if start is False:
+            if len(self._quarters) > 10_000:
+                self._quarters.clear()
+            try:
+                first = self._syslog_instant(mon, day, f"{hour}:{quarter * 15:02d}:00")
+                last = self._syslog_instant(mon, day, f"{hour}:{quarter * 15 + 14:02d}:59")
+                start = first if last - first == _QUARTER_SPAN else None
+            except InvalidInput:
+                start = None
+            self._quarters[key] = start
+        if start is not None:
+            seconds = int(clock[6:])
+            if seconds < 60:
+                return start + timedelta(seconds=(minute - quarter * 15) * 60 + seconds)
+        return self._syslog_instant(mon, day, clock)
+
+    def _syslog_instant(self, mon: str, day_text: str, clock: str) -> datetime:
+        month, day = _MONTHS[mon], int(day_text)
+        hh, mm, ss = (int(x) for x in clock.split(":"))
+        stamp = f"{mon} {day_text} {clock}"
         if self.year is not None:
             years = [self.year]
         else:
@@ -762,25 +795,35 @@ class PostfixLog:
 
     def _feed_blocks(self, blocks: Iterable[bytes]) -> Iterator[UsageInput | BadLine]:
         take = self._take
-        number = 0  # lines before the block
+        before = 0  # lines before the block
         for block in blocks:
-            find, rfind = block.find, block.rfind
-            starts: set[int] = set()
+            find, rfind, count = block.find, block.rfind, block.count
+            starts: list[int] = []
+            add = starts.append
             for marker in _MARKERS:
                 at = find(marker)
                 while at >= 0:
-                    starts.add(rfind(b"\n", 0, at) + 1)
+                    add(rfind(b"\n", 0, at) + 1)
                     at = find(marker, at + 1)
-            last = 0
-            for start in sorted(starts):
-                number += block.count(b"\n", last, start)
-                last = start
-                item = take(number + 1, block[start:find(b"\n", start) + 1])
+            starts.sort()
+            previous = -1
+            taken = 0
+            seen, newlines = 0, 0  # newlines in block[:seen]
+            for start in starts:
+                if start == previous:
+                    continue  # a line with two markers
+                previous = start
+                taken += 1
+                item = take(0, block[start:find(b"\n", start) + 1])
                 if item is not None:
+                    # Its line number, counted in C, only for a line that yields.
+                    newlines += count(b"\n", seen, start)
+                    seen = start
+                    item.__dict__["line"] = before + newlines + 1  # made just now by _take, not yet seen
                     yield item
-            lines = block.count(b"\n")
-            self.skipped += lines - len(starts)
-            number += lines - block.count(b"\n", 0, last)
+            lines = count(b"\n")
+            self.skipped += lines - taken
+            before += lines
 
     def _take(self, number: int, raw: str | bytes) -> UsageInput | BadLine | None:
         """What line ``number`` of the log means, if anything (it updates the

@@ -189,3 +189,79 @@ def test_blocks_are_the_lines_with_long_ones_empty(shape, block_bytes, bom):
     expected = b"".join(b"\n" if isinstance(line, ingest.UnreadableLine) else
                         line if line.endswith(b"\n") else line + b"\n" for line in raw)
     assert blocks == expected
+
+
+def outcome(call):
+    try:
+        return call()
+    except ingest.InvalidInput as exc:
+        return exc.message
+
+
+@PATHS
+@given(st.sampled_from(["Jan", "Feb", "Mar", "Apr", "Oct", "Nov", "Dec"]), st.integers(1, 31), st.integers(0, 23),
+       st.integers(0, 59), st.integers(0, 60), st.integers(0, 59),
+       st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Africa/Monrovia", "Australia/Lord_Howe",
+                        "Asia/Kathmandu"]),
+       st.sampled_from([1971, 2024, 2026, None]))
+def test_a_syslog_time_worked_out_per_quarter_hour_is_the_time_worked_out_per_second(mon, day, hh, mm, ss, other,
+                                                                                       zone, year):
+    """The quarter-hour cache gives what the per-second computation gives, in
+    zones with DST, half- and quarter-hour offsets and Monrovia's -0:44:30,
+    with the year given or guessed (the guess turns at now + 1 day)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime(2026, 3, 28, 23, 30, 30, tzinfo=UTC)
+    parser = PostfixLog(year=year, log_tz=ZoneInfo(zone), now=now)
+    clock, warm = f"{hh:02d}:{mm:02d}:{ss:02d}", f"{hh:02d}:{mm // 15 * 15:02d}:{other:02d}"
+    outcome(lambda: parser._syslog_when(mon, str(day), warm))  # the quarter hour is cached now
+    assert outcome(lambda: parser._syslog_when(mon, str(day), clock)) == \
+        outcome(lambda: parser._syslog_instant(mon, str(day), clock))
+
+
+@pytest.mark.parametrize("zone, year, mon, day, hour, minute", [
+    ("Europe/Berlin", 2026, "Mar", 29, 2, 0), ("Europe/Berlin", 2026, "Mar", 29, 1, 59),
+    ("Europe/Berlin", 2026, "Oct", 25, 2, 30), ("America/New_York", 2026, "Nov", 1, 1, 0),
+    ("Australia/Lord_Howe", 2026, "Apr", 5, 1, 59), ("Australia/Lord_Howe", 2026, "Oct", 4, 2, 0),
+    ("Africa/Monrovia", 1972, "Jan", 6, 23, 59), ("Africa/Monrovia", 1972, "Jan", 7, 0, 0),
+    ("Africa/Monrovia", 1972, "Jan", 7, 0, 44),
+    ("UTC", None, "Mar", 29, 23, 30), ("UTC", None, "Feb", 29, 0, 0), ("UTC", 2026, "Feb", 29, 0, 0),
+])
+def test_the_quarter_hour_cache_at_offset_changes_and_the_year_guess(zone, year, mon, day, hour, minute):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime(2026, 3, 28, 23, 30, 30, tzinfo=UTC)  # the year guess turns at Mar 29 23:30:30
+    parser = PostfixLog(year=year, log_tz=ZoneInfo(zone), now=now)
+    first = minute // 15 * 15
+    for m in range(first, first + 15):
+        for second in range(0, 61, 1 if m == minute else 7):
+            clock = f"{hour:02d}:{m:02d}:{second:02d}"
+            assert outcome(lambda: parser._syslog_when(mon, str(day), clock)) == \
+                outcome(lambda: parser._syslog_instant(mon, str(day), clock)), clock
+
+
+# -- recording: ids not looked up before the insert --------------------------------
+
+
+def test_a_batch_worked_out_as_new_is_worked_out_again_when_an_id_was_stored(tmp_path):
+    """Taken as new, m1 would push the day past the limit and record m3 as the
+    crossing; it was stored before, so the batch is worked out again: m1 is a
+    duplicate, m2 fills the day to its limit, m3 crosses it."""
+    def msg(sid, n, line):
+        return UsageInput("outbound", "a@d.example", None, n, 0, 0, None, sid, line)
+
+    with Store.open(tmp_path / "s.db", actor="t") as store:
+        services.add_agency(store, "acme")
+        services.add_account(store, "shop", "acme", daily_limit=10)
+        services.add_domain(store, "d.example", account="shop")
+        services.create_credential(store, "a@d.example", "correct horse battery staple")
+        assert usage.import_usage(store, iter([msg("m1", 5, 1)])).messages == 1
+        summary = usage.import_usage(store, iter([msg("m1", 5, 1), msg("m2", 5, 2), msg("m3", 1, 3), msg("m4", 1, 4)]))
+        assert (summary.messages, summary.duplicates, summary.rejected) == (2, 1, 1)
+        assert [(c.emails, c.limit) for c in summary.crossings] == [(11, 10)]
+        assert summary.rejected_lines[0]["line"] == 4
+        assert store.scalar("SELECT sum(emails) FROM usage_events") == 11
+        assert store.scalar("SELECT sum(emails) FROM usage_daily") == 11
+        assert store.scalar("SELECT count(*) FROM usage_events WHERE source_id = 'm1'") == 1
