@@ -144,6 +144,7 @@ class _Days:
     def __init__(self, zone: ZoneInfo):
         self.zone = zone
         self.cache: dict[int, str | None] = {}
+        self.by_text: dict[str, str | None] = {}  # "2026-11-26T10:1" (ten minutes of UTC) -> day
 
     def __call__(self, at: datetime) -> str:
         key = int(at.timestamp()) // self.SPAN
@@ -154,9 +155,26 @@ class _Days:
             return at.astimezone(self.zone).date().isoformat()
         return day
 
+    def of_text(self, at: datetime, text: str) -> str:
+        """The day of ``at``, given also as stored ("2026-11-26T10:15:00Z"):
+        cached by its first 15 characters, ten minutes of UTC, under the same
+        rule (one offset and one local date throughout); no timestamp is
+        worked out for each message."""
+        prefix = text[:15]
+        day = self.by_text.get(prefix, "")
+        if day == "":
+            start = datetime.fromisoformat(prefix + "0:00+00:00")
+            day = self.by_text[prefix] = self._day_throughout(start, start + timedelta(seconds=599))
+        if day is None:
+            return at.astimezone(self.zone).date().isoformat()
+        return day
+
     def _span_day(self, key: int) -> str | None:
-        first = datetime.fromtimestamp(key * self.SPAN, timezone.utc).astimezone(self.zone)
-        last = datetime.fromtimestamp(key * self.SPAN + self.SPAN - 1, timezone.utc).astimezone(self.zone)
+        return self._day_throughout(datetime.fromtimestamp(key * self.SPAN, timezone.utc),
+                                    datetime.fromtimestamp(key * self.SPAN + self.SPAN - 1, timezone.utc))
+
+    def _day_throughout(self, first_utc: datetime, last_utc: datetime) -> str | None:
+        first, last = first_utc.astimezone(self.zone), last_utc.astimezone(self.zone)
         if first.utcoffset() != last.utcoffset() or first.date() != last.date():
             return None
         return first.date().isoformat()
@@ -237,7 +255,9 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 result.duplicates += 1
                 continue
             seen_ids.add(source_id)
-        accepted.append((item, target, at, days(at), emails))
+        at_text = item.at_text
+        accepted.append((item, target, at, days(at) if at_text is None or item.at is None else
+                         days.of_text(at, at_text), emails))
     if not accepted:
         return result
 

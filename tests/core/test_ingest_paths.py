@@ -265,3 +265,30 @@ def test_a_batch_worked_out_as_new_is_worked_out_again_when_an_id_was_stored(tmp
         assert store.scalar("SELECT sum(emails) FROM usage_events") == 11
         assert store.scalar("SELECT sum(emails) FROM usage_daily") == 11
         assert store.scalar("SELECT count(*) FROM usage_events WHERE source_id = 'm1'") == 1
+
+
+@PATHS
+@given(st.one_of(st.integers(0, 4_102_444_800), st.integers(63_072_000 + 86_400 * 6, 63_072_000 + 86_400 * 7)),  # Monrovia, 1972-01-07
+       st.sampled_from(["UTC", "Africa/Monrovia", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham",
+                        "America/St_Johns", "Pacific/Kiritimati"]))
+def test_the_day_of_a_time_given_as_stored_is_its_day_in_the_zone(seconds, zone):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    days = usage._Days(ZoneInfo(zone))
+    at = datetime.fromtimestamp(seconds, UTC)
+    for moment in (at, at.replace(second=0), at.replace(minute=at.minute // 10 * 10, second=0)):
+        assert days.of_text(moment, usage._iso(moment)) == moment.astimezone(ZoneInfo(zone)).date().isoformat()
+        assert days(moment) == days.of_text(moment, usage._iso(moment))
+
+
+def test_the_day_of_a_time_given_as_stored_where_monrovia_left_its_offset():
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Africa/Monrovia")  # -0:44:30 until 1972-01-07 00:44:30 UTC, a local midnight before
+    days = usage._Days(zone)
+    at = datetime(1972, 1, 6, 23, 30, tzinfo=UTC)
+    while at < datetime(1972, 1, 7, 1, 30, tzinfo=UTC):
+        assert days.of_text(at, usage._iso(at)) == at.astimezone(zone).date().isoformat(), at
+        at += timedelta(seconds=15)
