@@ -672,6 +672,12 @@ _QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + 
 # What a line the parser needs holds; the block reader looks for these bytes.
 _MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")
 _QUARTER_SPAN = timedelta(seconds=899)
+
+
+def _stored(moment: datetime) -> tuple[datetime, str, int]:
+    """A UTC time, as stored ("2026-11-26T10:00:00Z"), and its seconds since the epoch."""
+    return moment, moment.isoformat()[:19] + "Z", int(moment.timestamp())
+
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
 
@@ -694,61 +700,68 @@ class PostfixLog:
         self.counted: set[str] = set()
         self.skipped = 0
         self.requeued = 0
-        self._stamps: dict[str, tuple[datetime, str, int]] = {}
-        self._quarters: dict[tuple[str, str, str, int], datetime | None] = {}
+        self._stamps: dict[str | tuple[str, str, str], tuple[datetime, str, int]] = {}
+        self._quarters: dict[tuple[str, str, str, int], tuple[datetime, int, str | None] | None] = {}
 
     def _when(self, m: re.Match[str]) -> tuple[datetime, str, int]:
         """The line's time in UTC, as stored ("...Z") and as seconds since
         the epoch (cached: a log has many lines a second); raises
         ``InvalidInput`` for an impossible date."""
-        stamp = m.group("iso") or m.group("mon") + m.group("day") + m.group("time")
+        iso, mon, day, clock = m.group("iso", "mon", "day", "time")
+        stamp = iso or (mon, day, clock)
         known = self._stamps.get(stamp)
         if known is None:
             if len(self._stamps) > 10_000:
                 self._stamps.clear()
-            moment = self._parse_when(m)
-            known = self._stamps[stamp] = (moment, moment.isoformat()[:19] + "Z", int(moment.timestamp()))
+            known = self._stamps[stamp] = self._parse_when(iso) if iso else self._syslog_when(mon, day, clock)
         return known
 
-    def _parse_when(self, m: re.Match[str]) -> datetime:
-        if m.group("iso"):
-            text = m.group("iso")
-            try:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidInput(f"invalid time {_show(text)}") from None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=self.log_tz)
-            return in_range(moment, text)
-        return self._syslog_when(m.group("mon"), m.group("day"), m.group("time"))
+    def _parse_when(self, text: str) -> tuple[datetime, str, int]:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"invalid time {_show(text)}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.log_tz)
+        return _stored(in_range(moment, text))
 
-    def _syslog_when(self, mon: str, day: str, clock: str) -> datetime:
-        """A syslog time, worked out once a quarter hour: a quarter hour whose
-        first and last seconds lie 899 s apart in UTC has one offset and one
-        year throughout (no zone changes its offset twice within 15 minutes,
-        which a test checks), so each of its seconds is its start plus the
-        seconds since. Any other quarter hour (an offset change in it, a year
-        guessed differently at its ends, an impossible date) is worked out for
-        each second."""
+    def _syslog_when(self, mon: str, day: str, clock: str) -> tuple[datetime, str, int]:
+        """A syslog time (as ``_when`` gives it), worked out once a quarter
+        hour: a quarter hour whose first and last seconds lie 899 s apart in
+        UTC has one offset and one year throughout (no zone changes its offset
+        twice within 15 minutes, which a test checks), so each of its seconds
+        is its start plus the seconds since; and when that start is a UTC
+        quarter hour too (every zone but a few before 1972), its text is the
+        start's hour with the minutes and seconds written in. Any other
+        quarter hour (an offset change in it, a year guessed differently at
+        its ends, an impossible date) is worked out for each second."""
         hour, minute = clock[:2], int(clock[3:5])
         quarter = minute // 15
         key = (mon, day, hour, quarter)
-        start = self._quarters.get(key, False)
-        if start is False:
+        known = self._quarters.get(key, False)
+        if known is False:
             if len(self._quarters) > 10_000:
                 self._quarters.clear()
             try:
                 first = self._syslog_instant(mon, day, f"{hour}:{quarter * 15:02d}:00")
                 last = self._syslog_instant(mon, day, f"{hour}:{quarter * 15 + 14:02d}:59")
-                start = first if last - first == _QUARTER_SPAN else None
             except InvalidInput:
-                start = None
-            self._quarters[key] = start
-        if start is not None:
+                known = None
+            else:
+                aligned = first.minute % 15 == 0 and first.second == 0 and first.microsecond == 0
+                known = ((first, int(first.timestamp()), first.isoformat()[:14] if aligned else None)
+                         if last - first == _QUARTER_SPAN else None)
+            self._quarters[key] = known
+        if known is not None:
             seconds = int(clock[6:])
             if seconds < 60:
-                return start + timedelta(seconds=(minute - quarter * 15) * 60 + seconds)
-        return self._syslog_instant(mon, day, clock)
+                first, epoch, hour_text = known
+                since = (minute - quarter * 15) * 60 + seconds
+                moment = first + timedelta(seconds=since)
+                if hour_text is None:
+                    return _stored(moment)
+                return moment, f"{hour_text}{first.minute + since // 60:02d}:{since % 60:02d}Z", epoch + since
+        return _stored(self._syslog_instant(mon, day, clock))
 
     def _syslog_instant(self, mon: str, day_text: str, clock: str) -> datetime:
         month, day = _MONTHS[mon], int(day_text)
@@ -842,15 +855,15 @@ class PostfixLog:
                     when_known = self._when(s)
                 except InvalidInput as exc:
                     return BadLine(number, exc.message)
-                host = s.group("host")
-                if len(host) > 255 or len(s.group("user")) > MAX_NAME:
+                qid, user, host = s.group("qid", "user", "host")
+                if len(host) > 255 or len(user) > MAX_NAME:
                     return BadLine(number, "host name or sasl_username too long")
-                self.pending[s.group("qid")] = (s.group("user"), when_known, host)
+                self.pending[qid] = (user, when_known, host)
                 return None
         elif "nrcpt=" in line:
             q = _QMGR_ACTIVE.match(line)
             if q:
-                qid = q.group("qid")
+                qid, digits = q.group("qid", "n")
                 if qid in self.counted:
                     self.requeued += 1
                     return None
@@ -859,7 +872,6 @@ class PostfixLog:
                     return None  # local pickup or a bounce: nobody authenticated
                 self.counted.add(qid)
                 user, (when, text, epoch), host = sasl
-                digits = q.group("n")
                 if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
                     return BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
                                            f"{MAX_RECIPIENTS:,} recipients: not a message")
