@@ -8,7 +8,8 @@ the store.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Iterable, Iterator
 
@@ -47,7 +48,7 @@ class UsageInput:
     # ``at`` as stored ("2026-11-26T10:00:00Z"), when the input gave it in
     # exactly that form: recording it then formats no time (a tenth of an
     # import's time). Not part of the message's identity.
-    at_text: str | None = field(default=None, compare=False, repr=False)
+    at_text: str | None = dataclass_field(default=None, compare=False, repr=False)
 
     def __init__(self, direction: str, user: str | None, domain: str | None, to: int, cc: int, bcc: int,
                  at: datetime | None, source_id: str | None, line: int = 0, at_text: str | None = None):
@@ -429,7 +430,7 @@ def _fast_jsonl() -> Any:
     def fast(line: bytes | str, number: int, default_tz: tzinfo) -> UsageInput | None:
         try:
             ev = decode(line)
-        except Exception:  # not JSON, a type build_input would take or refuse, not UTF-8...
+        except Exception:  # noqa: BLE001 - not JSON, not UTF-8, a type build_input would read...: the slow way
             return None
         user, domain = ev.user, ev.domain
         if user is not None:

@@ -243,8 +243,8 @@ def test_the_quarter_hour_cache_at_offset_changes_and_the_year_guess(zone, year,
     for m in range(first, first + 15):
         for second in range(0, 61, 1 if m == minute else 7):
             clock = f"{hour:02d}:{m:02d}:{second:02d}"
-            assert outcome(lambda: parser._syslog_when(mon, str(day), clock)) == \
-                outcome(lambda: stored(parser._syslog_instant(mon, str(day), clock))), clock
+            assert outcome(lambda clock=clock: parser._syslog_when(mon, str(day), clock)) == \
+                outcome(lambda clock=clock: stored(parser._syslog_instant(mon, str(day), clock))), clock
 
 
 # -- recording: ids not looked up before the insert --------------------------------
