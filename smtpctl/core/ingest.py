@@ -410,7 +410,10 @@ def _fast_jsonl() -> Any:
     would take it and give an equal ``UsageInput`` (a test compares the two on
     valid and invalid lines): msgspec decodes the line into typed fields in C,
     and this function checks them as ``build_input`` does."""
-    import msgspec
+    try:
+        import msgspec
+    except ImportError:  # an install older than this dependency: every line goes the slow way
+        return None
 
     class Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
         user: str | None = None

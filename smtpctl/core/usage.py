@@ -415,12 +415,25 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
             progress(len(batch))
         batch.clear()
 
-    for item in items:
-        batch.append(item)
-        if len(batch) >= batch_size:
+    # An import makes millions of short-lived objects and no reference
+    # cycles: the cyclic collector, run every 700 allocations over a heap
+    # that holds a whole batch, cost ~8% of it. It runs every 50,000 here,
+    # and never over the objects from before the import (frozen).
+    import gc
+
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    try:
+        for item in items:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
     return summary
 
 
