@@ -132,8 +132,9 @@ def decode_line(raw: bytes) -> str:
 
 class Lines:
     """The lines of a binary stream: iterated, each line as text (see
-    ``decode_line``); ``raw()`` gives them undecoded, for the parsers that
-    test bytes before they decode (most lines of a mail log are never needed)."""
+    ``decode_line``); ``raw()`` gives them undecoded (the JSONL fast path
+    decodes bytes itself) and ``blocks()`` many at a time (the Postfix parser
+    looks for the few lines it needs in them)."""
 
     def __init__(self, handle: IO[bytes], position: list[int] | None = None):
         self.handle, self.position = handle, position
