@@ -1,15 +1,21 @@
 """Usage at volume: import speed and memory, report time, single-record time.
 
-    python benchmarks/usage.py [--events 1000000] [--runs 10]
+    python benchmarks/usage.py [--events 1000000] [--lines 1000000] [--import-runs 3] [--runs 10]
 
 Builds a store with 200 accounts, 200 dedicated domains and 1,000 credentials,
 then measures, each as a whole `smtpctl` process:
-- `usage import` of N JSONL events, and of the equivalent Postfix log
-  (events per second, peak RSS of the process);
+- `usage import` of N JSONL events (events per second, peak RSS);
+- `usage import --format postfix` of a Postfix log of M lines shaped like a
+  real one (connect, TLS, SASL, cleanup, qmgr, one smtp line per recipient,
+  removed, disconnect), against `pflogsumm` on the same file when it is
+  installed (apt-get install pflogsumm);
 - `usage report --by account --by day` over a 30-day range holding
   N x 10 emails, against `smtpctl --version` in the same run;
 - `usage record` of a single message.
-Never run as a test.
+The imports run interleaved (JSONL, Postfix, pflogsumm, again), each on a
+fresh copy of the store; the figures are medians, and each comes with the CPU
+time of the process (user + system), steadier than wall time on a machine
+other work shares. Never run as a test.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import random
 import statistics
 import subprocess
 import sys
+import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -61,20 +69,43 @@ def write_jsonl(path: Path, logins: list[str], events: int, start: datetime) -> 
                                  "at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "id": f"j{i}"}) + "\n")
 
 
-def write_postfix(path: Path, logins: list[str], events: int, start: datetime) -> None:
+def write_postfix(path: Path, logins: list[str], lines: int, start: datetime) -> int:
+    """A mail log of about ``lines`` lines as Postfix writes one for mail
+    submitted with SASL (tests/fixtures/postfix/maillog-rig-1.log is a real
+    one): 7 lines a message plus one smtp line per recipient (1 to 6). Returns
+    the number of messages."""
     rnd = random.Random(2)
     span = 29 * 86400
+    messages = lines // 10
+    written = i = 0
     with open(path, "w") as fh:
-        for i in range(events):
-            at = start + timedelta(seconds=span * i // events)
+        while written < lines:
+            at = start + timedelta(seconds=span * min(i, messages) // messages)
             stamp = f"{at.strftime('%b')} {at.day:>2} {at.strftime('%H:%M:%S')}"
             qid = f"{i:011X}"
             user = rnd.choice(logins)
-            fh.write(f"{stamp} mx postfix/submission/smtpd[100]: {qid}: client=app[10.0.0.1], "
-                     f"sasl_method=PLAIN, sasl_username={user}\n")
-            fh.write(f"{stamp} mx postfix/cleanup[101]: {qid}: message-id=<{i}@bench>\n")
-            fh.write(f"{stamp} mx postfix/qmgr[102]: {qid}: from=<{user}>, size=1000, nrcpt=10 (queue active)\n")
-            fh.write(f"{stamp} mx postfix/qmgr[102]: {qid}: removed\n")
+            n = rnd.randint(1, 6)
+            port = rnd.choice(("submission", "smtps"))
+            pid = 1000 + i % 5000
+            out = [f"{stamp} mx postfix/{port}/smtpd[{pid}]: connect from app{i % 50}[10.0.{i % 250}.1]",
+                   f"{stamp} mx postfix/{port}/smtpd[{pid}]: Anonymous TLS connection established from "
+                   f"app{i % 50}[10.0.{i % 250}.1]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+                   f"{stamp} mx postfix/{port}/smtpd[{pid}]: {qid}: client=app{i % 50}[10.0.{i % 250}.1], "
+                   f"sasl_method=PLAIN, sasl_username={user}",
+                   f"{stamp} mx postfix/cleanup[101]: {qid}: message-id=<{i}@bench.example>",
+                   f"{stamp} mx postfix/qmgr[102]: {qid}: from=<{user}>, size={rnd.randint(500, 90000)}, "
+                   f"nrcpt={n} (queue active)",
+                   f"{stamp} mx postfix/{port}/smtpd[{pid}]: disconnect from app{i % 50}[10.0.{i % 250}.1] ehlo=2 "
+                   f"starttls=1 auth=1 mail=1 rcpt={n} data=1 quit=1 commands={7 + n}"]
+            for r in range(n):
+                out.append(f"{stamp} mx postfix/smtp[{2000 + i % 300}]: {qid}: to=<rcpt{r}.{i % 997}@example.net>, "
+                           f"relay=mx{r}.example.net[192.0.2.{r + 1}]:25, delay=0.{r + 2}, delays=0.1/0/0.1/0.{r}, "
+                           f"dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as {i:X}{r})")
+            out.append(f"{stamp} mx postfix/qmgr[102]: {qid}: removed")
+            fh.write("\n".join(out) + "\n")
+            written += len(out)
+            i += 1
+    return i
 
 
 _PROBE = (
@@ -83,20 +114,34 @@ _PROBE = (
     "proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
     "elapsed = time.perf_counter() - start\n"
     "sys.stderr.write(proc.stderr)\n"
-    "print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, proc.returncode)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(elapsed, usage.ru_maxrss, proc.returncode, usage.ru_utime + usage.ru_stime)\n"
     "sys.stdout.write(proc.stdout)\n"
 )
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall time, peak RSS (KiB) and stdout of one smtpctl process, measured by a
-    fresh parent that has no other children."""
+@dataclass
+class Run:
+    wall: float  # seconds
+    rss: int  # KiB
+    cpu: float  # seconds, user + system
+    stdout: str
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> Run:
+    """Wall time, peak RSS and CPU time of one process, measured by a fresh
+    parent that has no other children."""
     out = subprocess.run([sys.executable, "-c", _PROBE, *cmd], env=env, capture_output=True, text=True)
     head, _, stdout = out.stdout.partition("\n")
-    elapsed, rss, rc = head.split()
+    elapsed, rss, rc, cpu = head.split()
     if rc != "0":
         raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr}")
-    return float(elapsed), int(rss), stdout
+    return Run(float(elapsed), int(rss), float(cpu), stdout)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    run = measure(cmd, env)
+    return run.wall, run.rss, run.stdout
 
 
 def median(cmd: list[str], env: dict[str, str], runs: int) -> float:
@@ -105,31 +150,54 @@ def median(cmd: list[str], env: dict[str, str], runs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--events", type=int, default=1_000_000, help="JSONL events")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines of the Postfix log")
+    parser.add_argument("--import-runs", type=int, default=3, help="interleaved runs of each import")
+    parser.add_argument("--runs", type=int, default=10, help="runs of each short command")
     args = parser.parse_args()
     binary = smtpctl()
+    pflogsumm = shutil.which("pflogsumm")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = isolated_env(tmp_path)
         start = (datetime.now(timezone.utc) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
-        db_json, db_pf = tmp_path / "json.db", tmp_path / "postfix.db"
-        logins = build_store(db_json)
-        build_store(db_pf)
+        base, db_json, db_pf = tmp_path / "base.db", tmp_path / "json.db", tmp_path / "postfix.db"
+        logins = build_store(base)
         jsonl, maillog = tmp_path / "events.jsonl", tmp_path / "maillog"
         write_jsonl(jsonl, logins, args.events, start)
-        write_postfix(maillog, logins, args.events, start)
-        print(f"{args.events:,} messages of 10 recipients, {ACCOUNTS} accounts, {len(logins):,} credentials, "
-              f"over 30 days")
-
-        for label, db, src, extra in (("jsonl", db_json, jsonl, []),
-                                      ("postfix", db_pf, maillog, ["--year", str(start.year), "--log-timezone", "UTC"])):
-            elapsed, rss, stdout = timed([binary, "--db", str(db), "usage", "import", str(src), "--format", label,
-                                          "--json", *extra], env)
-            summary = json.loads(stdout)
-            print(f"import {label:8} {summary['messages']:>10,} events in {elapsed:6.1f} s = "
-                  f"{summary['messages'] / elapsed:>9,.0f} events/s; peak RSS {rss / 1024:.0f} MiB; "
-                  f"file {src.stat().st_size / 1e6:.0f} MB")
+        messages = write_postfix(maillog, logins, args.lines, start)
+        print(f"JSONL: {args.events:,} messages of 10 recipients ({jsonl.stat().st_size / 1e6:.0f} MB); Postfix log: "
+              f"{args.lines:,} lines, {messages:,} messages ({maillog.stat().st_size / 1e6:.0f} MB); "
+              f"{ACCOUNTS} accounts, {len(logins):,} credentials, 30 days; {args.import_runs} interleaved runs, "
+              "medians")
+        runs: dict[str, list[Run]] = {"jsonl": [], "postfix": [], "pflogsumm": []}
+        for _ in range(args.import_runs):
+            shutil.copy(base, db_json)
+            runs["jsonl"].append(measure([binary, "--db", str(db_json), "usage", "import", str(jsonl), "--json"], env))
+            shutil.copy(base, db_pf)
+            runs["postfix"].append(measure([binary, "--db", str(db_pf), "usage", "import", str(maillog), "--format",
+                                            "postfix", "--year", str(start.year), "--log-timezone", "UTC", "--json"],
+                                           env))
+            if pflogsumm:
+                runs["pflogsumm"].append(measure([pflogsumm, str(maillog)], env))
+        for label, count, unit in (("jsonl", None, "events"), ("postfix", args.lines, "lines")):
+            done = runs[label]
+            recorded = json.loads(done[-1].stdout)["messages"]
+            wall = statistics.median(r.wall for r in done)
+            cpu = statistics.median(r.cpu for r in done)
+            rss = max(r.rss for r in done)
+            n = count or recorded
+            print(f"import {label:8} {recorded:>9,} messages: {wall:6.1f} s = {n / wall:>9,.0f} {unit}/s "
+                  f"(CPU {cpu:5.1f} s = {n / cpu:>9,.0f} {unit}/s); peak RSS {rss / 1024:.0f} MiB")
+        if runs["pflogsumm"]:
+            pf_wall = statistics.median(r.wall for r in runs["pflogsumm"])
+            pf_cpu = statistics.median(r.cpu for r in runs["pflogsumm"])
+            ours_wall = statistics.median(r.wall for r in runs["postfix"])
+            ours_cpu = statistics.median(r.cpu for r in runs["postfix"])
+            print(f"pflogsumm, same log: {pf_wall:6.1f} s (CPU {pf_cpu:5.1f} s); smtpctl is {pf_wall / ours_wall:.2f}x "
+                  f"faster by wall time, {pf_cpu / ours_cpu:.2f}x by CPU time")
+        else:
+            print("pflogsumm is not installed (apt-get install pflogsumm): no comparison")
 
         version = median([binary, "--version"], env, args.runs)
         report_cmd = [binary, "--db", str(db_json), "usage", "report", "--by", "account", "--by", "day",

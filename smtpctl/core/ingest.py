@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import IO, Any, Iterable, Iterator
 
@@ -28,7 +29,10 @@ MAX_NAME = 320  # a login (64 + @ + 253) or a domain, with room to spare
 FORMATS = ("jsonl", "csv", "postfix")
 
 
-@dataclass(frozen=True)
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, init=False)
 class UsageInput:
     """One message as given: who sent it, its recipients, when, and its id."""
 
@@ -41,6 +45,17 @@ class UsageInput:
     at: datetime | None  # aware; None means "now"
     source_id: str | None
     line: int = 0
+    # ``at`` as stored ("2026-11-26T10:00:00Z"), when the input gave it in
+    # exactly that form: recording it then formats no time (a tenth of an
+    # import's time). Not part of the message's identity.
+    at_text: str | None = dataclass_field(default=None, compare=False, repr=False)
+
+    def __init__(self, direction: str, user: str | None, domain: str | None, to: int, cc: int, bcc: int,
+                 at: datetime | None, source_id: str | None, line: int = 0, at_text: str | None = None):
+        # The generated frozen __init__ sets each field through
+        # object.__setattr__: 2.5 us a message, a quarter of an import's parsing.
+        _set(self, "__dict__", {"direction": direction, "user": user, "domain": domain, "to": to, "cc": cc,
+                                "bcc": bcc, "at": at, "source_id": source_id, "line": line, "at_text": at_text})
 
     @property
     def emails(self) -> int:
@@ -69,26 +84,23 @@ class UnreadableLine(str):
         return self
 
 
-def read_lines(handle: IO[bytes], position: list[int] | None = None) -> Iterator[str]:
-    """The lines of a binary stream as text, each decoded on its own.
+def read_raw_lines(handle: IO[bytes], position: list[int] | None = None) -> Iterator[bytes]:
+    """The lines of a binary stream as bytes, undecoded (``read_lines`` decodes them).
 
-    A line that is not valid UTF-8 comes out as an ``UnreadableLine`` (never
-    with U+FFFD in place of its bytes, which could merge two distinct ids);
-    so does a line over ``MAX_LINE_BYTES``, read past without holding it. A
-    UTF-8 BOM at the start is dropped. ``position[0]`` counts bytes read.
+    A line over ``MAX_LINE_BYTES`` is read past without holding it and comes
+    out as an ``UnreadableLine``; a UTF-8 BOM at the start is dropped.
+    ``position[0]`` counts bytes read.
     """
     readline = handle.readline
-    first = True
     count = position if position is not None else [0]
+    raw = readline(MAX_LINE_BYTES + 4)  # (room for a BOM: it is not part of the line)
+    if not raw:
+        return
+    if raw.startswith(b"\xef\xbb\xbf"):
+        count[0] += 3
+        raw = raw[3:]
     while True:
-        raw = readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
         count[0] += len(raw)
-        if first:
-            first = False
-            if raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
         if len(raw) > MAX_LINE_BYTES:
             total = len(raw)
             while not raw.endswith(b"\n"):
@@ -98,12 +110,116 @@ def read_lines(handle: IO[bytes], position: list[int] | None = None) -> Iterator
                 count[0] += len(raw)
                 total += len(raw)
             yield UnreadableLine("", f"line of {total:,} bytes is longer than the {MAX_LINE_BYTES:,} a message may take")
+        else:
+            yield raw
+        raw = readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+
+
+def decode_line(raw: bytes) -> str:
+    """One line of ``read_raw_lines`` as text: an ``UnreadableLine`` when it is
+    not UTF-8 (never with U+FFFD in place of its bytes, which could merge two
+    distinct ids)."""
+    if raw.__class__ is UnreadableLine:
+        return raw  # type: ignore[return-value]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return UnreadableLine(raw.decode("utf-8", "replace"),
+                              f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+
+
+class Lines:
+    """The lines of a binary stream: iterated, each line as text (see
+    ``decode_line``); ``raw()`` gives them undecoded (the JSONL fast path
+    decodes bytes itself) and ``blocks()`` many at a time (the Postfix parser
+    looks for the few lines it needs in them)."""
+
+    def __init__(self, handle: IO[bytes], position: list[int] | None = None):
+        self.handle, self.position = handle, position
+
+    def raw(self) -> Iterator[bytes]:
+        return read_raw_lines(self.handle, self.position)
+
+    def __iter__(self) -> Iterator[str]:
+        return map(decode_line, self.raw())
+
+    def blocks(self) -> Iterator[bytes]:
+        return read_blocks(self.handle, self.position)
+
+
+# Less than MAX_LINE_BYTES: a line too long to take then always spans blocks,
+# so read_blocks checks only the lines that do.
+BLOCK_BYTES = 1 << 20
+
+
+def read_blocks(handle: IO[bytes], position: list[int] | None = None) -> Iterator[bytes]:
+    """The lines of a binary stream, many at a time: each block is whole
+    lines, each ending with ``\\n`` (the file's last line gets one). The lines
+    are ``read_raw_lines``' lines, except that a line over ``MAX_LINE_BYTES``
+    is read past without holding it and stands as an empty line. A UTF-8 BOM
+    at the start is dropped. ``position[0]`` counts bytes read."""
+    from functools import partial
+    from itertools import chain
+
+    count = position if position is not None else [0]
+    read = getattr(handle, "read1", handle.read)
+    head = b""
+    while len(head) < 3:  # the BOM may come in more than one read from a pipe
+        chunk = read(3 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    bom = head.startswith(b"\xef\xbb\xbf")
+    start = head[3:] if bom else head
+    count[0] += len(head) - len(start)  # the BOM; the rest is counted as a chunk
+    tail = b""
+    long_line = False  # reading past a line over MAX_LINE_BYTES
+    empty = True
+    for chunk in chain((start,), iter(partial(read, BLOCK_BYTES), b"")):
+        if not chunk:
             continue
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield UnreadableLine(raw.decode("utf-8", "replace"),
-                                 f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+        empty = False
+        count[0] += len(chunk)
+        done = b""
+        if long_line:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            long_line = False
+            done = b"\n"  # the long line, as an empty one
+            chunk = chunk[end + 1:]
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            tail += chunk
+            if len(tail) > MAX_LINE_BYTES:
+                tail, long_line = b"", True
+            if done:
+                yield done
+            continue
+        first = chunk.find(b"\n")
+        if len(tail) + first + 1 > MAX_LINE_BYTES:  # the line that ends here is too long
+            done += b"\n" + chunk[first + 1:end + 1]
+        else:
+            done += tail + chunk[:end + 1]
+        tail = chunk[end + 1:]
+        yield done
+    if long_line or (bom and empty):  # (a BOM alone is one empty line, as read_raw_lines reads it)
+        yield b"\n"
+    elif tail:
+        yield tail + b"\n"
+
+
+def read_lines(handle: IO[bytes], position: list[int] | None = None) -> Lines:
+    """The lines of a binary stream as text, each decoded on its own.
+
+    A line that is not valid UTF-8 comes out as an ``UnreadableLine`` (never
+    with U+FFFD in place of its bytes, which could merge two distinct ids);
+    so does a line over ``MAX_LINE_BYTES``, read past without holding it. A
+    UTF-8 BOM at the start is dropped. ``position[0]`` counts bytes read.
+    """
+    return Lines(handle, position)
 
 
 def format_for(name: str) -> str | None:
@@ -282,18 +398,137 @@ _JSON_KEYS = {"user", "domain", "to", "cc", "bcc", "recipients", "at", "id", "di
 _KNOWN_KEYS = _JSON_KEYS.issuperset
 
 
-def read_jsonl(lines: Iterable[str], default_tz: tzinfo) -> Iterator[UsageInput | BadLine]:
+# A time as ``usage`` stores it: UTC to the second, "Z". Such a time is
+# recorded as given, without parsing and formatting it twice.
+_CANONICAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z").fullmatch
+
+
+def _fast_jsonl() -> Any:
+    """The fast path of ``read_jsonl``: a function from one line (bytes or
+    text) and its number to a ``UsageInput``, or None for anything it is not
+    sure of, which then goes the slow way (``json`` and ``build_input``), the
+    only one that writes a reason. It takes a line only when the slow way
+    would take it and give an equal ``UsageInput`` (a test compares the two on
+    valid and invalid lines): msgspec decodes the line into typed fields in C,
+    and this function checks them as ``build_input`` does."""
+    try:
+        import msgspec
+    except ImportError:  # an install older than this dependency: every line goes the slow way
+        return None
+
+    class Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+        user: str | None = None
+        domain: str | None = None
+        to: list[str] | None = None
+        cc: list[str] | None = None
+        bcc: list[str] | None = None
+        recipients: int | None = None
+        at: str | None = None
+        id: str | int | None = None
+        direction: str | None = None
+
+    decode = msgspec.json.Decoder(Line).decode
+    fromisoformat = datetime.fromisoformat
+    canonical = _CANONICAL_TIME
+
+    def fast(line: bytes | str, number: int, default_tz: tzinfo) -> UsageInput | None:
+        try:
+            ev = decode(line)
+        except Exception:  # noqa: BLE001 - not JSON, not UTF-8, a type build_input would read...: the slow way
+            return None
+        user, domain = ev.user, ev.domain
+        if user is not None:
+            if len(user) > MAX_NAME or not user.isprintable():
+                return None
+            user = user.strip() or None
+        if domain is not None:
+            domain = domain.strip()
+            if len(domain) > MAX_NAME or not domain.isprintable():
+                return None
+            domain = domain or None
+        direction = ev.direction
+        if direction is None or direction == "outbound":
+            if not user or domain:
+                return None
+            direction = "outbound"
+        elif direction == "inbound":
+            if not domain or user:
+                return None
+        else:
+            return None
+        recipients, to, cc, bcc = ev.recipients, ev.to, ev.cc, ev.bcc
+        if recipients is not None:
+            if to or cc or bcc or not 0 < recipients <= MAX_RECIPIENTS:
+                return None
+            to_n, cc_n, bcc_n = recipients, 0, 0
+        elif to is None and cc is None and bcc is None:
+            return None
+        else:
+            try:
+                to_n, cc_n, bcc_n = count_addresses(to or (), cc or (), bcc or ())
+            except InvalidInput:
+                return None
+            if not to_n + cc_n + bcc_n:
+                return None
+        at, at_text = ev.at, None
+        if not at:
+            when = None
+        elif canonical(at):
+            try:
+                when = fromisoformat(at)  # reads "Z" as timezone.utc, as parse_time does
+            except ValueError:
+                return None
+            if not EARLIEST <= when <= LATEST:
+                return None
+            at_text = at
+        else:
+            try:
+                when = parse_time(at, default_tz)
+            except InvalidInput:
+                return None
+        sid = ev.id
+        if sid is not None:
+            if sid.__class__ is not str:
+                return None  # a number: rare, and str() of a huge one raises
+            sid = sid.strip()
+            if len(sid) > MAX_ID or not sid.isprintable():
+                return None
+            sid = sid or None
+        return UsageInput(direction, user, domain, to_n, cc_n, bcc_n, when, sid, number, at_text)
+
+    return fast
+
+
+def read_jsonl(lines: Iterable[str] | Lines, default_tz: tzinfo, *, fast: bool = True) -> Iterator[UsageInput | BadLine]:
     """One message per JSON object line; every other line is a ``BadLine``
-    (blank lines are skipped). Never raises for what a line holds."""
+    (blank lines are skipped). Never raises for what a line holds.
+
+    ``lines`` from ``read_lines`` are read as bytes: a well-formed line is
+    decoded only by the fast path, and only a line it does not take is
+    decoded to text. ``fast=False`` reads every line the slow way (the
+    reference the fast path is tested against).
+    """
     import json
 
     loads = json.JSONDecoder().decode  # json.loads without its per-call checks
-    for number, text in enumerate(lines, start=1):
-        if number == 1 and text.startswith("\ufeff"):
-            text = text[1:]
+    quick = _fast_jsonl() if fast else None
+    source: Iterable[Any] = lines.raw() if isinstance(lines, Lines) else lines
+    for number, text in enumerate(source, start=1):
         if text.__class__ is UnreadableLine:
             yield BadLine(number, text.reason)  # type: ignore[attr-defined]
             continue
+        if quick is not None:
+            item = quick(text, number, default_tz)
+            if item is not None:
+                yield item
+                continue
+        if text.__class__ is bytes:
+            text = decode_line(text)
+            if text.__class__ is UnreadableLine:
+                yield BadLine(number, text.reason)  # type: ignore[attr-defined]
+                continue
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
         if not text.strip():
             continue
         try:
@@ -439,6 +674,15 @@ _SMTPD_SASL = re.compile(
 _QMGR_ACTIVE = re.compile(
     "^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
 _QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
+# What a line the parser needs holds; the block reader looks for these bytes.
+_MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")
+_QUARTER_SPAN = timedelta(seconds=899)
+
+
+def _stored(moment: datetime) -> tuple[datetime, str, int]:
+    """A UTC time, as stored ("2026-11-26T10:00:00Z"), and its seconds since the epoch."""
+    return moment, moment.isoformat()[:19] + "Z", int(moment.timestamp())
+
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                                        "Nov", "Dec"), start=1)}
 
@@ -457,35 +701,77 @@ class PostfixLog:
         self.year = year
         self.log_tz = log_tz
         self.now = now or datetime.now(timezone.utc)
-        self.pending: dict[str, tuple[str, datetime, str]] = {}
+        self.pending: dict[str, tuple[str, tuple[datetime, str, int], str]] = {}  # qid -> user, time, host
         self.counted: set[str] = set()
         self.skipped = 0
         self.requeued = 0
-        self._stamps: dict[str, datetime] = {}
+        self._stamps: dict[str | tuple[str, str, str], tuple[datetime, str, int]] = {}
+        self._quarters: dict[tuple[str, str, str, int], tuple[datetime, int, str | None] | None] = {}
 
-    def _when(self, m: re.Match[str]) -> datetime:
-        """The line's time in UTC; raises ``InvalidInput`` for an impossible date."""
-        stamp = m.group("iso") or m.group("mon") + m.group("day") + m.group("time")
-        moment = self._stamps.get(stamp)
-        if moment is None:
+    def _when(self, m: re.Match[str]) -> tuple[datetime, str, int]:
+        """The line's time in UTC, as stored ("...Z") and as seconds since
+        the epoch (cached: a log has many lines a second); raises
+        ``InvalidInput`` for an impossible date."""
+        iso, mon, day, clock = m.group("iso", "mon", "day", "time")
+        stamp = iso or (mon, day, clock)
+        known = self._stamps.get(stamp)
+        if known is None:
             if len(self._stamps) > 10_000:
                 self._stamps.clear()
-            moment = self._stamps[stamp] = self._parse_when(m)
-        return moment
+            known = self._stamps[stamp] = self._parse_when(iso) if iso else self._syslog_when(mon, day, clock)
+        return known
 
-    def _parse_when(self, m: re.Match[str]) -> datetime:
-        if m.group("iso"):
-            text = m.group("iso")
+    def _parse_when(self, text: str) -> tuple[datetime, str, int]:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"invalid time {_show(text)}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.log_tz)
+        return _stored(in_range(moment, text))
+
+    def _syslog_when(self, mon: str, day: str, clock: str) -> tuple[datetime, str, int]:
+        """A syslog time (as ``_when`` gives it), worked out once a quarter
+        hour: a quarter hour whose first and last seconds lie 899 s apart in
+        UTC has one offset and one year throughout (no zone changes its offset
+        twice within 15 minutes, which a test checks), so each of its seconds
+        is its start plus the seconds since; and when that start is a UTC
+        quarter hour too (every zone but a few before 1972), its text is the
+        start's hour with the minutes and seconds written in. Any other
+        quarter hour (an offset change in it, a year guessed differently at
+        its ends, an impossible date) is worked out for each second."""
+        hour, minute = clock[:2], int(clock[3:5])
+        quarter = minute // 15
+        key = (mon, day, hour, quarter)
+        known = self._quarters.get(key, False)
+        if known is False:
+            if len(self._quarters) > 10_000:
+                self._quarters.clear()
             try:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidInput(f"invalid time {_show(text)}") from None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=self.log_tz)
-            return in_range(moment, text)
-        month, day = _MONTHS[m.group("mon")], int(m.group("day"))
-        hh, mm, ss = (int(x) for x in m.group("time").split(":"))
-        stamp = f"{m.group('mon')} {m.group('day')} {m.group('time')}"
+                first = self._syslog_instant(mon, day, f"{hour}:{quarter * 15:02d}:00")
+                last = self._syslog_instant(mon, day, f"{hour}:{quarter * 15 + 14:02d}:59")
+            except InvalidInput:
+                known = None
+            else:
+                aligned = first.minute % 15 == 0 and first.second == 0 and first.microsecond == 0
+                known = ((first, int(first.timestamp()), first.isoformat()[:14] if aligned else None)
+                         if last - first == _QUARTER_SPAN else None)
+            self._quarters[key] = known
+        if known is not None:
+            seconds = int(clock[6:])
+            if seconds < 60:
+                first, epoch, hour_text = known
+                since = (minute - quarter * 15) * 60 + seconds
+                moment = first + timedelta(seconds=since)
+                if hour_text is None:
+                    return _stored(moment)
+                return moment, f"{hour_text}{first.minute + since // 60:02d}:{since % 60:02d}Z", epoch + since
+        return _stored(self._syslog_instant(mon, day, clock))
+
+    def _syslog_instant(self, mon: str, day_text: str, clock: str) -> datetime:
+        month, day = _MONTHS[mon], int(day_text)
+        hh, mm, ss = (int(x) for x in clock.split(":"))
+        stamp = f"{mon} {day_text} {clock}"
         if self.year is not None:
             years = [self.year]
         else:
@@ -504,56 +790,106 @@ class PostfixLog:
             return in_range(moment, stamp)
         raise InvalidInput(f"impossible date {stamp!r} in {' or '.join(str(y) for y in years)}")
 
-    def feed(self, lines: Iterable[str]) -> Iterator[UsageInput | BadLine]:
+    def feed(self, lines: Iterable[str] | Lines) -> Iterator[UsageInput | BadLine]:
         """Messages from a mail log; a needed line that cannot be used (an
-        impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``."""
+        impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``.
+
+        ``lines`` from ``read_lines`` are read in blocks of bytes: only the
+        lines that hold ``sasl_username=``, ``nrcpt=`` or a closing
+        ``removed`` (found with ``bytes.find``, in C) are decoded and read;
+        the rest of a log (connect, TLS, cleanup, smtp, disconnect: two lines
+        in three) is counted as skipped and never touched by Python. Any
+        other iterable of lines is read one line at a time, the reference the
+        block reader is tested against.
+        """
+        if isinstance(lines, Lines):
+            yield from self._feed_blocks(lines.blocks())
+            return
+        take = self._take
         for number, raw in enumerate(lines, start=1):
-            line = raw.rstrip("\n")
-            # Most lines (cleanup, smtp, connect...) are not needed: a substring
-            # test skips them before any regular expression runs.
-            if "sasl_username=" in line:
-                s = _SMTPD_SASL.match(line)
-                if s:
-                    if raw.__class__ is UnreadableLine:
-                        yield BadLine(number, raw.reason)  # type: ignore[attr-defined]
-                        continue
-                    try:
-                        when = self._when(s)
-                    except InvalidInput as exc:
-                        yield BadLine(number, exc.message)
-                        continue
-                    host = s.group("host")
-                    if len(host) > 255 or len(s.group("user")) > MAX_NAME:
-                        yield BadLine(number, "host name or sasl_username too long")
-                        continue
-                    self.pending[s.group("qid")] = (s.group("user"), when, host)
-                    continue
-            elif "nrcpt=" in line:
-                q = _QMGR_ACTIVE.match(line)
-                if q:
-                    qid = q.group("qid")
-                    if qid in self.counted:
-                        self.requeued += 1
-                        continue
-                    sasl = self.pending.pop(qid, None)
-                    if sasl is None:
-                        continue  # local pickup or a bounce: nobody authenticated
-                    self.counted.add(qid)
-                    user, when, host = sasl
-                    digits = q.group("n")
-                    if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
-                        yield BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
-                                              f"{MAX_RECIPIENTS:,} recipients: not a message")
-                        continue
-                    n = int(digits)
-                    if n:
-                        yield UsageInput("outbound", user, None, n, 0, 0, when,
-                                         f"postfix:{host}:{qid}:{int(when.timestamp())}", number)
-                    continue
-            elif line.endswith("removed"):
-                r = _QMGR_REMOVED.match(line)
-                if r:
-                    self.counted.discard(r.group("qid"))
-                    self.pending.pop(r.group("qid"), None)
-                    continue
-            self.skipped += 1
+            item = take(number, raw)
+            if item is not None:
+                yield item
+
+    def _feed_blocks(self, blocks: Iterable[bytes]) -> Iterator[UsageInput | BadLine]:
+        take = self._take
+        before = 0  # lines before the block
+        for block in blocks:
+            find, rfind, count = block.find, block.rfind, block.count
+            starts: list[int] = []
+            add = starts.append
+            for marker in _MARKERS:
+                at = find(marker)
+                while at >= 0:
+                    add(rfind(b"\n", 0, at) + 1)
+                    at = find(marker, at + 1)
+            starts.sort()
+            previous = -1
+            taken = 0
+            seen, newlines = 0, 0  # newlines in block[:seen]
+            for start in starts:
+                if start == previous:
+                    continue  # a line with two markers
+                previous = start
+                taken += 1
+                item = take(0, block[start:find(b"\n", start) + 1])
+                if item is not None:
+                    # Its line number, counted in C, only for a line that yields.
+                    newlines += count(b"\n", seen, start)
+                    seen = start
+                    item.__dict__["line"] = before + newlines + 1  # made just now by _take, not yet seen
+                    yield item
+            lines = count(b"\n")
+            self.skipped += lines - taken
+            before += lines
+
+    def _take(self, number: int, raw: str | bytes) -> UsageInput | BadLine | None:
+        """What line ``number`` of the log means, if anything (it updates the
+        messages in flight)."""
+        if raw.__class__ is bytes:
+            raw = decode_line(raw)  # type: ignore[arg-type]
+        line = raw.rstrip("\n")  # type: ignore[union-attr]
+        # Most lines (cleanup, smtp, connect...) are not needed: a substring
+        # test skips them before any regular expression runs.
+        if "sasl_username=" in line:
+            s = _SMTPD_SASL.match(line)
+            if s:
+                if raw.__class__ is UnreadableLine:
+                    return BadLine(number, raw.reason)  # type: ignore[union-attr]
+                try:
+                    when_known = self._when(s)
+                except InvalidInput as exc:
+                    return BadLine(number, exc.message)
+                qid, user, host = s.group("qid", "user", "host")
+                if len(host) > 255 or len(user) > MAX_NAME:
+                    return BadLine(number, "host name or sasl_username too long")
+                self.pending[qid] = (user, when_known, host)
+                return None
+        elif "nrcpt=" in line:
+            q = _QMGR_ACTIVE.match(line)
+            if q:
+                qid, digits = q.group("qid", "n")
+                if qid in self.counted:
+                    self.requeued += 1
+                    return None
+                sasl = self.pending.pop(qid, None)
+                if sasl is None:
+                    return None  # local pickup or a bounce: nobody authenticated
+                self.counted.add(qid)
+                user, (when, text, epoch), host = sasl
+                if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
+                    return BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
+                                           f"{MAX_RECIPIENTS:,} recipients: not a message")
+                n = int(digits)
+                if n:
+                    return UsageInput("outbound", user, None, n, 0, 0, when, f"postfix:{host}:{qid}:{epoch}",
+                                      number, text)
+                return None
+        elif line.endswith("removed"):
+            r = _QMGR_REMOVED.match(line)
+            if r:
+                self.counted.discard(r.group("qid"))
+                self.pending.pop(r.group("qid"), None)
+                return None
+        self.skipped += 1
+        return None

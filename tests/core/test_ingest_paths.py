@@ -1,0 +1,299 @@
+"""The import's fast paths can never drift from its reference paths (issue 12).
+
+JSONL: ``read_jsonl`` takes a well-formed line through msgspec and checks
+its fields itself; anything it is not sure of goes the slow way (``json`` and
+``build_input``). Postfix: ``PostfixLog.feed`` reads a file in blocks and
+looks only at the lines holding its markers; any other iterable is read one
+line at a time. Both pairs must give equal results on valid and invalid
+input alike, line numbers and reasons included.
+"""
+
+import io
+import json
+from datetime import timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smtpctl.core import ingest, services, usage
+from smtpctl.core.ingest import PostfixLog, UsageInput
+from smtpctl.core.store import Store
+from tests.core.test_ingest_fuzz import ZONES, jsonl_line, postfix_line
+
+UTC = timezone.utc
+PATHS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def stored_text(item) -> None:
+    """A time carried as text is exactly the text the store would write for it."""
+    if isinstance(item, UsageInput) and item.at_text is not None:
+        assert item.at is not None and item.at_text == usage._iso(item.at)
+
+
+# -- JSONL ----------------------------------------------------------------------
+
+# Values at the edge of what the fast path takes: each either taken by both
+# paths alike or left to the slow path.
+EDGE_TIMES = st.sampled_from([
+    "2026-10-01T10:00:00Z", "2026-10-01T10:00:00z", " 2026-10-01T10:00:00Z", "2026-10-01T10:00:00Z ",
+    "2026-10-01T10:00:00", "2026-10-01T10:00:00+00:00", "2026-10-01T10:00:00.5Z", "2026-W40-4T10:00:00Z",
+    "20261001T100000Z", "2026-10-01T24:00:00Z", "2026-10-01T23:59:60Z", "1969-12-31T23:59:59Z",
+    "1970-01-01T00:00:00Z", "9999-12-30T00:00:00Z", "9999-12-30T00:00:01Z", "2026-10-01T10:00:00+14:00",
+    "２０２６-10-01T10:00:00Z", "2026-10-01T10:00Z", "", None])
+EDGE_USERS = st.sampled_from(["a@d.example", " a@d.example ", "A@D.EXAMPLE", "", " ", "a@d.example\x00",
+                              "a\u00a0@d.example", "\u2003a@d.example", "a@d.example\ud800", "x" * 321, "x" * 320,
+                              " " + "x" * 320, None])
+EDGE_COUNTS = st.one_of(st.integers(-2, 3), st.integers(99_999, 100_001), st.sampled_from([True, 2.0, "3", None]),
+                        st.integers(10**18, 10**19))
+EDGE_IDS = st.one_of(st.sampled_from(["m1", " m1 ", "", " ", "m\x00", "m\u200b", "x" * 500, "x" * 501,
+                                      " " + "x" * 500, None, 7, -1, True]), st.integers(), st.text(max_size=6))
+EDGE_DIRECTIONS = st.sampled_from(["outbound", "inbound", "Outbound", " inbound", "", None, "sideways", 0])
+EDGE_LISTS = st.one_of(st.none(), st.lists(st.sampled_from(["x@y.test", "X@y.test", "<z@y.test>", "nobody", "",
+                                                            " q@y.test ", 5]), max_size=3))
+
+
+@st.composite
+def edge_line(draw) -> bytes:
+    item = {}
+    for key, strategy in (("user", EDGE_USERS), ("domain", st.sampled_from(["d.example", " d.example", "", None])),
+                          ("direction", EDGE_DIRECTIONS), ("recipients", EDGE_COUNTS), ("to", EDGE_LISTS),
+                          ("cc", EDGE_LISTS), ("bcc", EDGE_LISTS), ("at", EDGE_TIMES), ("id", EDGE_IDS)):
+        if draw(st.integers(0, 3)) or key in ("user", "recipients", "at"):
+            item[key] = draw(strategy)
+    text = json.dumps(item, ensure_ascii=draw(st.booleans()))
+    if draw(st.integers(0, 5)) == 0:  # a repeated key: the last one counts, in both decoders
+        text = text[:-1] + (", " if item else "") + '"user": "b@d.example"}'
+    text = text.encode("utf-8", "surrogatepass")
+    return text + draw(st.sampled_from([b"\n", b"\r\n", b" \n", b"\t\n"]))
+
+
+def jsonl_both_ways(data: bytes, zone) -> tuple[list, list, list]:
+    fast = list(ingest.read_jsonl(ingest.read_lines(io.BytesIO(data)), zone))
+    slow = list(ingest.read_jsonl(ingest.read_lines(io.BytesIO(data)), zone, fast=False))
+    text = list(ingest.read_jsonl(list(ingest.read_lines(io.BytesIO(data))), zone))  # the fast path on str lines
+    return fast, slow, text
+
+
+@PATHS
+@given(st.lists(st.one_of(jsonl_line(), edge_line()), max_size=10).map(b"".join), ZONES)
+def test_jsonl_fast_path_gives_what_the_slow_path_gives(data, zone):
+    fast, slow, text = jsonl_both_ways(data, zone)
+    assert fast == slow
+    assert text == slow
+    for item in fast + text:
+        stored_text(item)
+
+
+def test_the_fast_path_takes_the_usual_lines_and_leaves_the_rest():
+    fast = ingest._fast_jsonl()
+    usual = b'{"user": "a@d.example", "recipients": 10, "at": "2026-10-29T00:00:00Z", "id": "j0"}\n'
+    item = fast(usual, 7, UTC)
+    assert item == UsageInput("outbound", "a@d.example", None, 10, 0, 0,
+                              ingest.parse_time("2026-10-29T00:00:00Z", UTC), "j0", 7)
+    assert item.at_text == "2026-10-29T00:00:00Z"
+    addresses = b'{"user": "a@d.example", "to": ["x@y.test", "X@Y.TEST"], "bcc": ["z@y.test"]}'
+    assert (fast(addresses, 1, UTC).to, fast(addresses, 1, UTC).bcc) == (1, 1)
+    for unusual in (b'{"user": "a@d.example", "recipients": "3"}', b'{"user": "a@d.example", "recipients": 0}',
+                    b'{"user": "a@d.example", "recipients": 1, "colour": "red"}', b'\xef\xbb\xbf{"user": "a@d.x"}',
+                    b'{"user": "a@d.example", "recipients": 1, "id": 7}', b'{"user": "a@d.example\xff", "recipients": 1}',
+                    b"", b"[]"):
+        assert fast(unusual, 1, UTC) is None, unusual
+    # A time in another ISO form is read as parse_time reads it, and formatted when stored.
+    week = fast(b'{"user": "a@d.example", "recipients": 1, "at": "2026-W40-4T10:00:00Z"}', 1, UTC)
+    assert (week.at, week.at_text) == (ingest.parse_time("2026-10-01T10:00:00Z", UTC), None)
+
+
+def test_fast_and_slow_paths_record_the_same_rows(tmp_path):
+    """End to end: the same file imported each way leaves the same events,
+    times as stored included, and the same summary."""
+    lines = [json.dumps({"user": "a@d.example", "recipients": n % 4 + 1, "id": f"m{n % 40}",
+                         "at": f"2026-10-0{n % 9 + 1}T1{n % 10}:0{n % 6}:00" + ("Z" if n % 3 else "+02:00")})
+             for n in range(60)]
+    lines += ['{"user": "a@d.example", "to": ["x@y.test"], "at": "2026-10-01T10:00:00.999Z"}',
+              '{"domain": "d.example", "direction": "inbound", "recipients": 2}', '{"user": "b@d.example"}',
+              '{"user": "nobody@else.example", "recipients": 1}', "not json", '{"user": "a@d.example", "recipients": 5000}']
+    data = ("\n".join(lines) + "\n").encode()
+    results = []
+    for fast in (True, False):
+        with Store.open(tmp_path / f"{fast}.db", actor="t") as store:
+            services.add_agency(store, "acme")
+            services.add_account(store, "shop", "acme", daily_limit=150)
+            services.add_domain(store, "d.example", account="shop")
+            items = ingest.read_jsonl(ingest.read_lines(io.BytesIO(data)), UTC, fast=fast)
+            summary = usage.import_usage(store, items, batch_size=16)
+            rows = store.query("SELECT source_id, at, day, direction, account_id, domain, login, to_count, cc_count, "
+                               "bcc_count, emails FROM usage_events ORDER BY id")
+            daily = store.query("SELECT * FROM usage_daily ORDER BY day, login, direction")
+            results.append((summary.as_dict(), rows, daily))
+    assert results[0] == results[1]
+    assert results[0][0]["messages"] > 30 and results[0][0]["lines_rejected"] >= 4
+
+
+# -- Postfix --------------------------------------------------------------------
+
+REAL = (
+    "Nov 26 05:09:58 mail postfix/submission/smtpd[6726]: connect from localhost[127.0.0.1]\n"
+    "Nov 26 05:09:58 mail postfix/submission/smtpd[6726]: 3616C220576: client=localhost[127.0.0.1], "
+    "sasl_method=LOGIN, sasl_username=a@d.example\n"
+    "Nov 26 05:09:58 mail postfix/cleanup[6732]: 3616C220576: message-id=<rig1.001@acme.test>\n"
+    "Nov 26 05:09:58 mail postfix/qmgr[6646]: 3616C220576: from=<a@d.example>, size=449, nrcpt=2 (queue active)\n"
+    "Nov 26 05:09:58 mail postfix/smtp[6734]: 3616C220576: to=<c@contoso.test>, relay=127.0.0.1[127.0.0.1]:10025, "
+    "delay=0.02, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n"
+    "Nov 26 05:09:58 mail postfix/qmgr[6646]: 3616C220576: removed\n"
+).encode()
+EXTRA = st.sampled_from([REAL, REAL.replace(b"\n", b"\r\n"), b"\n", b"removed\n", b"x removed", b"nrcpt=\n",
+                         b"sasl_username=", b"\xef\xbb\xbf", b"\xff removed\n",
+                         REAL.replace(b"a@d.example", b"a@d.example\xff")])
+
+
+def postfix_state(parser: PostfixLog) -> tuple:
+    return parser.skipped, parser.requeued, parser.pending, parser.counted
+
+
+@PATHS
+@given(st.lists(st.one_of(postfix_line(), EXTRA), max_size=12).map(b"".join), st.sampled_from([7, 64, 1 << 20]),
+       st.booleans())
+def test_postfix_blocks_give_what_lines_give(data, block_bytes, end_without_newline):
+    if end_without_newline:
+        data = data.rstrip(b"\n")
+    lines = list(ingest.read_lines(io.BytesIO(data)))
+    by_line = PostfixLog(year=2026, log_tz=UTC)
+    expected = list(by_line.feed(lines))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest, "BLOCK_BYTES", block_bytes)
+        by_block = PostfixLog(year=2026, log_tz=UTC)
+        position = [0]
+        got = list(by_block.feed(ingest.read_lines(io.BytesIO(data), position)))
+    assert got == expected
+    assert [i.at_text for i in got if isinstance(i, UsageInput)] == \
+        [i.at_text for i in expected if isinstance(i, UsageInput)]
+    for item in got:
+        stored_text(item)
+    assert postfix_state(by_block) == postfix_state(by_line)
+    assert position == [len(data)]
+
+
+@PATHS
+@given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from([b"\n", b"\r\n", b""])), max_size=8),
+       st.sampled_from([1, 5, 16, 20]), st.booleans())
+def test_blocks_are_the_lines_with_long_ones_empty(shape, block_bytes, bom):
+    """Over-long lines (here MAX_LINE_BYTES = 20) stand as empty lines, at
+    any block size up to it, wherever the block boundaries fall."""
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(b"x" * n + end for n, end in shape)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest, "MAX_LINE_BYTES", 20)
+        patch.setattr(ingest, "BLOCK_BYTES", block_bytes)
+        raw = list(ingest.read_raw_lines(io.BytesIO(data)))
+        blocks = b"".join(ingest.read_blocks(io.BytesIO(data)))
+    expected = b"".join(b"\n" if isinstance(line, ingest.UnreadableLine) else
+                        line if line.endswith(b"\n") else line + b"\n" for line in raw)
+    assert blocks == expected
+
+
+def stored(moment):
+    """What the store keeps of a time: itself, its text and its seconds (the slow way)."""
+    return moment, usage._iso(moment), int(moment.timestamp())
+
+
+def outcome(call):
+    try:
+        return call()
+    except ingest.InvalidInput as exc:
+        return exc.message
+
+
+@PATHS
+@given(st.sampled_from(["Jan", "Feb", "Mar", "Apr", "Oct", "Nov", "Dec"]), st.integers(1, 31), st.integers(0, 23),
+       st.integers(0, 59), st.integers(0, 60), st.integers(0, 59),
+       st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Africa/Monrovia", "Australia/Lord_Howe",
+                        "Asia/Kathmandu"]),
+       st.sampled_from([1971, 2024, 2026, None]))
+def test_a_syslog_time_worked_out_per_quarter_hour_is_the_time_worked_out_per_second(mon, day, hh, mm, ss, other,
+                                                                                       zone, year):
+    """The quarter-hour cache gives what the per-second computation gives, in
+    zones with DST, half- and quarter-hour offsets and Monrovia's -0:44:30,
+    with the year given or guessed (the guess turns at now + 1 day)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime(2026, 3, 28, 23, 30, 30, tzinfo=UTC)
+    parser = PostfixLog(year=year, log_tz=ZoneInfo(zone), now=now)
+    clock, warm = f"{hh:02d}:{mm:02d}:{ss:02d}", f"{hh:02d}:{mm // 15 * 15:02d}:{other:02d}"
+    outcome(lambda: parser._syslog_when(mon, str(day), warm))  # the quarter hour is cached now
+    assert outcome(lambda: parser._syslog_when(mon, str(day), clock)) == \
+        outcome(lambda: stored(parser._syslog_instant(mon, str(day), clock)))
+
+
+@pytest.mark.parametrize("zone, year, mon, day, hour, minute", [
+    ("Europe/Berlin", 2026, "Mar", 29, 2, 0), ("Europe/Berlin", 2026, "Mar", 29, 1, 59),
+    ("Europe/Berlin", 2026, "Oct", 25, 2, 30), ("America/New_York", 2026, "Nov", 1, 1, 0),
+    ("Australia/Lord_Howe", 2026, "Apr", 5, 1, 59), ("Australia/Lord_Howe", 2026, "Oct", 4, 2, 0),
+    ("Africa/Monrovia", 1972, "Jan", 6, 23, 59), ("Africa/Monrovia", 1972, "Jan", 7, 0, 0),
+    ("Africa/Monrovia", 1972, "Jan", 7, 0, 44),
+    ("UTC", None, "Mar", 29, 23, 30), ("UTC", None, "Feb", 29, 0, 0), ("UTC", 2026, "Feb", 29, 0, 0),
+])
+def test_the_quarter_hour_cache_at_offset_changes_and_the_year_guess(zone, year, mon, day, hour, minute):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime(2026, 3, 28, 23, 30, 30, tzinfo=UTC)  # the year guess turns at Mar 29 23:30:30
+    parser = PostfixLog(year=year, log_tz=ZoneInfo(zone), now=now)
+    first = minute // 15 * 15
+    for m in range(first, first + 15):
+        for second in range(0, 61, 1 if m == minute else 7):
+            clock = f"{hour:02d}:{m:02d}:{second:02d}"
+            assert outcome(lambda clock=clock: parser._syslog_when(mon, str(day), clock)) == \
+                outcome(lambda clock=clock: stored(parser._syslog_instant(mon, str(day), clock))), clock
+
+
+# -- recording: ids not looked up before the insert --------------------------------
+
+
+def test_a_batch_worked_out_as_new_is_worked_out_again_when_an_id_was_stored(tmp_path):
+    """Taken as new, m1 would push the day past the limit and record m3 as the
+    crossing; it was stored before, so the batch is worked out again: m1 is a
+    duplicate, m2 fills the day to its limit, m3 crosses it."""
+    def msg(sid, n, line):
+        return UsageInput("outbound", "a@d.example", None, n, 0, 0, None, sid, line)
+
+    with Store.open(tmp_path / "s.db", actor="t") as store:
+        services.add_agency(store, "acme")
+        services.add_account(store, "shop", "acme", daily_limit=10)
+        services.add_domain(store, "d.example", account="shop")
+        services.create_credential(store, "a@d.example", "correct horse battery staple")
+        assert usage.import_usage(store, iter([msg("m1", 5, 1)])).messages == 1
+        summary = usage.import_usage(store, iter([msg("m1", 5, 1), msg("m2", 5, 2), msg("m3", 1, 3), msg("m4", 1, 4)]))
+        assert (summary.messages, summary.duplicates, summary.rejected) == (2, 1, 1)
+        assert [(c.emails, c.limit) for c in summary.crossings] == [(11, 10)]
+        assert summary.rejected_lines[0]["line"] == 4
+        assert store.scalar("SELECT sum(emails) FROM usage_events") == 11
+        assert store.scalar("SELECT sum(emails) FROM usage_daily") == 11
+        assert store.scalar("SELECT count(*) FROM usage_events WHERE source_id = 'm1'") == 1
+
+
+@PATHS
+@given(st.one_of(st.integers(0, 4_102_444_800), st.integers(63_072_000 + 86_400 * 6, 63_072_000 + 86_400 * 7)),  # Monrovia, 1972-01-07
+       st.sampled_from(["UTC", "Africa/Monrovia", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham",
+                        "America/St_Johns", "Pacific/Kiritimati"]))
+def test_the_day_of_a_time_given_as_stored_is_its_day_in_the_zone(seconds, zone):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    days = usage._Days(ZoneInfo(zone))
+    at = datetime.fromtimestamp(seconds, UTC)
+    for moment in (at, at.replace(second=0), at.replace(minute=at.minute // 10 * 10, second=0)):
+        assert days.of_text(moment, usage._iso(moment)) == moment.astimezone(ZoneInfo(zone)).date().isoformat()
+        assert days(moment) == days.of_text(moment, usage._iso(moment))
+
+
+def test_the_day_of_a_time_given_as_stored_where_monrovia_left_its_offset():
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Africa/Monrovia")  # -0:44:30 until 1972-01-07 00:44:30 UTC, a local midnight before
+    days = usage._Days(zone)
+    at = datetime(1972, 1, 6, 23, 30, tzinfo=UTC)
+    while at < datetime(1972, 1, 7, 1, 30, tzinfo=UTC):
+        assert days.of_text(at, usage._iso(at)) == at.astimezone(zone).date().isoformat(), at
+        at += timedelta(seconds=15)
