@@ -350,9 +350,11 @@ def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], titl
     headers = [header.split("\n") for _, header in kept]
     lines = []
     if title:
+        if "[" in title or not title.rstrip(" ").isprintable():  # markup, or a new line rich keeps as a line
+            return None
         title = title.rstrip()
         size = _width(title)
-        if "[" in title or "\n" in title or not title.isprintable() or size > table_width:
+        if size > table_width:
             return None
         left = (table_width - size) // 2
         lines.append(" " * left + title + " " * (table_width - size - left))
