@@ -109,7 +109,8 @@ def read_raw_lines(handle: IO[bytes], position: list[int] | None = None) -> Iter
                     break
                 count[0] += len(raw)
                 total += len(raw)
-            yield UnreadableLine("", f"line of {total:,} bytes is longer than the {MAX_LINE_BYTES:,} a message may take")
+            yield UnreadableLine(
+                "", f"line of {total:,} bytes is longer than the {MAX_LINE_BYTES:,} a message may take")
         else:
             yield raw
         raw = readline(MAX_LINE_BYTES + 1)
@@ -315,7 +316,8 @@ def _count(value: Any, what: str) -> int:
             raise InvalidInput(f"{what} must be between 0 and {MAX_RECIPIENTS:,}, not {digits[:20]}...")
         value = int(digits)
     if not 0 <= value <= MAX_RECIPIENTS:
-        raise InvalidInput(f"{what} must be between 0 and {MAX_RECIPIENTS:,}, not {value if abs(value) < 10**20 else 'a number that large'}")
+        shown = value if abs(value) < 10**20 else "a number that large"
+        raise InvalidInput(f"{what} must be between 0 and {MAX_RECIPIENTS:,}, not {shown}")
     return value
 
 
@@ -499,7 +501,8 @@ def _fast_jsonl() -> Any:
     return fast
 
 
-def read_jsonl(lines: Iterable[str] | Lines, default_tz: tzinfo, *, fast: bool = True) -> Iterator[UsageInput | BadLine]:
+def read_jsonl(lines: Iterable[str] | Lines, default_tz: tzinfo, *,
+               fast: bool = True) -> Iterator[UsageInput | BadLine]:
     """One message per JSON object line; every other line is a ``BadLine``
     (blank lines are skipped). Never raises for what a line holds.
 
@@ -670,9 +673,11 @@ _STAMP = r"(?:(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)|
 _PROGRAM = r" (?P<host>\S+) (?:[^\s\[:]*/)?{name}(?:\[\d+\])?: "
 _QID = r"(?P<qid>[0-9A-Za-z]{5,20})"
 _SMTPD_SASL = re.compile(
-    "^" + _STAMP + _PROGRAM.format(name="smtpd") + _QID + r": client=.*?, sasl_method=\S+, sasl_username=(?P<user>[^,\s]+)")
+    "^" + _STAMP + _PROGRAM.format(name="smtpd") + _QID
+    + r": client=.*?, sasl_method=\S+, sasl_username=(?P<user>[^,\s]+)")
 _QMGR_ACTIVE = re.compile(
-    "^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
+    "^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID
+    + r": from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
 _QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
 # What a line the parser needs holds; the block reader looks for these bytes.
 _MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")

@@ -234,14 +234,20 @@ SETTINGS: dict[str, Setting] = {
     s.key: s
     for s in (
         Setting("smtp_host", DEFAULT_SMTP_HOST, validate_host, "SMTP server credential holders connect to"),
-        Setting("timezone", DEFAULT_TIMEZONE, validate_timezone, "time zone whose calendar day the daily limit counts"),
-        Setting("default_daily_limit", DEFAULT_DAILY_LIMIT, validate_daily_limit, "emails per account per day unless set per account"),
-        Setting("credentials_per_domain", DEFAULT_CREDENTIALS_PER_DOMAIN, validate_credentials_per_domain, "live SMTP credentials one dedicated domain may hold"),
+        Setting("timezone", DEFAULT_TIMEZONE, validate_timezone,
+                "time zone whose calendar day the daily limit counts"),
+        Setting("default_daily_limit", DEFAULT_DAILY_LIMIT, validate_daily_limit,
+                "emails per account per day unless set per account"),
+        Setting("credentials_per_domain", DEFAULT_CREDENTIALS_PER_DOMAIN, validate_credentials_per_domain,
+                "live SMTP credentials one dedicated domain may hold"),
         Setting("price_per_1000", DEFAULT_PRICE_PER_1000, validate_price, "price in USD per 1,000 emails"),
         Setting("compare_name", DEFAULT_COMPARE_NAME, validate_label, "name of the provider prices are compared with"),
-        Setting("compare_price_per_1000", DEFAULT_COMPARE_PRICE_PER_1000, validate_price, "comparison price in USD per 1,000 emails"),
-        Setting("max_recipients_per_message", DEFAULT_MAX_RECIPIENTS_PER_MESSAGE, validate_max_recipients, "recipients one message may have; a larger message is refused, never billed"),
-        Setting("sender_alignment", "on", validate_switch, "on: a credential may send only from its own account's dedicated domains"),
+        Setting("compare_price_per_1000", DEFAULT_COMPARE_PRICE_PER_1000, validate_price,
+                "comparison price in USD per 1,000 emails"),
+        Setting("max_recipients_per_message", DEFAULT_MAX_RECIPIENTS_PER_MESSAGE, validate_max_recipients,
+                "recipients one message may have; a larger message is refused, never billed"),
+        Setting("sender_alignment", "on", validate_switch,
+                "on: a credential may send only from its own account's dedicated domains"),
     )
 }
 

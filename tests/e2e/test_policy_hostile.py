@@ -280,7 +280,7 @@ def test_two_processes_one_store_hold_the_hard_cap(run, tmp_path, isolated_store
             answers: list[str] = []
             lock, barrier = threading.Lock(), threading.Barrier(40)
 
-            def one(i: int) -> None:
+            def one(i: int, login=login, n=n, barrier=barrier, lock=lock, answers=answers) -> None:
                 client = Client(servers[i % 2], "tcp")
                 try:
                     barrier.wait()

@@ -193,7 +193,7 @@ def test_kill_9_under_load_then_restart_delivered_equals_billed(tenants, tmp_pat
         stop = threading.Event()
         sent = [0]
 
-        def load() -> None:
+        def load(server=server, stop=stop, sent=sent) -> None:
             while not stop.is_set():
                 try:
                     smtp = client(server)
