@@ -36,7 +36,7 @@ from email.errors import HeaderParseError
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from smtpctl.core import passwords, rules, services, usage
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.errors import InvalidInput, StoreError
 from smtpctl.servers import authcache, guard
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
@@ -46,6 +46,8 @@ from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
 DEFAULT_SMTPS = ("127.0.0.1:465",)
+STORE_UNAVAILABLE = "451 4.3.0 Temporary failure; try again later"
+STORE_UNAVAILABLE_AUTH = "454 4.7.0 Temporary authentication failure; try again later"
 REFUSALS = {
     "revoked": "550 5.7.1 Your SMTP credentials were revoked (daily sending limit exceeded or removed by an "
                "operator); please contact support",
@@ -266,7 +268,12 @@ class SubmissionHandler:
             self.metrics.auth("throttled")
             return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
         try:
-            credential = await self.worker.call(lambda store: store.credential(login)) if login else None
+            try:
+                credential = await self.worker.call(lambda store: store.credential(login)) if login else None
+            except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
+                self.throttle.succeeded(attempt, None)
+                log_event("store_error", peer=_peer(session), login=login or "(invalid)", error=exc.message)
+                return AuthResult(success=False, handled=False, message=STORE_UNAVAILABLE_AUTH)
             loop = asyncio.get_running_loop()
             if credential is None:
                 await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
@@ -298,7 +305,12 @@ class SubmissionHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
         login = session.auth_data
-        check = await self.worker.call(usage.envelope_check, login, address)
+        try:
+            check = await self.worker.call(usage.envelope_check, login, address)
+        except StoreError as exc:
+            log_event("store_error", peer=_peer(session), login=login, error=exc.message)
+            self.metrics.refused("store_error")
+            return STORE_UNAVAILABLE
         if check.status != "ok":
             log_event("mail_refused", peer=_peer(session), login=login, reason=check.status)
             self.metrics.refused(check.status)
@@ -417,9 +429,9 @@ class SubmissionHandler:
         except Exception as exc:  # the store: nothing recorded, nothing delivered; the client retries
             if staged is not None:
                 self.spool.discard(staged)
-            log_event("store_error", login=login, queue_id=queue_id, error=type(exc).__name__)
+            log_event("store_error", login=login, queue_id=queue_id, error=getattr(exc, "message", type(exc).__name__))
             self.metrics.refused("store_error")
-            return "451 4.3.0 Temporary failure; try again later"
+            return STORE_UNAVAILABLE
         for crossing in admission.crossings:
             log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
                       limit=crossing.limit, revoked=",".join(crossing.revoked_credentials))
