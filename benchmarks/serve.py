@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
+import summary  # noqa: E402  (benchmarks/summary.py: this folder is on sys.path)
 
 CLIENTS, MESSAGES, RECIPIENTS = 10, 50, 3
 PW = "benchmark-password-123"
@@ -145,6 +146,18 @@ def main() -> None:
               f"server CPU {1000 * cold_cpu / handshakes:.1f} ms")
         print(f"policy requests    {CLIENTS * 200 / policy_time:8.1f} /s at END-OF-MESSAGE, each metered durably; "
               f"server CPU {1000 * policy_cpu / (CLIENTS * 200):.2f} ms/request")
+        summary.record("serve messages/s (Maildir, each checked and billed)", f"{total / smtp_time:.0f}/s",
+                       f"bare aiosmtpd {total / bare_time:.0f}/s", f"{bare_time / smtp_time:.2f}x", ">= 0.6x",
+                       bare_time / smtp_time >= 0.6)
+        summary.record("serve AUTH/s, repeat logins", f"{handshakes / auth_time:.0f}/s",
+                       f"bare aiosmtpd {handshakes / bare_auth:.0f}/s", f"{bare_auth / auth_time:.2f}x", ">= 0.5x",
+                       bare_auth / auth_time >= 0.5)
+        summary.record("serve AUTH, first login", f"{1000 * cold_cpu / handshakes:.0f} ms CPU", "", "",
+                       "one argon2id verify", None)
+        summary.record(f"policy requests/s, {CLIENTS} clients, metered durably", f"{CLIENTS * 200 / policy_time:,.0f}/s",
+                       "" if peer_time is None else f"policyd-rate-limit {CLIENTS * 200 / peer_time:,.0f}/s",
+                       "" if peer_time is None else f"{peer_time / policy_time:.2f}x", ">= 5,000/s",
+                       CLIENTS * 200 / policy_time >= 5000)
         print(f"durable commit     {fsync_ms:8.2f} ms on this disk (SQLite WAL, synchronous=FULL): with {CLIENTS} "
               f"clients and one request each in flight, group commit caps policy at ~{CLIENTS / fsync_ms * 1000:,.0f}/s")
         if peer_time is None:
