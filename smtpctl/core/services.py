@@ -15,6 +15,7 @@ from smtpctl.core import passwords, rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
 from smtpctl.core.store import Store
+from smtpctl.core.store.audit import NameSpan
 
 # -- settings ------------------------------------------------------------------
 
@@ -788,13 +789,9 @@ def store_info(store: Store) -> dict[str, Any]:
     """Path, schema version, counts and size; a store not created yet (see
     ``Store.empty``) shows schema version 0, zero counts and size 0."""
     applied = store.schema_version() if store.on_disk else []
-    size = sum(
-        p.stat().st_size
-        for p in (store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm"))
-        if p.exists()
-    )
+    size = store.size_bytes()
     return {
-        "path": str(store.path),
+        "path": store.location,
         "schema_version": len(applied),
         "schema_step": applied[-1] if applied else None,
         "counts": store.counts(),
@@ -876,11 +873,6 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
-def _like_prefix(text: str) -> str:
-    """``text`` as a literal LIKE prefix: its own %, _ and \\ escaped (with ESCAPE '\\')."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,
                   action: str | None = None, actor: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """The audit trail, newest first, filtered.
@@ -890,46 +882,19 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
     or as a prefix when it has no dot (``credential``); ``limit`` is 0 (all)
     to 1,000,000. Raises ``InvalidInput`` or ``NotFound`` (the account).
     """
-    import json
-
     limit = rules.whole_number(limit, "--limit", 0, MAX_AUDIT_LIMIT)
     zone = str(effective_settings(store)["timezone"])
-    where, params = [], []
-    if since:
-        where.append("at >= ?")
-        params.append(_audit_bound(since, zone, end=False))
-    if until:
-        bound = _audit_bound(until, zone, end=True)
-        where.append("at < ?" if "T" not in until else "at <= ?")
-        params.append(bound)
-    if account:
-        clause, values = _account_names_clause(store, get_account(store, account).name)
-        where.append(clause)
-        params.extend(values)
-    if action:
-        if "." in action:
-            where.append("action = ?")
-            params.append(action)
-        else:
-            where.append("action LIKE ? ESCAPE '\\'")
-            params.append(_like_prefix(action) + ".%")
-    if actor:
-        where.append("actor = ?")
-        params.append(actor)
-    sql = "SELECT id, at, actor, action, object_type, object_name, account, details FROM audit"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC"
-    if limit:
-        sql += " LIMIT ?"
-        params.append(limit)
-    rows = store.query(sql, params)
-    for row in rows:
-        row["details"] = json.loads(row["details"])
-    return rows
+    return store.audit_entries(
+        since=_audit_bound(since, zone, end=False) if since else None,
+        until=_audit_bound(until, zone, end=True) if until else None,
+        until_inclusive=bool(until) and "T" in until,
+        account_spans=_account_name_spans(store, get_account(store, account).name) if account else None,
+        action=action if action and "." in action else None,
+        action_prefix=action if action and "." not in action else None,
+        actor=actor or None, limit=limit)
 
 
-def _account_names_clause(store: Store, name: str) -> tuple[str, list[Any]]:
+def _account_name_spans(store: Store, name: str) -> list[NameSpan]:
     """The audit rows of an account under every name it has had.
 
     The trail is append-only, so its rows keep the name of their day. Walking
@@ -938,30 +903,18 @@ def _account_names_clause(store: Store, name: str) -> tuple[str, list[Any]]:
     it); a rename away from a name, or a removal, by an account that held it
     earlier closes it, so another account's rows under a reused name stay out.
     """
-    parts: list[str] = []
-    params: list[Any] = []
-
-    def segment(label: str, low: int | None, high: int | None, *, low_inclusive: bool) -> None:
-        clause, values = "account = ? COLLATE NOCASE", [label]
-        if low is not None:
-            clause += " AND id >= ?" if low_inclusive else " AND id > ?"
-            values.append(low)
-        if high is not None:
-            clause += " AND id < ?"
-            values.append(high)
-        parts.append(f"({clause})")
-        params.extend(values)
-
+    spans: list[NameSpan] = []
     upper: int | None = None
     for event in reversed(store.name_history("account")):
         if upper is not None and event["id"] >= upper:
             continue
         if event["action"] == "rename" and event["new"].lower() == name.lower():
-            segment(name, event["id"], upper, low_inclusive=True)
+            spans.append(NameSpan(name, event["id"], upper, low_inclusive=True))
             name, upper = event["old"], event["id"]
         elif event["old"].lower() == name.lower():
-            segment(name, event["id"], upper, low_inclusive=False)  # an earlier holder let the name go here
+            # an earlier holder let the name go here
+            spans.append(NameSpan(name, event["id"], upper, low_inclusive=False))
             break
     else:
-        segment(name, None, upper, low_inclusive=True)
-    return "(" + " OR ".join(parts) + ")", params
+        spans.append(NameSpan(name, None, upper, low_inclusive=True))
+    return spans

@@ -21,7 +21,7 @@ from smtpctl.core.errors import InvalidInput, LimitReached, NotFound
 from smtpctl.core.ingest import BadLine, UsageInput
 from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
 from smtpctl.core.models import Account
-from smtpctl.core.store import Store
+from smtpctl.core.store import DomainOwner, Store
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 BATCH_SIZE = rules.IMPORT_BATCH_SIZE
@@ -70,7 +70,7 @@ class _Resolver:
 
     def __init__(self, store: Store, *, bulk: bool = False):
         self.store, self.bulk = store, bulk
-        self.owners: dict[str, tuple[int, int | None, str | None]] | None = None
+        self.owners: dict[str, DomainOwner] | None = None
         self.cache: dict[tuple[str, str], _Target | InvalidInput | NotFound] = {}
 
     def resolve(self, item: UsageInput) -> _Target:
@@ -87,7 +87,7 @@ class _Resolver:
             raise type(hit)(hit.message)
         return hit
 
-    def _owner(self, domain_name: str) -> tuple[int, int | None, str | None] | None:
+    def _owner(self, domain_name: str) -> DomainOwner | None:
         if self.bulk:
             if self.owners is None:
                 self.owners = self.store.domain_owners()  # one query per import, not one per login
@@ -100,7 +100,7 @@ class _Resolver:
             owner = self._owner(domain_name)
             if owner is None:
                 raise NotFound(f"unknown sender {name}@{domain_name}: domain {domain_name} is not in the store")
-            if owner[2] is None:
+            if owner.account is None:
                 raise InvalidInput(f"{name}@{domain_name} cannot send: {domain_name} is agency-assigned and holds "
                                    "no SMTP credentials")
             login = f"{name}@{domain_name}"
@@ -110,8 +110,7 @@ class _Resolver:
             if owner is None:
                 raise NotFound(f"domain {domain_name!r} not found")
             login = ""
-        agency_id, account_id, account = owner
-        return _Target(agency_id, account_id or 0, account, domain_name, login)
+        return _Target(owner.agency_id, owner.account_id or 0, owner.account, domain_name, login)
 
 
 def store_zone(store: Store) -> ZoneInfo:
@@ -178,7 +177,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     ``max_recipients_per_message`` is refused whatever the total.
     """
     result = BatchResult()
-    now = utc_now()
+    now = store.now()  # the store's clock: one day boundary for every node of a fleet
     latest = now + FUTURE_TOLERANCE
     days = days or _Days(zone)
     current_day = now.astimezone(zone).date().isoformat()
@@ -448,27 +447,21 @@ def admit_messages(store: Store, messages: list[tuple[str, int, str]]) -> list[A
     in the answer list (and its savepoint is rolled back); the others are
     committed. Store errors of the transaction itself propagate, and then
     nothing of the batch was recorded."""
-    from smtpctl.core.ingest import UsageInput
-
     zone = store_zone(store)
     resolver = _Resolver(store)
     answers: list[Admission | Exception] = []
     with store.write():
-        conn = store.conn
         for login, recipients, source_id in messages:
-            conn.execute("SAVEPOINT admit")
             try:
-                status = sender_status(store, login)
-                if status != "ok":
-                    answers.append(Admission(False, status, "the credential was revoked or removed"
-                                             if status == "revoked" else "not a credential of this service"))
-                else:
-                    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
-                    answers.append(_admission(_apply(store, [item], strict=False, resolver=resolver, zone=zone)))
-                conn.execute("RELEASE admit")
+                with store.savepoint():
+                    status = sender_status(store, login)
+                    if status != "ok":
+                        answers.append(Admission(False, status, "the credential was revoked or removed"
+                                                 if status == "revoked" else "not a credential of this service"))
+                    else:
+                        item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
+                        answers.append(_admission(_apply(store, [item], strict=False, resolver=resolver, zone=zone)))
             except Exception as exc:  # noqa: BLE001 - the answer for this message; the rest go on
-                conn.execute("ROLLBACK TO admit")
-                conn.execute("RELEASE admit")
                 answers.append(exc)
     return answers
 
@@ -509,8 +502,6 @@ def cancel_message(store: Store, source_id: str) -> bool:
 def meter_message(store: Store, login: str, recipients: int, source_id: str) -> BatchResult:
     """Record one submitted message for ``login`` after the fact (no refusal
     path); the live servers use ``admit_message`` instead."""
-    from smtpctl.core.ingest import UsageInput
-
     item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id)
     return record_usage(store, item)
 

@@ -37,13 +37,30 @@ EXPECTED_TABLES = {
 def test_blank_store_migrates_to_expected_schema(tmp_path):
     with Store.open(tmp_path / "s.db") as store:
         for table, columns in EXPECTED_TABLES.items():
-            assert store.db[table].columns_dict, table
-            assert [c.name for c in store.db[table].columns] == columns
+            assert store.columns(table) == columns, table
+        assert set(store.tables()) == {*EXPECTED_TABLES, "_sqlite_migrations"}
         assert store.schema_version() == known_migrations()
         assert store.scalar("PRAGMA journal_mode") == "wal"
         assert store.scalar("PRAGMA foreign_keys") == 1
-        triggers = {t.name for t in store.db.triggers}
-        assert {"audit_no_update", "audit_no_delete"} <= triggers
+        assert {"audit_no_update", "audit_no_delete"} <= store.triggers()
+        assert store.integrity_ok()
+
+
+def test_migrations_table_is_the_one_sqlite_utils_keeps(tmp_path):
+    """Stores written by earlier smtpctl recorded their steps with sqlite-utils'
+    Migrations: the table must stay the same so old and new read each other."""
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    with sqlite3.connect(tmp_path / "theirs.db") as conn:
+        Migrations("smtpctl").ensure_migrations_table(Database(conn))
+        theirs = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    Store.open(tmp_path / "ours.db").close()
+    with sqlite3.connect(tmp_path / "ours.db") as conn:
+        ours = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name LIKE '%sqlite_migrations%' "
+                            "ORDER BY name").fetchall()
+    normal = lambda rows: [(t, n, " ".join(sql.replace("IF NOT EXISTS ", "").split())) for t, n, sql in rows]
+    assert normal(ours) == normal(theirs)
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
@@ -97,11 +114,10 @@ def test_audit_trail_refuses_update_and_delete(tmp_path):
         services.add_agency(store, "acme")
         row = store.query("SELECT actor, action, object_type, object_name FROM audit")
         assert row == [{"actor": "alice", "action": "agency.create", "object_type": "agency", "object_name": "acme"}]
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            store.db.execute("UPDATE audit SET actor = 'mallory'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            store.db.execute("DELETE FROM audit")
-        store.db.conn.rollback()
+        for statement in ("UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"):
+            with pytest.raises(StoreError, match="append-only"):
+                with store.write():
+                    store.execute(statement)
         assert store.scalar("SELECT count(*) FROM audit") == 1
 
 
@@ -140,7 +156,8 @@ def test_backup_is_a_working_store(tmp_path):
         assert [a.name for a in copy.agencies()] == ["acme"]
 
 
-def test_migration_names_match_the_registered_migrations():
-    from smtpctl.core.store import _migrations
+def test_migration_names_match_the_migrations():
+    from smtpctl.core.store import MIGRATION_NAMES, MIGRATIONS
 
-    assert [m.name for m in _migrations()._migrations] == known_migrations()
+    assert [m.name for m in MIGRATIONS] == known_migrations() == list(MIGRATION_NAMES)
+    assert all(m.sqlite.strip() and m.postgresql.strip() for m in MIGRATIONS)

@@ -236,9 +236,8 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
         shop = store.account("shop").id
         domain_id = store.domain("d.example").id
         for i in range(3):  # a fixed hash: the property is about the rule, not hashing
-            store.db.conn.execute("BEGIN IMMEDIATE")
-            store.insert_credential(domain_id, f"u{i}", f"u{i}@d.example", "$argon2id$fake")
-            store.db.conn.execute("COMMIT")
+            with store.write():
+                store.insert_credential(domain_id, f"u{i}", f"u{i}@d.example", "$argon2id$fake")
         sent_today = {"shop": 0, "other": 0}
         recorded = 0
         late_total = 0
