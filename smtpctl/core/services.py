@@ -832,6 +832,47 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
     return {"path": str(target_path), "size_bytes": target_path.stat().st_size}
 
 
+def copy_store(store: Store, dest: str | os.PathLike[str]) -> dict[str, Any]:
+    """Copy the whole store to the empty store at ``dest`` (a path or a
+    PostgreSQL DSN, created and migrated if new), in one transaction on
+    ``dest``, and verify it: every table's row count, the usage totals, the
+    last audit id and the settings equal. Audited on the source.
+
+    Raises ``InvalidInput`` (``dest`` is the store itself, or a folder),
+    ``AlreadyExists`` (``dest`` holds data), ``StoreError`` (cannot open
+    ``dest``, or the copy does not verify: nothing is kept there)."""
+    from smtpctl.core.store import is_dsn
+    from smtpctl.core.store.copy import copy_into, is_empty
+
+    target: str | Path = str(dest) if is_dsn(str(dest)) else Path(dest).expanduser()
+    if isinstance(target, Path):
+        if target.is_dir():
+            raise InvalidInput(f"copy destination {target} is a folder; give a file path or a postgresql:// DSN")
+        if store.engine == "sqlite" and target.exists() and target.resolve() == store.path.resolve():
+            raise InvalidInput("the copy destination is the store itself")
+        created = not target.exists()
+    else:
+        if store.engine == "postgresql" and target == store.target:
+            raise InvalidInput("the copy destination is the store itself")
+        created = False
+    try:
+        with Store.open(target, actor=store.actor) as copy:
+            if not is_empty(copy):
+                raise AlreadyExists(f"the copy destination {copy.location} already holds data; "
+                                    "store copy writes only into an empty store")
+            verified = copy_into(store, copy)
+            where = copy.location
+    except BaseException:
+        if created and isinstance(target, Path):
+            for leftover in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
+    with store.write():
+        store.audit("store.copy", "store", store.location, details={"target": where})
+    return {"source": store.location, "destination": where, "counts": verified["counts"],
+            "usage": verified["usage"]}
+
+
 # -- the audit trail -------------------------------------------------------------
 
 

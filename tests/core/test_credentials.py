@@ -10,8 +10,8 @@ PW = "a good long password"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="ops") as s:
+def store(store_at):
+    with Store.open(store_at, actor="ops") as s:
         services.add_agency(s, "acme")
         services.add_account(s, "shop", "acme")
         services.add_domain(s, "d.example", account="shop")

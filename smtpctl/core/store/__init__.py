@@ -63,6 +63,12 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         return self.backend.path
 
     @property
+    def target(self) -> "Path | str":
+        """What ``Store.open`` takes to open this store again (in another
+        thread or process): the file, or the full DSN."""
+        return self.backend.path if self.engine == "sqlite" else self.backend.dsn
+
+    @property
     def location(self) -> str:
         """Where the store is, for messages: the file, or the DSN without its password."""
         return self.backend.label
