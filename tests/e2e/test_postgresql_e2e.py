@@ -1,0 +1,117 @@
+"""The fleet on PostgreSQL: several real smtpctl processes on one database
+hold the caps exactly as on one SQLite file, and `store copy` moves a store
+from SQLite to PostgreSQL and back with equal totals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from smtpctl.core import services, usage
+from smtpctl.core.ingest import UsageInput
+from smtpctl.core.store import Store
+from tests.conftest import smtpctl_binary
+from tests.e2e.servers import Running
+from tests.e2e.test_policy_hostile import Client, build, events, request
+
+pytestmark = pytest.mark.e2e
+
+
+def test_twenty_parallel_user_creates_leave_exactly_five(pg_dsn, run):
+    with Store.open(pg_dsn) as store:
+        services.add_agency(store, "acme")
+        services.add_account(store, "shop", "acme")
+        services.add_domain(store, "d.example", account="shop")
+    procs = [subprocess.Popen([smtpctl_binary(), "--db", pg_dsn, "user", "create", f"u{i}@d.example", "--generate",
+                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              text=True) for i in range(20)]
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0] * 5 + [5] * 15, results  # 5: a limit reached (docs/exit-codes.md)
+    refusals = [err.strip() for code, _, err in results if code == 5]
+    assert all(r.startswith("Error: d.example already holds 5 SMTP credentials") and "\n" not in r
+               for r in refusals), refusals
+    listed = json.loads(run("--db", pg_dsn, "user", "list", "--json", check_rc=0).stdout)
+    assert len(listed) == 5
+    with Store.open(pg_dsn) as store:
+        assert store.scalar("SELECT count(*) FROM audit WHERE action = 'credential.create'") == 5
+
+
+def test_two_policy_servers_on_one_database_hold_the_hard_cap(pg_dsn, run, tmp_path):
+    login = "app@race.test"
+    build(pg_dsn, {"race": (100, ["race.test"], [login])})
+    servers = [Running(["--db", pg_dsn, "policy", "serve", "--listen", "127.0.0.1:0"], tmp_path / f"p{i}.log")
+               for i in range(2)]
+    answers: list[str] = []
+    try:
+        lock, barrier = threading.Lock(), threading.Barrier(40)
+
+        def one(i: int) -> None:
+            client = Client(servers[i % 2], "tcp")
+            try:
+                barrier.wait()
+                answer = client.ask(request(sasl_username=login, sender=login, recipient_count="10",
+                                            instance=f"r-{i}", queue_id=f"Q{i}"))
+            finally:
+                client.close()
+            with lock:
+                answers.append(answer)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        codes = [server.stop() for server in servers]
+    assert codes == [0, 0]
+    assert len(answers) == 40
+    assert answers.count("action=DUNNO") == 11, answers  # 10 under the limit + the one that crosses it
+    assert sum(a.startswith("action=REJECT 5.7.1") for a in answers) == 29
+    status = json.loads(run("--db", pg_dsn, "usage", "status", "race", "--json", check_rc=0).stdout)[0]
+    assert (status["sent"], status["blocked"], status["live_credentials"]) == (110, True, 0)
+    for server in servers:
+        assert "Traceback" not in server.text()
+    assert sum(len(events(server, "policy")) for server in servers) == 40
+
+
+def _fill(store: Store) -> None:
+    services.add_agency(store, "Acme")
+    services.add_account(store, "shop", "acme", daily_limit=1000)
+    services.add_domain(store, "d.example", account="shop")
+    services.add_domain(store, "in.example", agency="Acme")
+    services.create_credential(store, "a@d.example", "a good long password")
+    services.set_setting(store, "price_per_1000", "0.7")
+    items = [UsageInput("outbound", "a@d.example", None, n % 7 + 1, 0, 0, None, f"m{n}", line=n + 1)
+             for n in range(30)]
+    items.append(UsageInput("inbound", None, "in.example", 4, 0, 0, None, "in1", line=31))
+    usage.import_usage(store, items)
+    services.rename_account(store, "shop", "boutique")
+
+
+def test_store_copy_sqlite_to_postgresql_and_back(pg_dsn, run, tmp_path):
+    first, last = tmp_path / "first.db", tmp_path / "last.db"
+    with Store.open(first) as store:
+        _fill(store)
+    to_pg = run("--db", str(first), "store", "copy", pg_dsn, "--json", check_rc=0)
+    back = run("--db", pg_dsn, "store", "copy", str(last), "--json", check_rc=0)
+    there, here = json.loads(to_pg.stdout), json.loads(back.stdout)
+    assert there["counts"]["usage_events"] == 31 and there["counts"]["audit"] > 5
+    # (the store.copy audit entry goes to each copy's source, after the copy)
+    assert here["counts"] == there["counts"] and here["usage"] == there["usage"]
+    reports = [json.loads(run("--db", db, "usage", "report", "--by", "account", "--json", check_rc=0).stdout)
+               for db in (str(first), pg_dsn, str(last))]
+    assert reports[0] == reports[1] == reports[2]
+    audits = [json.loads(run("--db", db, "audit", "--account", "boutique", "--limit", "0", "--json",
+                             check_rc=0).stdout) for db in (pg_dsn, str(last))]
+    assert audits[0] == audits[1] and len(audits[0]) >= 4
+    # the copies go on working: new ids continue after the copied ones
+    run("--db", pg_dsn, "agency", "add", "Second", check_rc=0)
+    run("--db", str(last), "agency", "add", "Second", check_rc=0)
+    # a destination that holds data is refused, and left alone
+    again = run("--db", str(first), "store", "copy", pg_dsn)
+    assert again.returncode == 4 and again.stderr.startswith("Error: the copy destination ")
+    assert len(json.loads(run("--db", pg_dsn, "agency", "list", "--json", check_rc=0).stdout)) == 2
