@@ -242,3 +242,14 @@ def test_postgresql_clock_is_the_servers(pg_dsn):
             now = store.now()
         assert now.utcoffset() == timedelta(0)
         assert abs(now - utc_now()) < timedelta(seconds=5)
+
+
+def test_sqlite_users_never_load_psycopg(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from smtpctl.core.store import Store; from smtpctl.core import services; "
+            f"s = Store.open({str(tmp_path / 's.db')!r}); services.add_agency(s, 'acme'); s.close(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sqlite_utils'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -115,3 +115,17 @@ def test_store_copy_sqlite_to_postgresql_and_back(pg_dsn, run, tmp_path):
     again = run("--db", str(first), "store", "copy", pg_dsn)
     assert again.returncode == 4 and again.stderr.startswith("Error: the copy destination ")
     assert len(json.loads(run("--db", pg_dsn, "agency", "list", "--json", check_rc=0).stdout)) == 2
+
+
+def test_postgresql_down_is_exit_7_one_line_and_nothing_written(pg_dsn, run, tmp_path):
+    gone = f"postgresql://smtpctl:secret@/smtpctl?host={tmp_path}&connect_timeout=2"
+    for args in (["agency", "add", "acme"], ["account", "list"], ["usage", "report"]):
+        result = run("--db", gone, *args)
+        assert result.returncode == 7, (args, result.stderr)
+        assert result.stdout == ""
+        assert result.stderr.startswith("Error: cannot reach the PostgreSQL store postgresql://smtpctl@/smtpctl")
+        assert result.stderr.count("\n") == 1 and "secret" not in result.stderr
+    # SMTPCTL_DB and postgres:// name the same store
+    run("agency", "add", "acme", env={"SMTPCTL_DB": pg_dsn.replace("postgresql://", "postgres://")}, check_rc=0)
+    listed = json.loads(run("--db", pg_dsn, "agency", "list", "--json", check_rc=0).stdout)
+    assert [a["name"] for a in listed] == ["acme"]
