@@ -129,3 +129,76 @@ def test_postgresql_down_is_exit_7_one_line_and_nothing_written(pg_dsn, run, tmp
     run("agency", "add", "acme", env={"SMTPCTL_DB": pg_dsn.replace("postgresql://", "postgres://")}, check_rc=0)
     listed = json.loads(run("--db", pg_dsn, "agency", "list", "--json", check_rc=0).stdout)
     assert [a["name"] for a in listed] == ["acme"]
+
+
+def _own_cluster(tmp_path):
+    """A PostgreSQL cluster of this test's own, to stop and start (.ci/pg)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("no PostgreSQL server binaries")
+    import tempfile
+
+    script = Path(__file__).resolve().parents[2] / ".ci" / "pg"
+    base = Path(tempfile.mkdtemp(prefix="smtpctl-pg-"))  # short (a socket path), and one nobody can enter
+    os.chmod(base, 0o755)
+    started = subprocess.run(["bash", str(script), "start", str(base / "c")], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    dsn = started.stdout.strip().split("=", 1)[1].strip("'")
+    data = base / "c" / "data"
+    as_user = ["runuser", "-u", "nobody", "--"] if os.getuid() == 0 else []
+    pg_ctl = str(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]) if Path("/usr/lib/postgresql").exists() \
+        else shutil.which("pg_ctl")
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-w", *args], check=True, capture_output=True)
+
+    def stop_all() -> None:
+        subprocess.run(["bash", str(script), "stop", str(base / "c")], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+    return dsn, ctl, base / "c", stop_all
+
+
+def test_postgresql_restart_under_load_loses_and_doubles_nothing(run, tmp_path):
+    dsn, ctl, cluster, stop_all = _own_cluster(tmp_path)
+    try:
+        login = "app@shop.test"
+        build(dsn, {"shop": (None, ["shop.test"], [login])})
+        server = Running(["--db", dsn, "policy", "serve", "--listen", "127.0.0.1:0"], tmp_path / "p.log",
+                         env={"SMTPCTL_BUSY_TIMEOUT": "2"})
+        answers: dict[str, list[str]] = {}
+        try:
+            def ask(i: int) -> str:
+                client = Client(server, "tcp")
+                try:
+                    answer = client.ask(request(sasl_username=login, sender=login, recipient_count="3",
+                                                instance=f"i{i}", queue_id=f"Q{i}"))
+                finally:
+                    client.close()
+                answers.setdefault(answer, []).append(f"i{i}")
+                return answer
+
+            for i in range(5):
+                assert ask(i) == "action=DUNNO"
+            ctl("-m", "fast", "stop")
+            for i in range(5, 8):  # the database is down: Postfix is told to try again later
+                assert ask(i) == "action=DEFER_IF_PERMIT 4.3.0 Policy service error; try again later"
+            ctl("-l", str(cluster / "server.log"), "-o", f"-k {cluster} -c listen_addresses=''", "start")
+            for i in range(5, 8):  # Postfix's retries, then new mail: the same server, no restart
+                if ask(i) != "action=DUNNO":
+                    assert ask(i) == "action=DUNNO"  # a first call may find the old connection gone
+            for i in range(0, 8):  # every id again: metered once, never twice
+                assert ask(i) == "action=DUNNO"
+        finally:
+            assert server.stop() == 0
+        assert "Traceback" not in server.text()
+        status = json.loads(run("--db", dsn, "usage", "status", "shop", "--json", check_rc=0).stdout)[0]
+        assert status["sent"] == 8 * 3
+        with Store.open(dsn) as store:
+            assert store.usage_totals() == {"events": 8, "event_emails": 24, "daily_rows": 1, "daily_messages": 8,
+                                            "daily_emails": 24}
+    finally:
+        stop_all()

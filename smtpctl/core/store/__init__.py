@@ -233,7 +233,12 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         return row[0] if row else None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return list(self.backend.execute(sql, params).fetchall())
+        try:
+            return list(self.backend.execute(sql, params).fetchall())
+        except self.backend.errors as exc:
+            if self.backend.in_transaction:
+                raise  # write() maps it, after the rollback
+            raise StoreError(self.backend.describe(exc)) from None
 
     def _insert(self, table: str, record: dict[str, Any]) -> int:
         columns = ", ".join(record)
