@@ -114,10 +114,13 @@ class PostgresBackend:
             return self.conn.execute(translate(sql), list(params))  # type: ignore[arg-type]
         return self.conn.execute(sql)  # type: ignore[arg-type]
 
-    def executemany(self, sql: str, rows: list[Sequence[Any]]) -> None:
-        if rows:
-            with self.conn.cursor() as cursor:
-                cursor.executemany(translate(sql), rows)  # type: ignore[arg-type]
+    def executemany(self, sql: str, rows: list[Sequence[Any]]) -> int:
+        """Run one statement per row (pipelined); the number of rows changed in all."""
+        if not rows:
+            return 0
+        with self.conn.cursor() as cursor:
+            cursor.executemany(translate(sql), rows)  # type: ignore[arg-type]
+            return cursor.rowcount
 
     def insert_id(self, sql: str, params: Sequence[Any]) -> int:
         row = self.execute(sql + " RETURNING id", params).fetchone()

@@ -83,8 +83,9 @@ class SqliteBackend:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
-    def executemany(self, sql: str, rows: list[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+    def executemany(self, sql: str, rows: list[Sequence[Any]]) -> int:
+        """Run one statement per row; the number of rows changed in all."""
+        return self.conn.executemany(sql, rows).rowcount
 
     def insert_id(self, sql: str, params: Sequence[Any]) -> int:
         return int(self.conn.execute(sql, params).lastrowid)  # type: ignore[arg-type]
