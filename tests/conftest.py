@@ -37,6 +37,50 @@ def isolated_store(tmp_path, monkeypatch) -> Path:
     return db
 
 
+def _pg_base() -> str | None:
+    dsn = os.environ.get("SMTPCTL_TEST_PG")
+    if not dsn:
+        if os.environ.get("CI") == "true":
+            pytest.fail("SMTPCTL_TEST_PG is not set: .ci/run starts a PostgreSQL cluster for these tests")
+        pytest.skip("no PostgreSQL for the tests: start one with .ci/pg start DIR and export SMTPCTL_TEST_PG")
+    return dsn
+
+
+def _with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture
+def pg_dsn(request) -> str:
+    """A fresh, empty PostgreSQL database for this test (dropped after it):
+    its DSN. Skips without SMTPCTL_TEST_PG, fails under CI=true."""
+    import uuid
+
+    import psycopg
+
+    base = _pg_base()
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield _with_database(base, name)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request, tmp_path) -> str | Path:
+    """Where a test's store is, once per backend: an SQLite file, or a fresh
+    PostgreSQL database (see ``pg_dsn``)."""
+    if request.param == "sqlite":
+        return tmp_path / "s.db"
+    return request.getfixturevalue("pg_dsn")
+
+
 def smtpctl_binary() -> str:
     """The installed entry point of the interpreter running the tests."""
     candidate = Path(sys.executable).parent / "smtpctl"

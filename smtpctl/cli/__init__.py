@@ -214,8 +214,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    db: Annotated[Optional[Path], typer.Option(
-        "--db", envvar="SMTPCTL_DB", help="Store file (default: the user data dir's smtpctl/smtpctl.db).",
+    db: Annotated[Optional[str], typer.Option(
+        "--db", envvar="SMTPCTL_DB", help="Store file, or a postgresql:// DSN (default: the user data dir's "
+        "smtpctl/smtpctl.db).",
         show_default=False, dir_okay=True)] = None,
     config: Annotated[Optional[Path], typer.Option(
         "--config", envvar="SMTPCTL_CONFIG", help="Client config TOML (keys: db, actor).",

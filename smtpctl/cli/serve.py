@@ -80,7 +80,12 @@ def serve_command(
             raise InvalidInput(f"{option} takes a number of seconds, not {seconds}")
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("give both --tls-cert and --tls-key, or neither (a self-signed pair is made)")
-    data_dir = store.path.parent
+    if store.engine == "sqlite":
+        data_dir = store.path.parent
+    else:  # a PostgreSQL store: the files serve keeps go where the default store would be
+        from smtpctl.core.paths import default_store_path
+
+        data_dir = default_store_path().parent
     made = False
     if tls_cert is None:
         tls_cert, tls_key, made = tls.self_signed(data_dir / "tls", hostname)
@@ -94,7 +99,7 @@ def serve_command(
     if made:
         runtime.log_event("tls_selfsigned", cert=tls_cert, note="generated a self-signed certificate on first start")
     config = sub.ServeConfig(
-        store_path=store.path, actor=store.actor, submission=listeners, smtps=implicit, tls=context, maildir=box,
+        store_path=store.target, actor=store.actor, submission=listeners, smtps=implicit, tls=context, maildir=box,
         relay=relay_address, relay_starttls=relay_starttls,
         relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
         relay_password=os.environ.get("SMTPCTL_RELAY_PASSWORD") or None,
@@ -185,6 +190,6 @@ def policy_serve(
         message(f"Configuration OK: policy service on {where}"
                 + (f"; metrics on {metrics_address}." if metrics_address else "."))
         return
-    path, actor = store.path, store.actor
+    path, actor = store.target, store.actor
     ctx.find_object(AppState).close()
     runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix, sockets, scrape))

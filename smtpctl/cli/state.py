@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppState:
-    db: Path | None = None
+    db: str | Path | None = None
     config_path: Path | None = None
     _config: dict[str, Any] | None = None
     _store: "Store | None" = field(default=None, repr=False)
@@ -42,7 +42,9 @@ class AppState:
 
             path, named_by = store_location(self.db, self.config)
             actor = env_actor(self.config)
-            if read_only and not path.exists() and not path.is_symlink():
+            if isinstance(path, str):  # a PostgreSQL DSN: the server holds the store
+                self._store = Store.open(path, actor=actor)
+            elif read_only and not path.exists() and not path.is_symlink():
                 if named_by is not None or must_exist:
                     from smtpctl.core.errors import NotFound
 

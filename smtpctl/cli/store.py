@@ -86,3 +86,21 @@ def backup(
         print_json(result)
     else:
         message(f"Backed up the store to {result['path']} ({result['size_bytes']} bytes).")
+
+
+@app.command("copy")
+def copy(
+    ctx: typer.Context,
+    dest: Annotated[str, typer.Argument(help="An empty store to copy into: a file path or a postgresql:// DSN.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Copy the whole store into an empty one (SQLite or PostgreSQL), verified: move up, or back."""
+    result = services.copy_store(store_of(ctx, read_only=True, must_exist=True), dest)
+    if json_out:
+        print_json(result)
+    else:
+        counts = result["counts"]
+        message(f"Copied the store to {result['destination']}: {counts['agencies']} agencies, "
+                f"{counts['accounts']} accounts, {counts['domains']} domains, {counts['credentials']} credentials, "
+                f"{counts['usage_events']} usage events ({result['usage']['event_emails']} emails), "
+                f"{counts['audit']} audit entries; verified.")

@@ -103,10 +103,10 @@ def read_accounts(text: str, fmt: str) -> tuple[list[Entry], list[LineResult]]:
 def adopted_fingerprints(store: Store) -> dict[str, str | None]:
     """For each login, the fingerprint of the hash its last password change adopted
     (``None`` when that change set a password smtpctl hashed itself)."""
-    rows = store.query("SELECT object_name, details FROM audit WHERE object_type = 'credential' "
-                       "AND action IN ('credential.create', 'credential.reset') ORDER BY id")
     last: dict[str, str | None] = {}
-    for row in rows:
+    for row in store.audit_rows(object_type="credential"):
+        if row["action"] not in ("credential.create", "credential.reset"):
+            continue
         last[row["object_name"]] = json.loads(row["details"] or "{}").get("adopted_fingerprint")
     return last
 

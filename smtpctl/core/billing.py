@@ -42,11 +42,6 @@ def total(amounts: Iterable[Decimal]) -> Decimal:
         return sum(amounts, Decimal("0"))
 
 
-def money(amount: Decimal) -> dict[str, str]:
-    """The JSON shape of an amount: exact and rounded, both as strings."""
-    return {"exact": plain(amount), "rounded": format(to_cents(amount), "f")}
-
-
 def plain(amount: Decimal) -> str:
     """An exact amount without exponent or trailing zeros beyond the cent: ``30.375``, ``0.03``, ``12.50``."""
     text = format(amount, "f")

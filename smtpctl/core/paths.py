@@ -38,7 +38,8 @@ def parse_toml(data: bytes, what: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{what} is not UTF-8 text (invalid byte at offset {exc.start}); TOML must be UTF-8") from None
+        raise InvalidInput(f"{what} is not UTF-8 text (invalid byte at offset {exc.start}); "
+                           "TOML must be UTF-8") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -92,17 +93,21 @@ def load_config(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def store_location(cli_db: Path | None, config: dict[str, Any]) -> tuple[Path, str | None]:
+def store_location(cli_db: str | Path | None, config: dict[str, Any]) -> tuple[Path | str, str | None]:
     """Where the store is, and who named it: ``--db``/``SMTPCTL_DB``, the
-    config's ``db``, or ``None`` for the default path."""
+    config's ``db``, or ``None`` for the default path. A PostgreSQL DSN
+    (``postgresql://…``) is returned as the string it is."""
+    from smtpctl.core.store import is_dsn
+
     if cli_db is not None:
-        return Path(cli_db).expanduser(), "--db/SMTPCTL_DB"
+        return (str(cli_db) if is_dsn(str(cli_db)) else Path(cli_db).expanduser()), "--db/SMTPCTL_DB"
     if config.get("db"):
-        return Path(str(config["db"])).expanduser(), "the config's db"
+        db = str(config["db"])
+        return (db if is_dsn(db) else Path(db).expanduser()), "the config's db"
     return default_store_path(), None
 
 
-def resolve_store_path(cli_db: Path | None, config: dict[str, Any]) -> Path:
+def resolve_store_path(cli_db: str | Path | None, config: dict[str, Any]) -> Path | str:
     """``--db`` / ``SMTPCTL_DB`` first, then the config's ``db``, then the default."""
     return store_location(cli_db, config)[0]
 

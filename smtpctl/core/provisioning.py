@@ -28,7 +28,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from smtpctl.core import adopt, passwords, rules, secret_input
 from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
@@ -54,11 +54,30 @@ class CredentialSpec:
     password_hash: str | None = field(default=None, repr=False)  # an adopted hash (no prefix); never printed
 
 
+class AccountSpec(NamedTuple):
+    name: str
+    agency: str
+    daily_limit: int | None
+    where: str  # "accounts[2]" for messages
+
+
+class DomainSpec(NamedTuple):
+    account: str | None  # a dedicated domain's account
+    agency: str | None  # an agency-assigned domain's agency
+    where: str
+
+
+class _AccountView(NamedTuple):
+    name: str
+    agency: str
+    blocked: bool
+
+
 @dataclass
 class Document:
     agencies: dict[str, str] = field(default_factory=dict)  # lower -> name
-    accounts: dict[str, tuple[str, str, int | None, str]] = field(default_factory=dict)  # lower -> (name, agency, limit, where)
-    domains: dict[str, tuple[str | None, str | None, str]] = field(default_factory=dict)  # ascii -> (account, agency, where)
+    accounts: dict[str, AccountSpec] = field(default_factory=dict)  # lower name -> spec
+    domains: dict[str, DomainSpec] = field(default_factory=dict)  # ascii name -> spec
     credentials: dict[str, CredentialSpec] = field(default_factory=dict)
 
 
@@ -100,7 +119,8 @@ def parse_document(text: str, *, base_dir: Path | None = None, environ: dict[str
                 raise InvalidInput(f"{where}: missing {', '.join(sorted(missing))}")
             extra = set(entry) - allowed
             if extra:
-                raise InvalidInput(f"{where}: unknown keys {', '.join(sorted(extra))} (allowed: {', '.join(sorted(allowed))})")
+                raise InvalidInput(f"{where}: unknown keys {', '.join(sorted(extra))} "
+                                   f"(allowed: {', '.join(sorted(allowed))})")
             _add_entry(doc, section, where, entry, base_dir, environ)
     return doc
 
@@ -132,7 +152,7 @@ def _add_entry(doc: Document, section: str, where: str, entry: dict[str, Any], b
                 limit = rules.validate_daily_limit(limit)
             if name.lower() in doc.accounts:
                 raise fail("listed twice")
-            doc.accounts[name.lower()] = (name, _text(entry, "agency", where), limit, where)
+            doc.accounts[name.lower()] = AccountSpec(name, _text(entry, "agency", where), limit, where)
         elif section == "domains":
             name = rules.normalise_domain(_text(entry, "name", where))
             account, agency = entry.get("account"), entry.get("agency")
@@ -140,7 +160,7 @@ def _add_entry(doc: Document, section: str, where: str, entry: dict[str, Any], b
                 raise fail("give exactly one of account (dedicated) or agency (agency-assigned)")
             if name in doc.domains:
                 raise fail("listed twice")
-            doc.domains[name] = (account, agency, where)
+            doc.domains[name] = DomainSpec(account, agency, where)
         else:
             name, domain = rules.parse_login(_text(entry, "login", where))
             login = f"{name}@{domain}"
@@ -258,7 +278,7 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
         plan.changes.append(Change("unchanged" if key in agencies else "create", "agency",
                                    agencies[key].name if key in agencies else name))
 
-    account_view: dict[str, tuple[str, str, bool]] = {k: (a.name, a.agency, a.blocked) for k, a in accounts.items()}
+    account_view = {k: _AccountView(a.name, a.agency, a.blocked) for k, a in accounts.items()}
     for key, (name, agency, limit, where) in doc.accounts.items():
         if agency.lower() not in agency_names:
             raise NotFound(f"{where} {name}: agency {agency!r} is neither in the file nor in the store")
@@ -266,13 +286,14 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
         existing = accounts.get(key)
         if existing is None:
             plan.changes.append(Change("create", "account", name, {"agency": owner, "daily_limit": limit}))
-            account_view[key] = (name, owner, False)
+            account_view[key] = _AccountView(name, owner, False)
         elif existing.agency.lower() != owner.lower():
             raise AlreadyExists(f"{where} {name}: the account exists under agency {existing.agency!r}, not "
                                 f"{owner!r}; smtpctl does not move accounts between agencies")
         elif existing.daily_limit != limit:
             plan.changes.append(Change("update", "account", existing.name, {
-                "daily_limit": [existing.daily_limit or f"default ({default_limit})", limit or f"default ({default_limit})"]}))
+                "daily_limit": [existing.daily_limit or f"default ({default_limit})",
+                                limit or f"default ({default_limit})"]}))
         else:
             plan.changes.append(Change("unchanged", "account", existing.name))
 
@@ -281,7 +302,7 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
         if account is not None:
             if str(account).lower() not in account_view:
                 raise NotFound(f"{where} {name}: account {account!r} is neither in the file nor in the store")
-            owner_name, kind = account_view[str(account).lower()][0], "dedicated"
+            owner_name, kind = account_view[str(account).lower()].name, "dedicated"
         else:
             if str(agency).lower() not in agency_names:
                 raise NotFound(f"{where} {name}: agency {agency!r} is neither in the file nor in the store")
@@ -299,7 +320,7 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
 
     pruned_domains = set()
     if prune:
-        for name, d in domains.items():
+        for name in domains:
             if name not in doc.domains:
                 pruned_domains.add(name)
     verify.prefetch([(login, credentials[login].password_hash, spec.password)
@@ -318,8 +339,8 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
         existing = credentials.get(login)
         if existing is None:
             account = account_view[domain_owner[domain].lower()]
-            if account[2]:
-                held = accounts[account[0].lower()]
+            if account.blocked:
+                held = accounts[account.name.lower()]
                 plan.changes.append(Change("blocked", "credential", login, {
                     "entry": spec.where, "account": held.name, "block_kind": held.block_kind,
                     "block_reason": held.block_reason}))

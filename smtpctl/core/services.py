@@ -15,6 +15,7 @@ from smtpctl.core import rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
 from smtpctl.core.store import Store
+from smtpctl.core.store.audit import NameSpan
 
 # -- settings ------------------------------------------------------------------
 
@@ -560,7 +561,8 @@ def remove_domain(store: Store, name: str, *, expected: list[str] | None = None)
         domain = get_domain(store, name)
         logins = dependent_logins(store, domain)
         if expected is not None and sorted(expected) != sorted(logins):
-            raise InvalidInput(f"the credentials on {domain.name} changed while you confirmed; nothing was removed, run the command again")
+            raise InvalidInput(f"the credentials on {domain.name} changed while you confirmed; nothing was removed, "
+                               "run the command again")
         store.delete_domain(domain.id)
         store.audit("domain.delete", "domain", domain.name, account=domain.account,
                     details={"kind": domain.kind, "deleted_credentials": logins})
@@ -667,7 +669,8 @@ def delete_credential(store: Store, login: str) -> Outcome:
     return Outcome(credential, "deleted")
 
 
-def credential_deletion_plan(store: Store, logins: list[str], *, missing_ok: bool = False) -> tuple[list[str], list[str]]:
+def credential_deletion_plan(store: Store, logins: list[str], *,
+                             missing_ok: bool = False) -> tuple[list[str], list[str]]:
     """Which of ``logins`` exist and which do not: ``(present, missing)``, in the order given, without repeats.
 
     Raises ``InvalidInput`` (a malformed login: nothing is looked up) or,
@@ -791,13 +794,9 @@ def store_info(store: Store) -> dict[str, Any]:
     """Path, schema version, counts and size; a store not created yet (see
     ``Store.empty``) shows schema version 0, zero counts and size 0."""
     applied = store.schema_version() if store.on_disk else []
-    size = sum(
-        p.stat().st_size
-        for p in (store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm"))
-        if p.exists()
-    )
+    size = store.size_bytes()
     return {
-        "path": str(store.path),
+        "path": store.location,
         "schema_version": len(applied),
         "schema_step": applied[-1] if applied else None,
         "counts": store.counts(),
@@ -836,6 +835,47 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
     with store.write():
         store.audit("store.backup", "store", str(store.path), details={"target": str(target_path)})
     return {"path": str(target_path), "size_bytes": target_path.stat().st_size}
+
+
+def copy_store(store: Store, dest: str | os.PathLike[str]) -> dict[str, Any]:
+    """Copy the whole store to the empty store at ``dest`` (a path or a
+    PostgreSQL DSN, created and migrated if new), in one transaction on
+    ``dest``, and verify it: every table's row count, the usage totals, the
+    last audit id and the settings equal. Audited on the source.
+
+    Raises ``InvalidInput`` (``dest`` is the store itself, or a folder),
+    ``AlreadyExists`` (``dest`` holds data), ``StoreError`` (cannot open
+    ``dest``, or the copy does not verify: nothing is kept there)."""
+    from smtpctl.core.store import is_dsn
+    from smtpctl.core.store.copy import copy_into, is_empty
+
+    target: str | Path = str(dest) if is_dsn(str(dest)) else Path(dest).expanduser()
+    if isinstance(target, Path):
+        if target.is_dir():
+            raise InvalidInput(f"copy destination {target} is a folder; give a file path or a postgresql:// DSN")
+        if store.engine == "sqlite" and target.exists() and target.resolve() == store.path.resolve():
+            raise InvalidInput("the copy destination is the store itself")
+        created = not target.exists()
+    else:
+        if store.engine == "postgresql" and target == store.target:
+            raise InvalidInput("the copy destination is the store itself")
+        created = False
+    try:
+        with Store.open(target, actor=store.actor) as copy:
+            if not is_empty(copy):
+                raise AlreadyExists(f"the copy destination {copy.location} already holds data; "
+                                    "store copy writes only into an empty store")
+            verified = copy_into(store, copy)
+            where = copy.location
+    except BaseException:
+        if created and isinstance(target, Path):
+            for leftover in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
+    with store.write():
+        store.audit("store.copy", "store", store.location, details={"target": where})
+    return {"source": store.location, "destination": where, "counts": verified["counts"],
+            "usage": verified["usage"]}
 
 
 # -- the audit trail -------------------------------------------------------------
@@ -879,11 +919,6 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
     return utc.isoformat()[:19] + "Z"  # as iso_z(), with the year always four digits
 
 
-def _like_prefix(text: str) -> str:
-    """``text`` as a literal LIKE prefix: its own %, _ and \\ escaped (with ESCAPE '\\')."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def audit_entries(store: Store, *, since: str | None = None, until: str | None = None, account: str | None = None,
                   action: str | None = None, actor: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """The audit trail, newest first, filtered.
@@ -893,46 +928,19 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
     or as a prefix when it has no dot (``credential``); ``limit`` is 0 (all)
     to 1,000,000. Raises ``InvalidInput`` or ``NotFound`` (the account).
     """
-    import json
-
     limit = rules.whole_number(limit, "--limit", 0, MAX_AUDIT_LIMIT)
     zone = str(effective_settings(store)["timezone"])
-    where, params = [], []
-    if since:
-        where.append("at >= ?")
-        params.append(_audit_bound(since, zone, end=False))
-    if until:
-        bound = _audit_bound(until, zone, end=True)
-        where.append("at < ?" if "T" not in until else "at <= ?")
-        params.append(bound)
-    if account:
-        clause, values = _account_names_clause(store, get_account(store, account).name)
-        where.append(clause)
-        params.extend(values)
-    if action:
-        if "." in action:
-            where.append("action = ?")
-            params.append(action)
-        else:
-            where.append("action LIKE ? ESCAPE '\\'")
-            params.append(_like_prefix(action) + ".%")
-    if actor:
-        where.append("actor = ?")
-        params.append(actor)
-    sql = "SELECT id, at, actor, action, object_type, object_name, account, details FROM audit"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC"
-    if limit:
-        sql += " LIMIT ?"
-        params.append(limit)
-    rows = store.query(sql, params)
-    for row in rows:
-        row["details"] = json.loads(row["details"])
-    return rows
+    return store.audit_entries(
+        since=_audit_bound(since, zone, end=False) if since else None,
+        until=_audit_bound(until, zone, end=True) if until else None,
+        until_inclusive=bool(until) and "T" in until,
+        account_spans=_account_name_spans(store, get_account(store, account).name) if account else None,
+        action=action if action and "." in action else None,
+        action_prefix=action if action and "." not in action else None,
+        actor=actor or None, limit=limit)
 
 
-def _account_names_clause(store: Store, name: str) -> tuple[str, list[Any]]:
+def _account_name_spans(store: Store, name: str) -> list[NameSpan]:
     """The audit rows of an account under every name it has had.
 
     The trail is append-only, so its rows keep the name of their day. Walking
@@ -941,30 +949,18 @@ def _account_names_clause(store: Store, name: str) -> tuple[str, list[Any]]:
     it); a rename away from a name, or a removal, by an account that held it
     earlier closes it, so another account's rows under a reused name stay out.
     """
-    parts: list[str] = []
-    params: list[Any] = []
-
-    def segment(label: str, low: int | None, high: int | None, *, low_inclusive: bool) -> None:
-        clause, values = "account = ? COLLATE NOCASE", [label]
-        if low is not None:
-            clause += " AND id >= ?" if low_inclusive else " AND id > ?"
-            values.append(low)
-        if high is not None:
-            clause += " AND id < ?"
-            values.append(high)
-        parts.append(f"({clause})")
-        params.extend(values)
-
+    spans: list[NameSpan] = []
     upper: int | None = None
     for event in reversed(store.name_history("account")):
         if upper is not None and event["id"] >= upper:
             continue
         if event["action"] == "rename" and event["new"].lower() == name.lower():
-            segment(name, event["id"], upper, low_inclusive=True)
+            spans.append(NameSpan(name, event["id"], upper, low_inclusive=True))
             name, upper = event["old"], event["id"]
         elif event["old"].lower() == name.lower():
-            segment(name, event["id"], upper, low_inclusive=False)  # an earlier holder let the name go here
+            # an earlier holder let the name go here
+            spans.append(NameSpan(name, event["id"], upper, low_inclusive=False))
             break
     else:
-        segment(name, None, upper, low_inclusive=True)
-    return "(" + " OR ".join(parts) + ")", params
+        spans.append(NameSpan(name, None, upper, low_inclusive=True))
+    return spans

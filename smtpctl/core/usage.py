@@ -22,7 +22,7 @@ from smtpctl.core.errors import InvalidInput, LimitReached, NotFound
 from smtpctl.core.ingest import BadLine, UsageInput
 from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
 from smtpctl.core.models import Account
-from smtpctl.core.store import Store
+from smtpctl.core.store import DomainOwner, Store
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 BATCH_SIZE = rules.IMPORT_BATCH_SIZE
@@ -72,7 +72,7 @@ class _Resolver:
 
     def __init__(self, store: Store, *, bulk: bool = False):
         self.store, self.bulk = store, bulk
-        self.owners: dict[str, tuple[int, int | None, str | None]] | None = None
+        self.owners: dict[str, DomainOwner] | None = None
         self.cache: dict[tuple[str, str], _Target | InvalidInput | NotFound] = {}
         self.senders: dict[str | None, _Target] = {}  # outbound login -> its target, for _apply's hot path
 
@@ -92,7 +92,7 @@ class _Resolver:
             self.senders[item.user] = hit
         return hit
 
-    def _owner(self, domain_name: str) -> tuple[int, int | None, str | None] | None:
+    def _owner(self, domain_name: str) -> DomainOwner | None:
         if self.bulk:
             if self.owners is None:
                 self.owners = self.store.domain_owners()  # one query per import, not one per login
@@ -105,7 +105,7 @@ class _Resolver:
             owner = self._owner(domain_name)
             if owner is None:
                 raise NotFound(f"unknown sender {name}@{domain_name}: domain {domain_name} is not in the store")
-            if owner[2] is None:
+            if owner.account is None:
                 raise InvalidInput(f"{name}@{domain_name} cannot send: {domain_name} is agency-assigned and holds "
                                    "no SMTP credentials")
             login = f"{name}@{domain_name}"
@@ -115,8 +115,7 @@ class _Resolver:
             if owner is None:
                 raise NotFound(f"domain {domain_name!r} not found")
             login = ""
-        agency_id, account_id, account = owner
-        return _Target(agency_id, account_id or 0, account, domain_name, login)
+        return _Target(owner.agency_id, owner.account_id or 0, owner.account, domain_name, login)
 
 
 def store_zone(store: Store) -> ZoneInfo:
@@ -209,7 +208,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     """
     speculate = speculate and not strict
     result = BatchResult()
-    now = utc_now()
+    now = store.now()  # the store's clock: one day boundary for every node of a fleet
     latest = now + FUTURE_TOLERANCE
     days = days or _Days(zone)
     current_day = now.astimezone(zone).date().isoformat()
@@ -519,15 +518,11 @@ def run_steps(store: Store, steps: list[Callable[[Store], Any]]) -> list[Any]:
     propagate, and then nothing of the batch was written."""
     answers: list[Any] = []
     with store.write():
-        conn = store.conn
         for step in steps:
-            conn.execute("SAVEPOINT step")
             try:
-                answers.append(step(store))
-                conn.execute("RELEASE step")
+                with store.savepoint():
+                    answers.append(step(store))
             except Exception as exc:  # noqa: BLE001 - the answer for this step; the rest go on
-                conn.execute("ROLLBACK TO step")
-                conn.execute("RELEASE step")
                 answers.append(exc)
     return answers
 
@@ -579,8 +574,6 @@ def cancel_message(store: Store, source_id: str) -> bool:
 def meter_message(store: Store, login: str, recipients: int, source_id: str) -> BatchResult:
     """Record one submitted message for ``login`` after the fact (no refusal
     path); the live servers use ``admit_message`` instead."""
-    from smtpctl.core.ingest import UsageInput
-
     item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id)
     return record_usage(store, item)
 
@@ -747,7 +740,8 @@ def usage_report(store: Store, *, since: str | None = None, until: str | None = 
     return {
         "since": start.isoformat(), "until": end.isoformat(), "timezone": zone.key, "by": groups,
         "price_per_1000": billing.plain(price), "rows": rows,
-        "total": {**total, "cost": billing.plain(total_exact), "cost_rounded": format(billing.to_cents(total_exact), "f")},
+        "total": {**total, "cost": billing.plain(total_exact),
+                  "cost_rounded": format(billing.to_cents(total_exact), "f")},
     }
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from smtpctl.core.store import Store
 
 from tests.conftest import smtpctl_binary
 
@@ -30,8 +31,8 @@ def world(cli):
 
 
 def settings_rows(db: Path) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+    with Store.open(db) as store:
+        return sorted(store.settings().items())
 
 
 # -- numbers and money: store set ---------------------------------------------------------------
@@ -137,8 +138,8 @@ def test_pricing_estimate_at_the_bounds_is_exact(cli):
 
 def test_a_stored_bad_value_is_exit_7_naming_the_fix_and_can_be_replaced(cli, isolated_store):
     world(cli)
-    with sqlite3.connect(isolated_store) as conn:
-        conn.execute("INSERT INTO settings (key, value, updated_at) VALUES ('price_per_1000', '1e400', 'x')")
+    with Store.open(isolated_store) as store, store.write():
+        store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('price_per_1000', '1e400', 'x')")
     error = ("Error: the store holds an invalid value for setting price_per_1000: '1e400' (price must be between 0 "
              "and 1000 USD per 1,000 emails, not '1e400'); set a valid one with: smtpctl store set price_per_1000 "
              "VALUE\n")

@@ -12,13 +12,14 @@ under a minute.
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
+from smtpctl.core.store import Store
 
 from smtpctl.core.rules import SETTINGS
 
@@ -50,8 +51,8 @@ def store(cli, isolated_store, tmp_path, monkeypatch) -> Path:
 def snapshot(db: Path) -> list:
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
-        return [conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+    with Store.open(db) as store:
+        return [store.query(f"SELECT * FROM {t} ORDER BY 1")
                 for t in ("settings", "agencies", "accounts", "domains", "credentials", "usage_events", "audit")]
 
 
@@ -68,8 +69,8 @@ def check(result, db: Path, before: list | None = None) -> None:
         if before is not None:
             assert snapshot(db) == before, "a refused command changed the store"
     if db.exists():
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        with Store.open(db) as store:
+            assert store.integrity_ok()
 
 
 # -- value strategies -------------------------------------------------------------------------------
@@ -175,13 +176,14 @@ def test_usage_record(cli, store, user, recipients, to, at, source_id):
 
 
 def events_and_emails(db: Path) -> tuple[int, int]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT count(*), coalesce(sum(emails), 0) FROM usage_events").fetchone()
+    with Store.open(db) as store:
+        totals = store.usage_totals()
+    return totals["events"], totals["event_emails"]
 
 
 def events_and_emails_of(snap: list) -> tuple[int, int]:
     events = snap[5]  # usage_events rows, in snapshot() order
-    return len(events), sum(row[12] for row in events)
+    return len(events), sum(row["emails"] for row in events)
 
 
 # -- accounts -------------------------------------------------------------------------------------------

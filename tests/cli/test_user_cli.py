@@ -115,11 +115,11 @@ def test_sixth_credential_exits_5_naming_the_five(cli):
 
 
 def test_blocked_account_exits_6_with_the_services_message(cli, isolated_store):
-    import sqlite3
+    from smtpctl.core.store import Store
 
-    with sqlite3.connect(isolated_store) as conn:
-        conn.execute("UPDATE accounts SET blocked_at = '2026-11-26T00:00:00Z', block_kind = 'manual', "
-                     "block_reason = 'compliance'")
+    with Store.open(isolated_store) as store, store.write():
+        store.execute("UPDATE accounts SET blocked_at = '2026-11-26T00:00:00Z', block_kind = 'manual', "
+                      "block_reason = 'compliance'")
     result = cli("user", "create", "a@d.example", "--generate")
     assert (result.exit_code, result.stdout, result.stderr) == (
         6, "", "Error: SMTP Credential creation is blocked. Please contact support… (account shop is blocked by "

@@ -14,8 +14,8 @@ from tests.real_hashes import MAKERS, PW, REFUSED_MAKERS, doveadm_hash, mkpasswd
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db") as s:
+def store(store_at):
+    with Store.open(store_at) as s:
         services.add_agency(s, "acme")
         services.add_account(s, "shop", "acme")
         services.add_domain(s, "d.example", account="shop")

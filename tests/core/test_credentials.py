@@ -10,8 +10,8 @@ PW = "a good long password"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="ops") as s:
+def store(store_at):
+    with Store.open(store_at, actor="ops") as s:
         services.add_agency(s, "acme")
         services.add_account(s, "shop", "acme")
         services.add_domain(s, "d.example", account="shop")
@@ -96,7 +96,8 @@ def test_same_name_on_two_domains_is_two_credentials(store):
 
 
 def test_blocked_account_cannot_create(store):
-    store.db.execute("UPDATE accounts SET blocked_at = '2026-01-01T00:00:00Z', block_kind = 'manual'")
+    with store.write():
+        store.execute("UPDATE accounts SET blocked_at = '2026-01-01T00:00:00Z', block_kind = 'manual'")
     with pytest.raises(Blocked) as err:
         services.create_credential(store, "a@d.example", PW)
     assert str(err.value) == ("SMTP Credential creation is blocked. Please contact support… (account shop is blocked "
@@ -105,8 +106,8 @@ def test_blocked_account_cannot_create(store):
 
 def test_reset_changes_password_and_updated_time(store):
     services.create_credential(store, "a@d.example", PW)
-    store.db.execute("UPDATE credentials SET updated_at = '2000-01-01T00:00:00Z'")
-    store.db.conn.commit()
+    with store.write():
+        store.execute("UPDATE credentials SET updated_at = '2000-01-01T00:00:00Z'")
     outcome = services.reset_credential(store, "a@d.example", "the new password 1")
     assert outcome.object.updated_at != "2000-01-01T00:00:00Z"
     with pytest.raises(AuthFailed):
@@ -118,8 +119,8 @@ def test_verify_rehashes_a_deprecated_hash(store):
     from passlib.hash import bcrypt
 
     services.create_credential(store, "old@d.example", PW)
-    store.db.execute("UPDATE credentials SET password_hash = ?", [bcrypt.using(rounds=5).hash(PW)])
-    store.db.conn.commit()
+    with store.write():
+        store.execute("UPDATE credentials SET password_hash = ?", [bcrypt.using(rounds=5).hash(PW)])
     assert store.credential("old@d.example").scheme == "bcrypt"
     assert services.verify_credential(store, "old@d.example", PW).scheme == "argon2id"
     last = store.query("SELECT action, details FROM audit ORDER BY id DESC LIMIT 1")[0]

@@ -25,8 +25,8 @@ def request(**changes):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db") as s:
+def store(store_at):
+    with Store.open(store_at) as s:
         services.add_agency(s, "acme")
         services.add_account(s, "shop", "acme", daily_limit=7)
         services.add_domain(s, "acme.test", account="shop")

@@ -37,15 +37,14 @@ password_env = "CI_PW"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="ops") as s:
+def store(store_at):
+    with Store.open(store_at, actor="ops") as s:
         yield s
 
 
 def content(store):
     """Every row of every table but the audit's timestamps: the store's content."""
-    tables = [r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    return {t: store.query(f"SELECT * FROM [{t}] ORDER BY 1") for t in tables}
+    return {t: store.query(f'SELECT * FROM "{t}" ORDER BY 1') for t in store.tables()}
 
 
 def doc(text=BASE, env=None):
@@ -210,11 +209,11 @@ def test_dovecot_passwd_lines(store):
     provisioning.apply_document(store, doc())
     services.create_credential(store, "legacy1@d.example", PW)
     services.create_credential(store, "legacy2@d.example", PW)
-    store.db.execute("UPDATE credentials SET password_hash = ? WHERE login = 'legacy1@d.example'",
-                     [bcrypt.using(rounds=5).hash(PW)])
-    store.db.execute("UPDATE credentials SET password_hash = ? WHERE login = 'legacy2@d.example'",
-                     [sha512_crypt.hash(PW)])
-    store.db.conn.commit()
+    with store.write():
+        store.execute("UPDATE credentials SET password_hash = ? WHERE login = 'legacy1@d.example'",
+                      [bcrypt.using(rounds=5).hash(PW)])
+        store.execute("UPDATE credentials SET password_hash = ? WHERE login = 'legacy2@d.example'",
+                      [sha512_crypt.hash(PW)])
     lines = export.dovecot_passwd(store).splitlines()
     schemes = {line.split(":", 1)[0]: line.split(":", 1)[1].split("}")[0] + "}" for line in lines}
     assert schemes == {"app@d.example": "{ARGON2ID}", "ci@d.example": "{ARGON2ID}",
@@ -267,9 +266,8 @@ def test_any_store_exports_to_a_file_that_rebuilds_it(world):
             made = 0
             for local, domain in credentials:
                 if len(source.credentials(domain=domain)) < 5:
-                    source.db.conn.execute("BEGIN IMMEDIATE")
-                    source.insert_credential(source.domain(domain).id, local, f"{local}@{domain}", "$argon2id$x")
-                    source.db.conn.execute("COMMIT")
+                    with source.write():
+                        source.insert_credential(source.domain(domain).id, local, f"{local}@{domain}", "$argon2id$x")
                     made += 1
             text = tomli_w.dumps(export.export_document(source))
             expected = export.export_document(source)

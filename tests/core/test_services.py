@@ -8,8 +8,8 @@ from smtpctl.core.store import Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="ops") as s:
+def store(store_at):
+    with Store.open(store_at, actor="ops") as s:
         yield s
 
 

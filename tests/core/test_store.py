@@ -37,13 +37,33 @@ EXPECTED_TABLES = {
 def test_blank_store_migrates_to_expected_schema(tmp_path):
     with Store.open(tmp_path / "s.db") as store:
         for table, columns in EXPECTED_TABLES.items():
-            assert store.db[table].columns_dict, table
-            assert [c.name for c in store.db[table].columns] == columns
+            assert store.columns(table) == columns, table
+        assert set(store.tables()) == {*EXPECTED_TABLES, "_sqlite_migrations"}
         assert store.schema_version() == known_migrations()
         assert store.scalar("PRAGMA journal_mode") == "wal"
         assert store.scalar("PRAGMA foreign_keys") == 1
-        triggers = {t.name for t in store.db.triggers}
-        assert {"audit_no_update", "audit_no_delete"} <= triggers
+        assert {"audit_no_update", "audit_no_delete"} <= store.triggers()
+        assert store.integrity_ok()
+
+
+def test_migrations_table_is_the_one_sqlite_utils_keeps(tmp_path):
+    """Stores written by earlier smtpctl recorded their steps with sqlite-utils'
+    Migrations: the table must stay the same so old and new read each other."""
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    with sqlite3.connect(tmp_path / "theirs.db") as conn:
+        Migrations("smtpctl").ensure_migrations_table(Database(conn))
+        theirs = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    Store.open(tmp_path / "ours.db").close()
+    with sqlite3.connect(tmp_path / "ours.db") as conn:
+        ours = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name LIKE '%sqlite_migrations%' "
+                            "ORDER BY name").fetchall()
+
+    def normal(rows):
+        return [(t, n, " ".join(sql.replace("IF NOT EXISTS ", "").split())) for t, n, sql in rows]
+
+    assert normal(ours) == normal(theirs)
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
@@ -92,21 +112,20 @@ def test_directory_is_refused(tmp_path):
         Store.open(tmp_path)
 
 
-def test_audit_trail_refuses_update_and_delete(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="alice") as store:
+def test_audit_trail_refuses_update_and_delete(store_at):
+    with Store.open(store_at, actor="alice") as store:
         services.add_agency(store, "acme")
         row = store.query("SELECT actor, action, object_type, object_name FROM audit")
         assert row == [{"actor": "alice", "action": "agency.create", "object_type": "agency", "object_name": "acme"}]
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            store.db.execute("UPDATE audit SET actor = 'mallory'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            store.db.execute("DELETE FROM audit")
-        store.db.conn.rollback()
+        for statement in ("UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"):
+            with pytest.raises(StoreError, match="append-only"):
+                with store.write():
+                    store.execute(statement)
         assert store.scalar("SELECT count(*) FROM audit") == 1
 
 
-def test_write_rolls_back_everything_on_error(tmp_path):
-    with Store.open(tmp_path / "s.db") as store:
+def test_write_rolls_back_everything_on_error(store_at):
+    with Store.open(store_at) as store:
         with pytest.raises(RuntimeError):
             with store.write():
                 store.insert_agency("acme")
@@ -140,7 +159,100 @@ def test_backup_is_a_working_store(tmp_path):
         assert [a.name for a in copy.agencies()] == ["acme"]
 
 
-def test_migration_names_match_the_registered_migrations():
-    from smtpctl.core.store import _migrations
+def test_migration_names_match_the_migrations():
+    from smtpctl.core.store import MIGRATION_NAMES, MIGRATIONS
 
-    assert [m.name for m in _migrations()._migrations] == known_migrations()
+    assert [m.name for m in MIGRATIONS] == known_migrations() == list(MIGRATION_NAMES)
+    assert all(m.sqlite.strip() and m.postgresql.strip() for m in MIGRATIONS)
+
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+def test_postgresql_store_migrates_to_the_same_schema(pg_dsn):
+    with Store.open(pg_dsn) as store:
+        assert store.engine == "postgresql"
+        for table, columns in EXPECTED_TABLES.items():
+            assert store.columns(table) == columns, table
+        assert set(store.tables()) == {*EXPECTED_TABLES, "smtpctl_migrations"}
+        assert store.schema_version() == known_migrations()
+        assert {"audit_no_update", "audit_no_delete", "audit_no_truncate"} <= store.triggers()
+        assert store.integrity_ok()
+        services.add_agency(store, "Acme")
+        from smtpctl.core.errors import AlreadyExists
+
+        with pytest.raises(AlreadyExists, match="already exists"):
+            services.add_agency(store, "ACME")  # names are one case-insensitively, as on SQLite
+        assert store.agency("acme").name == "Acme"
+    with Store.open(pg_dsn) as again:  # migrating twice changes nothing
+        assert again.schema_version() == known_migrations()
+        assert again.scalar("SELECT count(*) FROM smtpctl_migrations") == len(known_migrations())
+
+
+def test_postgresql_database_of_another_application_is_refused(pg_dsn):
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER)")
+    with pytest.raises(StoreError, match="not an smtpctl store"):
+        Store.open(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 1
+
+
+def test_postgresql_store_from_a_newer_smtpctl_is_refused(pg_dsn):
+    Store.open(pg_dsn).close()
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO smtpctl_migrations (migration_set, name, applied_at) "
+                     "VALUES ('smtpctl', '9999_from_the_future', 'x')")
+    with pytest.raises(StoreError, match="newer smtpctl"):
+        Store.open(pg_dsn)
+
+
+def test_postgresql_writers_wait_for_the_one_write_lock_then_give_up(pg_dsn):
+    holder = Store.open(pg_dsn)
+    try:
+        with holder.write():
+            with Store.open(pg_dsn, busy_timeout=0.2) as store:
+                with pytest.raises(StoreError, match="locked by another writer"):
+                    services.add_agency(store, "acme")
+                assert store.agencies() == []  # reads take no lock
+        with Store.open(pg_dsn, busy_timeout=0.2) as store:
+            services.add_agency(store, "acme")
+            assert [a.name for a in store.agencies()] == ["acme"]
+    finally:
+        holder.close()
+
+
+def test_postgresql_unreachable_is_one_store_error(tmp_path):
+    with pytest.raises(StoreError) as err:
+        Store.open(f"postgresql://nobody:secret@/nothing?host={tmp_path}&connect_timeout=2")
+    text = str(err.value)
+    assert text.startswith("cannot reach the PostgreSQL store postgresql://nobody@/nothing") and "secret" not in text
+    assert "\n" not in text
+
+
+def test_postgresql_clock_is_the_servers(pg_dsn):
+    from datetime import timedelta
+
+    from smtpctl.core.clock import utc_now
+
+    with Store.open(pg_dsn) as store:
+        with store.write():
+            now = store.now()
+        assert now.utcoffset() == timedelta(0)
+        assert abs(now - utc_now()) < timedelta(seconds=5)
+
+
+def test_sqlite_users_never_load_psycopg(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from smtpctl.core.store import Store; from smtpctl.core import services; "
+            f"s = Store.open({str(tmp_path / 's.db')!r}); services.add_agency(s, 'acme'); s.close(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sqlite_utils'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

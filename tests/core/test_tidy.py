@@ -22,8 +22,8 @@ def msg(user, n=1, at=None):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="ops") as s:
+def store(store_at):
+    with Store.open(store_at, actor="ops") as s:
         services.add_agency(s, "acme")
         services.add_account(s, "shop", "acme", daily_limit=10)
         services.add_domain(s, "d.example", account="shop")

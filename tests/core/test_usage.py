@@ -24,8 +24,8 @@ def msg(user=None, *, n=1, at=None, sid=None, domain=None, inbound=False):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db", actor="ops") as s:
+def store(store_at):
+    with Store.open(store_at, actor="ops") as s:
         services.add_agency(s, "acme")
         services.add_account(s, "shop", "acme", daily_limit=10)
         services.add_account(s, "other", "acme")
@@ -236,9 +236,8 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
         shop = store.account("shop").id
         domain_id = store.domain("d.example").id
         for i in range(3):  # a fixed hash: the property is about the rule, not hashing
-            store.db.conn.execute("BEGIN IMMEDIATE")
-            store.insert_credential(domain_id, f"u{i}", f"u{i}@d.example", "$argon2id$fake")
-            store.db.conn.execute("COMMIT")
+            with store.write():
+                store.insert_credential(domain_id, f"u{i}", f"u{i}@d.example", "$argon2id$fake")
         sent_today = {"shop": 0, "other": 0}
         recorded = 0
         late_total = 0

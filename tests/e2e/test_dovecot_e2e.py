@@ -2,11 +2,12 @@
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import tomllib
 
 import pytest
+
+from smtpctl.core.store import Store
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +37,9 @@ def test_every_stored_scheme_verifies_in_doveadm(run, tmp_path, isolated_store):
     for login in ("argon@d.example", "blf@d.example", "sha@d.example"):
         run("user", "create", login, "--password-stdin", input=PW + "\n", check_rc=0)
     # Credentials migrated in from older systems keep their bcrypt / SHA512-CRYPT hashes.
-    with sqlite3.connect(isolated_store) as conn:
-        conn.execute("UPDATE credentials SET password_hash = ? WHERE login = 'blf@d.example'", [bcrypt.hash(PW)])
-        conn.execute("UPDATE credentials SET password_hash = ? WHERE login = 'sha@d.example'", [sha512_crypt.hash(PW)])
+    with Store.open(isolated_store) as store, store.write():
+        store.execute("UPDATE credentials SET password_hash = ? WHERE login = 'blf@d.example'", [bcrypt.hash(PW)])
+        store.execute("UPDATE credentials SET password_hash = ? WHERE login = 'sha@d.example'", [sha512_crypt.hash(PW)])
     passwd = tmp_path / "passwd"
     run("export", "--format", "dovecot", "--output", str(passwd), check_rc=0)
     entries = dict(line.split(":", 1) for line in passwd.read_text().splitlines())

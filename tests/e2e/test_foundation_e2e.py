@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from smtpctl.core.store import Store
+
 from tests.conftest import smtpctl_binary
 
 pytestmark = pytest.mark.e2e
@@ -55,8 +57,8 @@ def test_config_file_names_the_store(tmp_path, run):
     env["SMTPCTL_CONFIG"] = str(config)
     proc = subprocess.run([smtpctl_binary(), "agency", "add", "acme"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT actor FROM audit").fetchall() == [("ci-bot",)]
+    with Store.open(db) as store:
+        assert [r["actor"] for r in store.audit_rows()] == ["ci-bot"]
 
 
 def test_a_script_provisions_and_reads_back(run):
@@ -180,9 +182,9 @@ def test_backup_while_other_processes_write(run, tmp_path):
             t.join()
     assert written and set(written) == {0}
     for copy in copies:
-        with sqlite3.connect(copy) as conn:
-            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            agencies = conn.execute("SELECT count(*) FROM agencies").fetchone()[0]
-            audits = conn.execute("SELECT count(*) FROM audit WHERE action = 'account.create'").fetchone()[0]
-            accounts = conn.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        with Store.open(copy) as store:
+            assert store.integrity_ok()
+            counts = store.counts()
+            agencies, accounts = counts["agencies"], counts["accounts"]
+            audits = len(store.audit_rows(action="account.create"))
         assert agencies == 1 and accounts == audits  # every account with its audit row: one transaction each

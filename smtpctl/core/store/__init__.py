@@ -1,0 +1,297 @@
+"""The store: every object, event, rollup, audit entry and setting.
+
+``Store`` is the one door to the data: services call its methods and never
+write SQL. It is composed of a backend (``sqlite.py``, ``postgresql.py``:
+the connection, transactions, migrations, errors, backup) and the queries
+by subject (``directory.py``: agencies, accounts, domains, credentials;
+``usage.py``: events, the daily rollup and totals; ``audit.py``: the audit
+trail and settings), written once in SQL both engines run; ``?`` marks a
+parameter on both.
+
+``Store.open`` creates the store on first use, refuses one written by a
+newer smtpctl or a file that is not a store, and applies pending
+migrations under the write lock. ``Store.write()`` is the one way to change
+data: one transaction that holds the store's write lock from its first
+statement, so a read-then-write never races another writer.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from smtpctl.core.errors import StoreError
+from smtpctl.core.store.audit import AuditQueries
+from smtpctl.core.store.directory import DirectoryQueries, DomainOwner
+from smtpctl.core.store.schema import MIGRATION_NAMES, MIGRATION_SET, MIGRATIONS, known_migrations
+from smtpctl.core.store.sqlite import DEFAULT_BUSY_TIMEOUT, SqliteBackend
+from smtpctl.core.store.usage import UsageQueries
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT", "MIGRATIONS", "MIGRATION_NAMES", "MIGRATION_SET", "DomainOwner", "Store",
+    "default_actor", "is_dsn", "known_migrations",
+]
+
+DSN_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_dsn(location: str | os.PathLike[str]) -> bool:
+    """True for a PostgreSQL connection URI (``postgresql://…``, ``postgres://…``)."""
+    return isinstance(location, str) and location.lower().startswith(DSN_SCHEMES)
+
+
+class Store(DirectoryQueries, UsageQueries, AuditQueries):
+    """An open store. Use ``Store.open``; close it with ``close()`` or ``with``."""
+
+    def __init__(self, backend: Any, actor: str):
+        self.backend = backend
+        self.actor = actor
+        self._savepoints = 0
+
+    # -- what callers read -----------------------------------------------------
+    @property
+    def engine(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.backend.engine
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (for PostgreSQL: the DSN without its password, as a Path-like label)."""
+        return self.backend.path
+
+    @property
+    def target(self) -> "Path | str":
+        """What ``Store.open`` takes to open this store again (in another
+        thread or process): the file, or the full DSN."""
+        return self.backend.path if self.engine == "sqlite" else self.backend.dsn
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: the file, or the DSN without its password."""
+        return self.backend.label
+
+    @property
+    def on_disk(self) -> bool:
+        """False for ``Store.empty()`` (nothing created, nothing kept)."""
+        return self.backend.on_disk
+
+    @property
+    def conn(self) -> Any:
+        """The backend's connection (the DB-API connection of the engine)."""
+        return self.backend.conn
+
+    # -- opening -----------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, actor: str | None = None,
+             busy_timeout: float | None = None) -> "Store":
+        """Open (creating on first use) and migrate the store at ``path``: a
+        file, or a PostgreSQL DSN (``postgresql://…``).
+
+        Raises ``StoreError`` for a path that is a folder, a file that is not
+        an SQLite database, a store written by a newer smtpctl, a server that
+        cannot be reached, or anything that cannot be opened or written; in
+        each case nothing is changed.
+        """
+        if is_dsn(path):
+            from smtpctl.core.store.postgresql import PostgresBackend
+
+            backend: Any = PostgresBackend.open(str(path), busy_timeout=busy_timeout)
+        else:
+            backend = SqliteBackend.open(Path(path).expanduser(), busy_timeout=busy_timeout)
+        store = cls(backend, actor or default_actor())
+        try:
+            store._migrate()
+        except backend.errors as exc:
+            backend.close()
+            raise StoreError(backend.describe(exc)) from None
+        except BaseException:
+            backend.close()
+            raise
+        return store
+
+    @classmethod
+    def empty(cls, path: str | os.PathLike[str], *, actor: str | None = None) -> "Store":
+        """An empty, migrated store in memory that names ``path``: what a
+        read-only command sees where no store exists yet. Nothing is created
+        on disk, and nothing written to it is kept."""
+        store = cls(SqliteBackend.memory(Path(path).expanduser()), actor or default_actor())
+        store._migrate()
+        return store
+
+    def _check_not_newer(self, applied: list[str]) -> None:
+        unknown = [name for name in applied if name not in known_migrations()]
+        if unknown:
+            raise StoreError(
+                f"the store {self.location} was written by a newer smtpctl (schema step {unknown[-1]}); "
+                "upgrade smtpctl to use it"
+            )
+
+    def _migrate(self) -> None:
+        backend = self.backend
+        # Read first, write nothing, until we know the store is ours to change.
+        applied = backend.applied()
+        if not applied and backend.has_foreign_tables():
+            raise StoreError(backend.foreign_store_message())
+        self._check_not_newer(applied)
+        if len(applied) == len(MIGRATIONS):
+            return
+        backend.prepare_migrations()
+        with self.write():
+            # Another process may have migrated while we waited for the lock.
+            applied = backend.applied()
+            self._check_not_newer(applied)
+            for migration in MIGRATIONS:
+                if migration.name not in applied:
+                    backend.apply(migration)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator["Store"]:
+        """One write transaction holding the store's write lock; nested calls
+        join the outer one.
+
+        Raises ``StoreError`` when the lock cannot be had in time or the store
+        cannot be written; on any error everything is rolled back.
+        """
+        backend = self.backend
+        if backend.in_transaction:
+            yield self
+            return
+        try:
+            backend.begin_write()
+        except backend.errors as exc:
+            backend.rollback()
+            raise StoreError(backend.describe(exc)) from None
+        try:
+            yield self
+            backend.commit()
+        except backend.errors as exc:
+            backend.rollback()
+            raise StoreError(backend.describe(exc)) from None
+        except BaseException:
+            backend.rollback()
+            raise
+
+    @contextmanager
+    def savepoint(self) -> Iterator["Store"]:
+        """A step inside ``write()`` that is undone alone when it raises."""
+        self._savepoints += 1
+        name = f"step{self._savepoints}"
+        self.backend.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self.backend.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.backend.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            self.backend.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoints -= 1
+
+    def now(self) -> datetime:
+        """The store's clock (UTC): on PostgreSQL the server's time inside the
+        transaction, so every node of a fleet counts a message on the same day."""
+        return self.backend.now()
+
+    # -- statements ------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement (``?`` parameters); the number of rows it changed.
+        For maintenance and tests: services call the named methods."""
+        try:
+            return self.backend.execute(sql, params).rowcount
+        except self.backend.errors as exc:
+            if self.backend.in_transaction:
+                raise
+            raise StoreError(self.backend.describe(exc)) from None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            cursor = self.backend.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor]
+        except self.backend.errors as exc:
+            raise StoreError(self.backend.describe(exc)) from None
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            row = self.backend.execute(sql, params).fetchone()
+        except self.backend.errors as exc:
+            raise StoreError(self.backend.describe(exc)) from None
+        return row[0] if row else None
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            return list(self.backend.execute(sql, params).fetchall())
+        except self.backend.errors as exc:
+            if self.backend.in_transaction:
+                raise  # write() maps it, after the rollback
+            raise StoreError(self.backend.describe(exc)) from None
+
+    def _insert(self, table: str, record: dict[str, Any]) -> int:
+        columns = ", ".join(record)
+        marks = ", ".join("?" * len(record))
+        return self.backend.insert_id(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(record.values()))
+
+    def _update(self, table: str, row_id: int, changes: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        self.backend.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*changes.values(), row_id])
+
+    # -- information ---------------------------------------------------------
+    def schema_version(self) -> list[str]:
+        return self.backend.applied()
+
+    TABLES = ("agencies", "accounts", "domains", "credentials", "usage_events", "audit")
+
+    def counts(self) -> dict[str, int]:
+        return {table: self.scalar(f"SELECT count(*) FROM {table}") for table in self.TABLES}
+
+    def size_bytes(self) -> int:
+        """The store's size: the file with its WAL files, or the PostgreSQL database."""
+        return self.backend.size_bytes()
+
+    def backup_to(self, target: Path) -> None:
+        """Copy an SQLite store with the online backup API (safe under writers)."""
+        if self.engine != "sqlite":
+            raise StoreError("store backup copies an SQLite store; for PostgreSQL use pg_dump, "
+                             "or smtpctl store copy to an SQLite file")
+        self.backend.backup_to(target)
+
+    def integrity_ok(self) -> bool:
+        """The engine's own consistency check passes (SQLite: ``PRAGMA integrity_check``)."""
+        return self.backend.integrity_ok()
+
+    def tables(self) -> list[str]:
+        """The store's tables (the migrations' record included), by name."""
+        return self.backend.tables()
+
+    def columns(self, table: str) -> list[str]:
+        return self.backend.columns(table)
+
+    def triggers(self) -> set[str]:
+        return self.backend.triggers()
+
+
+def default_actor() -> str:
+    """Who the audit trail names: ``SMTPCTL_ACTOR``, else the OS user."""
+    actor = os.environ.get("SMTPCTL_ACTOR", "").strip()
+    if actor:
+        return actor
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry for the uid (containers)
+        return f"uid:{os.getuid()}"

@@ -1,0 +1,193 @@
+"""Queries on usage: the events, the per-day rollup kept in the same
+transaction, and the totals the daily limit and the reports read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from smtpctl.core.store import Store as _Base
+else:
+    _Base = object
+
+# One usage_events row, in column order (what ``insert_usage`` takes).
+USAGE_COLUMNS = ("source_id", "at", "day", "direction", "agency_id", "account_id", "domain", "login",
+                 "to_count", "cc_count", "bcc_count", "emails", "recorded_at")
+
+
+class UsageQueries(_Base):
+    # The hot path of imports: plain executemany on the backend's connection.
+    def existing_source_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.backend.execute(
+                f"SELECT source_id FROM usage_events WHERE source_id IN ({marks})", chunk))
+        return found
+
+    def insert_usage(self, rows: list[tuple], *, only_new: bool = False) -> bool:
+        """Insert events (tuples in ``USAGE_COLUMNS`` order) and add them to
+        the per-day rollup, in the caller's transaction.
+
+        With ``only_new`` the caller has not checked the source ids against
+        the store (an import of new messages need not look each one up: the
+        insert checks them anyway): if any is already there, nothing is
+        inserted and the answer is False, for the caller to check and retry.
+        """
+        backend = self.backend
+        if only_new:
+            try:
+                with self.savepoint():
+                    inserted = backend.executemany(_INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING", rows)
+                    if inserted != len(rows):
+                        raise _SomeIdStored  # the savepoint undoes what was inserted
+            except _SomeIdStored:
+                return False
+        else:
+            backend.executemany(_INSERT_EVENT, rows)
+        rollup: dict[tuple, list[int]] = {}
+        for row in rows:
+            key = (row[2], row[4], row[5], row[6], row[7], row[3])  # day, agency, account, domain, login, direction
+            acc = rollup.get(key)
+            if acc is None:
+                rollup[key] = [1, row[11]]  # emails
+            else:
+                acc[0] += 1
+                acc[1] += row[11]
+        backend.executemany(
+            "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
+            "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
+            "emails = usage_daily.emails + excluded.emails",
+            [(*key, m, e) for key, (m, e) in sorted(rollup.items())])
+        return True
+
+    def delete_usage_event(self, source_id: str) -> bool:
+        """Remove one event and take it out of the rollup, in the caller's transaction."""
+        row = self.backend.execute(
+            "SELECT day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
+            "WHERE source_id = ?", [source_id]).fetchone()
+        if row is None:
+            return False
+        *key_values, emails = row
+        self.backend.execute("DELETE FROM usage_events WHERE source_id = ?", [source_id])
+        key = "day = ? AND agency_id = ? AND account_id = ? AND domain = ? AND login = ? AND direction = ?"
+        self.backend.execute(f"UPDATE usage_daily SET messages = messages - 1, emails = emails - ? WHERE {key}",
+                             [emails, *key_values])
+        self.backend.execute(f"DELETE FROM usage_daily WHERE {key} AND messages <= 0", key_values)
+        return True
+
+    def outbound_totals(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        """Outbound emails per (account id, day), for the keys asked.
+
+        A day asked for a few accounts (the live paths ask for one) is read
+        through the ``(account_id, day, direction)`` index, one account at a
+        time (~20 us each); a day asked for many (an import batch) in one pass
+        over that day's rollup, which costs ~1 us a row whatever the number of
+        accounts. On SQLite the index is named (``INDEXED BY``): without it
+        SQLite picks the primary key's ``day`` prefix and reads the whole day
+        even for one account; PostgreSQL's planner finds it by itself.
+        """
+        wanted = set(keys)
+        totals = dict.fromkeys(wanted, 0)
+        by_day: dict[str, list[int]] = {}
+        for account_id, day in wanted:
+            by_day.setdefault(day, []).append(account_id)
+        execute = self.backend.execute
+        hint = " INDEXED BY usage_daily_account_day" if self.backend.engine == "sqlite" else ""
+        for day, accounts in sorted(by_day.items()):
+            if len(accounts) <= _FEW_ACCOUNTS:
+                for account_id in accounts:
+                    (emails,) = execute(
+                        f"SELECT SUM(emails) FROM usage_daily{hint} "
+                        "WHERE account_id = ? AND day = ? AND direction = 'outbound'", (account_id, day)).fetchone()
+                    totals[(account_id, day)] = int(emails or 0)
+                continue
+            for account_id, emails in execute(
+                    "SELECT account_id, SUM(emails) FROM usage_daily WHERE day = ? AND direction = 'outbound' "
+                    "GROUP BY account_id", (day,)):
+                if (account_id, day) in totals:
+                    totals[(account_id, day)] = int(emails)
+        return totals
+
+    # Each group: (the column aggregated on, the name shown for it).
+    _GROUP_SQL = {
+        "day": ("u.day", "r.day"), "agency": ("u.agency_id", "g.name"),
+        "account": ("u.account_id", "COALESCE(a.name, '')"), "domain": ("u.domain", "r.domain"),
+        "user": ("u.login", 'r."user"'), "direction": ("u.direction", "r.direction"),
+    }
+
+    def usage_rollup(self, since: str, until: str, groups: list[str], filters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Sum the per-day rollup over a range, grouped; aggregate on ids first,
+        then join names, so the join touches result rows, not rollup rows."""
+        inner = [f"{self._GROUP_SQL[g][0]} AS {_quoted(g)}" for g in groups]
+        outer = [f"{self._GROUP_SQL[g][1]} AS {_quoted(g)}" for g in groups]
+        where, params = ["u.day BETWEEN ? AND ?"], [since, until]
+        for column, value in filters.items():
+            where.append(f"u.{column} = ?")
+            params.append(value)
+        positions = ", ".join(str(i + 1) for i in range(len(groups)))
+        joins = ""
+        if "agency" in groups:
+            joins += " JOIN agencies g ON g.id = r.agency"
+        if "account" in groups:
+            joins += " LEFT JOIN accounts a ON a.id = r.account"
+        sql = (
+            f"SELECT {', '.join(outer)}, r.messages, r.emails, r.outbound, r.inbound FROM ("
+            f"SELECT {', '.join(inner)}, SUM(u.messages) AS messages, SUM(u.emails) AS emails, "
+            "SUM(CASE WHEN u.direction = 'outbound' THEN u.emails ELSE 0 END) AS outbound, "
+            "SUM(CASE WHEN u.direction = 'inbound' THEN u.emails ELSE 0 END) AS inbound "
+            f"FROM usage_daily u WHERE {' AND '.join(where)} GROUP BY {positions}) r{joins} "
+            f"ORDER BY {positions}"
+        )
+        return [_ints(row, ("messages", "emails", "outbound", "inbound")) for row in self.query(sql, params)]
+
+    def usage_summary(self, *, account_id: int | None = None, agency_id: int | None = None) -> dict[str, Any]:
+        """Billed emails of one account or agency: ``{"emails", "first_day", "last_day"}`` (0/None if none)."""
+        column, value = ("account_id", account_id) if account_id is not None else ("agency_id", agency_id)
+        rows = self.query(f"SELECT COALESCE(SUM(emails), 0) AS emails, MIN(day) AS first_day, MAX(day) AS last_day "
+                          f"FROM usage_daily WHERE {column} = ?", [value])
+        return _ints(rows[0], ("emails",))
+
+    def emails_before(self, day: str) -> dict[str, Any]:
+        """Billed emails on days before ``day``: ``{"emails", "first_day"}``."""
+        return _ints(self.query("SELECT COALESCE(SUM(emails), 0) AS emails, MIN(day) AS first_day FROM usage_daily "
+                                "WHERE day < ?", [day])[0], ("emails",))
+
+    def usage_totals(self) -> dict[str, int]:
+        """Counts and sums over all usage, to compare two stores: events, their
+        emails, rollup rows, and the rollup's messages and emails."""
+        events = self._rows("SELECT count(*), COALESCE(SUM(emails), 0) FROM usage_events")[0]
+        daily = self._rows("SELECT count(*), COALESCE(SUM(messages), 0), COALESCE(SUM(emails), 0) FROM usage_daily")[0]
+        return {"events": int(events[0]), "event_emails": int(events[1]), "daily_rows": int(daily[0]),
+                "daily_messages": int(daily[1]), "daily_emails": int(daily[2])}
+
+
+def _quoted(name: str) -> str:
+    """A result column named like a keyword (``day``, ``user``) quoted for both engines."""
+    return f'"{name}"'
+
+
+def _ints(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """SUM() is an integer on SQLite and a NUMERIC on PostgreSQL: read both as int."""
+    for key in keys:
+        if row.get(key) is not None:
+            row[key] = int(row[key])
+    return row
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+_INSERT_EVENT = ("INSERT INTO usage_events (source_id, at, day, direction, agency_id, account_id, domain, login, "
+                 "to_count, cc_count, bcc_count, emails, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+# Up to this many accounts a day, outbound_totals reads each through the
+# account index; past it, the whole day's rollup in one pass.
+_FEW_ACCOUNTS = 16
+
+
+class _SomeIdStored(Exception):
+    """Raised inside insert_usage's savepoint to undo an insert that met a stored id."""
