@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smtpctl.core import rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
 from smtpctl.core.store import Store
 from smtpctl.core.store.audit import NameSpan
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 # -- settings ------------------------------------------------------------------
 
@@ -168,13 +171,16 @@ def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
     return warnings
 
 
-def _today(store: Store) -> str:
-    """Today's date in the store's time zone (the day the daily limit counts)."""
+def today(store: Store, zone: "ZoneInfo | None" = None) -> str:
+    """Today's date in the store's time zone (the day the daily limit counts),
+    on the store's clock: on PostgreSQL the database's, so every node of a
+    fleet agrees on when a day ends."""
     from zoneinfo import ZoneInfo
 
-    from smtpctl.core.clock import utc_now
+    return store.now().astimezone(zone or ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
 
-    return utc_now().astimezone(ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
+
+_today = today
 
 
 def _count(n: int, noun: str) -> str:

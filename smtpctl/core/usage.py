@@ -17,10 +17,11 @@ from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from smtpctl.core import billing, rules
-from smtpctl.core.clock import iso_z, now_iso, utc_now
+from smtpctl.core.clock import iso_z, now_iso
 from smtpctl.core.errors import InvalidInput, LimitReached, NotFound
 from smtpctl.core.ingest import BadLine, UsageInput
 from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
+from smtpctl.core.services import today as services_today
 from smtpctl.core.models import Account
 from smtpctl.core.store import DomainOwner, Store
 
@@ -123,7 +124,7 @@ def store_zone(store: Store) -> ZoneInfo:
 
 
 def today(store: Store, zone: ZoneInfo | None = None) -> str:
-    return utc_now().astimezone(zone or store_zone(store)).date().isoformat()
+    return services_today(store, zone or store_zone(store))
 
 
 class _Days:

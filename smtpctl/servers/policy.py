@@ -158,8 +158,20 @@ def _precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if recipients == 0 or not instance:
         return DUNNO, {**info, "reason": "nothing to meter", "metered": False}
     info["queue_id"] = attrs.get("queue_id") or None
-    info["_meter"] = (login, recipients, f"policy:{instance}")
+    info["_meter"] = (login, recipients, source_id(attrs, instance))
     return DUNNO, info
+
+
+def source_id(attrs: dict[str, str], instance: str) -> str:
+    """The message's id in the store, the same each time Postfix asks about
+    it and unique across a fleet: ``instance`` is unique only within one
+    Postfix host, so the id also names that host (``server_address``, the
+    address its smtpd took the connection on) and the message's
+    ``queue_id``. A request without them keeps the plain ``policy:INSTANCE``."""
+    server, queue_id = attrs.get("server_address", "").strip(), attrs.get("queue_id", "").strip()
+    if not server or not queue_id:
+        return f"policy:{instance}"
+    return f"policy:{server}/{queue_id[:MAX_INSTANCE]}/{instance}"
 
 
 def settle(admission: usage.Admission, info: dict[str, Any], metrics: Metrics = NOOP) -> tuple[str, dict[str, Any]]:

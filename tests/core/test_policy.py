@@ -280,3 +280,15 @@ def test_a_stalled_request_is_refused_but_an_idle_connection_is_not(monkeypatch)
         return await task
 
     assert asyncio.run(idle()) == ["a=b"]
+
+
+def test_ids_are_unique_across_postfix_hosts(store):
+    """Two Postfix hosts of a fleet may hand out the same instance: the id names the host (server_address)
+    and the queue id, so both messages are metered, and each only once."""
+    first = request(instance="a.b.c", queue_id="Q1", server_address="192.0.2.10")
+    other_host = request(instance="a.b.c", queue_id="Q1", server_address="192.0.2.11")
+    for attrs in (first, other_host, first, other_host):
+        assert decide(store, attrs)[0] == "DUNNO"
+    assert usage.usage_status(store, "shop")[0]["sent"] == 6
+    assert store.existing_source_ids(["policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"]) == {
+        "policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"}
