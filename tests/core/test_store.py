@@ -256,3 +256,25 @@ def test_sqlite_users_never_load_psycopg(tmp_path):
             "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sqlite_utils'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_settings_read_once_per_write_follow_every_change_in_it(store_at):
+    """Inside one write transaction the settings are read once (a group commit's batch does not read them
+    per message); a change made in the transaction, or undone by a savepoint, is seen at once."""
+    from smtpctl.core.services import effective_settings
+
+    with Store.open(store_at) as store:
+        with store.write():
+            assert effective_settings(store)["timezone"] == "UTC"
+            store.put_setting("timezone", "Europe/Berlin")
+            assert effective_settings(store)["timezone"] == "Europe/Berlin"
+            with pytest.raises(RuntimeError):
+                with store.savepoint():
+                    store.put_setting("timezone", "Asia/Tokyo")
+                    assert effective_settings(store)["timezone"] == "Asia/Tokyo"
+                    raise RuntimeError("undo this step")
+            assert effective_settings(store)["timezone"] == "Europe/Berlin"
+            store.delete_setting("timezone")
+            assert effective_settings(store)["timezone"] == "UTC"
+        store.put_setting("timezone", "Europe/Paris")  # outside write(): no memo to go stale
+        assert effective_settings(store)["timezone"] == "Europe/Paris"

@@ -50,6 +50,11 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         self.backend = backend
         self.actor = actor
         self._savepoints = 0
+        # The settings as read inside the current write transaction: no other
+        # writer can change them while it holds the write lock, so one read
+        # serves the whole transaction (a group commit's batch reads them once).
+        self._settings_memo: dict[str, str] | None = None
+        self._writing = False
 
     # -- what callers read -----------------------------------------------------
     @property
@@ -174,6 +179,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         except backend.errors as exc:
             backend.rollback()
             raise StoreError(backend.describe(exc)) from None
+        self._writing, self._settings_memo = True, None
         try:
             yield self
             backend.commit()
@@ -183,6 +189,8 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         except BaseException:
             backend.rollback()
             raise
+        finally:
+            self._writing, self._settings_memo = False, None
 
     @contextmanager
     def savepoint(self) -> Iterator["Store"]:
@@ -193,6 +201,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         try:
             yield self
         except BaseException:
+            self._settings_memo = None  # the step may have changed a setting it now undoes
             self.backend.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.backend.execute(f"RELEASE SAVEPOINT {name}")
             raise

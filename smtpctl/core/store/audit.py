@@ -121,15 +121,23 @@ class AuditQueries(_Base):
 
     # -- settings ------------------------------------------------------------
     def settings(self) -> dict[str, str]:
-        return {r["key"]: r["value"] for r in self.query("SELECT key, value FROM settings")}
+        if self._writing and self._settings_memo is not None:  # read once per write transaction (Store.__init__)
+            return dict(self._settings_memo)
+        values = {r["key"]: r["value"] for r in self.query("SELECT key, value FROM settings")}
+        if self._writing:
+            self._settings_memo = values
+            return dict(values)
+        return values
 
     def put_setting(self, key: str, value: str) -> None:
+        self._settings_memo = None
         self.backend.execute(
             "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             [key, value, now_iso()])
 
     def delete_setting(self, key: str) -> None:
+        self._settings_memo = None
         self.backend.execute("DELETE FROM settings WHERE key = ?", [key])
 
 
