@@ -271,31 +271,38 @@ def test_bad_socket_options(run, tmp_path, args, error):
     assert (tmp_path / "file").read_text() == "keep me" and not (tmp_path / "p.sock").exists()
 
 
+def race(servers: list[Running], login: str, tag: str, requests: int = 40) -> list[str]:
+    """``requests`` END-OF-MESSAGE requests of 10 recipients for ``login``, sent at once (a barrier),
+    split between ``servers``: the answers."""
+    answers: list[str] = []
+    lock, barrier = threading.Lock(), threading.Barrier(requests)
+
+    def one(i: int) -> None:
+        client = Client(servers[i % len(servers)], "tcp")
+        try:
+            barrier.wait()
+            answer = client.ask(request(sasl_username=login, sender=login, recipient_count="10",
+                                        instance=f"r{tag}-{i}", queue_id=f"Q{tag}x{i}"))
+        finally:
+            client.close()
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return answers
+
+
 def test_two_processes_one_store_hold_the_hard_cap(run, tmp_path, isolated_store):
     logins = [f"app@race{n}.test" for n in range(3)]
     build(isolated_store, {f"race{n}": (100, [f"race{n}.test"], [login]) for n, login in enumerate(logins)})
     servers = [Running(["policy", "serve", "--listen", "127.0.0.1:0"], tmp_path / f"p{i}.log") for i in range(2)]
     try:
         for n, login in enumerate(logins):
-            answers: list[str] = []
-            lock, barrier = threading.Lock(), threading.Barrier(40)
-
-            def one(i: int, login=login, n=n, barrier=barrier, lock=lock, answers=answers) -> None:
-                client = Client(servers[i % 2], "tcp")
-                try:
-                    barrier.wait()
-                    answer = client.ask(request(sasl_username=login, sender=login, recipient_count="10",
-                                                instance=f"r{n}-{i}", queue_id=f"Q{n}x{i}"))
-                finally:
-                    client.close()
-                with lock:
-                    answers.append(answer)
-
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
+            answers = race(servers, login, str(n))
             assert len(answers) == 40
             assert answers.count("action=DUNNO") == 11, (n, answers)  # 10 under the limit + the crossing one
             assert sum(a.startswith("action=REJECT 5.7.1") for a in answers) == 29

@@ -15,7 +15,7 @@ from smtpctl.core.ingest import UsageInput
 from smtpctl.core.store import Store
 from tests.conftest import smtpctl_binary
 from tests.e2e.servers import Running
-from tests.e2e.test_policy_hostile import Client, build, events, request
+from tests.e2e.test_policy_hostile import Client, build, events, race, request
 
 pytestmark = pytest.mark.e2e
 
@@ -45,26 +45,8 @@ def test_two_policy_servers_on_one_database_hold_the_hard_cap(pg_dsn, run, tmp_p
     build(pg_dsn, {"race": (100, ["race.test"], [login])})
     servers = [Running(["--db", pg_dsn, "policy", "serve", "--listen", "127.0.0.1:0"], tmp_path / f"p{i}.log")
                for i in range(2)]
-    answers: list[str] = []
     try:
-        lock, barrier = threading.Lock(), threading.Barrier(40)
-
-        def one(i: int) -> None:
-            client = Client(servers[i % 2], "tcp")
-            try:
-                barrier.wait()
-                answer = client.ask(request(sasl_username=login, sender=login, recipient_count="10",
-                                            instance=f"r-{i}", queue_id=f"Q{i}"))
-            finally:
-                client.close()
-            with lock:
-                answers.append(answer)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        answers = race(servers, login, "pg")
     finally:
         codes = [server.stop() for server in servers]
     assert codes == [0, 0]
