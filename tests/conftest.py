@@ -7,13 +7,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def isolated_store(tmp_path, monkeypatch) -> Path:
+def isolated_store(tmp_path, monkeypatch) -> Iterator[Path | str]:
     """Point the config and the platform dirs at a temp dir, so no test ever
     touches a real store. The store is at the default path under that dir
     (SMTPCTL_DB unset): read-only commands on a store not created yet then
@@ -34,7 +35,24 @@ def isolated_store(tmp_path, monkeypatch) -> Path:
     # SMTPCTL_CONFIG names a file that does not exist: an explicit missing
     # config is an error, so tests start with an empty one.
     (tmp_path / "config.toml").write_text("")
-    return db
+    if os.environ.get("SMTPCTL_TEST_BACKEND") == "postgresql":
+        # Opt-in: every test's store is a fresh PostgreSQL database (SMTPCTL_DB=DSN). 349 of the 429 CLI
+        # tests pass so; the others are about the SQLite file (paths, config precedence, backup) or read
+        # this fixture as a Path: marking them is the next step to running the whole suite on both.
+        import uuid
+
+        import psycopg
+
+        name = f"s_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(_pg_base(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        dsn = _with_database(_pg_base(), name)
+        monkeypatch.setenv("SMTPCTL_DB", dsn)
+        yield dsn
+        with psycopg.connect(_pg_base(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
+    yield db
 
 
 def _pg_base() -> str | None:
