@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from tests.conftest import smtpctl_binary
 
@@ -47,3 +49,20 @@ class Running:
         finally:
             self.handle.close()
         return code
+
+
+@contextmanager
+def sink_server(handler: Any) -> Iterator[Any]:
+    """An aiosmtpd server in this process (a next hop for `serve --relay`), on a free port set as
+    ``handler.port``. Controller checks readiness by connecting, so it needs a real port, not 0."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        handler.port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()

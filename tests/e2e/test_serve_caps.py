@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import Running
+from tests.e2e.servers import Running, sink_server
 
 pytestmark = pytest.mark.e2e
 
@@ -229,7 +228,6 @@ def test_kill_9_under_load_then_restart_delivered_equals_billed(tenants, tmp_pat
 def picky_sink():
     """A next hop that refuses recipients named bad*, and whole messages whose
     subject says so, as real MTAs do."""
-    from aiosmtpd.controller import Controller
 
     class Picky:
         def __init__(self):
@@ -247,14 +245,8 @@ def picky_sink():
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             return "250 OK"
 
-    handler = Picky()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        handler.port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
+    with sink_server(Picky()) as handler:
+        yield handler
 
 
 def test_relay_refusals_reach_the_sender_and_are_not_billed(tenants, tmp_path, run, picky_sink):

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.servers import Running
+from tests.e2e.servers import Running, sink_server
 
 pytestmark = pytest.mark.e2e
 
@@ -179,7 +179,6 @@ def test_crossing_the_limit_then_refusals(server, run):
 @pytest.fixture
 def sink():
     """A second local SMTP server, as the relay."""
-    from aiosmtpd.controller import Controller
 
     class Collect:
         def __init__(self):
@@ -189,14 +188,8 @@ def sink():
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
             return "250 OK"
 
-    handler = Collect()
-    with socket.socket() as probe:  # Controller checks readiness by connecting: it needs a real port
-        probe.bind(("127.0.0.1", 0))
-        handler.port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
+    with sink_server(Collect()) as handler:
+        yield handler
 
 
 def test_relay_delivers_to_a_local_sink(world, tmp_path, sink, run):
