@@ -12,7 +12,16 @@ Built on aiosmtpd, with its known traps handled:
 - it has no connection caps: ``guard.Listener`` counts connections in the
   call that accepts them (on the implicit-TLS port before the handshake,
   see ``ImplicitTLSGate``), and ``guard.AuthThrottle`` counts AUTH attempts
-  when they start.
+  when they start;
+- its address parser defines a ``typing.Protocol`` class on every MAIL and
+  RCPT: ``SubmissionSMTP._getaddr`` parses the same way without it.
+
+What is ours: every message is checked against the daily limit and billed in
+one transaction before its ``250`` (``usage.admit_message``, shared by many
+sessions through group commit); a Maildir message is staged in ``tmp/``,
+billed, then published, and ``MaildirSpool.reconcile`` settles a crash; with
+``--relay`` each recipient is asked of the next hop while the client waits
+(docs/servers.md).
 """
 
 from __future__ import annotations
