@@ -29,23 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.serve import BODY, CLIENT_TLS, PW, cpu_seconds, free_port  # noqa: E402
+from benchmarks.serve import BODY, CLIENT_TLS, LOGINS, PW, cpu_seconds, free_port, provision  # noqa: E402
 from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 CLIENTS, MESSAGES = 10, 150
-LOGINS = [f"u{i}@bench.example" for i in range(5)]
 
 
 def one_run(binary: str) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp())
     try:
         env = isolated_env(folder, folder / "bench.db")
-        (folder / "pw").write_text(PW + "\n")
-        doc = ('[[agencies]]\nname = "bench"\n[[accounts]]\nname = "bench"\nagency = "bench"\n'
-               'daily_limit = 100000000\n[[domains]]\nname = "bench.example"\naccount = "bench"\n'
-               + "".join(f'[[credentials]]\nlogin = "{login}"\npassword_file = "{folder / "pw"}"\n'
-                         for login in LOGINS))
-        subprocess.run([binary, "apply", "-"], input=doc, env=env, check=True, capture_output=True, text=True)
+        provision(binary, str(folder / "bench.db"), env, folder)
         port = free_port()
         proc = subprocess.Popen([binary, "serve", "--submission", f"127.0.0.1:{port}", "--smtps", "127.0.0.1:0",
                                  "--maildir", str(folder / "maildir")], env=env, stdout=subprocess.DEVNULL,

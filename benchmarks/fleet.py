@@ -28,20 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.serve import BODY, CLIENT_TLS, PW, free_port, start, stop  # noqa: E402
+from benchmarks.serve import BODY, CLIENT_TLS, LOGINS, PW, free_port, provision, start, stop  # noqa: E402
 from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 MESSAGES, RECIPIENTS, SERVE_CLIENTS = 30, 3, 10
 REQUESTS, POLICY_CLIENTS = 250, 8
-LOGINS = [f"u{i}@bench.example" for i in range(5)]
-
-
-def provision(binary: str, db: str, env: dict[str, str], folder: Path) -> None:
-    (folder / "pw").write_text(PW + "\n")
-    doc = ('[[agencies]]\nname = "bench"\n[[accounts]]\nname = "bench"\nagency = "bench"\n'
-           'daily_limit = 100000000\n[[domains]]\nname = "bench.example"\naccount = "bench"\n'
-           + "".join(f'[[credentials]]\nlogin = "{login}"\npassword_file = "{folder / "pw"}"\n' for login in LOGINS))
-    subprocess.run([binary, "--db", db, "apply", "-"], input=doc, env=env, check=True, capture_output=True, text=True)
 
 
 def serve_rate(binary: str, db: str, env: dict[str, str], folder: Path, nodes: int) -> float:

@@ -82,14 +82,8 @@ def main() -> None:
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        (tmp_path / "pw").write_text(PW + "\n")
         env = isolated_env(tmp_path, tmp_path / "bench.db")
-        # Five logins (the most one domain holds); ten clients use them twice over.
-        doc = ('[[agencies]]\nname = "bench"\n[[accounts]]\nname = "bench"\nagency = "bench"\n'
-               'daily_limit = 100000000\n[[domains]]\nname = "bench.example"\naccount = "bench"\n'
-               + "".join(f'[[credentials]]\nlogin = "u{i}@bench.example"\npassword_file = "{tmp_path / "pw"}"\n'
-                         for i in range(5)))
-        subprocess.run([binary, "apply", "-"], input=doc, env=env, check=True, capture_output=True, text=True)
+        provision(binary, str(tmp_path / "bench.db"), env, tmp_path)
 
         serve_port = free_port()
         serve = start([binary, "serve", "--submission", f"127.0.0.1:{serve_port}", "--smtps", "127.0.0.1:0",
@@ -166,6 +160,18 @@ def main() -> None:
         else:
             print(f"policyd-rate-limit {CLIENTS * 200 / peer_time:8.1f} /s at DATA (count_mode 1, SQLite), "
                   f"-> smtpctl is {peer_time / policy_time:.2f}x")
+
+
+LOGINS = [f"u{i}@bench.example" for i in range(5)]  # the most one domain holds; clients use them over again
+
+
+def provision(binary: str, db: str, env: dict[str, str], folder: Path) -> None:
+    """The benchmarks' store: one account without a practical limit, one domain, five credentials."""
+    (folder / "pw").write_text(PW + "\n")
+    doc = ('[[agencies]]\nname = "bench"\n[[accounts]]\nname = "bench"\nagency = "bench"\n'
+           'daily_limit = 100000000\n[[domains]]\nname = "bench.example"\naccount = "bench"\n'
+           + "".join(f'[[credentials]]\nlogin = "{login}"\npassword_file = "{folder / "pw"}"\n' for login in LOGINS))
+    subprocess.run([binary, "--db", db, "apply", "-"], input=doc, env=env, check=True, capture_output=True, text=True)
 
 
 def start(cmd: list[str], env: dict[str, str], ready: str) -> subprocess.Popen:
