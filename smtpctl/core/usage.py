@@ -10,7 +10,6 @@ deleted and credential creation is blocked, before the transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -495,20 +494,10 @@ def admit_message(store: Store, login: str, recipients: int, source_id: str) -> 
     most one message per account and day crosses the limit whatever the
     concurrency or the number of processes. A ``source_id`` already recorded
     is accepted again without billing it twice. Raises nothing for a refusal
-    (it is an answer); store errors propagate."""
-    [answer] = admit_messages(store, [(login, recipients, source_id)])
-    if isinstance(answer, BaseException):
-        raise answer
-    return answer
-
-
-def admit_messages(store: Store, messages: list[tuple[str, int, str]]) -> list[Admission | Exception]:
-    """Group commit: admit many live messages (``(login, recipients,
-    source_id)``) in one transaction, so one durable commit serves them all
-    (``run_steps``): each is its own step, in order, and sees the totals the
-    earlier ones wrote, so the cap is exactly as strict as one transaction
-    per message."""
-    return run_steps(store, [partial(_admit_one, login=m[0], recipients=m[1], source_id=m[2]) for m in messages])
+    (it is an answer); store errors propagate. The servers run it as a step
+    of ``run_steps`` (group commit: many sessions' messages, one commit)."""
+    with store.write():  # inside group commit's step this joins the shared transaction and its savepoint
+        return _admit_one(store, login=login, recipients=recipients, source_id=source_id)
 
 
 def run_steps(store: Store, steps: list[Callable[[Store], Any]]) -> list[Any]:
@@ -570,13 +559,6 @@ def cancel_message(store: Store, source_id: str) -> bool:
     stays enforced (the limit was reached when it was admitted)."""
     with store.write():
         return store.delete_usage_event(source_id)
-
-
-def meter_message(store: Store, login: str, recipients: int, source_id: str) -> BatchResult:
-    """Record one submitted message for ``login`` after the fact (no refusal
-    path); the live servers use ``admit_message`` instead."""
-    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id)
-    return record_usage(store, item)
 
 
 # -- blocks ----------------------------------------------------------------------

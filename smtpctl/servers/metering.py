@@ -4,7 +4,7 @@ transaction.
 ``serve`` and the policy service answer a message only after the commit that
 records it (the store runs with ``synchronous=FULL``). One commit per message
 makes the fsync the ceiling; here every admission waiting when the store
-thread becomes free is taken in one ``usage.admit_messages`` call, one
+thread becomes free is taken in one ``usage.run_steps`` call, one
 transaction and one commit, and each caller is answered after that commit.
 Each message is still its own step in order inside the transaction, so the
 hard cap is exactly as strict as one transaction per message.
