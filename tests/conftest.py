@@ -13,13 +13,41 @@ from pathlib import Path
 import pytest
 
 
+# SMTPCTL_TEST_BACKEND=postgresql runs the whole suite on PostgreSQL: every
+# test's store is then a fresh database (see ``isolated_store``), and the
+# tests marked ``sqlite_only`` (about the SQLite file itself) are skipped.
+BACKENDS = ("sqlite", "postgresql")
+BACKEND = os.environ.get("SMTPCTL_TEST_BACKEND", "").strip() or "sqlite"
+ON_POSTGRESQL = BACKEND == "postgresql"
+
+
+def pytest_configure(config):
+    if BACKEND not in BACKENDS:
+        raise pytest.UsageError(f"SMTPCTL_TEST_BACKEND must be one of {', '.join(BACKENDS)}, not {BACKEND!r}")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not ON_POSTGRESQL:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "about the SQLite file"
+            item.add_marker(pytest.mark.skip(reason=f"sqlite_only: {why}"))
+
+
 @pytest.fixture(autouse=True)
-def isolated_store(tmp_path, monkeypatch) -> Iterator[Path | str]:
+def isolated_store(tmp_path, monkeypatch, request) -> Iterator[Path | str]:
     """Point the config and the platform dirs at a temp dir, so no test ever
     touches a real store. The store is at the default path under that dir
     (SMTPCTL_DB unset): read-only commands on a store not created yet then
     print empty results, as on a fresh install; a missing path named by
-    --db/SMTPCTL_DB is an error (exit 3), tested where it is meant."""
+    --db/SMTPCTL_DB is an error (exit 3), tested where it is meant.
+
+    Under SMTPCTL_TEST_BACKEND=postgresql the store is instead a fresh
+    PostgreSQL database, cloned from a migrated template (``SMTPCTL_DB`` is
+    its DSN, and this fixture yields the DSN). Tests read or check it through
+    ``Store.open(isolated_store)`` and ``store_untouched``, which work on both."""
     home = tmp_path / "home"
     home.mkdir()
     db = home / ".local" / "share" / "smtpctl" / "smtpctl.db"
@@ -35,31 +63,20 @@ def isolated_store(tmp_path, monkeypatch) -> Iterator[Path | str]:
     # SMTPCTL_CONFIG names a file that does not exist: an explicit missing
     # config is an error, so tests start with an empty one.
     (tmp_path / "config.toml").write_text("")
-    if os.environ.get("SMTPCTL_TEST_BACKEND") == "postgresql":
-        # Opt-in: every test's store is a fresh PostgreSQL database (SMTPCTL_DB=DSN). 349 of the 429 CLI
-        # tests pass so; the others are about the SQLite file (paths, config precedence, backup) or read
-        # this fixture as a Path: marking them is the next step to running the whole suite on both.
-        import uuid
-
-        import psycopg
-
-        name = f"s_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(_pg_base(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        dsn = _with_database(_pg_base(), name)
+    if ON_POSTGRESQL and request.node.get_closest_marker("sqlite_only") is None:
+        dsn = request.getfixturevalue("_pg_store")
         monkeypatch.setenv("SMTPCTL_DB", dsn)
         yield dsn
-        with psycopg.connect(_pg_base(), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         return
     yield db
 
 
-def _pg_base() -> str | None:
+def _pg_base() -> str:
     dsn = os.environ.get("SMTPCTL_TEST_PG")
     if not dsn:
-        if os.environ.get("CI") == "true":
-            pytest.fail("SMTPCTL_TEST_PG is not set: .ci/run starts a PostgreSQL cluster for these tests")
+        if os.environ.get("CI") == "true" or ON_POSTGRESQL:
+            pytest.fail("SMTPCTL_TEST_PG is not set: start a cluster with .ci/pg start DIR and export it "
+                        "(.ci/run does this itself)")
         pytest.skip("no PostgreSQL for the tests: start one with .ci/pg start DIR and export SMTPCTL_TEST_PG")
     return dsn
 
@@ -69,6 +86,69 @@ def _with_database(dsn: str, name: str) -> str:
 
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    """A database migrated once per run: each test's store is a copy of it
+    (CREATE DATABASE … TEMPLATE copies files; migrating an empty database for
+    every test was most of the PostgreSQL pass's overhead). The migration
+    itself is still tested on empty databases (``pg_dsn``, ``store_at``)."""
+    import uuid
+
+    import psycopg
+
+    from smtpctl.core.store import Store
+
+    base = _pg_base()
+    name = f"tpl_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        Store.open(_with_database(base, name), actor="template").close()
+        yield name
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def _pg_store(_pg_template) -> Iterator[str]:
+    """A fresh copy of the migrated template for one test (dropped after it): its DSN."""
+    import uuid
+
+    import psycopg
+
+    base = _pg_base()
+    name = f"s_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {_pg_template}")
+    try:
+        yield _with_database(base, name)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def store_untouched(where: str | os.PathLike[str]) -> bool:
+    """Nothing was written to the test's store: no SQLite file was created at
+    ``where``; for a PostgreSQL DSN (the database exists, migrated, from the
+    start), every table is still empty, the settings included."""
+    from smtpctl.core.store import Store, is_dsn
+
+    if not is_dsn(where):
+        return not Path(where).exists()
+    from smtpctl.core.store.copy import is_empty
+
+    with Store.open(where) as store:
+        return is_empty(store)
+
+
+def store_exists(where: str | os.PathLike[str]) -> bool:
+    """A store is at ``where`` (the SQLite file exists; a DSN's database always does)."""
+    from smtpctl.core.store import is_dsn
+
+    return is_dsn(where) or Path(where).exists()
 
 
 @pytest.fixture
