@@ -117,9 +117,10 @@ class _PgStores:
     Between tests the copy is reset: every other connection to it is ended,
     and if its shape is still the fresh copy's (``_SHAPE``) its tables are
     emptied and their ids restarted; otherwise (a test changed the schema, a
-    connection would not end) it is dropped and copied again. A copy per test
-    (CREATE DATABASE … TEMPLATE, then DROP) cost 10 times as much as the
-    reset, and migrating an empty database per test more again. Migrating an
+    connection would not end, the role may not skip triggers) it is dropped
+    and copied again. A copy per test (CREATE DATABASE … TEMPLATE, then
+    DROP), or an empty database migrated per test, costs several times the
+    reset: ``benchmarks/pg_test_stores.py`` measures the three. Migrating an
     empty database is still tested (``pg_dsn``, ``store_at``)."""
 
     def __init__(self, base: str):
