@@ -217,6 +217,16 @@ def _pg_store(_pg_stores) -> str:
     return _pg_stores.take()
 
 
+@pytest.fixture
+def another_store(tmp_path, request) -> str:
+    """A second, empty store on the pass's backend (where a test needs a fresh
+    one beside ``isolated_store``): a new SQLite file, or on the PostgreSQL
+    pass a new database (``pg_dsn``)."""
+    if ON_POSTGRESQL:
+        return request.getfixturevalue("pg_dsn")
+    return str(tmp_path / "another.db")
+
+
 def store_untouched(where: str | os.PathLike[str]) -> bool:
     """Nothing was written to the test's store: no SQLite file was created at
     ``where``; for a PostgreSQL DSN (the database exists, migrated, from the
