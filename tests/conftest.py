@@ -119,8 +119,8 @@ class _PgStores:
     emptied and their ids restarted; otherwise (a test changed the schema, a
     connection would not end, the role may not skip triggers) it is dropped
     and copied again. A copy per test (CREATE DATABASE … TEMPLATE, then
-    DROP), or an empty database migrated per test, costs several times the
-    reset: ``benchmarks/pg_test_stores.py`` measures the three. Migrating an
+    DROP), or an empty database migrated per test, costs two to three times
+    the reset: ``benchmarks/pg_test_stores.py`` measures the three. Migrating an
     empty database is still tested (``pg_dsn``, ``store_at``)."""
 
     def __init__(self, base: str):
