@@ -50,6 +50,10 @@ def test_readme_quickstart_commands_are_the_ci_commands():
     ci = (DOCS.parent / ".ci" / "run").read_text()
     assert "pip install -e '.[test]' && python -m pytest" in readme
     assert "pip install -e '.[test]'" in ci and "python -m pytest" in ci
+    # The PostgreSQL pass the README and docs/store.md show is the one CI runs.
+    store = (DOCS / "store.md").read_text()
+    for text in (readme, store, ci):
+        assert "SMTPCTL_TEST_BACKEND=postgresql python -m pytest" in text
 
 
 def test_docs_index_links_resolve():

@@ -128,17 +128,31 @@ def test_store_settings_show_and_set(cli):
     assert bad.stderr.startswith("Error: unknown setting 'colour'; known settings: smtp_host, timezone,")
 
 
-def test_store_info_and_backup(cli, tmp_path):
+def test_store_info(cli):
     cli("agency", "add", "acme")
     info = json.loads(cli("store", "info", "--json").stdout)
     assert set(info) == {"path", "schema_version", "schema_step", "counts", "size_bytes"}
     assert info["counts"]["agencies"] == 1
+
+
+@pytest.mark.sqlite_only("store backup copies an SQLite file (on PostgreSQL: pg_dump)")
+def test_store_backup(cli, tmp_path):
+    cli("agency", "add", "acme")
     target = tmp_path / "b.db"
     first = cli("store", "backup", str(target))
     assert first.exit_code == 0 and target.exists()
     second = cli("store", "backup", str(target))
     assert (second.exit_code, second.stderr) == (4, f"Error: {target} already exists; use --force to overwrite it\n")
     assert cli("store", "backup", str(target), "--force").exit_code == 0
+
+
+def test_store_backup_of_a_postgresql_store_is_refused(cli, pg_dsn, tmp_path):
+    assert cli("--db", pg_dsn, "agency", "add", "acme").exit_code == 0
+    result = cli("--db", pg_dsn, "store", "backup", str(tmp_path / "b.db"))
+    assert (result.exit_code, result.stdout) == (7, "")
+    assert result.stderr == ("Error: store backup copies an SQLite store; for PostgreSQL use pg_dump, "
+                             "or smtpctl store copy to an SQLite file\n")
+    assert not (tmp_path / "b.db").exists()
 
 
 def test_remove_domain_without_credentials(cli):

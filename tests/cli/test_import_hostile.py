@@ -4,11 +4,12 @@ interruption by a real signal."""
 
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 
 import pytest
+
+from smtpctl.core.store import Store
 
 from tests.conftest import smtpctl_binary
 
@@ -165,8 +166,8 @@ LINES = 100_000
 
 
 def count_events(db) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-        return conn.execute("SELECT count(*) FROM usage_events").fetchone()[0]
+    with Store.open(db) as store:
+        return store.scalar("SELECT count(*) FROM usage_events")
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -18,7 +18,7 @@ import pytest
 
 from smtpctl.core.store import Store
 
-from tests.conftest import smtpctl_binary
+from tests.conftest import smtpctl_binary, store_untouched
 
 PW = "a good long password"
 
@@ -182,7 +182,7 @@ def test_apply_uses_the_same_limit_rule(cli, tmp_path, isolated_store, limit, er
     for extra in ([], ["--dry-run"]):
         result = cli("apply", str(doc), *extra)
         assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"Error: {error}\n")
-    assert not isolated_store.exists()
+    assert store_untouched(isolated_store)
 
 
 @pytest.mark.parametrize("args, error", [
@@ -299,6 +299,7 @@ def _args(args: list[str], tmp_path: Path) -> list[str]:
     return [a.format(doc=doc) for a in args]
 
 
+@pytest.mark.sqlite_only("the default path under the XDG data dir, and no file created there")
 @pytest.mark.parametrize("args, code", READ_ONLY, ids=[" ".join(a[:2]) + (f" {a[2]}" if len(a) > 2 else "")
                                                          for a, _ in READ_ONLY])
 def test_read_only_at_the_default_path_prints_empty_results_and_creates_nothing(cli, isolated_store, tmp_path,
@@ -309,6 +310,7 @@ def test_read_only_at_the_default_path_prints_empty_results_and_creates_nothing(
     assert not isolated_store.parent.exists()
 
 
+@pytest.mark.sqlite_only("the default path under the XDG data dir, and no file created there")
 def test_read_only_empty_results_at_the_default_path(cli, isolated_store):
     assert (cli("agency", "list", "--json").stdout, cli("user", "list", "--json").stdout) == ("[]\n", "[]\n")
     info = json.loads(cli("store", "info", "--json").stdout)
@@ -322,6 +324,7 @@ def test_read_only_empty_results_at_the_default_path(cli, isolated_store):
     assert not isolated_store.parent.exists()
 
 
+@pytest.mark.sqlite_only("a store file named by --db, SMTPCTL_DB or the config that does not exist")
 @pytest.mark.parametrize("how", ["--db", "SMTPCTL_DB", "config"])
 @pytest.mark.parametrize("args, _code", READ_ONLY + [(["store", "backup", "{doc}.bak"], 0)],
                          ids=[" ".join(a[:2]) + (f" {a[2]}" if len(a) > 2 else "") for a, _ in READ_ONLY]
@@ -376,7 +379,7 @@ def test_a_bad_config_is_one_error_line_exit_2(cli, tmp_path, isolated_store, co
     for args in (["agency", "list"], ["agency", "add", "acme"]):
         result = cli(*args)
         assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"Error: {error.format(path=path)}\n")
-    assert not isolated_store.exists()
+    assert store_untouched(isolated_store)
 
 
 @pytest.mark.parametrize("config", ["/dev/zero", "{tmp}"])
@@ -467,7 +470,7 @@ def test_a_bad_smtpctl_actor_is_exit_2(cli, monkeypatch, isolated_store, actor):
     result = cli("agency", "add", "acme")
     assert (result.exit_code, result.stdout, result.stderr) == (
         2, "", "Error: SMTPCTL_ACTOR must be a name of 1-100 printable characters (UTF-8)\n")
-    assert not isolated_store.exists()
+    assert store_untouched(isolated_store)
 
 
 def test_smtpctl_actor_with_bytes_that_are_not_utf8(tmp_path):

@@ -23,6 +23,8 @@ from smtpctl.core.store import Store
 
 from smtpctl.core.rules import SETTINGS
 
+from tests.conftest import store_exists
+
 PW = "a good long password"
 # SMTPCTL_FUZZ_EXAMPLES=500 (and SMTPCTL_FUZZ_RANDOM=1 for new seeds) for a longer hunt by hand.
 EXAMPLES = int(os.environ.get("SMTPCTL_FUZZ_EXAMPLES", "40"))
@@ -49,7 +51,7 @@ def store(cli, isolated_store, tmp_path, monkeypatch) -> Path:
 
 
 def snapshot(db: Path) -> list:
-    if not db.exists():
+    if not store_exists(db):
         return []
     with Store.open(db) as store:
         return [store.query(f"SELECT * FROM {t} ORDER BY 1")
@@ -68,7 +70,7 @@ def check(result, db: Path, before: list | None = None) -> None:
         assert len(lines) == 1, out
         if before is not None:
             assert snapshot(db) == before, "a refused command changed the store"
-    if db.exists():
+    if store_exists(db):
         with Store.open(db) as store:
             assert store.integrity_ok()
 

@@ -61,6 +61,7 @@ def test_twenty_parallel_creators_end_with_exactly_five(run, domain, tmp_path):
     assert sorted(c["login"] for c in listed) == winners and len(winners) == 5
 
 
+@pytest.mark.sqlite_only("reads the raw bytes of the SQLite file and its WAL")
 def test_raw_store_file_holds_no_password(run, domain, isolated_store):
     run("user", "create", "a@d.example", "--password-stdin", input=PW + "\n", check_rc=0)
     generated = json.loads(run("user", "create", "b@d.example", "--generate", "--json", check_rc=0).stdout)["password"]

@@ -152,6 +152,7 @@ def test_debug_shows_traceback_only_when_asked(tmp_path, run):
     assert "Traceback" in loud.stderr and loud.returncode != 0
 
 
+@pytest.mark.sqlite_only("store backup copies an SQLite file with the online backup API")
 def test_backup_while_other_processes_write(run, tmp_path):
     """The online backup API copies a consistent store while writers keep going."""
     import threading

@@ -4,7 +4,6 @@ second process on the same store: real processes, real sockets."""
 import json
 import os
 import socket
-import sqlite3
 import stat
 import subprocess
 import threading
@@ -199,13 +198,9 @@ def test_oversized_and_malformed_requests(policy, run, tmp_path):
 def test_store_error_defers_with_one_log_line(policy, run, isolated_store):
     server = policy(env={"SMTPCTL_BUSY_TIMEOUT": "0.2"})
     client = Client(server, "tcp")
-    holder = sqlite3.connect(str(isolated_store))
-    holder.execute("BEGIN EXCLUSIVE")  # another writer holds the store past the busy timeout
-    try:
+    # Another writer holds the store's write lock past the busy timeout.
+    with Store.open(isolated_store) as holder, holder.write():
         assert client.ask(request()) == "action=DEFER_IF_PERMIT 4.3.0 Policy service error; try again later"
-    finally:
-        holder.rollback()
-        holder.close()
     assert client.ask(request()) == "action=DUNNO"  # Postfix's retry is metered once
     client.close()
     assert sent(run) == 3

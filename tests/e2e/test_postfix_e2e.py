@@ -59,7 +59,7 @@ def send(rig, login, recipients, password=None):
         return client.sendmail(login, recipients, MESSAGE.format(login))
 
 
-def test_postfix_meters_through_policy_and_refuses_over_the_limit(rig, run):
+def test_postfix_meters_through_policy_and_refuses_over_the_limit(rig, run, another_store):
     postfix, policy = rig
     assert send(postfix, "alice@acme.test", ["t1@ext.test", "t2@ext.test", "c1@ext.test", "hidden@ext.test"]) == {}
     swaks = shutil.which("swaks")
@@ -97,7 +97,7 @@ def test_postfix_meters_through_policy_and_refuses_over_the_limit(rig, run):
 
     # The log Postfix wrote, imported into a fresh store, tells the same story.
     wait_for("qmgr lines in the maillog", lambda: postfix.log().count("nrcpt=") >= 3)
-    fresh = os.path.join(postfix.root, "fresh.db")
+    fresh = another_store
     run("--db", fresh, "agency", "add", "acme", check_rc=0)
     run("--db", fresh, "account", "add", "acme", "--agency", "acme", check_rc=0)
     run("--db", fresh, "domain", "add", "acme.test", "--account", "acme", check_rc=0)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import smtpctl_binary
+from tests.conftest import ON_POSTGRESQL, smtpctl_binary
 from tests.e2e.servers import Running
 
 pytestmark = pytest.mark.e2e
@@ -326,7 +326,9 @@ def test_privileged_port_as_an_unprivileged_user(tmp_path):
             pytest.skip(f"cannot run smtpctl as uid 65534: {probe.stderr.decode(errors='replace').strip()}")
     with tempfile.TemporaryDirectory() as shared:  # a store uid 65534 can create and read
         os.chmod(shared, 0o777)
-        env = {**os.environ, "SMTPCTL_DB": f"{shared}/smtpctl.db", "SMTPCTL_CONFIG": f"{shared}/config.toml",
+        # On the PostgreSQL pass the test's database (the cluster's socket is open to uid 65534).
+        db = os.environ["SMTPCTL_DB"] if ON_POSTGRESQL else f"{shared}/smtpctl.db"
+        env = {**os.environ, "SMTPCTL_DB": db, "SMTPCTL_CONFIG": f"{shared}/config.toml",
                "HOME": shared, "XDG_DATA_HOME": shared, "XDG_CONFIG_HOME": shared}
         open(f"{shared}/config.toml", "w").close()
         os.chmod(f"{shared}/config.toml", 0o644)
