@@ -1,6 +1,6 @@
 """Start-up and big tables of the installed smtpctl, with the issue's ratios.
 
-    python benchmarks/startup.py [--runs 15]
+    python benchmarks/startup.py [--runs 15] [--baseline DIR]
 
 Every case is a whole process. The cases run interleaved (one run of each,
 then the next round), so a machine loaded by other work slows them alike;
@@ -11,6 +11,11 @@ Cases: ``python -c pass``, ``smtpctl --version``, ``account list --json``
 (empty store), ``account list`` as JSON and as a table with 10,000
 accounts, and ``usage report --by account --by day`` over 30 days of 200
 accounts (6,000 rows) as JSON and as a table. Never run as a test.
+
+``--baseline DIR`` (a checkout of another revision, e.g. ``git archive main
+smtpctl | tar -x -C DIR``) adds its ``--version`` and ``account list --json``
+to the same rounds, and this tree's own, both run as ``python -m smtpctl``
+with ``PYTHONPATH`` naming the tree: before and after, interleaved.
 """
 
 from __future__ import annotations
@@ -133,12 +138,18 @@ def report(title: str, cases: dict[str, list[str]], walls: dict[str, list[float]
         if goal:
             summary.record(f"{label} ({title.strip('= ')})", f"{wall[a]:.0f} ms", f"{b}: {wall[b]:.0f} ms",
                            f"{wall[a] / wall[b]:.2f}x", f"<= {goal}x", wall[a] / wall[b] <= goal)
+    for name in ("this tree", "baseline"):
+        label = f"{name}: account list --json"
+        if label in cases:
+            print(f"{label + ' / python -c pass':58} {wall[label] / wall['python -c pass']:5.2f}x "
+                  f"{cpu[label] / cpu['python -c pass']:5.2f}x  (python -m smtpctl, run through env)")
     print()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--baseline", type=Path, help="another revision's tree (holding smtpctl/) to compare")
     args = parser.parse_args()
     binary = smtpctl()
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,6 +171,12 @@ def main() -> None:
             "usage report --json (6,000 rows)": report_cmd + ["--json"],
             "usage report table (6,000 rows)": report_cmd,
         }
+        if args.baseline:
+            here = Path(__file__).resolve().parent.parent
+            for name, tree in (("this tree", here), ("baseline", args.baseline.resolve())):
+                python = ["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-m", "smtpctl"]  # -P: not the cwd's smtpctl
+                cases[f"{name}: --version"] = [*python, "--version"]
+                cases[f"{name}: account list --json"] = [*python, "--db", str(empty), "account", "list", "--json"]
         # Two ways Python may find smtpctl's code: as this environment has it
         # (PYTHONDONTWRITEBYTECODE=1 here, so an editable install compiles its
         # modules from source on every run) and with bytecode cached, as a

@@ -1,240 +1,23 @@
-"""The root command: global options, the command groups, and error mapping.
+"""The command line: the command table, the entry point and error mapping.
 
-Every error reaches the user through ``SmtpctlGroup.main``: one ``Error:``
-line on stderr and the documented exit code, never a traceback unless
-``SMTPCTL_DEBUG=1``.
+Every error reaches the user through one place, ``smtpctl.cli.typer_app``'s
+``SmtpctlGroup.main`` (or the fast path's twin of it, ``smtpctl.cli.fastpath``):
+one ``Error:`` line on stderr and the documented exit code, never a traceback
+unless ``SMTPCTL_DEBUG=1``.
+
+This module imports no typer (importing typer costs more than four bare
+interpreters): ``main`` first offers the arguments to the fast path, which
+runs the hottest read command (``account list``) through the same function
+as its typer command, and builds the typer application only for everything
+else. ``app`` and the rest of the typer root are attributes of this module
+all the same (built on first use, from ``smtpctl.cli.typer_app``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, MutableMapping
-from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import typer
-from typer.core import TyperGroup
-
-from smtpctl import __version__
-from smtpctl.cli.state import AppState
-from smtpctl.core.errors import ExitCode, SmtpctlError
-
-try:  # typer >= 0.29 vendors click
-    from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover - older typer
-    from click.exceptions import ClickException
-from typer import Abort
-
-
-def _debug() -> bool:
-    return os.environ.get("SMTPCTL_DEBUG", "") not in ("", "0")
-
-
-def _error(text: str) -> None:
-    # One line: scripts read the first line of stderr.
-    sys.stderr.write("Error: " + " ".join(str(text).split()) + "\n")
-
-
-def _check_utf8(args: Any) -> None:
-    """Refuse an argument that is not UTF-8 (Python hands its bytes on as lone
-    surrogates, which no name, address or SQL parameter can hold)."""
-    from smtpctl.core.errors import InvalidInput
-
-    for position, arg in enumerate(args, start=1):
-        if isinstance(arg, str) and any("\ud800" <= c <= "\udfff" for c in arg):
-            raise InvalidInput(f"argument {position} is not valid UTF-8 text")
-
-
-class LazyCommands(MutableMapping):
-    """A group's ``commands``: every name is known at once, each command is
-    built (its module imported, its parameters read) on first access, as
-    click's documented ``LazyGroup`` does."""
-
-    def __init__(self, names: list[str], build: Callable[[str], Any]) -> None:
-        self._names = list(names)
-        self._build = build
-        self.built: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.built:
-            if name not in self._names:
-                raise KeyError(name)
-            self.built[name] = self._build(name)
-        return self.built[name]
-
-    def __setitem__(self, name: str, command: Any) -> None:
-        if name not in self._names:
-            self._names.append(name)
-        self.built[name] = command
-
-    def __delitem__(self, name: str) -> None:
-        self._names.remove(name)
-        self.built.pop(name, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._names))
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
-
-
-class SmtpctlGroup(TyperGroup):
-    """The root group; its ``main`` is the one place errors become exit codes.
-
-    Its commands are built lazily; the root's help and shell completion list
-    them from the one-line help in ``COMMANDS``/``GROUPS`` instead of
-    building them."""
-
-    def __init__(self, **attrs: Any) -> None:
-        super().__init__(**attrs)
-        lazy = LazyCommands([*COMMANDS, *GROUPS], build_command)
-        for name, command in self.commands.items():
-            lazy[name] = command
-        self.commands = lazy
-        self._listing = 0
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return list(self.commands)
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if self._listing and cmd_name not in self.commands.built and cmd_name in self.commands:
-            return _summary(cmd_name)
-        return self.commands.get(cmd_name)
-
-    def _summaries(self, method: Any, *args: Any) -> Any:
-        self._listing += 1
-        try:
-            return method(*args)
-        finally:
-            self._listing -= 1
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        return self._summaries(super().format_help, ctx, formatter)
-
-    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
-        return self._summaries(super().shell_complete, ctx, incomplete)
-
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        if COMPLETE_VAR in os.environ:  # a shell asks for completions: use typer's protocol for it
-            from typer._completion_classes import completion_init
-
-            completion_init()
-        try:
-            _check_utf8(sys.argv[1:] if args is None else args)
-            rv = super().main(args=args, prog_name=prog_name or "smtpctl", complete_var=complete_var,
-                              standalone_mode=False, **extra)
-            code = rv if isinstance(rv, int) else 0
-        except SmtpctlError as exc:
-            if _debug():
-                raise
-            _error(exc.message)
-            code = int(exc.exit_code)
-        except ClickException as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":
-                # A bare group name asks for help, as --help does (exit 0). Building
-                # the error already rendered it: with rich, get_help() prints the
-                # panels itself and returns "" (calling it again printed the help
-                # twice); print what is left, as --help's echo() does.
-                sys.stdout.write(exc.format_message() + "\n")
-                code = ExitCode.OK
-            else:
-                _error(exc.format_message())
-                code = ExitCode.INVALID if exc.exit_code == 2 else exc.exit_code
-        except Abort:
-            _error("aborted; nothing was changed")
-            code = 130
-        except KeyboardInterrupt:
-            _error("interrupted")
-            code = 130
-        except BrokenPipeError:
-            code = 0
-        except Exception as exc:  # a bug: say so in one line, no locals, no traceback
-            if _debug():
-                raise
-            _error(f"internal error ({type(exc).__name__}: {exc}); rerun with SMTPCTL_DEBUG=1 for a traceback")
-            code = ExitCode.INTERNAL
-        if standalone_mode:
-            sys.exit(int(code))
-        return int(code)
-
-
-app = typer.Typer(
-    cls=SmtpctlGroup,
-    name="smtpctl",
-    help="Administer SMTP sending credentials and metered usage for agencies and their sub-accounts.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,  # our own --show/--install-completion take the shell's name (typer's guess it)
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-class Shell(str, Enum):
-    bash = "bash"
-    zsh = "zsh"
-    fish = "fish"
-    powershell = "powershell"
-    pwsh = "pwsh"
-
-
-COMPLETE_VAR = "_SMTPCTL_COMPLETE"
-
-
-def _show_completion(value: Optional[Shell]) -> None:
-    if value is not None:
-        from typer._completion_shared import get_completion_script
-
-        sys.stdout.write(get_completion_script(prog_name="smtpctl", complete_var=COMPLETE_VAR,
-                                               shell=value.value) + "\n")
-        raise typer.Exit()
-
-
-def _install_completion(value: Optional[Shell]) -> None:
-    if value is not None:
-        from typer._completion_shared import install
-
-        shell, path = install(shell=value.value, prog_name="smtpctl", complete_var=COMPLETE_VAR)
-        sys.stderr.write(f"{shell} completion installed in {path}; it takes effect in a new shell.\n")
-        raise typer.Exit()
-
-
-def _version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"smtpctl {__version__}\n")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    ctx: typer.Context,
-    db: Annotated[Optional[str], typer.Option(
-        "--db", envvar="SMTPCTL_DB", help="Store file, or a postgresql:// DSN (default: the user data dir's "
-        "smtpctl/smtpctl.db).",
-        show_default=False, dir_okay=True)] = None,
-    config: Annotated[Optional[Path], typer.Option(
-        "--config", envvar="SMTPCTL_CONFIG", help="Client config TOML (keys: db, actor).",
-        show_default=False)] = None,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
-    show_completion: Annotated[Optional[Shell], typer.Option(
-        "--show-completion", metavar="SHELL", callback=_show_completion, is_eager=True, show_default=False,
-        help="Print the completion script for SHELL (bash, zsh, fish, powershell, pwsh) and exit.")] = None,
-    install_completion: Annotated[Optional[Shell], typer.Option(
-        "--install-completion", metavar="SHELL", callback=_install_completion, is_eager=True, show_default=False,
-        help="Install completion for SHELL in its start-up file and exit.")] = None,
-) -> None:
-    """Administer SMTP sending credentials and metered usage."""
-    state = AppState(db=db, config_path=config)
-    ctx.obj = state
-    ctx.call_on_close(state.close)
-
+from typing import Any
 
 # The command tree, in the order --help lists it (commands, then groups, as
 # typer orders what is registered on one app). Each entry is built only when
@@ -265,58 +48,74 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "store": ("store", "app", "Service settings and care of the store file."),
 }
 
-
-def build_command(name: str) -> Any:
-    """The click command for one top-level name, built as ``add_typer`` /
-    ``command`` on the root app would build it: its module is imported now.
-    A group's own commands are built lazily too, so ``account list`` reads
-    the parameters of ``list`` alone."""
-    import importlib
-
-    from typer.main import get_command_from_info, get_command_name, get_group_from_info
-
-    from smtpctl.cli.examples import examples
-
-    module, attribute, _ = COMMANDS.get(name) or GROUPS[name]
-    target = getattr(importlib.import_module(f"smtpctl.cli.{module}"), attribute)
-    scratch = typer.Typer(name="smtpctl", rich_markup_mode=app.rich_markup_mode)
-    if name in COMMANDS:
-        scratch.command(name, epilog=examples(name))(target)
-        return get_command_from_info(scratch.registered_commands[0],
-                                     pretty_exceptions_short=app.pretty_exceptions_short,
-                                     rich_markup_mode=app.rich_markup_mode)
-    scratch.add_typer(target, name=name, epilog=examples(name))
-    infos = {info.name or get_command_name(info.callback.__name__): info for info in target.registered_commands}
-    registered, target.registered_commands = target.registered_commands, []
-    try:  # the group itself (its callback, help, sub-groups) as typer builds it, without its commands
-        group = get_group_from_info(scratch.registered_groups[0], pretty_exceptions_short=app.pretty_exceptions_short,
-                                    rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
-    finally:
-        target.registered_commands = registered
-    # typer lists a group's commands before its sub-groups
-    lazy = LazyCommands([*infos, *group.commands], lambda sub: get_command_from_info(
-        infos[sub], pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode))
-    for sub, command in group.commands.items():
-        lazy[sub] = command
-    group.commands = lazy
-    return group
+COMPLETE_VAR = "_SMTPCTL_COMPLETE"
 
 
-def _register() -> None:
-    from smtpctl.cli.examples import examples
-
-    app.info.epilog = examples("smtpctl")
+def _debug() -> bool:
+    return os.environ.get("SMTPCTL_DEBUG", "") not in ("", "0")
 
 
-_register()
+def _error(text: str) -> None:
+    # One line: scripts read the first line of stderr.
+    sys.stderr.write("Error: " + " ".join(str(text).split()) + "\n")
 
 
-def _summary(name: str) -> Any:
-    """A stand-in that lists ``name`` in the root's help without building it."""
-    from typer.core import TyperCommand
+def _check_utf8(args: Any) -> None:
+    """Refuse an argument that is not UTF-8 (Python hands its bytes on as lone
+    surrogates, which no name, address or SQL parameter can hold)."""
+    from smtpctl.core.errors import InvalidInput
 
-    return TyperCommand(name=name, help=(COMMANDS.get(name) or GROUPS[name])[2], callback=None)
+    for position, arg in enumerate(args, start=1):
+        if isinstance(arg, str) and any("\ud800" <= c <= "\udfff" for c in arg):
+            raise InvalidInput(f"argument {position} is not valid UTF-8 text")
+
+
+def _failure(exc: BaseException) -> int:
+    """The exit code of an error that ended a command (``SmtpctlError``, a bug,
+    an interrupt), after its one line on stderr; re-raised with SMTPCTL_DEBUG."""
+    from smtpctl.core.errors import ExitCode, SmtpctlError
+
+    if isinstance(exc, KeyboardInterrupt):
+        _error("interrupted")
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        return 0
+    if _debug():
+        raise exc
+    if isinstance(exc, SmtpctlError):
+        _error(exc.message)
+        return int(exc.exit_code)
+    # a bug: say so in one line, no locals, no traceback
+    _error(f"internal error ({type(exc).__name__}: {exc}); rerun with SMTPCTL_DEBUG=1 for a traceback")
+    return int(ExitCode.INTERNAL)
 
 
 def main() -> None:
+    """The ``smtpctl`` entry point."""
+    if COMPLETE_VAR not in os.environ:  # a shell asking for completions gets typer's protocol
+        from smtpctl.cli.fastpath import run
+
+        code = run(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    typer_main()
+
+
+def typer_main() -> None:
+    """Run the arguments through the typer application (what ``main`` does
+    for every command the fast path does not claim)."""
+    from smtpctl.cli.typer_app import app
+
     app()
+
+
+_TYPER_ROOT = ("app", "SmtpctlGroup", "LazyCommands", "build_command", "root", "Shell")
+
+
+def __getattr__(name: str) -> Any:
+    # The typer root, built on first use: ``from smtpctl.cli import app``.
+    if name in _TYPER_ROOT:
+        from smtpctl.cli import typer_app
+
+        return getattr(typer_app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

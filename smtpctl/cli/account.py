@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from smtpctl.cli.deferred import deferred_import
+from smtpctl.cli.fastpath import account_list
 from smtpctl.cli.output import (
     CsvOption,
     ExistOkOption,
@@ -16,7 +17,6 @@ from smtpctl.cli.output import (
     fmt,
     message,
     print_json,
-    render_list,
     render_record,
     report_outcome,
     report_removal,
@@ -28,15 +28,6 @@ from smtpctl.cli.state import store_of
 services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
-
-COLUMNS = [
-    ("name", "Account"), ("agency", "Agency"), ("effective_daily_limit", "Daily limit"),
-    ("domains", "Domains"), ("blocked", "Blocked"), ("created_at", "Created (UTC)"),
-]
-BLOCKED_COLUMNS = [
-    ("name", "Account"), ("agency", "Agency"), ("blocked_at", "Blocked since (UTC)"), ("block_kind", "By"),
-    ("block_reason", "Why"),
-]
 
 
 @app.command("add")
@@ -64,11 +55,9 @@ def list_(
     csv_out: CsvOption = False,
 ) -> None:
     """List accounts."""
-    output = fmt(json_out, csv_out)
-    rows = services.list_accounts(store_of(ctx, read_only=True), agency=agency, blocked=blocked)
-    render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
-                empty="No blocked accounts." if blocked else "No accounts.",
-                drop=("agency", "block_kind") if blocked else None)
+    # the same body as the fast path's (smtpctl.cli.fastpath, which runs this command without typer)
+    account_list(lambda: store_of(ctx, read_only=True), agency=agency, blocked=blocked, json_out=json_out,
+                 csv_out=csv_out)
 
 
 @app.command("show")

@@ -3,6 +3,9 @@
 Messages, warnings and errors go to stderr. Rich is imported only when a
 table is actually drawn, so ``--json`` runs stay light; a big table written
 to a file or a pipe needs only its cell widths (``_print_plain_table``).
+Typer is not imported either (the fast path renders with this module): the
+options every command shares (``JsonOption``...) are in
+``smtpctl.cli.options`` and are found here too.
 """
 
 from __future__ import annotations
@@ -13,18 +16,22 @@ import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Sequence
-
-import typer
+from typing import Any, Iterable, Sequence
 
 from smtpctl.core.errors import InvalidInput
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row on stdout.")]
-ExistOkOption = Annotated[
-    bool, typer.Option("--exist-ok", help="Succeed (exit 0, 'unchanged') when a matching object exists.")
-]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+_OPTIONS = ("JsonOption", "CsvOption", "ExistOkOption", "YesOption")
+
+
+def __getattr__(name: str) -> Any:
+    # ``from smtpctl.cli.output import JsonOption``: the shared typer options
+    # are built (typer imported) by the command modules that declare them.
+    if name in _OPTIONS:
+        from smtpctl.cli import options
+
+        return getattr(options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Column = tuple[str, str]  # (key in the record, header for people)
 
@@ -522,5 +529,7 @@ def confirm_destructive(question: str, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise InvalidInput(f"{question} Refusing without --yes (no terminal to confirm on); nothing was changed")
+    import typer
+
     if not typer.confirm(question, default=False, err=True):
         raise InvalidInput("not confirmed; nothing was changed")

@@ -1,0 +1,258 @@
+"""The typer application: the root command, its global options, and the
+lazily built command groups (the table of them is ``smtpctl.cli.COMMANDS``
+and ``GROUPS``).
+
+Every error of a command run through typer reaches the user through
+``SmtpctlGroup.main``: one ``Error:`` line on stderr and the documented exit
+code, never a traceback unless ``SMTPCTL_DEBUG=1``. Importing this module
+imports typer; ``smtpctl.cli`` imports it only for a command the fast path
+(``smtpctl.cli.fastpath``) does not run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, MutableMapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from smtpctl import __version__
+from smtpctl.cli import COMMANDS, COMPLETE_VAR, GROUPS, _check_utf8, _error, _failure
+from smtpctl.cli.state import AppState
+from smtpctl.core.errors import ExitCode
+
+try:  # typer >= 0.29 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import ClickException
+from typer import Abort
+
+
+class LazyCommands(MutableMapping):
+    """A group's ``commands``: every name is known at once, each command is
+    built (its module imported, its parameters read) on first access, as
+    click's documented ``LazyGroup`` does."""
+
+    def __init__(self, names: list[str], build: Callable[[str], Any]) -> None:
+        self._names = list(names)
+        self._build = build
+        self.built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.built:
+            if name not in self._names:
+                raise KeyError(name)
+            self.built[name] = self._build(name)
+        return self.built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self.built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self.built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+class SmtpctlGroup(TyperGroup):
+    """The root group; its ``main`` is the one place errors become exit codes.
+
+    Its commands are built lazily; the root's help and shell completion list
+    them from the one-line help in ``COMMANDS``/``GROUPS`` instead of
+    building them."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        lazy = LazyCommands([*COMMANDS, *GROUPS], build_command)
+        for name, command in self.commands.items():
+            lazy[name] = command
+        self.commands = lazy
+        self._listing = 0
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if self._listing and cmd_name not in self.commands.built and cmd_name in self.commands:
+            return _summary(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def _summaries(self, method: Any, *args: Any) -> Any:
+        self._listing += 1
+        try:
+            return method(*args)
+        finally:
+            self._listing -= 1
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        return self._summaries(super().format_help, ctx, formatter)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+        return self._summaries(super().shell_complete, ctx, incomplete)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if COMPLETE_VAR in os.environ:  # a shell asks for completions: use typer's protocol for it
+            from typer._completion_classes import completion_init
+
+            completion_init()
+        try:
+            _check_utf8(sys.argv[1:] if args is None else args)
+            rv = super().main(args=args, prog_name=prog_name or "smtpctl", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # A bare group name asks for help, as --help does (exit 0). Building
+                # the error already rendered it: with rich, get_help() prints the
+                # panels itself and returns "" (calling it again printed the help
+                # twice); print what is left, as --help's echo() does.
+                sys.stdout.write(exc.format_message() + "\n")
+                code = ExitCode.OK
+            else:
+                _error(exc.format_message())
+                code = ExitCode.INVALID if exc.exit_code == 2 else exc.exit_code
+        except Abort:
+            _error("aborted; nothing was changed")
+            code = 130
+        except (Exception, KeyboardInterrupt) as exc:  # SmtpctlError, an interrupt, a bug
+            code = _failure(exc)
+        if standalone_mode:
+            sys.exit(int(code))
+        return int(code)
+
+
+app = typer.Typer(
+    cls=SmtpctlGroup,
+    name="smtpctl",
+    help="Administer SMTP sending credentials and metered usage for agencies and their sub-accounts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,  # our own --show/--install-completion take the shell's name (typer's guess it)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+    powershell = "powershell"
+    pwsh = "pwsh"
+
+
+def _show_completion(value: Optional[Shell]) -> None:
+    if value is not None:
+        from typer._completion_shared import get_completion_script
+
+        sys.stdout.write(get_completion_script(prog_name="smtpctl", complete_var=COMPLETE_VAR,
+                                               shell=value.value) + "\n")
+        raise typer.Exit()
+
+
+def _install_completion(value: Optional[Shell]) -> None:
+    if value is not None:
+        from typer._completion_shared import install
+
+        shell, path = install(shell=value.value, prog_name="smtpctl", complete_var=COMPLETE_VAR)
+        sys.stderr.write(f"{shell} completion installed in {path}; it takes effect in a new shell.\n")
+        raise typer.Exit()
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"smtpctl {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[Optional[str], typer.Option(
+        "--db", envvar="SMTPCTL_DB", help="Store file, or a postgresql:// DSN (default: the user data dir's "
+        "smtpctl/smtpctl.db).",
+        show_default=False, dir_okay=True)] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", envvar="SMTPCTL_CONFIG", help="Client config TOML (keys: db, actor).",
+        show_default=False)] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    show_completion: Annotated[Optional[Shell], typer.Option(
+        "--show-completion", metavar="SHELL", callback=_show_completion, is_eager=True, show_default=False,
+        help="Print the completion script for SHELL (bash, zsh, fish, powershell, pwsh) and exit.")] = None,
+    install_completion: Annotated[Optional[Shell], typer.Option(
+        "--install-completion", metavar="SHELL", callback=_install_completion, is_eager=True, show_default=False,
+        help="Install completion for SHELL in its start-up file and exit.")] = None,
+) -> None:
+    """Administer SMTP sending credentials and metered usage."""
+    state = AppState(db=db, config_path=config)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def build_command(name: str) -> Any:
+    """The click command for one top-level name, built as ``add_typer`` /
+    ``command`` on the root app would build it: its module is imported now.
+    A group's own commands are built lazily too, so ``account list`` reads
+    the parameters of ``list`` alone."""
+    import importlib
+
+    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+
+    from smtpctl.cli.examples import examples
+
+    module, attribute, _ = COMMANDS.get(name) or GROUPS[name]
+    target = getattr(importlib.import_module(f"smtpctl.cli.{module}"), attribute)
+    scratch = typer.Typer(name="smtpctl", rich_markup_mode=app.rich_markup_mode)
+    if name in COMMANDS:
+        scratch.command(name, epilog=examples(name))(target)
+        return get_command_from_info(scratch.registered_commands[0],
+                                     pretty_exceptions_short=app.pretty_exceptions_short,
+                                     rich_markup_mode=app.rich_markup_mode)
+    scratch.add_typer(target, name=name, epilog=examples(name))
+    infos = {info.name or get_command_name(info.callback.__name__): info for info in target.registered_commands}
+    registered, target.registered_commands = target.registered_commands, []
+    try:  # the group itself (its callback, help, sub-groups) as typer builds it, without its commands
+        group = get_group_from_info(scratch.registered_groups[0], pretty_exceptions_short=app.pretty_exceptions_short,
+                                    rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+    finally:
+        target.registered_commands = registered
+    # typer lists a group's commands before its sub-groups
+    lazy = LazyCommands([*infos, *group.commands], lambda sub: get_command_from_info(
+        infos[sub], pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode))
+    for sub, command in group.commands.items():
+        lazy[sub] = command
+    group.commands = lazy
+    return group
+
+
+def _register() -> None:
+    from smtpctl.cli.examples import examples
+
+    app.info.epilog = examples("smtpctl")
+
+
+_register()
+
+
+def _summary(name: str) -> Any:
+    """A stand-in that lists ``name`` in the root's help without building it."""
+    from typer.core import TyperCommand
+
+    return TyperCommand(name=name, help=(COMMANDS.get(name) or GROUPS[name])[2], callback=None)
