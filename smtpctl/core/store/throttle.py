@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from smtpctl.core.errors import StoreError
 
 if TYPE_CHECKING:
     from smtpctl.core.store import Store
@@ -73,55 +72,74 @@ class Verdict:
     trusted_for: float = 0.0
 
 
-def budget(store: "Store", column: str, value: str, now: float, limits: Limits) -> Budget:
-    """How much of ``value``'s budget (``column``: client or login) is used at ``now``."""
-    window_start, stale_before = now - limits.window, now - limits.stale
-    row = store._rows(
-        f"SELECT "
-        f"COALESCE(SUM(CASE WHEN state = 'failed' OR at <= ? THEN 1 ELSE 0 END), 0), "
-        f"COALESCE(SUM(CASE WHEN state = 'pending' AND at > ? THEN 1 ELSE 0 END), 0), "
-        f"MIN(CASE WHEN state = 'failed' THEN at END), "
-        f"MIN(CASE WHEN state = 'pending' AND at <= ? THEN at END) "
-        f"FROM auth_attempts WHERE {column} = ? AND at > ? AND (state = 'pending' OR at > ?)",
-        [stale_before, stale_before, stale_before, value, window_start - limits.stale, window_start])[0]
-    failures, pending, oldest_failed, oldest_stale = int(row[0]), int(row[1]), row[2], row[3]
-    ends = [t + limits.window for t in (oldest_failed,) if t is not None]
-    ends += [t + limits.stale + limits.window for t in (oldest_stale,) if t is not None]
-    return Budget(failures, pending, max(min(ends) - now, 0.0) if ends else None)
+# The store's clock in seconds since the epoch, read by the statement itself
+# (one round trip less than Store.now(), which is the same clock: the
+# machine's for an SQLite file, the server's on PostgreSQL).
+_NOW = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
+}
+
+# Per key: failures (a stale pending guess counts as one), guesses being
+# verified, and the earliest end of a counted failure; with the client's
+# trust for the login. One statement: AUTH pays one round trip for it.
+_USAGE = """
+SELECT n.now, (SELECT expires FROM auth_trusted WHERE login = ? AND client = ?),
+  SUM(CASE WHEN a.client = ? AND {failed} THEN 1 ELSE 0 END),
+  SUM(CASE WHEN a.client = ? AND {pending} THEN 1 ELSE 0 END),
+  MIN(CASE WHEN a.client = ? AND {failed} THEN {ends} END),
+  SUM(CASE WHEN a.login = ? AND {failed} THEN 1 ELSE 0 END),
+  SUM(CASE WHEN a.login = ? AND {pending} THEN 1 ELSE 0 END),
+  MIN(CASE WHEN a.login = ? AND {failed} THEN {ends} END)
+FROM (SELECT {now} AS now) n
+LEFT JOIN auth_attempts a ON (a.client = ? OR a.login = ?)
+  AND a.at > n.now - ? AND (a.state = 'pending' OR a.at > n.now - ?)
+GROUP BY n.now
+"""
+_FAILED = "(a.state = 'failed' OR a.at <= n.now - ?)"
+_PENDING = "(a.state = 'pending' AND a.at > n.now - ?)"
+_ENDS = "(CASE WHEN a.state = 'failed' THEN a.at + ? ELSE a.at + ? END)"
+_USAGE_SQL = {engine: _USAGE.format(failed=_FAILED, pending=_PENDING, ends=_ENDS, now=now)
+              for engine, now in _NOW.items()}
 
 
-def _trusted_for(store: "Store", client: str, login: str | None, now: float) -> float:
-    if login is None:
-        return 0.0
-    row = store._rows("SELECT expires FROM auth_trusted WHERE login = ? AND client = ?", [login, client])
-    return max(row[0][0] - now, 0.0) if row else 0.0
+def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, float, Budget, Budget]:
+    """The store's time now, the seconds ``client``'s trust for ``login`` has
+    left (0: none), and how much of the client's and the login's budgets is used."""
+    stale, window = limits.stale, limits.window
+
+    def per_key(key: str | None) -> list:
+        return [key, stale, key, stale, key, stale, window, stale + window]
+
+    row = store._rows(_USAGE_SQL[store.engine], [login, client, *per_key(client), *per_key(login),
+                                                 client, login, window + stale, window])[0]
+    now, expires = float(row[0]), row[1]
+    budgets = [Budget(int(failures or 0), int(pending or 0), None if ends is None else max(ends - now, 0.0))
+               for failures, pending, ends in (row[2:5], row[5:8])]
+    return now, max(expires - now, 0.0) if expires is not None else 0.0, budgets[0], budgets[1]
 
 
-def _judge(store: "Store", client: str, login: str | None, now: float, limits: Limits) -> Verdict:
-    trusted_for = _trusted_for(store, client, login, now)
+def _judge(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, Verdict]:
+    now, trusted_for, by_client, by_login = usage(store, client, login, limits)
     counted = login if trusted_for <= 0 else None
     full = False
-    for name, value, limit in (("client", client, limits.per_client), ("login", counted, limits.per_login)):
-        if value is None:
+    for name, used, limit in (("client", by_client, limits.per_client),
+                              ("login", by_login if counted else None, limits.per_login)):
+        if used is None:
             continue
-        used = budget(store, name, value, now, limits)
         if used.failures >= limit:
-            return Verdict("refused", refused_by=name, retry_in=used.frees_in or 0.0, counted=counted,
-                           trusted_for=trusted_for)
+            return now, Verdict("refused", refused_by=name, retry_in=used.frees_in or 0.0, counted=counted,
+                                trusted_for=trusted_for)
         if used.failures + used.pending >= limit:
             full = True
-    return Verdict("full" if full else "ok", counted=counted, trusted_for=trusted_for)
+    return now, Verdict("full" if full else "ok", counted=counted, trusted_for=trusted_for)
 
 
 def check(store: "Store", client: str, login: str | None, limits: Limits) -> Verdict:
     """Read only: is ``client`` (or ``login``, unless the client is trusted
     for it) out of guesses? ``status`` is ``refused``, or ``ok`` whatever is
     pending (a right password proven otherwise than by a verify is no guess)."""
-    try:
-        now = store.now().timestamp()  # outside a transaction: its error is not mapped by write()
-    except store.backend.errors as exc:
-        raise StoreError(store.backend.describe(exc)) from None
-    verdict = _judge(store, client, login, now, limits)
+    _, verdict = _judge(store, client, login, limits)
     if verdict.status == "full":
         return Verdict("ok", counted=verdict.counted, trusted_for=verdict.trusted_for)
     return verdict
@@ -132,12 +150,12 @@ def reserve(store: "Store", client: str, login: str | None, limits: Limits, prun
     a ``pending`` row for the client (and the login, unless the client is
     trusted for it) when their budgets have room. ``prune`` first deletes
     what has aged out of all counting (the caller does it now and then)."""
+    now_sql = _NOW[store.engine]
     with store.write():
-        now = store.now().timestamp()
         if prune:
-            store.execute("DELETE FROM auth_attempts WHERE at <= ?", [now - limits.window - limits.stale])
-            store.execute("DELETE FROM auth_trusted WHERE expires <= ?", [now])
-        verdict = _judge(store, client, login, now, limits)
+            store.execute(f"DELETE FROM auth_attempts WHERE at <= {now_sql} - ?", [limits.window + limits.stale])
+            store.execute(f"DELETE FROM auth_trusted WHERE expires <= {now_sql}")
+        now, verdict = _judge(store, client, login, limits)
         if verdict.status != "ok":
             return verdict
         attempt = store._insert("auth_attempts", {"client": client, "login": verdict.counted, "state": "pending",
@@ -149,24 +167,24 @@ def settle(store: "Store", attempt: int, failed: bool, trust: tuple[str, str] | 
     """End a guess: ``failed`` keeps its row as a failure from now on; else
     the row goes (its slot comes back) and ``trust`` (login, client), when
     given, is trusted for a day from now."""
+    now_sql = _NOW[store.engine]
     with store.write():
-        now = store.now().timestamp()
         if failed:
-            store.execute("UPDATE auth_attempts SET state = 'failed', at = ? WHERE id = ? AND state = 'pending'",
-                          [now, attempt])
+            store.execute(f"UPDATE auth_attempts SET state = 'failed', at = {now_sql} "
+                          "WHERE id = ? AND state = 'pending'", [attempt])
         else:
             store.execute("DELETE FROM auth_attempts WHERE id = ?", [attempt])
             if trust is not None:
-                _trust(store, trust[0], trust[1], now)
+                _trust(store, trust[0], trust[1])
 
 
 def trust(store: "Store", login: str, client: str) -> None:
     """Trust ``client`` for ``login`` for a day from now (it authenticated)."""
     with store.write():
-        _trust(store, login, client, store.now().timestamp())
+        _trust(store, login, client)
 
 
-def _trust(store: "Store", login: str, client: str, now: float) -> None:
-    store.execute("INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, ?) "
+def _trust(store: "Store", login: str, client: str) -> None:
+    store.execute(f"INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, {_NOW[store.engine]} + ?) "
                   "ON CONFLICT (login, client) DO UPDATE SET expires = excluded.expires",
-                  [login, client, now + TRUSTED_FOR])
+                  [login, client, TRUSTED_FOR])
