@@ -223,10 +223,12 @@ class AuthThrottle:
     client for that login for a day. A client may hold ``per_client`` slots,
     a login ``per_login`` (from all clients together, except clients trusted
     for it, so that strangers failing on a login cannot lock its own sender
-    out). When guesses being verified hold the slots left, a new one waits
-    for one to settle (woken at once by a settle on this node, asking the
-    store again after 20 ms doubling to 0.5 s for the others'); when failures
-    hold them all, it is refused. Unknown logins are counted like known ones.
+    out). When guesses being verified hold the slots left, a new one waits in
+    line for one to settle: a settle on this node wakes the first in line at
+    once; the other nodes' settles are seen by asking the store again after
+    20 ms, doubling to 0.5 s, once per (client, login) however many wait for
+    it. When failures hold them all, it is refused, and everyone in line for
+    that budget with it. Unknown logins are counted like known ones.
 
     What this node remembers is only a cheap first gate: a client the store
     refused, until the failure that filled its budget ages out
@@ -241,6 +243,7 @@ class AuthThrottle:
         self.blocked: dict[str, float] = {}  # client -> this node's clock when the store may admit it again
         self.waiters: dict[tuple[str, str], list[asyncio.Future]] = {}
         self.settling: set[asyncio.Task] = set()  # abandoned guesses' settles (strong references)
+        self.full_at: dict[tuple[str, str | None], float] = {}  # (client, login) -> when last told "full"
         self._pruned = -PRUNE_EVERY
         self._swept = clock()
 
@@ -258,13 +261,20 @@ class AuthThrottle:
     def note(self, client: str, verdict: Any) -> None:
         """Remember a refusal of the client's budget until its oldest counted failure ages out
         (a refusal of the login's budget is not remembered: it depends on the client's trust)."""
+        now = self._sweep()
+        if verdict.status == "refused" and verdict.refused_by == "client" and verdict.retry_in > 0:
+            self.blocked[client] = now + verdict.retry_in
+
+    def _sweep(self) -> float:
+        """Forget, now and then, what no longer applies: memory follows recent refusals and waits only."""
         now = self.clock()
         if now - self._swept > self.limits.window:
             self._swept = now
             for key in [k for k, until in self.blocked.items() if until <= now]:
                 del self.blocked[key]
-        if verdict.status == "refused" and verdict.refused_by == "client" and verdict.retry_in > 0:
-            self.blocked[client] = now + verdict.retry_in
+            for pair in [k for k, at in self.full_at.items() if now - at > POLL_MOST]:
+                del self.full_at[pair]
+        return now
 
     # -- on the store's thread -----------------------------------------------------
     def check(self, store: Any, client: str, login: str | None) -> Any:
@@ -281,20 +291,32 @@ class AuthThrottle:
         # A slot held by a dead node's guess frees (or counts as failed) within `stale`.
         deadline = self.clock() + self.limits.stale + 5.0
         pause = POLL_FIRST
+        pair = (client, login)
         while True:
             if self.blocked_here(client):
                 return None
-            prune = self.clock() - self._pruned >= PRUNE_EVERY
+            now = self._sweep()
+            prune = now - self._pruned >= PRUNE_EVERY
             if prune:
-                self._pruned = self.clock()
+                self._pruned = now
             verdict = await self.worker.call(throttle.reserve, client, login, self.limits, prune)
+            keys = [("client", client)] + ([("login", verdict.counted)] if verdict.counted else [])
             if verdict.status == "ok":
+                self.full_at.pop(pair, None)
                 return Attempt(verdict.attempt, client, verdict.counted)
             if verdict.status == "refused" or self.clock() >= deadline:
+                self.full_at.pop(pair, None)
                 self.note(client, verdict)
+                if verdict.status == "refused":  # everyone in line for this budget: refused (here, if known)
+                    self._wake([("client", client)] if verdict.refused_by == "client" else keys[1:], every=True)
                 return None
-            keys = [("client", client)] + ([("login", verdict.counted)] if verdict.counted else [])
-            await self._wait(keys, pause)
+            self.full_at[pair] = self.clock()
+            while True:
+                woken = await self._wait(keys, pause)
+                # Asked again when woken (a guess settled here), or when no guess of the same client and
+                # login was told "full" within the pause (its answer is this one's: one poll, not one each).
+                if woken or self.blocked_here(client) or self.clock() - self.full_at.get(pair, 0.0) >= pause:
+                    break
             pause = min(pause * 2, POLL_MOST)
             if proven is not None and proven():
                 return PROVEN
@@ -338,12 +360,14 @@ class AuthThrottle:
         finally:
             self._wake([("client", attempt.client)] + ([("login", attempt.login)] if attempt.login else []))
 
-    async def _wait(self, keys: list[tuple[str, str]], timeout: float) -> None:
+    async def _wait(self, keys: list[tuple[str, str]], timeout: float) -> bool:
+        """Wait in line on ``keys`` until woken (True) or ``timeout`` passes (False)."""
         future = asyncio.get_running_loop().create_future()
         for key in keys:
             self.waiters.setdefault(key, []).append(future)
         try:
             await asyncio.wait([future], timeout=timeout)
+            return future.done()
         finally:
             for key in keys:
                 waiting = self.waiters.get(key)
@@ -352,8 +376,11 @@ class AuthThrottle:
                     if not waiting:
                         del self.waiters[key]
 
-    def _wake(self, keys: list[tuple[str, str]]) -> None:
+    def _wake(self, keys: list[tuple[str, str]], every: bool = False) -> None:
+        """Wake the first guess waiting on each key (a settle frees one slot at most), or ``every`` one."""
         for key in keys:
-            for future in self.waiters.pop(key, []):
+            for future in self.waiters.get(key, ()):
                 if not future.done():
                     future.set_result(None)
+                    if not every:
+                        break
