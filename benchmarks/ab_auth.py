@@ -7,7 +7,7 @@
 
 For each run and each build: a fresh store (an SQLite file, or with --pg a
 fresh database on that server) with five credentials, `serve`, then 10
-clients each doing 30 handshakes (connect, STARTTLS, EHLO, AUTH PLAIN, QUIT)
+clients each doing 30 handshakes (--handshakes) (connect, STARTTLS, EHLO, AUTH PLAIN, QUIT)
 as repeat logins: every login verified once before the clock starts, so the
 AUTH cache answers (with --cold, `--auth-cache-size 0` and 3 handshakes per
 client: every AUTH one argon2id verify). Prints the median AUTH/s and server
@@ -65,7 +65,7 @@ def fresh_database(base: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
-def one_run(binary: str, cold: bool, pg: str | None) -> tuple[float, float]:
+def one_run(binary: str, cold: bool, pg: str | None, per_client: int) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp())
     try:
         db = fresh_database(pg) if pg else str(folder / "bench.db")
@@ -83,7 +83,6 @@ def one_run(binary: str, cold: bool, pg: str | None) -> tuple[float, float]:
         try:
             for login in LOGINS:
                 handshake(port, login)  # the first login of each: a verify, before the clock starts
-            per_client = 3 if cold else 30
             start, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
             with ThreadPoolExecutor(CLIENTS) as pool:
                 list(pool.map(lambda i: [handshake(port, LOGINS[i % len(LOGINS)]) for _ in range(per_client)],
@@ -135,6 +134,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--cold", action="store_true", help="every AUTH verified (--auth-cache-size 0)")
     parser.add_argument("--pg", help="a PostgreSQL DSN whose user may create databases: run on PostgreSQL")
+    parser.add_argument("--handshakes", type=int, help="per client and run (default 30, 3 with --cold)")
     parser.add_argument("--store-calls", action="store_true", help="the store calls of one AUTH, this build")
     args = parser.parse_args()
     if args.store_calls:
@@ -145,7 +145,8 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     for _ in range(args.runs):
         for name in ("before", "after"):  # interleaved: both builds see the same machine load
-            results[name].append(one_run(getattr(args, name), args.cold, args.pg))
+            results[name].append(one_run(getattr(args, name), args.cold, args.pg,
+                                         args.handshakes or (3 if args.cold else 30)))
     kind = "every AUTH verified" if args.cold else "repeat logins (AUTH cache)"
     print(f"{CLIENTS} clients, {kind}, {'PostgreSQL' if args.pg else 'SQLite'}, {args.runs} interleaved runs")
     for name, runs in results.items():
