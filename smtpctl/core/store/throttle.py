@@ -82,23 +82,25 @@ _NOW = {
 
 # Per key: failures (a stale pending guess counts as one), guesses being
 # verified, and the earliest end of a counted failure; with the client's
-# trust for the login. One statement: AUTH pays one round trip for it.
+# trust for the login. One statement with four parameters: AUTH pays one
+# round trip for it.
 _USAGE = """
-SELECT n.now, (SELECT expires FROM auth_trusted WHERE login = ? AND client = ?),
-  SUM(CASE WHEN a.client = ? AND {failed} THEN 1 ELSE 0 END),
-  SUM(CASE WHEN a.client = ? AND {pending} THEN 1 ELSE 0 END),
-  MIN(CASE WHEN a.client = ? AND {failed} THEN {ends} END),
-  SUM(CASE WHEN a.login = ? AND {failed} THEN 1 ELSE 0 END),
-  SUM(CASE WHEN a.login = ? AND {pending} THEN 1 ELSE 0 END),
-  MIN(CASE WHEN a.login = ? AND {failed} THEN {ends} END)
-FROM (SELECT {now} AS now) n
-LEFT JOIN auth_attempts a ON (a.client = ? OR a.login = ?)
-  AND a.at > n.now - ? AND (a.state = 'pending' OR a.at > n.now - ?)
-GROUP BY n.now
+SELECT n.now, (SELECT t.expires FROM auth_trusted t WHERE t.login = n.login AND t.client = n.client),
+  SUM(CASE WHEN a.client = n.client AND {failed} THEN 1 ELSE 0 END),
+  SUM(CASE WHEN a.client = n.client AND {pending} THEN 1 ELSE 0 END),
+  MIN(CASE WHEN a.client = n.client AND {failed} THEN {ends} END),
+  SUM(CASE WHEN a.login = n.login AND {failed} THEN 1 ELSE 0 END),
+  SUM(CASE WHEN a.login = n.login AND {pending} THEN 1 ELSE 0 END),
+  MIN(CASE WHEN a.login = n.login AND {failed} THEN {ends} END)
+FROM (SELECT {now} AS now, CAST(? AS TEXT) AS client, CAST(? AS TEXT) AS login,
+             CAST(? AS DOUBLE PRECISION) AS w, CAST(? AS DOUBLE PRECISION) AS s) n
+LEFT JOIN auth_attempts a ON (a.client = n.client OR a.login = n.login)
+  AND a.at > n.now - n.w - n.s AND (a.state = 'pending' OR a.at > n.now - n.w)
+GROUP BY n.now, n.client, n.login
 """
-_FAILED = "(a.state = 'failed' OR a.at <= n.now - ?)"
-_PENDING = "(a.state = 'pending' AND a.at > n.now - ?)"
-_ENDS = "(CASE WHEN a.state = 'failed' THEN a.at + ? ELSE a.at + ? END)"
+_FAILED = "(a.state = 'failed' OR a.at <= n.now - n.s)"
+_PENDING = "(a.state = 'pending' AND a.at > n.now - n.s)"
+_ENDS = "(CASE WHEN a.state = 'failed' THEN a.at + n.w ELSE a.at + n.s + n.w END)"
 _USAGE_SQL = {engine: _USAGE.format(failed=_FAILED, pending=_PENDING, ends=_ENDS, now=now)
               for engine, now in _NOW.items()}
 
@@ -106,13 +108,7 @@ _USAGE_SQL = {engine: _USAGE.format(failed=_FAILED, pending=_PENDING, ends=_ENDS
 def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, float, Budget, Budget]:
     """The store's time now, the seconds ``client``'s trust for ``login`` has
     left (0: none), and how much of the client's and the login's budgets is used."""
-    stale, window = limits.stale, limits.window
-
-    def per_key(key: str | None) -> list:
-        return [key, stale, key, stale, key, stale, window, stale + window]
-
-    row = store._rows(_USAGE_SQL[store.engine], [login, client, *per_key(client), *per_key(login),
-                                                 client, login, window + stale, window])[0]
+    row = store._rows(_USAGE_SQL[store.engine], [client, login, limits.window, limits.stale])[0]
     now, expires = float(row[0]), row[1]
     budgets = [Budget(int(failures or 0), int(pending or 0), None if ends is None else max(ends - now, 0.0))
                for failures, pending, ends in (row[2:5], row[5:8])]
