@@ -47,6 +47,9 @@ def serve_command(
         "--max-auth-failures-per-login", min=1, max=1_000_000,
         help="Failed AUTHs on one login, from all clients together, in 5 minutes; then 454 for that login (a "
              "client that authenticated as it within a day is exempt).")] = 10,
+    auth_failure_window: Annotated[float, typer.Option(
+        "--auth-failure-window", min=1, max=86400,
+        help="Seconds a failed AUTH counts against both caps (default 300: the 5 minutes above).")] = 300.0,
     max_connections: Annotated[Optional[int], typer.Option(
         "--max-connections", min=1, max=1_000_000,
         help="Concurrent connections in all (default 1000, or fewer when the open files limit cannot hold them); "
@@ -75,7 +78,8 @@ def serve_command(
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
     scrape_address = runtime.parse_address(metrics_address, "--metrics") if metrics_address else None
     for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
-                            ("--pre-auth-timeout", pre_auth_timeout), ("--auth-cache-ttl", auth_cache_ttl)):
+                            ("--pre-auth-timeout", pre_auth_timeout), ("--auth-cache-ttl", auth_cache_ttl),
+                            ("--auth-failure-window", auth_failure_window)):
         if math.isnan(seconds):  # a range check lets NaN through
             raise InvalidInput(f"{option} takes a number of seconds, not {seconds}")
     if (tls_cert is None) != (tls_key is None):
@@ -105,7 +109,7 @@ def serve_command(
         relay_password=os.environ.get("SMTPCTL_RELAY_PASSWORD") or None,
         hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
         auth_cache_size=auth_cache_size, auth_cache_ttl=auth_cache_ttl,
-        max_auth_failures_per_login=max_auth_failures_per_login,
+        max_auth_failures_per_login=max_auth_failures_per_login, failure_window=auth_failure_window,
         max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
     config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
@@ -124,13 +128,17 @@ def serve_command(
                 f"delivery {'relay ' + relay if relay else 'maildir ' + str(box)}; "
                 f"connections at most {config.max_connections} ({max_connections_per_client} per client); "
                 f"AUTH failures at most {max_auth_failures} per client and {max_auth_failures_per_login} per "
-                f"login in 5 minutes; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
+                f"login in {_window(auth_failure_window)}; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
                 f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s"
                 + (f"; metrics on {metrics_address}." if metrics_address else "."))
         return
     config.bound, config.metrics_bound = bound, scrape
     state.close()  # the server opens its own connection on its own thread
     runtime.run_until_stopped(lambda stop: sub.serve(config, stop))
+
+
+def _window(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds % 60 == 0 else f"{seconds:g} s"
 
 
 @policy_app.command("serve")

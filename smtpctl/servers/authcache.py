@@ -12,7 +12,11 @@ against. Every AUTH still reads the credential from the store, so:
   sharing the store, because the stored hash is part of the digest or the
   credential is gone;
 - a wrong password never hits (its digest differs) and is verified and
-  counted as a guess like any other.
+  counted as a guess like any other;
+- a hit proves the password right, so ``serve`` answers it without taking a
+  slot of the AUTH throttle (no store write: the throttle is in the store,
+  servers/guard.py); a client out of guesses is refused before the cache is
+  asked, so the cache is never a way to test passwords past the throttle.
 
 Entries live ``ttl`` seconds and at most ``size`` are kept (least recently
 used first out). ``size`` 0 turns the cache off. The trade-off, as with

@@ -1,12 +1,13 @@
 """What holds ``smtpctl serve`` against hostile clients: the AUTH throttle,
 the connection caps, and the accept loop that applies them. Bookkeeping on
 the event loop's thread (no locks: asyncio runs one callback at a time), a
-dict lookup per connection or AUTH, nothing per message."""
+dict lookup per connection; the AUTH throttle counts guesses in the store,
+so a fleet of nodes shares one budget (core/store/throttle.py); nothing
+per message."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import ipaddress
 import resource
@@ -15,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.errors import InvalidInput, StoreError
+from smtpctl.core.store import throttle
 from smtpctl.servers.metrics import NOOP, Metrics
 from smtpctl.servers.runtime import log_event
 
@@ -34,7 +36,6 @@ DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_cou
 DEFAULT_MAX_AUTH_FAILURES = 5
 DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
 DEFAULT_FAILURE_WINDOW = 300.0
-TRUSTED_FOR = 86400.0  # a client that authenticated as a login passes that login's cap for a day
 
 TOO_MANY_AUTH = "454 4.7.0 Too many failed authentications; try again later"
 TOO_MANY_CONNECTIONS = {
@@ -193,116 +194,193 @@ class ConnectionLimits:
 
 @dataclass
 class Attempt:
+    """A guess with a reserved slot: its row in the store, its client, and
+    the login whose budget counts it (None: the client is trusted for the
+    login, or there is no login)."""
+    id: int
     client: str
     login: str | None
     settled: bool = False
 
 
-class AuthThrottle:
-    """Password guesses per client and per login, counted when an attempt
-    starts, so that N parallel connections get no more verifies than N
-    sequential ones.
+# What ``AuthThrottle.begin`` answers when, while it waited for a slot, the
+# password was proven right otherwise (the AUTH cache): no guess to count.
+PROVEN = Attempt(id=0, client="", login=None, settled=True)
 
-    An attempt holds a slot while it is verified; a failure keeps its slot
-    for ``window`` seconds; a success gives it back. A client may hold
-    ``per_client`` slots, a login ``per_login`` (from all clients together),
-    except from a client that authenticated as that login within a day, so
-    that strangers failing on a login cannot lock its own sender out. When
-    the slots are all held by attempts still being verified, a new attempt
-    waits for one to settle (a sender opening ten sessions at once is
-    served, five at a time); when failures hold them all, it is refused.
-    Unknown logins are counted like known ones: a refusal reveals nothing.
+POLL_FIRST, POLL_MOST = 0.02, 0.5  # a guess waiting for a slot asks the store again after these (doubling)
+PRUNE_EVERY = 30.0  # seconds between two prunings of the store's aged-out rows by one node
+TRUST_RENEW = 3600.0  # a cache-verified login renews its client's trust once it is this old
+
+
+class AuthThrottle:
+    """Password guesses per client and per login, counted in the store when
+    they start, so that N parallel connections, to one node or to a fleet of
+    nodes on one store, get no more verifies than N sequential ones to one.
+
+    The store decides (core/store/throttle.py): ``begin`` reserves a slot
+    for a guess about to be verified, in one write transaction; a failure
+    keeps it for ``window`` seconds, a success gives it back and trusts the
+    client for that login for a day. A client may hold ``per_client`` slots,
+    a login ``per_login`` (from all clients together, except clients trusted
+    for it, so that strangers failing on a login cannot lock its own sender
+    out). When guesses being verified hold the slots left, a new one waits in
+    line for one to settle: a settle on this node wakes the first in line at
+    once; the other nodes' settles are seen by asking the store again after
+    20 ms, doubling to 0.5 s, once per (client, login) however many wait for
+    it. When failures hold them all, it is refused, and everyone in line for
+    that budget with it. Unknown logins are counted like known ones.
+
+    What this node remembers is only a cheap first gate: a client the store
+    refused, until the failure that filled its budget ages out
+    (``blocked_here``), is refused again without a store call; nothing is
+    ever let through on local knowledge.
     """
 
-    def __init__(self, per_client: int, per_login: int, window: float,
+    def __init__(self, worker: Any, per_client: int, per_login: int, window: float,
                  clock: Callable[[], float] = time.monotonic):
-        self.per_client, self.per_login, self.window, self.clock = per_client, per_login, window, clock
-        self.clients: dict[str, _Slots] = {}
-        self.logins: dict[str, _Slots] = {}
-        self.trusted: dict[tuple[str, str], float] = {}
+        self.worker, self.clock = worker, clock
+        self.limits = throttle.Limits(per_client, per_login, window)
+        self.blocked: dict[str, float] = {}  # client -> this node's clock when the store may admit it again
+        self.waiters: dict[tuple[str, str], list[asyncio.Future]] = {}
+        self.settling: set[asyncio.Task] = set()  # abandoned guesses' settles (strong references)
+        self.full_at: dict[tuple[str, str | None], float] = {}  # (client, login) -> when last told "full"
+        self._pruned = -PRUNE_EVERY
         self._swept = clock()
 
-    async def begin(self, client: str, login: str | None) -> Attempt | None:
-        """Reserve a guess; None when the client or the login is out of guesses (answer 454, verify nothing)."""
-        while True:
-            now = self.clock()
-            if now - self._swept > self.window:
-                self._sweep(now)
-            cutoff = now - self.window
-            counted = login is not None and self.trusted.get((login, client), 0.0) < now
-            # Looked up, not created: a refused attempt must not grow the tables (random logins).
-            by_client = self.clients.get(client)
-            by_login = self.logins.get(login) if counted else None
-            full = None
-            for slots, limit in ((by_client, self.per_client), (by_login, self.per_login)):
-                if slots is None:
-                    continue
-                if slots.recent_failures(cutoff) >= limit:
-                    return None
-                if slots.recent_failures(cutoff) + slots.pending >= limit:
-                    full = slots
-            if full is None:
-                if by_client is None:
-                    by_client = self.clients[client] = _Slots()
-                by_client.pending += 1
-                if counted:
-                    if by_login is None:
-                        by_login = self.logins[login] = _Slots()
-                    by_login.pending += 1
-                return Attempt(client, login if counted else None)
-            waiter = asyncio.get_running_loop().create_future()
-            full.waiters.append(waiter)
-            await waiter  # an attempt in flight settled: look again
-
-    def succeeded(self, attempt: Attempt, login: str | None = None) -> None:
-        """The guess was right: give its slots back, and trust this client for ``login``."""
-        if self._settle(attempt, failed=False) and login is not None:
-            self.trusted[(login, attempt.client)] = self.clock() + TRUSTED_FOR
-
-    def failed(self, attempt: Attempt) -> None:
-        """The guess was wrong (or abandoned): its slots count until the window passes."""
-        self._settle(attempt, failed=True)
-
-    def _settle(self, attempt: Attempt, failed: bool) -> bool:
-        if attempt.settled:
+    # -- the first gate ----------------------------------------------------------
+    def blocked_here(self, client: str) -> bool:
+        """Did the store refuse this client lately, for failures that still count? (no store call)"""
+        until = self.blocked.get(client)
+        if until is None:
             return False
-        attempt.settled = True
+        if until > self.clock():
+            return True
+        del self.blocked[client]
+        return False
+
+    def note(self, client: str, verdict: Any) -> None:
+        """Remember a refusal of the client's budget until its oldest counted failure ages out
+        (a refusal of the login's budget is not remembered: it depends on the client's trust)."""
+        now = self._sweep()
+        if verdict.status == "refused" and verdict.refused_by == "client" and verdict.retry_in > 0:
+            self.blocked[client] = now + verdict.retry_in
+
+    def _sweep(self) -> float:
+        """Forget, now and then, what no longer applies: memory follows recent refusals and waits only."""
         now = self.clock()
-        for table, key in ((self.clients, attempt.client), (self.logins, attempt.login)):
-            slots = table.get(key) if key is not None else None
-            if slots is None:
-                continue
-            slots.pending -= 1
-            if failed:
-                slots.failures.append(now)
-            waiters, slots.waiters = slots.waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-        return True
+        if now - self._swept > self.limits.window:
+            self._swept = now
+            for key in [k for k, until in self.blocked.items() if until <= now]:
+                del self.blocked[key]
+            for pair in [k for k, at in self.full_at.items() if now - at > POLL_MOST]:
+                del self.full_at[pair]
+        return now
 
-    def _sweep(self, now: float) -> None:
-        """Forget what has aged out, so memory follows recent attempts only."""
-        self._swept = now
-        cutoff = now - self.window
-        for table in (self.clients, self.logins):
-            idle = [k for k, s in table.items() if not s.pending and not s.waiters and not s.recent_failures(cutoff)]
-            for key in idle:
-                del table[key]
-        for key in [k for k, until in self.trusted.items() if until < now]:
-            del self.trusted[key]
+    # -- on the store's thread -----------------------------------------------------
+    def check(self, store: Any, client: str, login: str | None) -> Any:
+        """Read only: is the client, or the login for this client, out of guesses? (``throttle.check``)"""
+        return throttle.check(store, client, login, self.limits)
 
+    # -- a guess ---------------------------------------------------------------------
+    async def begin(self, client: str, login: str | None,
+                    proven: Callable[[], bool] | None = None) -> Attempt | None:
+        """Reserve a slot for a guess; None when the client or the login is out
+        of guesses (answer 454, verify nothing); ``PROVEN`` when ``proven()``
+        turned true while waiting for a slot. Raises ``StoreError`` (nothing
+        counted) when the store cannot be written."""
+        # A slot held by a dead node's guess frees (or counts as failed) within `stale`.
+        deadline = self.clock() + self.limits.stale + 5.0
+        pause = POLL_FIRST
+        pair = (client, login)
+        while True:
+            if self.blocked_here(client):
+                return None
+            now = self._sweep()
+            prune = now - self._pruned >= PRUNE_EVERY
+            if prune:
+                self._pruned = now
+            verdict = await self.worker.call(throttle.reserve, client, login, self.limits, prune)
+            keys = [("client", client)] + ([("login", verdict.counted)] if verdict.counted else [])
+            if verdict.status == "ok":
+                self.full_at.pop(pair, None)
+                return Attempt(verdict.attempt, client, verdict.counted)
+            if verdict.status == "refused" or self.clock() >= deadline:
+                self.full_at.pop(pair, None)
+                self.note(client, verdict)
+                if verdict.status == "refused":  # everyone in line for this budget: refused (here, if known)
+                    self._wake([("client", client)] if verdict.refused_by == "client" else keys[1:], every=True)
+                return None
+            self.full_at[pair] = self.clock()
+            while True:
+                woken = await self._wait(keys, pause)
+                # Asked again when woken (a guess settled here), or when no guess of the same client and
+                # login was told "full" within the pause (its answer is this one's: one poll, not one each).
+                if woken or self.blocked_here(client) or self.clock() - self.full_at.get(pair, 0.0) >= pause:
+                    break
+            pause = min(pause * 2, POLL_MOST)
+            if proven is not None and proven():
+                return PROVEN
 
-class _Slots:
-    __slots__ = ("pending", "failures", "waiters")
+    async def succeeded(self, attempt: Attempt, login: str | None = None) -> None:
+        """The guess was right: give its slot back, and trust this client for ``login``."""
+        await self._settle(attempt, failed=False, login=login)
 
-    def __init__(self) -> None:
-        self.pending = 0
-        self.failures: collections.deque[float] = collections.deque()
-        self.waiters: list[asyncio.Future] = []
+    async def failed(self, attempt: Attempt) -> None:
+        """The guess was wrong: its slot counts until the window passes."""
+        await self._settle(attempt, failed=True)
 
-    def recent_failures(self, cutoff: float) -> int:
-        failures = self.failures
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return len(failures)
+    def abandoned(self, attempt: Attempt) -> None:
+        """The guess was left unsettled (the client went away mid-verify): it
+        counts as failed, settled in the background."""
+        if attempt.settled:
+            return
+        task = asyncio.ensure_future(self._settle(attempt, failed=True))
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+
+    async def renew_trust(self, client: str, login: str, trusted_for: float) -> None:
+        """A right password proven without a verify (the AUTH cache): trust
+        the client for the login for a day again, once an hour at most."""
+        if trusted_for > throttle.TRUSTED_FOR - TRUST_RENEW:
+            return
+        try:
+            await self.worker.call(throttle.trust, login, client)
+        except StoreError as exc:  # the trust ends a little sooner; the AUTH stands
+            log_event("store_error", client=client, login=login, during="auth_trust", error=exc.message)
+
+    async def _settle(self, attempt: Attempt, failed: bool, login: str | None = None) -> None:
+        if attempt.settled:
+            return
+        attempt.settled = True
+        trust = (login, attempt.client) if login is not None and not failed else None
+        try:
+            await self.worker.call(throttle.settle, attempt.id, failed, trust)
+        except StoreError as exc:  # the row stays pending: it counts as failed once stale
+            log_event("store_error", client=attempt.client, during="auth_settle", error=exc.message)
+        finally:
+            self._wake([("client", attempt.client)] + ([("login", attempt.login)] if attempt.login else []))
+
+    async def _wait(self, keys: list[tuple[str, str]], timeout: float) -> bool:
+        """Wait in line on ``keys`` until woken (True) or ``timeout`` passes (False)."""
+        future = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self.waiters.setdefault(key, []).append(future)
+        try:
+            await asyncio.wait([future], timeout=timeout)
+            return future.done()
+        finally:
+            for key in keys:
+                waiting = self.waiters.get(key)
+                if waiting is not None and future in waiting:
+                    waiting.remove(future)
+                    if not waiting:
+                        del self.waiters[key]
+
+    def _wake(self, keys: list[tuple[str, str]], every: bool = False) -> None:
+        """Wake the first guess waiting on each key (a settle frees one slot at most), or ``every`` one."""
+        for key in keys:
+            for future in self.waiters.get(key, ()):
+                if not future.done():
+                    future.set_result(None)
+                    if not every:
+                        break

@@ -12,7 +12,7 @@ Built on aiosmtpd, with its known traps handled:
 - it has no connection caps: ``guard.Listener`` counts connections in the
   call that accepts them (on the implicit-TLS port before the handshake,
   see ``ImplicitTLSGate``), and ``guard.AuthThrottle`` counts AUTH attempts
-  when they start;
+  when they start, in the store, so a fleet of nodes shares one budget;
 - its address parser defines a ``typing.Protocol`` class on every MAIL and
   RCPT: ``SubmissionSMTP._getaddr`` parses the same way without it.
 
@@ -255,7 +255,8 @@ class SubmissionHandler:
     def __init__(self, config: ServeConfig, worker: StoreWorker, metrics: Metrics = NOOP):
         self.config, self.worker, self.metrics = config, worker, metrics
         self.auth_cache = AuthCache(config.auth_cache_size, config.auth_cache_ttl)
-        self.throttle = AuthThrottle(config.max_auth_failures, config.max_auth_failures_per_login,
+        # Counted in the store, so every node on it shares the budget (core/store/throttle.py).
+        self.throttle = AuthThrottle(worker, config.max_auth_failures, config.max_auth_failures_per_login,
                                      config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
         self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
@@ -270,46 +271,73 @@ class SubmissionHandler:
             login = f"{name}@{domain}"
         except (UnicodeDecodeError, InvalidInput):
             login, password = None, None
-        # The guess is counted before it is verified, so parallel sessions share one budget.
-        attempt = await self.throttle.begin(client_key(session.peer), login)
-        if attempt is None:
-            log_event("auth_throttled", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
-            self.metrics.auth("throttled")
-            return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
+        client = client_key(session.peer)
+        throttle = self.throttle
+        if throttle.blocked_here(client):  # the store refused this client lately: no store call
+            return self._throttled(session, mechanism, login)
         try:
-            try:
-                credential = await self.worker.call(lambda store: store.credential(login)) if login else None
-            except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
-                self.throttle.succeeded(attempt, None)
-                log_event("store_error", peer=_peer(session), login=login or "(invalid)", error=exc.message)
-                return AuthResult(success=False, handled=False, message=STORE_UNAVAILABLE_AUTH)
+            credential, verdict = await self.worker.call(
+                lambda store: (store.credential(login) if login else None, throttle.check(store, client, login)))
+        except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
+            return self._store_error(session, login, exc)
+        if verdict.status == "refused":  # out of guesses: even a right password is refused, unverified
+            throttle.note(client, verdict)
+            return self._throttled(session, mechanism, login)
+
+        def cached() -> bool:  # the password verified against this very stored hash, within the TTL
+            return credential is not None and self.auth_cache.verified(login, password, credential.password_hash)
+
+        if cached():  # a right password is no guess: no slot, no store write
+            await throttle.renew_trust(client, login, verdict.trusted_for)
+            return self._authenticated(session, mechanism, login, "cache")
+        # A guess: counted in the store before it is verified, so parallel sessions on every node share one budget.
+        try:
+            attempt = await throttle.begin(client, login, proven=cached)
+        except StoreError as exc:
+            return self._store_error(session, login, exc)
+        if attempt is None:
+            return self._throttled(session, mechanism, login)
+        if attempt is guard.PROVEN:  # a parallel session verified it meanwhile
+            await throttle.renew_trust(client, login, verdict.trusted_for)
+            return self._authenticated(session, mechanism, login, "cache")
+        try:
             loop = asyncio.get_running_loop()
             if credential is None:
                 await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
                 ok, new_hash, verified_by = False, None, "decoy"
-            elif self.auth_cache.verified(login, password, credential.password_hash):
-                ok, new_hash, verified_by = True, None, "cache"  # against this very stored hash, within the TTL
             else:
                 ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
                                                           credential.password_hash)
                 verified_by = "hash"
             if not ok:
-                self.throttle.failed(attempt)
+                await throttle.failed(attempt)
                 log_event("auth_failed", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
                 self.metrics.auth("failed")
                 await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
                 return AuthResult(success=False, handled=False)
-            self.throttle.succeeded(attempt, login)  # a right password is no guess to count
+            await throttle.succeeded(attempt, login)  # a right password is no guess to count
             # The credential was just read: it exists, on a dedicated domain (a manual block does not stop
             # sending, docs/rules.md); DATA checks again in the transaction that records the message.
             if new_hash is not None:
                 await self.worker.call(services.store_rehash, credential, new_hash)
             self.auth_cache.remember(login, password, new_hash or credential.password_hash)
-            log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login, verified=verified_by)
-            self.metrics.auth("ok")
-            return AuthResult(success=True, auth_data=login)
+            return self._authenticated(session, mechanism, login, verified_by)
         finally:
-            self.throttle.failed(attempt)  # abandoned mid-verify (client gone, store error): it was a guess
+            throttle.abandoned(attempt)  # left mid-verify (client gone, store error): it was a guess
+
+    def _authenticated(self, session: Session, mechanism: str, login: str, verified_by: str) -> AuthResult:
+        log_event("auth_ok", peer=_peer(session), mechanism=mechanism, login=login, verified=verified_by)
+        self.metrics.auth("ok")
+        return AuthResult(success=True, auth_data=login)
+
+    def _throttled(self, session: Session, mechanism: str, login: str | None) -> AuthResult:
+        log_event("auth_throttled", peer=_peer(session), mechanism=mechanism, login=login or "(invalid)")
+        self.metrics.auth("throttled")
+        return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
+
+    def _store_error(self, session: Session, login: str | None, exc: StoreError) -> AuthResult:
+        log_event("store_error", peer=_peer(session), login=login or "(invalid)", error=exc.message)
+        return AuthResult(success=False, handled=False, message=STORE_UNAVAILABLE_AUTH)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:

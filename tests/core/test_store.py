@@ -31,6 +31,8 @@ EXPECTED_TABLES = {
                      "to_count", "cc_count", "bcc_count", "emails", "recorded_at"],
     "usage_daily": ["day", "agency_id", "account_id", "domain", "login", "direction", "messages", "emails"],
     "audit": ["id", "at", "actor", "action", "object_type", "object_name", "account", "details"],
+    "auth_attempts": ["id", "client", "login", "state", "at"],
+    "auth_trusted": ["login", "client", "expires"],
 }
 
 
