@@ -7,9 +7,15 @@ as its first statement. Writers therefore run one at a time, exactly as
 SQLite's ``BEGIN IMMEDIATE`` makes them, and each statement after the lock
 sees every write committed before it: a read-then-write (the day's total,
 then the message; the domain's credentials, then the new one; the plan,
-then apply) cannot race another writer. Reads take no lock. The wait for
-the lock is bounded by ``lock_timeout`` (the busy timeout), past which the
-command exits 7 as on SQLite.
+then apply) cannot race another writer. The one exception is the live
+paths' metering transaction (``Store.write(metering=True)``): it takes the
+write lock SHARED (``pg_advisory_xact_lock_shared``), so it never runs
+beside any other write, and then each metered account's own lock
+(``pg_advisory_xact_lock(ACCOUNT_LOCKS, id)``, exclusive, in ascending
+order) before it reads that account's total: metering transactions of
+different accounts run in parallel, those of one account one at a time.
+Reads take no lock. The wait for a lock is bounded by ``lock_timeout`` (the
+busy timeout), past which the command exits 7 as on SQLite.
 
 This module is imported only for a ``postgresql://`` store, so SQLite users
 never load psycopg.
@@ -34,6 +40,9 @@ from smtpctl.core.store.sqlite import env_busy_timeout
 
 # The one lock every writer takes (any constant: "smtpctl" in ASCII).
 WRITE_LOCK = 0x736D7470637463
+# The per-account locks: the two-key form (a key space apart from WRITE_LOCK's
+# one-key form), this namespace ("smtp" in ASCII) and the account id.
+ACCOUNT_LOCKS = 0x736D7470
 MIGRATIONS_TABLE = "smtpctl_migrations"
 CONNECT_TIMEOUT = 10
 
@@ -136,10 +145,19 @@ class PostgresBackend:
             return False
         return self.conn.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.UNKNOWN)
 
-    def begin_write(self) -> None:
+    def begin_write(self, shared: bool = False) -> None:
         self._reconnect_if_lost()
         self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        if shared:
+            self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [WRITE_LOCK])
+        else:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+
+    def lock_account(self, account_id: int) -> None:
+        """One account's lock, exclusive, until the transaction ends. An id
+        past 32 bits shares its key with another account: less parallel, as safe."""
+        key = (account_id + 2**31) % 2**32 - 2**31
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ACCOUNT_LOCKS, key])
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
