@@ -54,16 +54,22 @@ def provision(binary: str, db: str, env: dict[str, str], folder: Path) -> None:
     subprocess.run([binary, "--db", db, "apply", "-"], input=doc, env=env, check=True, capture_output=True, text=True)
 
 
+POSTMASTER: list[int] = []  # the benchmark cluster's server process, when this script started it
+
+
 def postgres_cpu() -> float:
-    """CPU seconds used so far by every PostgreSQL server process on this machine."""
+    """CPU seconds used so far by the benchmark cluster's server processes
+    (its postmaster and the backends it forked; 0 for a server given in
+    SMTPCTL_BENCH_PG, which may run elsewhere)."""
+    if not POSTMASTER:
+        return 0.0
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            fields = stat.read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if "(postgres)" in text:
-            fields = text.rpartition(")")[2].split()
+        if int(stat.parent.name) in POSTMASTER or int(fields[1]) in POSTMASTER:  # fields[1]: the parent pid
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
@@ -151,6 +157,7 @@ def postgresql(folder: Path) -> tuple[str, callable]:
     if started.returncode != 0:
         raise SystemExit(f"cannot start PostgreSQL (.ci/pg): {started.stderr.strip()}")
     base = started.stdout.strip().split("=", 1)[1].strip("'")
+    POSTMASTER.append(int((cluster / "c" / "data" / "postmaster.pid").read_text().split()[0]))
     import psycopg
 
     with psycopg.connect(base, autocommit=True) as conn:

@@ -278,7 +278,7 @@ class SubmissionHandler:
             return AuthResult(success=False, handled=False, message=guard.TOO_MANY_AUTH)
         try:
             try:
-                credential = await self.worker.call(lambda store: store.credential(login)) if login else None
+                credential = await self.worker.read(lambda store: store.credential(login)) if login else None
             except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
                 self.throttle.succeeded(attempt, None)
                 log_event("store_error", peer=_peer(session), login=login or "(invalid)", error=exc.message)
@@ -315,7 +315,7 @@ class SubmissionHandler:
                           mail_options: list[str]) -> str:
         login = session.auth_data
         try:
-            check = await self.worker.call(usage.envelope_check, login, address)
+            check = await self.worker.read(usage.envelope_check, login, address)
         except StoreError as exc:
             log_event("store_error", peer=_peer(session), login=login, error=exc.message)
             self.metrics.refused("store_error")

@@ -119,9 +119,27 @@ class PostgresBackend:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
         if not self.in_transaction:
             self._reconnect_if_lost()
+            if sql.lstrip()[:6].upper() == "SELECT":
+                return self._again_if_lost(self._execute, sql, params)
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor:
         if params:
             return self.conn.execute(translate(sql), list(params))  # type: ignore[arg-type]
         return self.conn.execute(sql)  # type: ignore[arg-type]
+
+    def _again_if_lost(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, once more on a new connection if the connection
+        turned out lost (a server restart since its last use: each of a
+        server's connections finds out on its first statement after it). Only
+        for what is safe to run twice: a read outside a transaction, a BEGIN."""
+        try:
+            return fn(*args)
+        except psycopg.OperationalError:
+            if not self.conn.broken:
+                raise
+        self.conn = _connect(self.dsn, self.busy_timeout)
+        return fn(*args)
 
     def executemany(self, sql: str, rows: list[Sequence[Any]]) -> int:
         """Run one statement per row (pipelined); the number of rows changed in all."""
@@ -147,7 +165,7 @@ class PostgresBackend:
 
     def begin_write(self, shared: bool = False) -> None:
         self._reconnect_if_lost()
-        self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        self._again_if_lost(lambda: self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED"))
         if shared:
             self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [WRITE_LOCK])
         else:
