@@ -556,11 +556,11 @@ def admit_message(store: Store, login: str, recipients: int, source_id: str) -> 
 
 
 def run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[str] | None = None) -> list[Any]:
-    """Run ``steps`` in order in one write transaction, each inside its own
-    savepoint. A step that raises gets its exception in the answer list (its
-    savepoint is rolled back, its writes undone); the others are committed
-    together. Store errors of the transaction itself (the lock, the commit)
-    propagate, and then nothing of the batch was written.
+    """Run ``steps`` in order in one write transaction, each as if inside its
+    own savepoint. A step that raises gets its exception in the answer list
+    (its writes undone); the others are committed together. Store errors of
+    the transaction itself (the lock, the commit) propagate, and then
+    nothing of the batch was written.
 
     ``logins``: the steps only read and admit messages (``admit_message``)
     of these logins: one metering transaction (``Store.write(metering=True)``)
@@ -568,13 +568,37 @@ def run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[st
     ascending order, so on PostgreSQL batches of different accounts run in
     parallel on several nodes and never wait on each other in a circle. (A
     step admitting another login takes that account's lock when it gets
-    there: as safe, only no longer ordered.)"""
+    there: as safe, only no longer ordered.) Such a batch first runs without
+    savepoints (two statements fewer per step); if a step raises, that
+    transaction is rolled back whole and the batch runs again, each step in
+    its savepoint: its steps only read the store and write through it, so
+    running them again answers as the first run would have."""
+    if logins is not None:
+        try:
+            return _run_steps(store, steps, logins, savepoints=False)
+        except _StepFailed:
+            pass  # rolled back, nothing written: again, the careful way
+    return _run_steps(store, steps, logins, savepoints=True)
+
+
+class _StepFailed(Exception):
+    """A step raised in a batch run without savepoints: roll it all back."""
+
+
+def _run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[str] | None, *,
+               savepoints: bool) -> list[Any]:
     answers: list[Any] = []
     with store.write(metering=logins is not None):
         if logins and store.locks_accounts:
             domains = [login.rpartition("@")[2].strip().lower() for login in logins]
             store.lock_accounts(store.accounts_of_domains([d for d in domains if d]))
         for step in steps:
+            if not savepoints:
+                try:
+                    answers.append(step(store))
+                except Exception as exc:
+                    raise _StepFailed from exc
+                continue
             try:
                 with store.savepoint():
                     answers.append(step(store))

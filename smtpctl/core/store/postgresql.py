@@ -165,11 +165,10 @@ class PostgresBackend:
 
     def begin_write(self, shared: bool = False) -> None:
         self._reconnect_if_lost()
-        self._again_if_lost(lambda: self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED"))
-        if shared:
-            self.conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [WRITE_LOCK])
-        else:
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        # Both statements in one round trip (no parameters: the simple query protocol).
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self._again_if_lost(lambda: self.conn.execute(
+            f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT {lock}({WRITE_LOCK})"))
 
     def lock_account(self, account_id: int) -> None:
         """One account's lock, exclusive, until the transaction ends. An id

@@ -90,6 +90,8 @@ class UsageQueries(_Base):
         its source id is already stored. Two statements: the insert checks the
         id itself (a node racing the same id waits for the other's commit)."""
         execute = self.backend.execute
+        if self.backend.engine == "postgresql":  # one statement, so one round trip to the server
+            return execute(_RECORD_ONE_PG, row).rowcount == 1
         if execute(_INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING", row).rowcount != 1:
             return False
         execute(_UPSERT_DAILY, (row[2], row[4], row[5], row[6], row[7], row[3], 1, row[11]))
@@ -225,6 +227,17 @@ _UPSERT_DAILY = ("INSERT INTO usage_daily (day, agency_id, account_id, domain, l
 
 _INSERT_EVENT = ("INSERT INTO usage_events (source_id, at, day, direction, agency_id, account_id, domain, login, "
                  "to_count, cc_count, bcc_count, emails, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+# PostgreSQL: the event and its rollup row in one statement; the rollup row
+# is written only when the event was (a stored id inserts neither: 0 rows).
+_RECORD_ONE_PG = (
+    "WITH event AS (" + _INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING "
+    "RETURNING day, agency_id, account_id, domain, login, direction, emails) "
+    "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+    "SELECT day, agency_id, account_id, domain, login, direction, 1, emails FROM event "
+    "ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
+    "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
+    "emails = usage_daily.emails + excluded.emails")
 
 # Up to this many accounts a day, outbound_totals reads each through the
 # account index; past it, the whole day's rollup in one pass.
