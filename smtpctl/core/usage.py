@@ -314,7 +314,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
 
 
 def _enforce(store: Store, crossed_at: dict[tuple[int, str], int], before: dict[tuple[int, str], int],
-             accounts: dict[int, Account], limits: dict[int, int], current_day: str) -> list[Crossing]:
+             accounts: dict[int, Account] | dict[int, _AccountView], limits: dict[int, int],
+             current_day: str) -> list[Crossing]:
     """Apply the daily-limit rule to every (account, day) this batch took over its limit."""
     crossings = []
     for (account_id, day), count in sorted(crossed_at.items()):
@@ -328,6 +329,8 @@ def _enforce(store: Store, crossed_at: dict[tuple[int, str], int], before: dict[
             continue  # already revoked and blocked: nothing outlives the crossing
         reason = f"daily limit of {limit:,} emails exceeded on {day} ({count:,} sent)"
         store.revoke_account_credentials(account_id)
+        for key in [k for k in store.txn_memo if k[0] == "sender"]:
+            del store.txn_memo[key]  # the admissions after this one see the credentials gone
         if not account.blocked:
             store.update_account(account_id, blocked_at=now_iso(), block_kind="limit", block_reason=reason)
         store.audit("account.limit_exceeded", "account", account.name, account=account.name,
@@ -440,18 +443,69 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
 # -- live submission (the SMTP server and the Postfix policy service) ------------------
 
 
+@dataclass(frozen=True)
+class _Sender:
+    """A login as an admission sees it (``Store.meter_sender``)."""
+
+    login: str  # normalised name@domain
+    domain: str
+    account_id: int
+    agency_id: int
+    account: str
+    daily_limit: int | None
+    blocked: bool
+    live: bool  # the credential exists
+
+
+_UNKNOWN = "unknown"  # in the transaction memo: a login whose domain is not a dedicated one of ours
+
+
+def _sender(store: Store, login: str) -> _Sender | None:
+    """Who ``login`` is (None: not ours). In a metering transaction the answer
+    is kept for the rest of it once it was read under the account's lock (no
+    other transaction can change it then; a revocation in this one empties
+    the memo)."""
+    memo = store.txn_memo if store.metering else None
+    if memo is not None:
+        hit = memo.get(("sender", login))
+        if hit is not None:
+            return None if hit is _UNKNOWN else hit
+    try:
+        name, domain_name = rules.parse_login(login)
+    except InvalidInput:
+        return None
+    full = f"{name}@{domain_name}"
+    row = store.meter_sender(full, domain_name)
+    if row is None or row[0] is None:
+        if memo is not None:
+            memo[("sender", login)] = _UNKNOWN  # domains change only under the exclusive write lock
+        return None
+    account_id, agency_id, account, daily_limit, blocked, live = row
+    sender = _Sender(full, domain_name, account_id, agency_id, account, daily_limit, bool(blocked), bool(live))
+    if memo is not None and store.holds_account(account_id):
+        memo[("sender", login)] = sender
+    return sender
+
+
+def _settings(store: Store) -> Any:
+    """``effective_settings``, worked out once per metering transaction (no
+    other writer can change a setting while it holds the write lock shared)."""
+    if not store.metering:
+        return effective_settings(store)
+    settings = store.txn_memo.get("settings")
+    if settings is None:
+        settings = store.txn_memo["settings"] = effective_settings(store)
+    return settings
+
+
 def sender_status(store: Store, login: str) -> str:
     """May ``login`` send now? ``ok``, ``unknown`` (its domain is not ours) or
     ``revoked`` (the credential is gone). A manual block stops credential
     creation only (docs/rules.md): it does not stop a live credential."""
-    try:
-        name, domain_name = rules.parse_login(login)
-    except InvalidInput:
+    sender = _sender(store, login)
+    if sender is None:
         return "unknown"
-    domain = store.domain(domain_name)
-    if domain is None or domain.account is None:
-        return "unknown"
-    return "ok" if store.credential(f"{name}@{domain_name}") is not None else "revoked"
+    return "ok" if sender.live else "revoked"
 
 
 def sender_allowed(store: Store, login: str, sender: str) -> bool:
@@ -459,7 +513,7 @@ def sender_allowed(store: Store, login: str, sender: str) -> bool:
     ``login`` use the envelope sender ``sender``? Only addresses in the
     dedicated domains of the login's own account; never the null sender.
     Always true when the store setting ``sender_alignment`` is off."""
-    if effective_settings(store)["sender_alignment"] == "off":
+    if _settings(store)["sender_alignment"] == "off":
         return True
     local, at, domain_part = sender.strip().strip("<>").rpartition("@")
     if not at or not local or not domain_part:
@@ -489,26 +543,62 @@ class Admission:
 def admit_message(store: Store, login: str, recipients: int, source_id: str) -> Admission:
     """The live paths' hard cap (``serve`` at end of DATA, the policy service
     at END-OF-MESSAGE): check the credential, the per-message recipient cap
-    and the account's daily total, and record the message, in one
-    ``BEGIN IMMEDIATE`` transaction, before the message is accepted. So at
-    most one message per account and day crosses the limit whatever the
-    concurrency or the number of processes. A ``source_id`` already recorded
-    is accepted again without billing it twice. Raises nothing for a refusal
-    (it is an answer); store errors propagate. The servers run it as a step
-    of ``run_steps`` (group commit: many sessions' messages, one commit)."""
+    and the account's daily total, and record the message, in one write
+    transaction that holds the account's lock, before the message is
+    accepted. So at most one message per account and day crosses the limit
+    whatever the concurrency or the number of processes. A ``source_id``
+    already recorded is accepted again without billing it twice. Raises
+    nothing for a refusal (it is an answer); store errors propagate. The
+    servers run it as a step of ``run_steps`` (group commit: many sessions'
+    messages, one commit)."""
     with store.write():  # inside group commit's step this joins the shared transaction and its savepoint
-        return _admit_one(store, login=login, recipients=recipients, source_id=source_id)
+        return _admit(store, login, recipients, source_id)
 
 
-def run_steps(store: Store, steps: list[Callable[[Store], Any]]) -> list[Any]:
-    """Run ``steps`` in order in one write transaction, each inside its own
-    savepoint. A step that raises gets its exception in the answer list (its
-    savepoint is rolled back, its writes undone); the others are committed
-    together. Store errors of the transaction itself (the lock, the commit)
-    propagate, and then nothing of the batch was written."""
+def run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[str] | None = None) -> list[Any]:
+    """Run ``steps`` in order in one write transaction, each as if inside its
+    own savepoint. A step that raises gets its exception in the answer list
+    (its writes undone); the others are committed together. Store errors of
+    the transaction itself (the lock, the commit) propagate, and then
+    nothing of the batch was written.
+
+    ``logins``: the steps only read and admit messages (``admit_message``)
+    of these logins: one metering transaction (``Store.write(metering=True)``)
+    that first takes the lock of every account the logins belong to, in
+    ascending order, so on PostgreSQL batches of different accounts run in
+    parallel on several nodes and never wait on each other in a circle. (A
+    step admitting another login takes that account's lock when it gets
+    there: as safe, only no longer ordered.) Such a batch first runs without
+    savepoints (two statements fewer per step); if a step raises, that
+    transaction is rolled back whole and the batch runs again, each step in
+    its savepoint: its steps only read the store and write through it, so
+    running them again answers as the first run would have."""
+    if logins is not None:
+        try:
+            return _run_steps(store, steps, logins, savepoints=False)
+        except _StepFailed:
+            pass  # rolled back, nothing written: again, the careful way
+    return _run_steps(store, steps, logins, savepoints=True)
+
+
+class _StepFailed(Exception):
+    """A step raised in a batch run without savepoints: roll it all back."""
+
+
+def _run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[str] | None, *,
+               savepoints: bool) -> list[Any]:
     answers: list[Any] = []
-    with store.write():
+    with store.write(metering=logins is not None):
+        if logins and store.locks_accounts:
+            domains = [login.rpartition("@")[2].strip().lower() for login in logins]
+            store.lock_accounts(store.accounts_of_domains([d for d in domains if d]))
         for step in steps:
+            if not savepoints:
+                try:
+                    answers.append(step(store))
+                except Exception as exc:
+                    raise _StepFailed from exc
+                continue
             try:
                 with store.savepoint():
                     answers.append(step(store))
@@ -517,24 +607,76 @@ def run_steps(store: Store, steps: list[Callable[[Store], Any]]) -> list[Any]:
     return answers
 
 
-def _admit_one(store: Store, *, login: str, recipients: int, source_id: str) -> Admission:
-    from smtpctl.core.ingest import UsageInput
+def _txn_now(store: Store) -> datetime:
+    """The store's clock, read once per metering transaction after its locks:
+    the messages of one group commit share its instant (and so its day)."""
+    if not store.metering:
+        return store.now()
+    now = store.txn_memo.get("now")
+    if now is None:
+        now = store.txn_memo["now"] = store.now()
+    return now
 
-    status = sender_status(store, login)
-    if status != "ok":
-        return Admission(False, status, "the credential was revoked or removed" if status == "revoked"
-                         else "not a credential of this service")
-    item = UsageInput("outbound", login, None, recipients, 0, 0, None, source_id, line=-1)
-    return _admission(_apply(store, [item], strict=False, resolver=_Resolver(store), zone=store_zone(store)))
+
+@dataclass(frozen=True)
+class _AccountView:
+    """What ``_enforce`` reads of an account."""
+
+    name: str
+    blocked: bool
 
 
-def _admission(result: BatchResult) -> Admission:
-    crossings = tuple(result.crossings)
-    if result.rejected:
-        return Admission(False, result.kinds[0], result.rejected[0].reason, 0, crossings)
-    if result.duplicates:
-        return Admission(True, "duplicate", "already recorded", 0, crossings)
-    return Admission(True, "accepted", "", result.emails, crossings)
+def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admission:
+    """The hard cap for one message, in the caller's write transaction: the
+    same answers, in the same order of checks, as recording it through
+    ``_apply`` (the credential, the recipient cap, a stored id, the day's
+    total), with 3 statements in a metering transaction's steady state (the
+    sender, the event, the rollup) instead of ~12: the settings, the clock and
+    each account's total are read once per transaction and kept up to date."""
+    sender = _sender(store, login)
+    if sender is not None and not store.holds_account(sender.account_id):
+        # A login the batch did not announce: take its account's lock now and
+        # read the sender again under it (its account cannot change: domains
+        # change only under the exclusive write lock).
+        store.lock_accounts([sender.account_id])
+        sender = _sender(store, login)
+    if sender is None:
+        return Admission(False, "unknown", "not a credential of this service")
+    if not sender.live:
+        return Admission(False, "revoked", "the credential was revoked or removed")
+    settings = _settings(store)
+    max_recipients = int(settings["max_recipients_per_message"])
+    if recipients > max_recipients:
+        return Admission(False, REFUSED_TOO_MANY, f"{recipients:,} recipients in one message: more than the "
+                         f"{max_recipients:,} allowed (store setting max_recipients_per_message); not recorded")
+    now = _txn_now(store)
+    day = now.astimezone(ZoneInfo(str(settings["timezone"]))).date().isoformat()
+    account_id = sender.account_id
+    key = (account_id, day)
+    memo = store.txn_memo if store.metering else {}
+    total = memo.get(("total", key))
+    if total is None:
+        total = store.outbound_totals([key])[key]
+    limit = sender.daily_limit if sender.daily_limit is not None else int(settings["default_daily_limit"])
+    account = {account_id: _AccountView(sender.account, sender.blocked)}
+    if total > limit:
+        if source_id is not None and store.source_id_stored(source_id):
+            return Admission(True, "duplicate", "already recorded", 0)
+        # A refusal on today's total also re-applies the rule: an account unblocked
+        # while over today's limit is revoked and blocked again by its next message.
+        crossings = _enforce(store, {key: total}, {key: total}, account, {account_id: limit}, day)
+        return Admission(False, REFUSED_OVER_LIMIT, f"account {sender.account} is over its daily limit on {day} "
+                         f"({total:,} of {limit:,} emails): message refused, not recorded", 0, tuple(crossings))
+    at = _iso(now)
+    if not store.record_admission((source_id, at, day, "outbound", sender.agency_id, account_id, sender.domain,
+                                   sender.login, recipients, 0, 0, recipients, at)):
+        return Admission(True, "duplicate", "already recorded", 0)
+    if store.metering:
+        memo[("total", key)] = total + recipients
+    crossings = ()
+    if total + recipients > limit:
+        crossings = tuple(_enforce(store, {key: total + recipients}, {key: total}, account, {account_id: limit}, day))
+    return Admission(True, "accepted", "", recipients, crossings)
 
 
 @dataclass(frozen=True)
@@ -549,7 +691,7 @@ def envelope_check(store: Store, login: str, sender: str) -> EnvelopeCheck:
     envelope sender, and how many recipients may the message have."""
     status = sender_status(store, login)
     allowed = status == "ok" and sender_allowed(store, login, sender)
-    return EnvelopeCheck(status, allowed, int(effective_settings(store)["max_recipients_per_message"]))
+    return EnvelopeCheck(status, allowed, int(_settings(store)["max_recipients_per_message"]))
 
 
 def cancel_message(store: Store, source_id: str) -> bool:

@@ -260,9 +260,10 @@ class PolicyServer:
         try:
             if attrs.get("protocol_state", "").strip().upper() == "END-OF-MESSAGE":
                 # The checks and the metering in one step of the shared transaction: one store hop.
-                action, info, admission = await self.meter.run(partial(check_and_admit, attrs=attrs))
+                action, info, admission = await self.meter.run(partial(check_and_admit, attrs=attrs),
+                                                               attrs.get("sasl_username", "").strip().lower())
             else:
-                action, info, meter = await self.worker.call(precheck, attrs)
+                action, info, meter = await self.worker.read(precheck, attrs)
                 admission = await self.meter.admit(*meter) if meter is not None else None
             return (action, info) if admission is None else settle(admission, info, self.metrics)
         except Exception as exc:  # never leave Postfix hanging: a temporary failure, logged once

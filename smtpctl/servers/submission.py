@@ -276,7 +276,7 @@ class SubmissionHandler:
         if throttle.blocked_here(client):  # the store refused this client lately: no store call
             return self._throttled(session, mechanism, login)
         try:
-            credential, verdict = await self.worker.call(
+            credential, verdict = await self.worker.read(
                 lambda store: (store.credential(login) if login else None, throttle.check(store, client, login)))
         except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
             return self._store_error(session, login, exc)
@@ -343,7 +343,7 @@ class SubmissionHandler:
                           mail_options: list[str]) -> str:
         login = session.auth_data
         try:
-            check = await self.worker.call(usage.envelope_check, login, address)
+            check = await self.worker.read(usage.envelope_check, login, address)
         except StoreError as exc:
             log_event("store_error", peer=_peer(session), login=login, error=exc.message)
             self.metrics.refused("store_error")

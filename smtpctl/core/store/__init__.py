@@ -13,6 +13,11 @@ newer smtpctl or a file that is not a store, and applies pending
 migrations under the write lock. ``Store.write()`` is the one way to change
 data: one transaction that holds the store's write lock from its first
 statement, so a read-then-write never races another writer.
+``Store.write(metering=True)`` is the live paths' admission transaction: on
+PostgreSQL it holds the write lock shared and each metered account's own
+lock (``lock_accounts``), so nodes metering different accounts run in
+parallel while every cap keeps its proof (docs/store.md); on SQLite it is
+the same ``BEGIN IMMEDIATE`` as any write.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from smtpctl.core.errors import StoreError
 from smtpctl.core.store.audit import AuditQueries
@@ -55,6 +60,15 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         # serves the whole transaction (a group commit's batch reads them once).
         self._settings_memo: dict[str, str] | None = None
         self._writing = False
+        # What the admissions of one write transaction read once and keep
+        # (usage.py: the clock, the settings, each sender, each day's total),
+        # valid while the locks that guard them are held; emptied when the
+        # transaction ends and when a savepoint rolls back.
+        self.txn_memo: dict[Any, Any] = {}
+        # The accounts whose lock this transaction holds: None = every one
+        # (an exclusive write, or SQLite, whose one lock covers all).
+        self._accounts_held: set[int] | None = None
+        self._metering = False
 
     # -- what callers read -----------------------------------------------------
     @property
@@ -163,9 +177,16 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
 
     # -- transactions --------------------------------------------------------
     @contextmanager
-    def write(self) -> Iterator["Store"]:
+    def write(self, *, metering: bool = False) -> Iterator["Store"]:
         """One write transaction holding the store's write lock; nested calls
         join the outer one.
+
+        ``metering``: a transaction that only admits messages
+        (``usage.admit_message``) and reads. On PostgreSQL it holds the write
+        lock shared, so it runs beside other nodes' metering transactions and
+        never beside any other write, and it must hold an account's lock
+        (``lock_accounts``) before it reads or writes that account's totals,
+        events or credentials. On SQLite it is an ordinary write.
 
         Raises ``StoreError`` when the lock cannot be had in time or the store
         cannot be written; on any error everything is rolled back.
@@ -174,12 +195,16 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         if backend.in_transaction:
             yield self
             return
+        shared = metering and backend.engine == "postgresql"
         try:
-            backend.begin_write()
+            backend.begin_write(shared=shared)
         except backend.errors as exc:
             backend.rollback()
             raise StoreError(backend.describe(exc)) from None
         self._writing, self._settings_memo = True, None
+        self._accounts_held = set() if shared else None
+        self._metering = metering
+        self.txn_memo.clear()
         try:
             yield self
             backend.commit()
@@ -190,7 +215,42 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
             backend.rollback()
             raise
         finally:
-            self._writing, self._settings_memo = False, None
+            self._writing, self._settings_memo, self._accounts_held, self._metering = False, None, None, False
+            self.txn_memo.clear()
+
+    @property
+    def writing(self) -> bool:
+        """Inside ``write()``: what is read is guarded by the transaction's locks."""
+        return self._writing
+
+    @property
+    def metering(self) -> bool:
+        """Inside ``write(metering=True)``: only admissions run in this transaction."""
+        return self._metering
+
+    @property
+    def locks_accounts(self) -> bool:
+        """This transaction must take each account's lock (PostgreSQL, metering)."""
+        return self._accounts_held is not None
+
+    def holds_account(self, account_id: int) -> bool:
+        """Whether this write transaction may read and change the account's
+        usage: it holds the account's lock (or the write lock exclusive)."""
+        held = self._accounts_held
+        return held is None or account_id in held
+
+    def lock_accounts(self, account_ids: Iterable[int]) -> None:
+        """Inside ``write(metering=True)`` on PostgreSQL: take each account's
+        lock not held yet, in ascending order, until the transaction ends.
+        Every node takes them in that order (a batch resolves its logins to
+        accounts first), so two transactions never wait on each other in a
+        circle. Elsewhere a no-op: the write lock already covers every account."""
+        held = self._accounts_held
+        if held is None:
+            return
+        for account_id in sorted(set(account_ids) - held):
+            self.backend.lock_account(account_id)
+            held.add(account_id)
 
     @contextmanager
     def savepoint(self) -> Iterator["Store"]:
@@ -202,6 +262,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
             yield self
         except BaseException:
             self._settings_memo = None  # the step may have changed a setting it now undoes
+            self.txn_memo.clear()  # ... or a total, or a credential
             self.backend.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.backend.execute(f"RELEASE SAVEPOINT {name}")
             raise

@@ -7,9 +7,15 @@ as its first statement. Writers therefore run one at a time, exactly as
 SQLite's ``BEGIN IMMEDIATE`` makes them, and each statement after the lock
 sees every write committed before it: a read-then-write (the day's total,
 then the message; the domain's credentials, then the new one; the plan,
-then apply) cannot race another writer. Reads take no lock. The wait for
-the lock is bounded by ``lock_timeout`` (the busy timeout), past which the
-command exits 7 as on SQLite.
+then apply) cannot race another writer. The one exception is the live
+paths' metering transaction (``Store.write(metering=True)``): it takes the
+write lock SHARED (``pg_advisory_xact_lock_shared``), so it never runs
+beside any other write, and then each metered account's own lock
+(``pg_advisory_xact_lock(ACCOUNT_LOCKS, id)``, exclusive, in ascending
+order) before it reads that account's total: metering transactions of
+different accounts run in parallel, those of one account one at a time.
+Reads take no lock. The wait for a lock is bounded by ``lock_timeout`` (the
+busy timeout), past which the command exits 7 as on SQLite.
 
 This module is imported only for a ``postgresql://`` store, so SQLite users
 never load psycopg.
@@ -34,6 +40,9 @@ from smtpctl.core.store.sqlite import env_busy_timeout
 
 # The one lock every writer takes (any constant: "smtpctl" in ASCII).
 WRITE_LOCK = 0x736D7470637463
+# The per-account locks: the two-key form (a key space apart from WRITE_LOCK's
+# one-key form), this namespace ("smtp" in ASCII) and the account id.
+ACCOUNT_LOCKS = 0x736D7470
 MIGRATIONS_TABLE = "smtpctl_migrations"
 CONNECT_TIMEOUT = 10
 
@@ -110,9 +119,27 @@ class PostgresBackend:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
         if not self.in_transaction:
             self._reconnect_if_lost()
+            if sql.lstrip()[:6].upper() == "SELECT":
+                return self._again_if_lost(self._execute, sql, params)
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.Cursor:
         if params:
             return self.conn.execute(translate(sql), list(params))  # type: ignore[arg-type]
         return self.conn.execute(sql)  # type: ignore[arg-type]
+
+    def _again_if_lost(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, once more on a new connection if the connection
+        turned out lost (a server restart since its last use: each of a
+        server's connections finds out on its first statement after it). Only
+        for what is safe to run twice: a read outside a transaction, a BEGIN."""
+        try:
+            return fn(*args)
+        except psycopg.OperationalError:
+            if not self.conn.broken:
+                raise
+        self.conn = _connect(self.dsn, self.busy_timeout)
+        return fn(*args)
 
     def executemany(self, sql: str, rows: list[Sequence[Any]]) -> int:
         """Run one statement per row (pipelined); the number of rows changed in all."""
@@ -136,10 +163,18 @@ class PostgresBackend:
             return False
         return self.conn.info.transaction_status not in (TransactionStatus.IDLE, TransactionStatus.UNKNOWN)
 
-    def begin_write(self) -> None:
+    def begin_write(self, shared: bool = False) -> None:
         self._reconnect_if_lost()
-        self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        # Both statements in one round trip (no parameters: the simple query protocol).
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self._again_if_lost(lambda: self.conn.execute(
+            f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT {lock}({WRITE_LOCK})"))
+
+    def lock_account(self, account_id: int) -> None:
+        """One account's lock, exclusive, until the transaction ends. An id
+        past 32 bits shares its key with another account: less parallel, as safe."""
+        key = (account_id + 2**31) % 2**32 - 2**31
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ACCOUNT_LOCKS, key])
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")

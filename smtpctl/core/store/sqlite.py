@@ -98,8 +98,12 @@ class SqliteBackend:
     def in_transaction(self) -> bool:
         return self.conn.in_transaction
 
-    def begin_write(self) -> None:
+    def begin_write(self, shared: bool = False) -> None:
+        """``BEGIN IMMEDIATE``: one writer at a time (there is no shared form)."""
         self.conn.execute("BEGIN IMMEDIATE")
+
+    def lock_account(self, account_id: int) -> None:
+        """Nothing to take: the write lock covers every account."""
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")

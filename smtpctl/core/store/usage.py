@@ -62,6 +62,45 @@ class UsageQueries(_Base):
             [(*key, m, e) for key, (m, e) in sorted(rollup.items())])
         return True
 
+    # -- the live paths' admission (usage.admit_message) -------------------------
+    def meter_sender(self, login: str, domain: str) -> tuple | None:
+        """What an admission needs about a sender, in one query: None when the
+        domain is not in the store, else (account id or None when
+        agency-assigned, its agency id, its name, its daily limit or None, 1
+        when it is blocked, 1 when the credential ``login`` exists)."""
+        return self.backend.execute(
+            "SELECT d.account_id, a.agency_id, a.name, a.daily_limit, "
+            "CASE WHEN a.blocked_at IS NULL THEN 0 ELSE 1 END, "
+            "CASE WHEN EXISTS (SELECT 1 FROM credentials c WHERE c.login = ?) THEN 1 ELSE 0 END "
+            "FROM domains d LEFT JOIN accounts a ON a.id = d.account_id WHERE d.name = ?",
+            (login, domain)).fetchone()
+
+    def accounts_of_domains(self, domains: list[str]) -> list[int]:
+        """The accounts the dedicated domains among ``domains`` belong to."""
+        found: set[int] = set()
+        for chunk in _chunks(sorted(set(domains))):
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.backend.execute(
+                f"SELECT account_id FROM domains WHERE name IN ({marks}) AND account_id IS NOT NULL", chunk))
+        return sorted(found)
+
+    def record_admission(self, row: tuple) -> bool:
+        """Insert one event (a tuple in ``USAGE_COLUMNS`` order) and add it to
+        the rollup, in the caller's transaction; False (nothing written) when
+        its source id is already stored. Two statements: the insert checks the
+        id itself (a node racing the same id waits for the other's commit)."""
+        execute = self.backend.execute
+        if self.backend.engine == "postgresql":  # one statement, so one round trip to the server
+            return execute(_RECORD_ONE_PG, row).rowcount == 1
+        if execute(_INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING", row).rowcount != 1:
+            return False
+        execute(_UPSERT_DAILY, (row[2], row[4], row[5], row[6], row[7], row[3], 1, row[11]))
+        return True
+
+    def source_id_stored(self, source_id: str) -> bool:
+        return self.backend.execute("SELECT 1 FROM usage_events WHERE source_id = ?", (source_id,)).fetchone() \
+            is not None
+
     def delete_usage_event(self, source_id: str) -> bool:
         """Remove one event and take it out of the rollup, in the caller's transaction."""
         row = self.backend.execute(
@@ -181,8 +220,24 @@ def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
         yield items[start:start + size]
 
 
+_UPSERT_DAILY = ("INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+                 "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
+                 "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
+                 "emails = usage_daily.emails + excluded.emails")
+
 _INSERT_EVENT = ("INSERT INTO usage_events (source_id, at, day, direction, agency_id, account_id, domain, login, "
                  "to_count, cc_count, bcc_count, emails, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+# PostgreSQL: the event and its rollup row in one statement; the rollup row
+# is written only when the event was (a stored id inserts neither: 0 rows).
+_RECORD_ONE_PG = (
+    "WITH event AS (" + _INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING "
+    "RETURNING day, agency_id, account_id, domain, login, direction, emails) "
+    "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+    "SELECT day, agency_id, account_id, domain, login, direction, 1, emails FROM event "
+    "ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
+    "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
+    "emails = usage_daily.emails + excluded.emails")
 
 # Up to this many accounts a day, outbound_totals reads each through the
 # account index; past it, the whole day's rollup in one pass.
