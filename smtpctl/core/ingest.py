@@ -848,7 +848,8 @@ class PostfixLog:
         """Where the lines that hold a marker start, in order, each with the
         first marker it holds (0 ``sasl_username=``, 1 ``nrcpt=``, 2 a closing
         ``removed``: ``_take`` tests them in that order), found in C."""
-        find, rfind, newline = block.find, block.rfind, markers[2][-1:]
+        find, rfind = block.find, block.rfind
+        newline = "\n" if block.__class__ is str else b"\n"
         kinds: dict[int, int] = {}
         setdefault = kinds.setdefault
         for kind, marker in enumerate(markers):
