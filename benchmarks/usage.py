@@ -1,6 +1,7 @@
 """Usage at volume: import speed and memory, report time, single-record time.
 
     python benchmarks/usage.py [--events 1000000] [--lines 1000000] [--import-runs 3] [--runs 10]
+                               [--before SRC]
 
 Builds a store with 200 accounts, 200 dedicated domains and 1,000 credentials,
 then measures, each as a whole `smtpctl` process:
@@ -15,12 +16,18 @@ then measures, each as a whole `smtpctl` process:
 The imports run interleaved (JSONL, Postfix, pflogsumm, again), each on a
 fresh copy of the store; the figures are medians, and each comes with the CPU
 time of the process (user + system), steadier than wall time on a machine
-other work shares. Never run as a test.
+other work shares. ``--before SRC`` (a checkout of an older smtpctl, e.g.
+from ``git archive``) runs its imports too, interleaved with this tree's,
+both as ``python -m smtpctl`` on their own ``PYTHONPATH``: a before/after
+under the same load. The packages' bytecode is compiled first, as an install
+does (``PYTHONDONTWRITEBYTECODE`` would otherwise have every run compile
+smtpctl's modules again, ~0.1 s). Never run as a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import random
 import statistics
@@ -156,9 +163,14 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000, help="lines of the Postfix log")
     parser.add_argument("--import-runs", type=int, default=3, help="interleaved runs of each import")
     parser.add_argument("--runs", type=int, default=10, help="runs of each short command")
+    parser.add_argument("--before", type=Path, help="an older source tree to measure interleaved with this one")
     args = parser.parse_args()
     binary = smtpctl()
     pflogsumm = shutil.which("pflogsumm")
+    here = Path(__file__).resolve().parent.parent
+    trees = {"": None} if args.before is None else {"": here, " (before)": args.before.resolve()}
+    for tree in (here, *([args.before] if args.before else [])):
+        compileall.compile_dir(str(Path(tree) / "smtpctl"), quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = isolated_env(tmp_path)
@@ -172,37 +184,51 @@ def main() -> None:
               f"{args.lines:,} lines, {messages:,} messages ({maillog.stat().st_size / 1e6:.0f} MB); "
               f"{ACCOUNTS} accounts, {len(logins):,} credentials, 30 days; {args.import_runs} interleaved runs, "
               "medians")
-        runs: dict[str, list[Run]] = {"jsonl": [], "postfix": [], "pflogsumm": []}
+        runs: dict[str, list[Run]] = {"pflogsumm": []}
         for _ in range(args.import_runs):
-            shutil.copy(base, db_json)
-            runs["jsonl"].append(measure([binary, "--db", str(db_json), "usage", "import", str(jsonl), "--json"], env))
-            shutil.copy(base, db_pf)
-            runs["postfix"].append(measure([binary, "--db", str(db_pf), "usage", "import", str(maillog), "--format",
-                                            "postfix", "--year", str(start.year), "--log-timezone", "UTC", "--json"],
-                                           env))
+            for suffix, tree in trees.items():
+                command, tree_env = [binary], env
+                if tree is not None:
+                    command, tree_env = [sys.executable, "-m", "smtpctl"], dict(env, PYTHONPATH=str(tree))
+                shutil.copy(base, db_json)
+                runs.setdefault("jsonl" + suffix, []).append(
+                    measure([*command, "--db", str(db_json), "usage", "import", str(jsonl), "--json"], tree_env))
+                shutil.copy(base, db_pf)
+                runs.setdefault("postfix" + suffix, []).append(
+                    measure([*command, "--db", str(db_pf), "usage", "import", str(maillog), "--format", "postfix",
+                             "--year", str(start.year), "--log-timezone", "UTC", "--json"], tree_env))
             if pflogsumm:
                 runs["pflogsumm"].append(measure([pflogsumm, str(maillog)], env))
-        for label, count, unit in (("jsonl", None, "events"), ("postfix", args.lines, "lines")):
-            done = runs[label]
-            recorded = json.loads(done[-1].stdout)["messages"]
-            wall = statistics.median(r.wall for r in done)
-            cpu = statistics.median(r.cpu for r in done)
-            rss = max(r.rss for r in done)
-            n = count or recorded
-            print(f"import {label:8} {recorded:>9,} messages: {wall:6.1f} s = {n / wall:>9,.0f} {unit}/s "
-                  f"(CPU {cpu:5.1f} s = {n / cpu:>9,.0f} {unit}/s); peak RSS {rss / 1024:.0f} MiB")
-            if label == "jsonl":
-                summary.record(f"JSONL import, {n:,} events", f"{n / wall:,.0f} events/s (CPU {n / cpu:,.0f}/s)",
-                               "", "", ">= 200,000 events/s", n / wall >= 200_000)
-                summary.record("JSONL import, peak RSS", f"{rss / 1024:.0f} MiB", "", "", "< 100 MiB",
-                               rss / 1024 < 100)
+        for suffix in reversed(trees):  # the tree before first
+            for label, count, unit in (("jsonl", None, "events"), ("postfix", args.lines, "lines")):
+                done = runs[label + suffix]
+                recorded = json.loads(done[-1].stdout)["messages"]
+                wall = statistics.median(r.wall for r in done)
+                cpu = statistics.median(r.cpu for r in done)
+                rss = max(r.rss for r in done)
+                n = count or recorded
+                print(f"import {label + suffix:17} {recorded:>9,} messages: {wall:6.1f} s = {n / wall:>9,.0f} "
+                      f"{unit}/s (CPU {cpu:5.1f} s = {n / cpu:>9,.0f} {unit}/s); peak RSS {rss / 1024:.0f} MiB")
+            if runs["pflogsumm"]:
+                pf_wall = statistics.median(r.wall for r in runs["pflogsumm"])
+                pf_cpu = statistics.median(r.cpu for r in runs["pflogsumm"])
+                ours_wall = statistics.median(r.wall for r in runs["postfix" + suffix])
+                ours_cpu = statistics.median(r.cpu for r in runs["postfix" + suffix])
+                print(f"pflogsumm, same log: {pf_wall:6.1f} s (CPU {pf_cpu:5.1f} s); smtpctl{suffix} is "
+                      f"{pf_wall / ours_wall:.2f}x faster by wall time, {pf_cpu / ours_cpu:.2f}x by CPU time")
+        done_json = runs["jsonl"]
+        n = args.events
+        wall = statistics.median(r.wall for r in done_json)
+        cpu = statistics.median(r.cpu for r in done_json)
+        rss = max(r.rss for r in done_json)
+        summary.record(f"JSONL import, {n:,} events", f"{n / wall:,.0f} events/s (CPU {n / cpu:,.0f}/s)",
+                       "", "", ">= 200,000 events/s", n / wall >= 200_000)
+        summary.record("JSONL import, peak RSS", f"{rss / 1024:.0f} MiB", "", "", "< 100 MiB", rss / 1024 < 100)
         if runs["pflogsumm"]:
             pf_wall = statistics.median(r.wall for r in runs["pflogsumm"])
             pf_cpu = statistics.median(r.cpu for r in runs["pflogsumm"])
             ours_wall = statistics.median(r.wall for r in runs["postfix"])
             ours_cpu = statistics.median(r.cpu for r in runs["postfix"])
-            print(f"pflogsumm, same log: {pf_wall:6.1f} s (CPU {pf_cpu:5.1f} s); smtpctl is {pf_wall / ours_wall:.2f}x "
-                  f"faster by wall time, {pf_cpu / ours_cpu:.2f}x by CPU time")
             summary.record(f"Postfix log import, {args.lines:,} lines", f"{ours_wall:.1f} s", f"pflogsumm {pf_wall:.1f} s",
                            f"{pf_wall / ours_wall:.2f}x faster (CPU {pf_cpu / ours_cpu:.2f}x)", ">= 4x faster",
                            pf_wall / ours_wall >= 4)

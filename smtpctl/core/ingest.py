@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Generator, Iterable, Iterator
 
 from smtpctl.core.errors import InvalidInput
 
@@ -433,6 +433,11 @@ def _fast_jsonl() -> Any:
     fromisoformat = datetime.fromisoformat
     canonical = _CANONICAL_TIME
 
+    # Logins already checked, as build_input leaves them (an import names a
+    # few thousand senders, a million times): one dict look-up, not three
+    # string scans. Bounded: cleared when it holds too many.
+    checked: dict[str, str | None] = {}
+
     def fast(line: bytes | str, number: int, default_tz: tzinfo) -> UsageInput | None:
         try:
             ev = decode(line)
@@ -440,9 +445,14 @@ def _fast_jsonl() -> Any:
             return None
         user, domain = ev.user, ev.domain
         if user is not None:
-            if len(user) > MAX_NAME or not user.isprintable():
-                return None
-            user = user.strip() or None
+            known = checked.get(user, False)
+            if known is False:
+                if len(user) > MAX_NAME or not user.isprintable():
+                    return None
+                if len(checked) >= 100_000:
+                    checked.clear()
+                known = checked[user] = user.strip() or None
+            user = known
         if domain is not None:
             domain = domain.strip()
             if len(domain) > MAX_NAME or not domain.isprintable():
@@ -672,15 +682,20 @@ def read_csv(lines: Iterable[str], default_tz: tzinfo) -> Iterator[UsageInput | 
 _STAMP = r"(?:(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d)|(?P<iso>\d{4}-\d\d-\d\dT\S+))"
 _PROGRAM = r" (?P<host>\S+) (?:[^\s\[:]*/)?{name}(?:\[\d+\])?: "
 _QID = r"(?P<qid>[0-9A-Za-z]{5,20})"
+# Each is matched with ``match``, anchored at the line's start: on a line
+# alone, or in place in a block (``match(block, start, end)``, where ``$``
+# matches at ``end``, the line's end, as at the end of the line alone).
 _SMTPD_SASL = re.compile(
-    "^" + _STAMP + _PROGRAM.format(name="smtpd") + _QID
+    _STAMP + _PROGRAM.format(name="smtpd") + _QID
     + r": client=.*?, sasl_method=\S+, sasl_username=(?P<user>[^,\s]+)")
 _QMGR_ACTIVE = re.compile(
-    "^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID
+    _STAMP + _PROGRAM.format(name="qmgr") + _QID
     + r": from=<[^>]*>, size=\d+, nrcpt=(?P<n>\d+) \(queue active\)$")
-_QMGR_REMOVED = re.compile("^" + _STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
-# What a line the parser needs holds; the block reader looks for these bytes.
+_QMGR_REMOVED = re.compile(_STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
+# What a line the parser needs holds, in the order ``_take`` tests them; the
+# block reader looks for these.
 _MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")
+_TEXT_MARKERS = tuple(m.decode() for m in _MARKERS)
 _QUARTER_SPAN = timedelta(seconds=899)
 
 
@@ -799,13 +814,15 @@ class PostfixLog:
         """Messages from a mail log; a needed line that cannot be used (an
         impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``.
 
-        ``lines`` from ``read_lines`` are read in blocks of bytes: only the
-        lines that hold ``sasl_username=``, ``nrcpt=`` or a closing
-        ``removed`` (found with ``bytes.find``, in C) are decoded and read;
-        the rest of a log (connect, TLS, cleanup, smtp, disconnect: two lines
-        in three) is counted as skipped and never touched by Python. Any
-        other iterable of lines is read one line at a time, the reference the
-        block reader is tested against.
+        ``lines`` from ``read_lines`` are read in blocks of bytes, each
+        decoded at once: only the lines that hold ``sasl_username=``,
+        ``nrcpt=`` or a closing ``removed`` (found with ``str.find``, in C)
+        are matched, in place; the rest of a log (connect, TLS, cleanup, smtp,
+        disconnect: two lines in three) is counted as skipped and never
+        touched by Python. A block holding a line that is not UTF-8 has its
+        needed lines read one by one (``_take``). Any other iterable of lines
+        is read one line at a time, the reference the block reader is tested
+        against.
         """
         if isinstance(lines, Lines):
             yield from self._feed_blocks(lines.blocks())
@@ -817,36 +834,124 @@ class PostfixLog:
                 yield item
 
     def _feed_blocks(self, blocks: Iterable[bytes]) -> Iterator[UsageInput | BadLine]:
-        take = self._take
         before = 0  # lines before the block
         for block in blocks:
-            find, rfind, count = block.find, block.rfind, block.count
-            starts: list[int] = []
-            add = starts.append
-            for marker in _MARKERS:
-                at = find(marker)
-                while at >= 0:
-                    add(rfind(b"\n", 0, at) + 1)
-                    at = find(marker, at + 1)
-            starts.sort()
-            previous = -1
-            taken = 0
-            seen, newlines = 0, 0  # newlines in block[:seen]
-            for start in starts:
-                if start == previous:
-                    continue  # a line with two markers
-                previous = start
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError:  # a line that is not text: line by line, as the reference does
+                before += yield from self._lines_of_block(block, before)
+            else:
+                before += yield from self._text_block(text, before)
+
+    @staticmethod
+    def _needed(block: str | bytes, markers: tuple) -> list[tuple[int, int]]:
+        """Where the lines that hold a marker start, in order, each with the
+        first marker it holds (0 ``sasl_username=``, 1 ``nrcpt=``, 2 a closing
+        ``removed``: ``_take`` tests them in that order), found in C."""
+        find, rfind = block.find, block.rfind
+        newline = "\n" if block.__class__ is str else b"\n"
+        kinds: dict[int, int] = {}
+        setdefault = kinds.setdefault
+        for kind, marker in enumerate(markers):
+            at = find(marker)
+            while at >= 0:
+                setdefault(rfind(newline, 0, at) + 1, kind)
+                at = find(marker, at + 1)
+        return sorted(kinds.items())
+
+    def _text_block(self, text: str, before: int) -> Generator[UsageInput | BadLine, None, int]:
+        """A block that is all UTF-8 text, so every line of it is what
+        ``read_lines`` would give: each line holding a marker is matched in
+        place (the patterns' ``match`` at the line's start, up to its end),
+        never cut out of the block; ``_take``'s steps, inlined."""
+        find, count = text.find, text.count
+        sasl, active, removed = _SMTPD_SASL.match, _QMGR_ACTIVE.match, _QMGR_REMOVED.match
+        pending, counted, when_of = self.pending, self.counted, self._when
+        needed = self._needed(text, _TEXT_MARKERS)
+        seen, newlines = 0, 0  # newlines in text[:seen]
+        taken = 0
+        for start, kind in needed:
+            end = find("\n", start)
+            item: UsageInput | BadLine | None = None
+            if kind == 0:
+                s = sasl(text, start, end)
+                if s is None:
+                    continue
                 taken += 1
-                item = take(0, block[start:find(b"\n", start) + 1])
-                if item is not None:
-                    # Its line number, counted in C, only for a line that yields.
-                    newlines += count(b"\n", seen, start)
-                    seen = start
-                    item.__dict__["line"] = before + newlines + 1  # made just now by _take, not yet seen
-                    yield item
-            lines = count(b"\n")
-            self.skipped += lines - taken
-            before += lines
+                try:
+                    when_known = when_of(s)
+                except InvalidInput as exc:
+                    item = BadLine(0, exc.message)
+                else:
+                    qid, user, host = s.group("qid", "user", "host")
+                    if len(host) > 255 or len(user) > MAX_NAME:
+                        item = BadLine(0, "host name or sasl_username too long")
+                    else:
+                        pending[qid] = (user, when_known, host)
+                        continue
+            elif kind == 1:
+                q = active(text, start, end)
+                if q is None:
+                    continue
+                taken += 1
+                qid, digits = q.group("qid", "n")
+                if qid in counted:
+                    self.requeued += 1
+                    continue
+                known = pending.pop(qid, None)
+                if known is None:
+                    continue  # local pickup or a bounce: nobody authenticated
+                counted.add(qid)
+                item = self._message(0, known, qid, digits)
+                if item is None:
+                    continue
+            else:
+                r = removed(text, start, end)
+                if r is None:
+                    continue
+                taken += 1
+                qid = r.group("qid")
+                counted.discard(qid)
+                pending.pop(qid, None)
+                continue
+            # Its line number, counted in C, only for a line that yields.
+            newlines += count("\n", seen, start)
+            seen = start
+            item.__dict__["line"] = before + newlines + 1  # made just now, not yet seen
+            yield item
+        lines = newlines + count("\n", seen)  # (the block counted once, in pieces)
+        self.skipped += lines - taken
+        return lines
+
+    def _lines_of_block(self, block: bytes, before: int) -> Generator[UsageInput | BadLine, None, int]:
+        """A block with a line that is not UTF-8: each line holding a marker
+        goes through ``_take``, which decodes it on its own."""
+        take, find, count = self._take, block.find, block.count
+        needed = self._needed(block, _MARKERS)
+        seen, newlines = 0, 0  # newlines in block[:seen]
+        for start, _ in needed:
+            item = take(0, block[start:find(b"\n", start) + 1])
+            if item is not None:
+                newlines += count(b"\n", seen, start)
+                seen = start
+                item.__dict__["line"] = before + newlines + 1  # made just now by _take, not yet seen
+                yield item
+        lines = newlines + count(b"\n", seen)
+        self.skipped += lines - len(needed)
+        return lines
+
+    def _message(self, number: int, known: tuple[str, tuple[datetime, str, int], str], qid: str,
+                 digits: str) -> UsageInput | BadLine | None:
+        """The message a qmgr ``nrcpt=`` line counts, for the SASL line
+        ``known`` of its queue id (None for no recipients)."""
+        user, (when, text, epoch), host = known
+        if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
+            return BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
+                                   f"{MAX_RECIPIENTS:,} recipients: not a message")
+        n = int(digits)
+        if n:
+            return UsageInput("outbound", user, None, n, 0, 0, when, f"postfix:{host}:{qid}:{epoch}", number, text)
+        return None
 
     def _take(self, number: int, raw: str | bytes) -> UsageInput | BadLine | None:
         """What line ``number`` of the log means, if anything (it updates the
@@ -881,15 +986,7 @@ class PostfixLog:
                 if sasl is None:
                     return None  # local pickup or a bounce: nobody authenticated
                 self.counted.add(qid)
-                user, (when, text, epoch), host = sasl
-                if len(digits) > 12 or int(digits) > MAX_RECIPIENTS:
-                    return BadLine(number, f"nrcpt={digits[:20]}{'...' if len(digits) > 20 else ''} is more than "
-                                           f"{MAX_RECIPIENTS:,} recipients: not a message")
-                n = int(digits)
-                if n:
-                    return UsageInput("outbound", user, None, n, 0, 0, when, f"postfix:{host}:{qid}:{epoch}",
-                                      number, text)
-                return None
+                return self._message(number, sasl, qid, digits)
         elif line.endswith("removed"):
             r = _QMGR_REMOVED.match(line)
             if r:

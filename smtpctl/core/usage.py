@@ -226,8 +226,12 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         result.kinds.append(kind)
 
     # First pass: who and when, without touching the totals.
-    accepted: list[tuple[UsageInput, _Target, datetime, str, int]] = []
+    accepted: list[tuple[UsageInput, _Target, str, str, int]] = []  # item, target, time as stored, day, emails
+    accept = accepted.append
+    touched_keys: set[tuple[int, str]] = set()
+    touch = touched_keys.add
     senders = resolver.senders
+    day_of_text = days.by_text.get
     for item in items:
         if isinstance(item, BadLine):
             reject(item, item.reason, "invalid")
@@ -255,14 +259,22 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 result.duplicates += 1
                 continue
             seen_ids.add(source_id)
+        # Every time here is already UTC (parse_time, PostfixLog, utc_now); a
+        # time the input gave as stored ("...Z") is not formatted again, and
+        # its day comes from its first 15 characters (``_Days.of_text``).
         at_text = item.at_text
-        accepted.append((item, target, at, days(at) if at_text is None or item.at is None else
-                         days.of_text(at, at_text), emails))
+        if at_text is None or item.at is None:
+            at_text, day = _iso(at), days(at)
+        else:
+            day = day_of_text(at_text[:15]) or days.of_text(at, at_text)
+        if item.direction == "outbound":
+            touch((target.account_id, day))
+        accept((item, target, at_text, day, emails))
     if not accepted:
         return result
 
     # Second pass: the cap, in input order, against the totals under this lock.
-    touched = sorted({(t.account_id, day) for item, t, _, day, _ in accepted if item.direction == "outbound"})
+    touched = sorted(touched_keys)
     before = store.outbound_totals(touched) if touched else {}
     accounts = {a.id: a for a in store.accounts_by_id({acc for acc, _ in touched})} if touched else {}
     default_limit = int(settings["default_daily_limit"])
@@ -274,7 +286,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     rows: list[tuple] = []
     append = rows.append
     total_emails = 0
-    for item, target, at, day, emails in accepted:
+    for item, target, at_text, day, emails in accepted:
         direction = item.direction
         if direction == "outbound":
             key = (target.account_id, day)
@@ -288,9 +300,6 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             running[key] = total + emails
             if total + emails > limit:
                 crossed_at[key] = total + emails
-        # Every time here is already UTC (parse_time, PostfixLog, utc_now); a
-        # time the input gave as stored ("...Z") is not formatted again.
-        at_text = (item.at_text if item.at is not None else None) or _iso(at)
         total_emails += emails
         append((item.source_id, at_text, day, direction, target.agency_id, target.account_id,
                 target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))

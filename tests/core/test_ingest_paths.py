@@ -301,3 +301,52 @@ def test_the_day_of_a_time_given_as_stored_where_monrovia_left_its_offset():
     while at < datetime(1972, 1, 7, 1, 30, tzinfo=UTC):
         assert days.of_text(at, usage._iso(at)) == at.astimezone(zone).date().isoformat(), at
         at += timedelta(seconds=15)
+
+
+# -- the caches and the in-place matching of the fast paths ---------------------
+
+@PATHS
+@given(st.lists(st.tuples(EDGE_USERS, st.sampled_from([1, 0, "2"])), min_size=1, max_size=6), st.integers(2, 5))
+def test_a_login_checked_once_is_read_as_the_slow_path_reads_it_every_time(senders, repeat):
+    """The fast path remembers the logins it checked: a login seen again,
+    valid or not, still gives what the slow path gives for that line."""
+    lines = [json.dumps({"user": user, "recipients": n, "id": f"m{i}"}).encode() + b"\n"
+             for i, (user, n) in enumerate(senders * repeat)]
+    fast, slow, text = jsonl_both_ways(b"".join(lines), UTC)
+    assert fast == slow == text
+
+
+# Characters a str pattern reads other than a bytes one would (\s takes
+# \x1c-\x1f and Unicode spaces, \d Unicode digits), in the fields the
+# patterns read; a block holding any of them must still give what the
+# per-line reader gives.
+ODD = st.sampled_from(["\x1c", "\x1f", "\u00a0", "\u2028", "\u3000", "\u0663", "é", "\t", "\r", ""])
+
+
+@st.composite
+def odd_postfix_lines(draw) -> bytes:
+    qid = draw(st.sampled_from(["3616C220576", "ABCDE", "A\u0663BCDE"]))
+    stamp = draw(st.sampled_from(["Nov 26 05:09:58", "Nov \u0662\u0666 05:09:58", "2026-11-26T05:09:58Z"]))
+    host, user, n = draw(ODD) + "mail" + draw(ODD), "a@d.example" + draw(ODD) + "x", draw(ODD) + "2" + draw(ODD)
+    return (f"{stamp} {host} postfix/submission/smtpd[1]: {qid}: client=a[1.2.3.4], sasl_method=PLAIN, "
+            f"sasl_username={user}\n"
+            f"{stamp} {host} postfix/qmgr[2]: {qid}: from=<a@d.example>, size=1, nrcpt={n} (queue active)\n"
+            f"{stamp} {host} postfix/qmgr[2]: {qid}: removed{draw(ODD)}\n").encode()
+
+
+@PATHS
+@given(st.lists(st.one_of(odd_postfix_lines(), EXTRA), max_size=8).map(b"".join),
+       st.sampled_from([7, 200, 1 << 20]))
+def test_postfix_text_blocks_match_in_place_as_lines_match_alone(data, block_bytes):
+    """A block that decodes is matched in place (``match(text, start, end)``);
+    one that does not goes line by line: both as the per-line reader."""
+    expected_parser = PostfixLog(year=2026, log_tz=UTC)
+    expected = list(expected_parser.feed(list(ingest.read_lines(io.BytesIO(data)))))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest, "BLOCK_BYTES", block_bytes)
+        parser = PostfixLog(year=2026, log_tz=UTC)
+        got = list(parser.feed(ingest.read_lines(io.BytesIO(data))))
+    assert got == expected
+    assert [(i.line, i.at_text) for i in got if isinstance(i, UsageInput)] == \
+        [(i.line, i.at_text) for i in expected if isinstance(i, UsageInput)]
+    assert postfix_state(parser) == postfix_state(expected_parser)
