@@ -14,7 +14,10 @@ Built on aiosmtpd, with its known traps handled:
   see ``ImplicitTLSGate``), and ``guard.AuthThrottle`` counts AUTH attempts
   when they start;
 - its address parser defines a ``typing.Protocol`` class on every MAIL and
-  RCPT: ``SubmissionSMTP._getaddr`` parses the same way without it.
+  RCPT: ``SubmissionSMTP._getaddr`` parses the same way without it, and
+  answers a plain ``<local@domain>`` without the standard library's parser;
+- it cancels and makes a timeout timer on every command line:
+  ``SubmissionSMTP._reset_timeout`` moves one deadline instead.
 
 What is ours: every message is checked against the daily limit and billed in
 one transaction before its ``250`` (``usage.admit_message``, shared by many
