@@ -35,43 +35,41 @@ from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 CLIENTS, MESSAGES = 10, 150
 
 
-def one_run(binary: str) -> tuple[float, float]:
+def one_run(binary: str, keep: list[Path]) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp())
+    keep.append(folder)  # removed after the last run: files deleted just before a run slow its file creation
+    env = isolated_env(folder, folder / "bench.db")
+    provision(binary, str(folder / "bench.db"), env, folder)
+    port = free_port()
+    proc = subprocess.Popen([binary, "serve", "--submission", f"127.0.0.1:{port}", "--smtps", "127.0.0.1:0",
+                             "--maildir", str(folder / "maildir")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "event=ready" in line:
+            break
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
     try:
-        env = isolated_env(folder, folder / "bench.db")
-        provision(binary, str(folder / "bench.db"), env, folder)
-        port = free_port()
-        proc = subprocess.Popen([binary, "serve", "--submission", f"127.0.0.1:{port}", "--smtps", "127.0.0.1:0",
-                                 "--maildir", str(folder / "maildir")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        for line in proc.stderr:
-            if "event=ready" in line:
-                break
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-        try:
-            marks: list[tuple[float, float]] = []
-            barrier = threading.Barrier(CLIENTS, action=lambda: marks.append((time.perf_counter(),
-                                                                                cpu_seconds(proc.pid))))
+        marks: list[tuple[float, float]] = []
+        barrier = threading.Barrier(CLIENTS, action=lambda: marks.append((time.perf_counter(),
+                                                                            cpu_seconds(proc.pid))))
 
-            def client(i: int) -> None:
-                login = LOGINS[i % len(LOGINS)]
-                with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
-                    smtp.starttls(context=CLIENT_TLS)
-                    smtp.login(login, PW)
-                    barrier.wait()
-                    for m in range(MESSAGES):
-                        smtp.sendmail(login, [f"r{m}-{k}@x.test" for k in range(3)], BODY.format(i))
+        def client(i: int) -> None:
+            login = LOGINS[i % len(LOGINS)]
+            with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
+                smtp.starttls(context=CLIENT_TLS)
+                smtp.login(login, PW)
+                barrier.wait()
+                for m in range(MESSAGES):
+                    smtp.sendmail(login, [f"r{m}-{k}@x.test" for k in range(3)], BODY.format(i))
 
-            with ThreadPoolExecutor(CLIENTS) as pool:
-                list(pool.map(client, range(CLIENTS)))
-            wall, cpu = time.perf_counter() - marks[0][0], cpu_seconds(proc.pid) - marks[0][1]
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        total = CLIENTS * MESSAGES
-        return total / wall, 1000 * cpu / total
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(client, range(CLIENTS)))
+        wall, cpu = time.perf_counter() - marks[0][0], cpu_seconds(proc.pid) - marks[0][1]
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        proc.terminate()
+        proc.wait(timeout=30)
+    total = CLIENTS * MESSAGES
+    return total / wall, 1000 * cpu / total
 
 
 def main() -> None:
@@ -82,9 +80,14 @@ def main() -> None:
     args = parser.parse_args()
     builds = {"before": args.before, "after": args.after}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in builds}
-    for _ in range(args.runs):
-        for name, binary in builds.items():
-            results[name].append(one_run(binary))
+    folders: list[Path] = []
+    try:
+        for _ in range(args.runs):
+            for name, binary in builds.items():
+                results[name].append(one_run(binary, folders))
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"{CLIENTS} clients x {MESSAGES} messages x 3 recipients, {args.runs} interleaved runs, medians; "
           f"{os.cpu_count()} cores")
     for name, rows in results.items():

@@ -3,9 +3,10 @@
     python benchmarks/serve.py
 
 - messages/s through `smtpctl serve` (Maildir delivery): 10 concurrent
-  authenticated clients, one connection each, 20 messages of 3 recipients
-  per connection; then the same load against a bare aiosmtpd server (same
-  STARTTLS, AUTH that accepts anything, a handler that stores nothing);
+  authenticated clients, one connection each, 50 messages of 3 recipients
+  per connection; the same load against a bare aiosmtpd server (same
+  STARTTLS, AUTH that accepts anything, a handler that stores nothing),
+  both servers up and loaded in turns, 5 rounds each, medians;
 - AUTH handshakes/s (connect, STARTTLS, AUTH PLAIN, QUIT) with 10 clients
   sharing one client TLS context, against the same bare server;
 - policy requests/s at END-OF-MESSAGE against `smtpctl policy serve`
@@ -22,6 +23,7 @@ import signal
 import smtplib
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 import summary  # noqa: E402  (benchmarks/summary.py: this folder is on sys.path)
 
 CLIENTS, MESSAGES, RECIPIENTS = 10, 50, 3
+ROUNDS = 5  # serve and bare in turns, medians
 PW = "benchmark-password-123"
 BODY = "From: u{0}@bench.example\r\nTo: a@x.test\r\nSubject: bench\r\n\r\n" + ("x" * 76 + "\r\n") * 26
 
@@ -85,12 +88,23 @@ def main() -> None:
         env = isolated_env(tmp_path, tmp_path / "bench.db")
         provision(binary, str(tmp_path / "bench.db"), env, tmp_path)
 
-        serve_port = free_port()
+        cert, key = tmp_path / "tls" / "selfsigned-cert.pem", tmp_path / "tls" / "selfsigned-key.pem"
+        serve_port, bare_port = free_port(), free_port()
         serve = start([binary, "serve", "--submission", f"127.0.0.1:{serve_port}", "--smtps", "127.0.0.1:0",
                        "--maildir", str(tmp_path / "maildir")], env, "event=ready")
-        cpu0 = cpu_seconds(serve.pid)
-        smtp_time = send_load(serve_port)
-        serve_cpu = cpu_seconds(serve.pid) - cpu0
+        bare = start([sys.executable, "-c", BARE, str(cert), str(key), str(bare_port)], env, "ready")
+        # Both servers face the same load in turns (serve first, then bare first, ...): on a machine
+        # whose load moves, one run of each minutes apart compares two different machines.
+        rounds: dict[str, list[tuple[float, float]]] = {"serve": [], "bare": []}
+        for r in range(ROUNDS):
+            order = [("serve", serve, serve_port), ("bare", bare, bare_port)]
+            for name, proc, port in order if r % 2 == 0 else order[::-1]:
+                cpu0 = cpu_seconds(proc.pid)
+                seconds = send_load(port)
+                rounds[name].append((seconds, cpu_seconds(proc.pid) - cpu0))
+        smtp_time, serve_cpu = (statistics.median(x[i] for x in rounds["serve"]) for i in (0, 1))
+        bare_time, bare_cpu = (statistics.median(x[i] for x in rounds["bare"]) for i in (0, 1))
+        ratios = sorted(b[0] / s[0] for s, b in zip(rounds["serve"], rounds["bare"]))
         cpu0 = cpu_seconds(serve.pid)
         auth_time = auth_load(serve_port)  # repeat logins: the AUTH cache answers after the first
         auth_cpu = cpu_seconds(serve.pid) - cpu0
@@ -103,12 +117,6 @@ def main() -> None:
         cold_cpu = cpu_seconds(cold.pid) - cpu0
         stop(cold)
 
-        cert, key = tmp_path / "tls" / "selfsigned-cert.pem", tmp_path / "tls" / "selfsigned-key.pem"
-        bare_port = free_port()
-        bare = start([sys.executable, "-c", BARE, str(cert), str(key), str(bare_port)], env, "ready")
-        cpu0 = cpu_seconds(bare.pid)
-        bare_time = send_load(bare_port)
-        bare_cpu = cpu_seconds(bare.pid) - cpu0
         cpu0 = cpu_seconds(bare.pid)
         bare_auth = auth_load(bare_port)
         bare_auth_cpu = cpu_seconds(bare.pid) - cpu0
@@ -124,11 +132,12 @@ def main() -> None:
         peer_time = policyd_rate_limit(tmp_path)
 
         total = CLIENTS * MESSAGES
-        print(f"{CLIENTS} clients x {MESSAGES} messages x {RECIPIENTS} recipients ({total} messages); "
-              f"{os.cpu_count()} cores")
+        print(f"{CLIENTS} clients x {MESSAGES} messages x {RECIPIENTS} recipients ({total} messages), "
+              f"{ROUNDS} rounds against each server in turns, medians; {os.cpu_count()} cores")
         print(f"smtpctl serve      {total / smtp_time:8.1f} messages/s  ({smtp_time:.2f} s)")
         print(f"bare aiosmtpd      {total / bare_time:8.1f} messages/s  ({bare_time:.2f} s)  "
-              f"-> serve reaches {100 * bare_time / smtp_time:.0f}% of the ceiling")
+              f"-> serve reaches {100 * bare_time / smtp_time:.0f}% of the ceiling (per round: "
+              f"{', '.join(f'{r:.2f}x' for r in ratios)})")
         print(f"server CPU/message {1000 * serve_cpu / total:8.2f} ms smtpctl serve, {1000 * bare_cpu / total:.2f} ms bare "
               f"(steadier than messages/s on a busy machine)")
         handshakes = CLIENTS * 5

@@ -277,6 +277,21 @@ def test_revoking_block_stops_authentication(server, run):
     assert "event=auth_failed" in server.text()
 
 
+def test_a_credential_revoked_between_messages_is_refused_at_the_next_mail(server, run):
+    """MAIL reads the credential when it arrives (ReadBatch), never from the session's AUTH: a revocation
+    by another process between two messages of one session is refused at the second MAIL, before any body."""
+    client = submission(server)
+    client.login("app@d.example", PW)
+    client.sendmail("app@d.example", ["a@x.test"], MESSAGE)
+    run("account", "block", "shop", "--reason", "abuse", "--revoke", "--yes", check_rc=0)
+    code, reply = client.mail("app@d.example")
+    assert code == 550 and b"credentials were revoked" in reply, (code, reply)
+    client.rset()
+    client.quit()
+    assert report(run)["total"]["emails"] == 1  # the first message only
+    assert "event=mail_refused" in server.text() and "reason=revoked" in server.text()
+
+
 def test_sigint_stops_cleanly(world, tmp_path):
     import signal
 

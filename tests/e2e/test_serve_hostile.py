@@ -280,6 +280,23 @@ def test_idle_sessions_time_out_sooner_before_auth(world, tmp_path):
     assert "event=tls_failed listener=smtps peer=127.0.0.3:" in log
 
 
+def test_a_talking_session_outlives_its_timeout_and_then_idles_out(world, tmp_path):
+    """The timeout counts from the last command (serve moves one timer instead of making one per line):
+    commands every 0.3 s keep a session with a 1 s timeout open for 3 s; once it is silent it is closed."""
+    server = start(tmp_path, "--pre-auth-timeout", "1", "--auth-delay", "0")
+    try:
+        client = submission_from(server, "127.0.0.1")
+        for _ in range(10):
+            assert client.noop()[0] == 250
+            time.sleep(0.3)
+        client.sock.settimeout(10)
+        assert closed_by_server(client.sock)
+        client.close()
+    finally:
+        log = stopped(server)
+    assert "event=timeout listener=submission peer=127.0.0.1:" in log
+
+
 def test_port_in_use_is_one_error_and_nothing_served(world, tmp_path, run):
     with socket.socket() as occupant:
         occupant.bind(("127.0.0.1", 0))
