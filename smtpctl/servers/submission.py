@@ -52,7 +52,7 @@ from smtpctl.core.errors import InvalidInput, StoreError
 from smtpctl.servers import authcache, guard
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
-from smtpctl.servers.metering import GroupCommit
+from smtpctl.servers.metering import GroupCommit, ReadBatch
 from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 
@@ -547,61 +547,6 @@ class SubmissionHandler:
     def close(self) -> None:
         self.cpu.shutdown(wait=False)
         self.relay_pool.shutdown(wait=False)
-
-
-class ReadBatch:
-    """A read-only store call (``fn(store, *args)``) of many sessions, taken
-    together: every call waiting when the store thread (on PostgreSQL, a
-    reader thread: ``StoreWorker.read``) becomes free runs in one trip there
-    and back. Each is still read when its command arrives (a
-    credential revoked a moment before is refused); under load one thread
-    hand-off serves several sessions instead of one each, as group commit
-    does for the admissions. A call that raises raises for its caller only."""
-
-    def __init__(self, worker: StoreWorker, fn: Callable[..., Any]):
-        self.worker, self.fn = worker, fn
-        self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self.draining = False
-        self.trips = 0  # trips to the store thread, for the tests and the benchmark
-
-    async def read(self, *args: Any) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.append((args, future))
-        if not self.draining:
-            self.draining = True
-            asyncio.ensure_future(self._drain())
-        return await future
-
-    def _each(self, store: Any, calls: list[tuple[Any, ...]]) -> list[Any]:
-        answers: list[Any] = []
-        for args in calls:
-            try:
-                answers.append(self.fn(store, *args))
-            except Exception as exc:  # noqa: BLE001 - this caller's answer; the others go on
-                answers.append(exc)
-        return answers
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending[:MAX_READS], self.pending[MAX_READS:]
-                try:
-                    answers = await self.worker.read(self._each, [args for args, _ in batch])
-                except Exception as exc:  # the thread itself failed (it could not open the store)
-                    answers = [exc] * len(batch)
-                self.trips += 1
-                for (_, future), answer in zip(batch, answers):
-                    if future.done():
-                        continue  # the client went away
-                    if isinstance(answer, BaseException):
-                        future.set_exception(answer)
-                    else:
-                        future.set_result(answer)
-        finally:
-            self.draining = False
-
-
-MAX_READS = 256
 
 
 def _reply(code: int, text: bytes | str) -> str:

@@ -6,7 +6,7 @@ import asyncio
 from smtpctl.core import usage
 from smtpctl.core.errors import StoreError
 from smtpctl.servers.runtime import StoreWorker
-from smtpctl.servers.submission import ReadBatch
+from smtpctl.servers.metering import ReadBatch
 
 
 def check_or_fail(store, login: str, sender: str):
