@@ -26,9 +26,9 @@ from smtpctl.cli import COMMANDS, COMPLETE_VAR, GROUPS, _check_utf8, _error, _fa
 from smtpctl.cli.state import AppState
 from smtpctl.core.errors import ExitCode
 
-try:  # typer >= 0.29 vendors click
+try:  # recent typer (0.28 here) vendors click as typer._click, and raises its exceptions
     from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover - older typer
+except ImportError:  # pragma: no cover - an older typer (pyproject allows >= 0.20) raises the click package's
     from click.exceptions import ClickException
 from typer import Abort
 
