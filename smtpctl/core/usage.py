@@ -469,6 +469,14 @@ class _Sender:
 _UNKNOWN = "unknown"  # in the transaction memo: a login whose domain is not a dedicated one of ours
 
 
+def _login_domain(login: str) -> str | None:
+    """The stored domain of ``login`` (None: not a login)."""
+    try:
+        return rules.parse_login(login)[1]
+    except InvalidInput:
+        return None
+
+
 def _sender(store: Store, login: str) -> _Sender | None:
     """Who ``login`` is (None: not ours). In a metering transaction the answer
     is kept for the rest of it once it was read under the account's lock (no
@@ -599,7 +607,7 @@ def _run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[s
     answers: list[Any] = []
     with store.write(metering=logins is not None):
         if logins and store.locks_accounts:
-            domains = [login.rpartition("@")[2].strip().lower() for login in logins]
+            domains = {_login_domain(login) for login in logins}  # as _sender reads them: else late, unordered locks
             store.lock_accounts(store.accounts_of_domains([d for d in domains if d]))
         for step in steps:
             if not savepoints:

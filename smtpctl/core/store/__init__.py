@@ -219,11 +219,6 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
             self.txn_memo.clear()
 
     @property
-    def writing(self) -> bool:
-        """Inside ``write()``: what is read is guarded by the transaction's locks."""
-        return self._writing
-
-    @property
     def metering(self) -> bool:
         """Inside ``write(metering=True)``: only admissions run in this transaction."""
         return self._metering
@@ -257,12 +252,15 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries):
         """A step inside ``write()`` that is undone alone when it raises."""
         self._savepoints += 1
         name = f"step{self._savepoints}"
+        held = None if self._accounts_held is None else set(self._accounts_held)
         self.backend.execute(f"SAVEPOINT {name}")
         try:
             yield self
         except BaseException:
             self._settings_memo = None  # the step may have changed a setting it now undoes
             self.txn_memo.clear()  # ... or a total, or a credential
+            if held is not None:  # PostgreSQL gives back the locks taken since the savepoint at its rollback
+                self._accounts_held = held
             self.backend.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.backend.execute(f"RELEASE SAVEPOINT {name}")
             raise

@@ -96,6 +96,12 @@ class PostgresBackend:
         self.label = redact(dsn)
         self.path = Path(self.label)  # for messages only: a DSN is not a file
         self.busy_timeout = busy_timeout
+        # Between begin_write and its commit or rollback: a statement then never
+        # runs on a new connection. A lost connection reads as "no transaction"
+        # (its status is UNKNOWN), and reconnecting would run the rest of the
+        # transaction, and its COMMIT, in autocommit on a new session, with the
+        # first part of it gone: the error must end the whole transaction.
+        self._write_open = False
 
     @classmethod
     def open(cls, dsn: str, busy_timeout: float | None = None) -> "PostgresBackend":
@@ -117,7 +123,7 @@ class PostgresBackend:
 
     # -- statements ----------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        if not self.in_transaction:
+        if not self._write_open and not self.in_transaction:
             self._reconnect_if_lost()
             if sql.lstrip()[:6].upper() == "SELECT":
                 return self._again_if_lost(self._execute, sql, params)
@@ -169,6 +175,7 @@ class PostgresBackend:
         lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         self._again_if_lost(lambda: self.conn.execute(
             f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT {lock}({WRITE_LOCK})"))
+        self._write_open = True
 
     def lock_account(self, account_id: int) -> None:
         """One account's lock, exclusive, until the transaction ends. An id
@@ -177,9 +184,12 @@ class PostgresBackend:
         self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ACCOUNT_LOCKS, key])
 
     def commit(self) -> None:
+        # A lost connection raises here (psycopg refuses a broken one): nothing was committed.
         self.conn.execute("COMMIT")
+        self._write_open = False
 
     def rollback(self) -> None:
+        self._write_open = False
         if self.conn.closed:
             return
         if self.in_transaction:

@@ -68,12 +68,13 @@ class UsageQueries(_Base):
         domain is not in the store, else (account id or None when
         agency-assigned, its agency id, its name, its daily limit or None, 1
         when it is blocked, 1 when the credential ``login`` exists)."""
-        return self.backend.execute(
+        rows = self._rows(  # outside a transaction (MAIL's check on a reader) an error is a StoreError
             "SELECT d.account_id, a.agency_id, a.name, a.daily_limit, "
             "CASE WHEN a.blocked_at IS NULL THEN 0 ELSE 1 END, "
             "CASE WHEN EXISTS (SELECT 1 FROM credentials c WHERE c.login = ?) THEN 1 ELSE 0 END "
             "FROM domains d LEFT JOIN accounts a ON a.id = d.account_id WHERE d.name = ?",
-            (login, domain)).fetchone()
+            (login, domain))
+        return rows[0] if rows else None
 
     def accounts_of_domains(self, domains: list[str]) -> list[int]:
         """The accounts the dedicated domains among ``domains`` belong to."""
