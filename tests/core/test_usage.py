@@ -77,7 +77,9 @@ def test_inbound_is_billed_not_limited(store):
     assert report["total"]["cost"] == "0.037125"
 
 
-def test_crossing_the_limit_revokes_and_blocks_in_the_same_transaction(store):
+def test_crossing_the_limit_revokes_and_blocks_in_the_same_transaction(store, monkeypatch):
+    now = utc_now()  # one instant: a run across midnight puts no two steps on two days
+    monkeypatch.setattr(Store, "now", lambda self: now)
     assert not usage.record_usage(store, msg("a@d.example", n=10)).crossings  # at the limit: fine
     result = usage.record_usage(store, msg("c@e.example", n=2))
     assert [c.as_dict() for c in result.crossings] == [{
