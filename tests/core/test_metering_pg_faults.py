@@ -4,8 +4,6 @@ a login spelled another way than it is stored, a table locked by an
 operator under MAIL's read. Each answer must still be the truth about what
 was written, and each cap must still be held under its lock."""
 
-from functools import partial
-
 import psycopg
 import pytest
 
@@ -13,8 +11,7 @@ from smtpctl.core import services, usage
 from smtpctl.core.errors import StoreError
 from smtpctl.core.store import Store
 from smtpctl.core.store.postgresql import ACCOUNT_LOCKS
-
-PW = "a good long password"
+from tests.core.test_metering import PW, admit, events, statuses
 
 
 @pytest.fixture
@@ -28,18 +25,6 @@ def store(pg_dsn):
         for login in ("a@d.example", "x@o.example"):
             services.create_credential(s, login, PW)
         yield s
-
-
-def admit(login: str, recipients: int, sid: str):
-    return partial(usage.admit_message, login=login, recipients=recipients, source_id=sid)
-
-
-def events(store: Store) -> list[str]:
-    return [r["source_id"] for r in store.query("SELECT source_id FROM usage_events ORDER BY source_id")]
-
-
-def statuses(answers):
-    return [a.status if isinstance(a, usage.Admission) else type(a).__name__ for a in answers]
 
 
 def kill_connection(pg_dsn: str, store: Store) -> None:
