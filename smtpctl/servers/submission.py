@@ -36,7 +36,6 @@ import smtplib
 import socket
 import ssl
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,14 +467,14 @@ class SubmissionHandler:
     async def _data(self, session: Session, envelope: Envelope) -> str:
         login = session.auth_data
         recipients = envelope.rcpt_tos  # distinct already (handle_RCPT); RCPT TO is the truth, Bcc included
-        queue_id = uuid.uuid4().hex[:20].upper()
+        queue_id = os.urandom(10).hex().upper()  # 80 random bits, as uuid4's 20 digits without its object (3 -> 0.7 us)
         source_id = f"serve:{queue_id}"
         content = (f"Received: from {session.host_name or 'unknown'} ({_peer(session)}) by {self.config.hostname} "
                    f"(smtpctl) with ESMTPSA id {queue_id}\r\n").encode() + (envelope.original_content or b"")
         loop = asyncio.get_running_loop()
         leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
         envelope.relay_leg = None  # the settling below owns it now, to the end
-        staged: Path | None = None
+        staged: str | None = None
         if leg is None:  # Maildir: stage in tmp/, bill, then publish to new/ (docs/servers.md, crash safety)
             try:
                 staged = await loop.run_in_executor(self.relay_pool, self.spool.stage, queue_id,
@@ -490,7 +489,7 @@ class SubmissionHandler:
         return await asyncio.shield(settle)
 
     async def _settle(self, login: str, recipients: list[str], queue_id: str, source_id: str, content: bytes,
-                      staged: Path | None, leg: "RelayLeg | None") -> str:
+                      staged: str | None, leg: "RelayLeg | None") -> str:
         try:
             return await self._bill_and_deliver(login, recipients, queue_id, source_id, content, staged, leg)
         finally:
@@ -498,7 +497,7 @@ class SubmissionHandler:
                 self._close_soon(leg)
 
     async def _bill_and_deliver(self, login: str, recipients: list[str], queue_id: str, source_id: str,
-                                content: bytes, staged: Path | None, leg: "RelayLeg | None") -> str:
+                                content: bytes, staged: str | None, leg: "RelayLeg | None") -> str:
         """Admit (check and bill) the message, then publish it (Maildir) or send its data on (relay,
         taking it off the bill if the next hop refuses it): delivered equals billed."""
         loop = asyncio.get_running_loop()
@@ -611,11 +610,16 @@ class MaildirSpool:
 
     def __init__(self, path: Path):
         self.path = path
-        self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+        # The folders as text, and this process's part of a file name: a path
+        # of a message is joined as a string (pathlib took ~9 us a message on
+        # the event loop).
+        self.tmp, self.new = f"{path}/tmp/", f"{path}/new/"
+        host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+        self.host, self.suffix = host, f"P{os.getpid()}.{host}"
 
-    def stage(self, queue_id: str, mail_from: str, content: bytes) -> Path:
-        name = f"{int(time.time())}.M{queue_id}P{os.getpid()}.{self.host}"
-        staged = self.path / "tmp" / name
+    def stage(self, queue_id: str, mail_from: str, content: bytes) -> str:
+        """Write the message to ``tmp/`` and fsync it; the staged file's path."""
+        staged = f"{self.tmp}{int(time.time())}.M{queue_id}{self.suffix}"
         data = memoryview(b"Return-Path: <" + mail_from.encode() + b">\r\n" + content)
         # os.open, not open(): the buffered file's fstat, ioctl and lseek are syscalls a message need not make.
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
@@ -630,25 +634,25 @@ class MaildirSpool:
         os.close(fd)
         return staged
 
-    def publish(self, staged: Path) -> None:
+    def publish(self, staged: str) -> None:
         # No fsync of new/ here: a rename lost to a power cut leaves the billed
         # message in tmp/, and the next start's reconcile publishes it.
-        os.rename(staged, self.path / "new" / staged.name)
+        os.rename(staged, self.new + os.path.basename(staged))
 
     @staticmethod
-    def discard(staged: Path) -> None:
+    def discard(staged: str) -> None:
         try:
-            staged.unlink()
+            os.unlink(staged)
         except FileNotFoundError:
             pass
 
     def reconcile(self, billed: "Callable[[list[str]], set[str]]") -> tuple[int, int]:
         """Publish or remove what dead processes left in ``tmp/``; returns (published, removed)."""
-        orphans: dict[str, Path] = {}
+        orphans: dict[str, str] = {}
         for entry in os.scandir(self.path / "tmp"):
             m = _STAGED.match(entry.name)
             if m and not _alive(int(m["pid"])):
-                orphans[f"serve:{m['queue_id']}"] = Path(entry.path)
+                orphans[f"serve:{m['queue_id']}"] = entry.path
         if not orphans:
             return 0, 0
         recorded = billed(list(orphans))
