@@ -53,7 +53,7 @@ from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
 from smtpctl.servers.metering import GroupCommit, ReadBatch
 from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
-from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
+from smtpctl.servers.runtime import Lanes, StoreWorker, listen_sockets, log_event
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
 DEFAULT_SMTPS = ("127.0.0.1:465",)
@@ -298,7 +298,7 @@ class SubmissionHandler:
         self.throttle = AuthThrottle(worker, config.max_auth_failures, config.max_auth_failures_per_login,
                                      config.failure_window)
         self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
-        self.relay_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="smtpctl-deliver")
+        self.relay_pool = Lanes(32, "smtpctl-deliver")  # the Maildir fsync and the relay's sockets
         self.spool = MaildirSpool(config.maildir)
         self.meter = GroupCommit(worker, metrics)
         self.envelope_checks = ReadBatch(worker, usage.envelope_check)
@@ -399,9 +399,8 @@ class SubmissionHandler:
             return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
         if self.config.relay is not None:
             leg = RelayLeg(self.config)
-            loop = asyncio.get_running_loop()
             try:
-                code, text = await loop.run_in_executor(self.relay_pool, leg.open, address, mail_options)
+                code, text = await self.relay_pool.run(leg.open, address, mail_options)
             except (OSError, smtplib.SMTPException) as exc:
                 leg.close()
                 log_event("relay_unavailable", login=login, error=type(exc).__name__)
@@ -426,9 +425,8 @@ class SubmissionHandler:
             return REFUSALS["too_many_recipients"]
         leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
         if leg is not None:  # the next hop decides each recipient while the client waits
-            loop = asyncio.get_running_loop()
             try:
-                code, text = await loop.run_in_executor(self.relay_pool, leg.rcpt, address, rcpt_options)
+                code, text = await self.relay_pool.run(leg.rcpt, address, rcpt_options)
             except (OSError, smtplib.SMTPException) as exc:
                 log_event("relay_unavailable", login=session.auth_data, error=type(exc).__name__)
                 self.metrics.refused("relay_unavailable")
@@ -471,13 +469,12 @@ class SubmissionHandler:
         source_id = f"serve:{queue_id}"
         content = (f"Received: from {session.host_name or 'unknown'} ({_peer(session)}) by {self.config.hostname} "
                    f"(smtpctl) with ESMTPSA id {queue_id}\r\n").encode() + (envelope.original_content or b"")
-        loop = asyncio.get_running_loop()
         leg: RelayLeg | None = getattr(envelope, "relay_leg", None)
         envelope.relay_leg = None  # the settling below owns it now, to the end
         staged: str | None = None
         if leg is None:  # Maildir: stage in tmp/, bill, then publish to new/ (docs/servers.md, crash safety)
             try:
-                staged = await loop.run_in_executor(self.relay_pool, self.spool.stage, queue_id,
+                staged = await self.relay_pool.run(self.spool.stage, queue_id,
                                                     envelope.mail_from, content)
             except OSError as exc:
                 log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
@@ -500,7 +497,6 @@ class SubmissionHandler:
                                 content: bytes, staged: str | None, leg: "RelayLeg | None") -> str:
         """Admit (check and bill) the message, then publish it (Maildir) or send its data on (relay,
         taking it off the bill if the next hop refuses it): delivered equals billed."""
-        loop = asyncio.get_running_loop()
         try:
             admission = await self.meter.admit(login, len(recipients), source_id)
         except Exception as exc:  # the store: nothing recorded, nothing delivered; the client retries
@@ -529,7 +525,7 @@ class SubmissionHandler:
         else:
             assert leg is not None
             try:
-                code, text = await loop.run_in_executor(self.relay_pool, leg.data, content)
+                code, text = await self.relay_pool.run(leg.data, content)
             except (OSError, smtplib.SMTPException) as exc:
                 code, text = 451, f"4.4.1 Next hop failed ({type(exc).__name__}); try again later".encode()
             if code != 250:  # not delivered: not billed
