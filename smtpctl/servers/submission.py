@@ -474,8 +474,7 @@ class SubmissionHandler:
         staged: str | None = None
         if leg is None:  # Maildir: stage in tmp/, bill, then publish to new/ (docs/servers.md, crash safety)
             try:
-                staged = await self.relay_pool.run(self.spool.stage, queue_id,
-                                                    envelope.mail_from, content)
+                staged = await self.relay_pool.run(self.spool.stage, queue_id, envelope.mail_from, content)
             except OSError as exc:
                 log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
                 self.metrics.refused("delivery_failed")
@@ -611,7 +610,7 @@ class MaildirSpool:
         # the event loop).
         self.tmp, self.new = f"{path}/tmp/", f"{path}/new/"
         host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
-        self.host, self.suffix = host, f"P{os.getpid()}.{host}"
+        self.suffix = f"P{os.getpid()}.{host}"
 
     def stage(self, queue_id: str, mail_from: str, content: bytes) -> str:
         """Write the message to ``tmp/`` and fsync it; the staged file's path."""
