@@ -36,7 +36,7 @@ NOT_FOR_ACCOUNT_LIST = [
                                    "password_input", "pricing", "serve", "settings", "store", "typer_app", "usage",
                                    "user")),
     *(f"smtpctl.core.{m}" for m in ("adopt", "billing", "credits", "export", "imap", "ingest", "passwords",
-                                    "provisioning", "usage")),
+                                    "provisioning", "services", "usage")),
     "smtpctl.servers", "rich", "sqlite_utils", "platformdirs", "passlib", "argon2", "hashlib", "secrets", "pydantic",
 ]
 
@@ -74,7 +74,7 @@ def test_account_list_json_loads_only_what_it_uses(isolated_store, run):
     run("store", "set", "timezone", "UTC", check_rc=0)  # a write creates the store: the probe reads it
     code, stdout, modules = modules_after("--db", str(isolated_store), "account", "list", "--json")
     assert (code, stdout) == (0, "[]\n")
-    assert "smtpctl.cli.fastpath" in modules and "smtpctl.core.services" in modules
+    assert "smtpctl.cli.fastpath" in modules and "smtpctl.core.reads" in modules
     if is_dsn(str(isolated_store)):  # what psycopg imports itself (shutil, subprocess...) is the driver's, not ours
         modules -= driver_modules()
     assert loaded(modules, NOT_FOR_ACCOUNT_LIST) == []
