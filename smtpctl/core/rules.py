@@ -7,12 +7,12 @@ returns the normalised value or raises ``InvalidInput``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Callable
 
 from smtpctl.core.errors import InvalidInput
+from smtpctl.core.records import Record
 
 # The defaults of docs/rules.md.
 DEFAULT_SMTP_HOST = "smtp.mailgun.org"
@@ -222,12 +222,19 @@ def validate_switch(value: object) -> str:
     raise InvalidInput(f"a switch is on or off, not {shown(value)}")
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Record):  # a frozen record, written out (records.py)
+    _fields = __match_args__ = ("key", "default", "parse", "description")
     key: str
     default: object
     parse: Callable[[object], object]
     description: str
+
+    def __init__(self, key: str, default: object, parse: Callable[[object], object], description: str) -> None:
+        d = self.__dict__
+        d["key"] = key
+        d["default"] = default
+        d["parse"] = parse
+        d["description"] = description
 
 
 SETTINGS: dict[str, Setting] = {
