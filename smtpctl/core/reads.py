@@ -65,6 +65,22 @@ def effective_settings(store: Store) -> EffectiveSettings:
     return values
 
 
+def effective_setting(store: Store, key: str) -> Any:
+    """One setting's value, as ``effective_settings(store)[key]`` reads it
+    (``StoreError`` for an invalid stored value), without checking the other
+    stored settings: their rules load zoneinfo (the time zone) or idna (the
+    SMTP host), which ``account list`` does not need."""
+    stored = store.settings()
+    setting = rules.SETTINGS[key]
+    if key not in stored:
+        return setting.default
+    try:
+        return setting.parse(stored[key])
+    except InvalidInput as exc:
+        bad = _BadStoredValue(key, stored[key], exc.message)
+    raise bad.error()  # outside the handler, as EffectiveSettings raises it
+
+
 # -- agencies and accounts ---------------------------------------------------
 
 
@@ -93,7 +109,7 @@ def list_accounts(store: Store, agency: str | None = None, *, blocked: bool = Fa
     ones with ``blocked``. Raises ``NotFound`` for an unknown agency."""
     if agency is not None:
         agency = get_agency(store, agency).name
-    default_limit = int(effective_settings(store)["default_daily_limit"])
+    default_limit = int(effective_setting(store, "default_daily_limit"))
     domain_counts = store.account_domain_counts()
     return [
         {

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from smtpctl.core import rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
+from smtpctl.core.reads import (  # noqa: F401 - re-exported: the use cases are all named here
+    EffectiveSettings, _BadStoredValue, effective_limit, effective_setting, effective_settings, get_account,
+    get_agency, list_accounts,
+)
 from smtpctl.core.store import Store
 from smtpctl.core.store.audit import NameSpan
-from smtpctl.core.reads import (  # noqa: F401 - re-exported: the use cases are all named here
-    EffectiveSettings, _BadStoredValue, effective_limit, effective_settings, get_account, get_agency, list_accounts,
-)
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
