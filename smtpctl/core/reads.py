@@ -1,9 +1,11 @@
-"""The reads ``smtpctl account list`` needs: the effective settings, an
-agency or account by name, and the list itself.
+"""The reads ``smtpctl account list`` and ``core.usage`` need: the
+effective settings, an agency or account by name, today's date, and the
+account list itself.
 
 They live apart from ``services`` (which re-exports each of them, so callers
 and the other use cases name them there as before) because the fast path of
-``account list`` (``smtpctl.cli.fastpath``) would otherwise compile all of
+``account list`` (``smtpctl.cli.fastpath``) and every command of
+``core.usage`` (``usage report``...) would otherwise compile all of
 services.py, ~45 KB of source, on every run of an editable install
 (docs/performance.md, issue 12).
 """
@@ -16,6 +18,8 @@ from smtpctl.core import rules
 from smtpctl.core.errors import InvalidInput, NotFound, StoreError
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from smtpctl.core.models import Account, Agency
     from smtpctl.core.store import Store
 
@@ -79,6 +83,15 @@ def effective_setting(store: Store, key: str) -> Any:
     except InvalidInput as exc:
         bad = _BadStoredValue(key, stored[key], exc.message)
     raise bad.error()  # outside the handler, as EffectiveSettings raises it
+
+
+def today(store: Store, zone: "ZoneInfo | None" = None) -> str:
+    """Today's date in the store's time zone (the day the daily limit counts),
+    on the store's clock: on PostgreSQL the database's, so every node of a
+    fleet agrees on when a day ends."""
+    from zoneinfo import ZoneInfo
+
+    return store.now().astimezone(zone or ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
 
 
 # -- agencies and accounts ---------------------------------------------------

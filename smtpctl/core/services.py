@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from smtpctl.core import rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
 from smtpctl.core.reads import (  # noqa: F401 - re-exported: the use cases are all named here
     EffectiveSettings, _BadStoredValue, effective_limit, effective_setting, effective_settings, get_account,
-    get_agency, list_accounts,
+    get_agency, list_accounts, today,
 )
 from smtpctl.core.store import Store
 from smtpctl.core.store.audit import NameSpan
-
-if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
 
 # -- settings ------------------------------------------------------------------
 
@@ -128,15 +125,6 @@ def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
                                 f"{past['emails']:,} emails billed before {month_start} (since {past['first_day']}); "
                                 f"past months now cost {new} per 1,000 instead of {old}")
     return warnings
-
-
-def today(store: Store, zone: "ZoneInfo | None" = None) -> str:
-    """Today's date in the store's time zone (the day the daily limit counts),
-    on the store's clock: on PostgreSQL the database's, so every node of a
-    fleet agrees on when a day ends."""
-    from zoneinfo import ZoneInfo
-
-    return store.now().astimezone(zone or ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
 
 
 _today = today

@@ -12,17 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from smtpctl.core import billing, rules
 from smtpctl.core.clock import iso_z, now_iso
 from smtpctl.core.errors import InvalidInput, LimitReached, NotFound
-from smtpctl.core.ingest import BadLine, UsageInput
-from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
-from smtpctl.core.services import today as services_today
+# reads, not services, and ingest only where a batch is applied: ``usage
+# report`` and ``usage status`` compile neither (~90 KB of source).
+from smtpctl.core.reads import effective_limit, effective_settings, get_account, get_agency
+from smtpctl.core.reads import today as services_today
 from smtpctl.core.models import Account
 from smtpctl.core.store import DomainOwner, Store
+
+if TYPE_CHECKING:
+    from smtpctl.core.ingest import BadLine, UsageInput
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 BATCH_SIZE = rules.IMPORT_BATCH_SIZE
@@ -206,6 +210,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     out again the careful way (``found_old_ids`` says so). The result is the
     same either way; a batch of new messages saves one index look-up each.
     """
+    from smtpctl.core.ingest import BadLine, UsageInput  # not at import: see the imports above
+
     speculate = speculate and not strict
     result = BatchResult()
     now = store.now()  # the store's clock: one day boundary for every node of a fleet
