@@ -12,12 +12,12 @@ services.py, ~45 KB of source, on every run of an editable install
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from smtpctl.core import rules
 from smtpctl.core.errors import InvalidInput, NotFound, StoreError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
 if TYPE_CHECKING:
+    from typing import Any
     from zoneinfo import ZoneInfo
 
     from smtpctl.core.models import Account, Agency

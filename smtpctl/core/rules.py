@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Callable
-
 from smtpctl.core.errors import InvalidInput
 from smtpctl.core.records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
+if TYPE_CHECKING:
+    from typing import Callable
 
 # The defaults of docs/rules.md.
 DEFAULT_SMTP_HOST = "smtp.mailgun.org"
