@@ -124,8 +124,10 @@ def test_a_long_report_off_a_terminal_is_drawn_without_rich(run):
     assert code == 0 and len(stdout.splitlines()) == 3 + 151 + 1  # title, header, rule; every day; the total
     # rich.cells measures the bar's blocks (~2 ms); the console and the table (~25 ms) stay out
     assert loaded(modules, ["rich.console", "rich.table", "rich.text"]) == []
-    # a report reads through core.reads: neither services nor the import parsers are compiled
-    assert "smtpctl.core.usage" in modules and loaded(modules, ["smtpctl.core.services", "smtpctl.core.ingest"]) == []
+    # a report runs core/report.py and reads through core.reads: neither services, nor the import parsers, nor
+    # core.usage's metering (its dataclasses) are loaded
+    assert "smtpctl.core.report" in modules
+    assert loaded(modules, ["smtpctl.core.services", "smtpctl.core.ingest", "dataclasses"]) == []
     code, by_rich, modules = modules_after(*args, fast_rows=10**9)
     assert code == 0 and "rich" in modules
     assert stdout == by_rich
