@@ -15,6 +15,7 @@ from smtpctl.cli.state import store_of
 from smtpctl.cli.deferred import deferred_import
 rules = deferred_import("smtpctl.core.rules")
 usage = deferred_import("smtpctl.core.usage")
+usage_reports = deferred_import("smtpctl.core.report")  # the report without core.usage's metering
 from smtpctl.core.errors import InvalidInput, LimitReached
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
@@ -325,8 +326,8 @@ def report(
 ) -> None:
     """Messages, emails and cost per day, agency, account, domain, user or direction."""
     output = fmt(json_out, csv_out)
-    data = usage.usage_report(store_of(ctx, read_only=True), since=since, until=until, by=by or ["account"], agency=agency,
-                              account=account, domain=domain, user=user)
+    data = usage_reports.usage_report(store_of(ctx, read_only=True), since=since, until=until, by=by or ["account"],
+                                      agency=agency, account=account, domain=domain, user=user)
     if output == "json":
         print_json(data)
         return

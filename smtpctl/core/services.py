@@ -9,63 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from smtpctl.core import rules
 from smtpctl.core.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound, StoreError
 from smtpctl.core.models import Account, Agency, Credential, Domain, Outcome
+from smtpctl.core.reads import (  # noqa: F401 - re-exported: the use cases are all named here
+    EffectiveSettings, _BadStoredValue, effective_limit, effective_setting, effective_settings, get_account,
+    get_agency, list_accounts, today,
+)
 from smtpctl.core.store import Store
 from smtpctl.core.store.audit import NameSpan
 
-if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
 # -- settings ------------------------------------------------------------------
-
-
-class _BadStoredValue:
-    """A stored setting that no longer passes its rule (a store written by an
-    older smtpctl, or edited by hand)."""
-
-    def __init__(self, key: str, raw: str, reason: str):
-        self.key, self.raw, self.reason = key, raw, reason
-
-    def error(self) -> StoreError:
-        return StoreError(
-            f"the store holds an invalid value for setting {self.key}: {rules.shown(self.raw)} ({self.reason}); "
-            f"set a valid one with: smtpctl store set {self.key} VALUE"
-        )
-
-
-class EffectiveSettings(dict):
-    """Setting key -> value. Reading a key whose stored value is invalid raises
-    ``StoreError`` (exit 7) naming the key and the fix; other keys still read,
-    so a bad price does not stop ``usage status``."""
-
-    def __getitem__(self, key: str) -> Any:
-        value = super().__getitem__(key)
-        if isinstance(value, _BadStoredValue):
-            raise value.error()
-        return value
-
-
-def effective_settings(store: Store) -> EffectiveSettings:
-    """Every store setting with its value: what was set, else the default of docs/rules.md.
-
-    A stored value is checked by the same rule as ``store set``; one that
-    fails raises ``StoreError`` when (and only when) that key is read.
-    """
-    stored = store.settings()
-    values = EffectiveSettings()
-    for key, setting in rules.SETTINGS.items():
-        if key not in stored:
-            values[key] = setting.default
-            continue
-        try:
-            values[key] = setting.parse(stored[key])
-        except InvalidInput as exc:
-            values[key] = _BadStoredValue(key, stored[key], exc.message)
-    return values
 
 
 def settings_view(store: Store) -> list[dict[str, Any]]:
@@ -171,15 +127,6 @@ def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
     return warnings
 
 
-def today(store: Store, zone: "ZoneInfo | None" = None) -> str:
-    """Today's date in the store's time zone (the day the daily limit counts),
-    on the store's clock: on PostgreSQL the database's, so every node of a
-    fleet agrees on when a day ends."""
-    from zoneinfo import ZoneInfo
-
-    return store.now().astimezone(zone or ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
-
-
 _today = today
 
 
@@ -202,13 +149,6 @@ class _SettingView:
 
 
 # -- agencies ------------------------------------------------------------------
-
-
-def get_agency(store: Store, name: str) -> Agency:
-    agency = store.agency(name)
-    if agency is None:
-        raise NotFound(f"agency {name!r} not found")
-    return agency
 
 
 def add_agency(store: Store, name: str, *, exist_ok: bool = False) -> Outcome:
@@ -312,19 +252,6 @@ def _refuse_removal(kind: str, name: str, owned: list[str], history: dict[str, A
 # -- accounts ------------------------------------------------------------------
 
 
-def get_account(store: Store, name: str) -> Account:
-    account = store.account(name)
-    if account is None:
-        raise NotFound(f"account {name!r} not found")
-    return account
-
-
-def effective_limit(store: Store, account: Account) -> int:
-    if account.daily_limit is not None:
-        return account.daily_limit
-    return int(effective_settings(store)["default_daily_limit"])
-
-
 def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None = None,
                 exist_ok: bool = False) -> Outcome:
     """Create an account under an agency.
@@ -355,24 +282,6 @@ def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None
                     details={"agency": owner.name, "daily_limit": limit})
         created = get_account(store, name)
     return Outcome(created, "created")
-
-
-def list_accounts(store: Store, agency: str | None = None, *, blocked: bool = False) -> list[dict[str, Any]]:
-    """Accounts with their effective limit and domain count; only the blocked
-    ones with ``blocked``. Raises ``NotFound`` for an unknown agency."""
-    if agency is not None:
-        agency = get_agency(store, agency).name
-    default_limit = int(effective_settings(store)["default_daily_limit"])
-    domain_counts = store.account_domain_counts()
-    return [
-        {
-            **a.as_dict(),
-            "effective_daily_limit": a.daily_limit if a.daily_limit is not None else default_limit,
-            "domains": domain_counts.get(a.id, 0),
-        }
-        for a in store.accounts(agency=agency)
-        if a.blocked or not blocked
-    ]
 
 
 def account_detail(store: Store, name: str) -> dict[str, Any]:

@@ -10,19 +10,25 @@ deleted and credential creation is blocked, before the transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from smtpctl.core import billing, rules
 from smtpctl.core.clock import iso_z, now_iso
 from smtpctl.core.errors import InvalidInput, LimitReached, NotFound
-from smtpctl.core.ingest import BadLine, UsageInput
-from smtpctl.core.services import effective_limit, effective_settings, get_account, get_agency
-from smtpctl.core.services import today as services_today
+# reads, not services, and ingest only where a batch is applied: ``usage
+# status`` compiles neither (~90 KB of source); ``usage report`` does not
+# even import this module (core/report.py).
+from smtpctl.core.reads import effective_limit, effective_settings, get_account
+from smtpctl.core.reads import today as services_today
 from smtpctl.core.models import Account
+from smtpctl.core.report import GROUPS, parse_day, usage_report  # noqa: F401 - re-exported (core/report.py says why)
 from smtpctl.core.store import DomainOwner, Store
+
+if TYPE_CHECKING:
+    from smtpctl.core.ingest import BadLine, UsageInput
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 BATCH_SIZE = rules.IMPORT_BATCH_SIZE
@@ -206,6 +212,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     out again the careful way (``found_old_ids`` says so). The result is the
     same either way; a batch of new messages saves one index look-up each.
     """
+    from smtpctl.core.ingest import BadLine, UsageInput  # not at import: see the imports above
+
     speculate = speculate and not strict
     result = BatchResult()
     now = store.now()  # the store's clock: one day boundary for every node of a fleet
@@ -799,27 +807,6 @@ def usage_status(store: Store, account: str | None = None) -> list[dict[str, Any
     return rows
 
 
-GROUPS = ("day", "agency", "account", "domain", "user", "direction")
-
-
-def parse_day(text: str, what: str, current: date) -> date:
-    """A calendar day: ``2026-11-26``, ``today``, ``yesterday`` or ``Nd`` (N
-    days before ``current``, today in the store's time zone; ``0d`` is today).
-    Raises ``InvalidInput`` naming the option ``what``."""
-    word = text.strip().lower()
-    if word == "today":
-        return current
-    if word == "yesterday":
-        return current - timedelta(days=1)
-    if len(word) > 1 and word.endswith("d") and word[:-1].isdigit() and len(word) <= 6:
-        return current - timedelta(days=int(word[:-1]))
-    try:
-        return date.fromisoformat(word)
-    except ValueError:
-        raise InvalidInput(f"{what} must be a date like 2026-11-26, today, yesterday or 7d (7 days ago), "
-                           f"not {text!r}") from None
-
-
 def parse_percent(text: str, what: str) -> Decimal:
     """A share of a limit in percent, more than 0 (``80``, ``95.5``); raises ``InvalidInput``."""
     from decimal import InvalidOperation
@@ -837,54 +824,6 @@ def at_or_over(rows: list[dict[str, Any]], percent: Decimal) -> list[dict[str, A
     """The ``usage_status`` rows whose sent count is at or over ``percent`` of
     their limit, compared exactly (not on the rounded percentage shown)."""
     return [r for r in rows if Decimal(r["sent"]) * 100 >= percent * r["limit"]]
-
-
-def usage_report(store: Store, *, since: str | None = None, until: str | None = None,
-                 by: Iterable[str] = ("account",), agency: str | None = None, account: str | None = None,
-                 domain: str | None = None, user: str | None = None) -> dict[str, Any]:
-    """Messages, emails (outbound/inbound) and cost, grouped and filtered.
-
-    Dates are inclusive calendar days in the store's time zone; without them
-    the report covers the current month up to today. Costs are exact at the
-    store's ``price_per_1000`` and add up to the total exactly.
-    """
-    groups = list(dict.fromkeys(by)) or ["account"]
-    unknown = [g for g in groups if g not in GROUPS]
-    if unknown:
-        raise InvalidInput(f"--by must be one of {', '.join(GROUPS)}, not {unknown[0]!r}")
-    zone = store_zone(store)
-    current = date.fromisoformat(today(store, zone))
-    end = parse_day(until, "--until", current) if until else current
-    start = parse_day(since, "--since", current) if since else end.replace(day=1)
-    if start > end:
-        raise InvalidInput(f"--since {start} is after --until {end}")
-    filters = {}
-    if agency:
-        filters["agency_id"] = get_agency(store, agency).id
-    if account:
-        filters["account_id"] = get_account(store, account).id
-    if domain:
-        filters["domain"] = rules.normalise_domain(domain)
-    if user:
-        name, dom = rules.parse_login(user)
-        filters["login"] = f"{name}@{dom}"
-    price = Decimal(effective_settings(store)["price_per_1000"])
-    raw = store.usage_rollup(start.isoformat(), end.isoformat(), groups, filters)
-    rows = []
-    total_exact = Decimal(0)
-    for r in raw:
-        exact = billing.cost(r["emails"], price)
-        total_exact += exact  # sums are taken before rounding
-        rows.append({**{g: r[g] for g in groups}, "messages": r["messages"], "emails": r["emails"],
-                     "outbound": r["outbound"], "inbound": r["inbound"], "cost": billing.plain(exact),
-                     "cost_rounded": format(billing.to_cents(exact), "f")})
-    total = {k: sum(r[k] for r in raw) for k in ("messages", "emails", "outbound", "inbound")}
-    return {
-        "since": start.isoformat(), "until": end.isoformat(), "timezone": zone.key, "by": groups,
-        "price_per_1000": billing.plain(price), "rows": rows,
-        "total": {**total, "cost": billing.plain(total_exact),
-                  "cost_rounded": format(billing.to_cents(total_exact), "f")},
-    }
 
 
 def estimate(*, emails: int, rate: Decimal, compare: list[tuple[str, Decimal]]) -> dict[str, Any]:

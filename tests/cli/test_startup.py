@@ -19,7 +19,7 @@ import typer.main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.cli import COMMANDS, GROUPS, app, fastpath, output
+from smtpctl.cli import COMMANDS, GROUPS, app, fastpath, output, table
 from smtpctl.core.store import is_dsn
 from tests.conftest import smtpctl_binary
 
@@ -33,11 +33,13 @@ TYPER_AND_ITS_IMPORTS = ["typer", "click", "shellingham", "annotated_doc", "subp
 NOT_FOR_ACCOUNT_LIST = [
     *TYPER_AND_ITS_IMPORTS,
     *(f"smtpctl.cli.{m}" for m in ("account", "agency", "apply", "audit", "domain", "export", "imap", "options",
-                                   "password_input", "pricing", "serve", "settings", "store", "typer_app", "usage",
-                                   "user")),
+                                   "password_input", "pricing", "serve", "settings", "store", "table", "typer_app",
+                                   "usage", "user")),
     *(f"smtpctl.core.{m}" for m in ("adopt", "billing", "credits", "export", "imap", "ingest", "passwords",
-                                    "provisioning", "usage")),
+                                    "provisioning", "services", "usage")),
     "smtpctl.servers", "rich", "sqlite_utils", "platformdirs", "passlib", "argon2", "hashlib", "secrets", "pydantic",
+    # what the records, the one setting read and the type names no longer load (docs/performance.md, round 4)
+    "dataclasses", "inspect", "typing", "zoneinfo",
 ]
 
 _PROBE = """
@@ -45,8 +47,8 @@ import json, sys
 args, fast_rows = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 sys.argv = ["smtpctl", *args]
 if fast_rows is not None:
-    import smtpctl.cli.output
-    smtpctl.cli.output.FAST_ROWS = fast_rows
+    import smtpctl.cli.table
+    smtpctl.cli.table.FAST_ROWS = fast_rows
 from smtpctl.cli import main
 try:
     main()
@@ -58,7 +60,7 @@ sys.stderr.write("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys
 
 def modules_after(*args: str, fast_rows: int | None = None) -> tuple[int, str, set[str]]:
     """Run smtpctl ``args`` in a fresh interpreter (``fast_rows`` replacing
-    ``output.FAST_ROWS``); its exit code, stdout and every module loaded by
+    ``table.FAST_ROWS``); its exit code, stdout and every module loaded by
     the end of the run."""
     proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args), json.dumps(fast_rows)],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
@@ -74,7 +76,7 @@ def test_account_list_json_loads_only_what_it_uses(isolated_store, run):
     run("store", "set", "timezone", "UTC", check_rc=0)  # a write creates the store: the probe reads it
     code, stdout, modules = modules_after("--db", str(isolated_store), "account", "list", "--json")
     assert (code, stdout) == (0, "[]\n")
-    assert "smtpctl.cli.fastpath" in modules and "smtpctl.core.services" in modules
+    assert "smtpctl.cli.fastpath" in modules and "smtpctl.core.reads" in modules
     if is_dsn(str(isolated_store)):  # what psycopg imports itself (shutil, subprocess...) is the driver's, not ours
         modules -= driver_modules()
     assert loaded(modules, NOT_FOR_ACCOUNT_LIST) == []
@@ -122,6 +124,10 @@ def test_a_long_report_off_a_terminal_is_drawn_without_rich(run):
     assert code == 0 and len(stdout.splitlines()) == 3 + 151 + 1  # title, header, rule; every day; the total
     # rich.cells measures the bar's blocks (~2 ms); the console and the table (~25 ms) stay out
     assert loaded(modules, ["rich.console", "rich.table", "rich.text"]) == []
+    # a report runs core/report.py and reads through core.reads: neither services, nor the import parsers, nor
+    # core.usage's metering (its dataclasses) are loaded
+    assert "smtpctl.core.report" in modules
+    assert loaded(modules, ["smtpctl.core.services", "smtpctl.core.ingest", "dataclasses"]) == []
     code, by_rich, modules = modules_after(*args, fast_rows=10**9)
     assert code == 0 and "rich" in modules
     assert stdout == by_rich
@@ -343,7 +349,7 @@ def draw(capsys, monkeypatch, rows, columns, *, title=None, fast: bool, width: i
     monkeypatch.setenv("COLUMNS", str(width))
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(output, "FAST_ROWS", 0 if fast else 10**9)
+    monkeypatch.setattr(table, "FAST_ROWS", 0 if fast else 10**9)
     output.render_list(rows, columns, output="table", title=title, drop=drop)
     return capsys.readouterr().out
 
@@ -352,13 +358,13 @@ def draw(capsys, monkeypatch, rows, columns, *, title=None, fast: bool, width: i
 def rich_rows(monkeypatch):
     """How many rows rich itself was given to draw, call by call."""
     drawn: list[int] = []
-    real = output._rich_table
+    real = table._rich_table
 
     def spy(texts, *args, **kwargs):
         drawn.append(len(texts[0]) if texts else 0)
         return real(texts, *args, **kwargs)
 
-    monkeypatch.setattr(output, "_rich_table", spy)
+    monkeypatch.setattr(table, "_rich_table", spy)
     return drawn
 
 

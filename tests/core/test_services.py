@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -102,3 +103,58 @@ def test_failed_write_leaves_no_audit_row(store):
     with pytest.raises(NotFound):
         services.add_domain(store, "d.example", account="ghost")
     assert audit_rows(store) == []
+
+
+# Stored values each setting's rule accepts and refuses (a store written by an
+# older smtpctl, or edited by hand).
+SETTING_VALUES = {
+    "smtp_host": ("smtp.example.com", "not a host"), "timezone": ("Europe/Berlin", "Mars/Olympus"),
+    "default_daily_limit": ("250", "-1"), "credentials_per_domain": ("3", "0"), "price_per_1000": ("0.5", "1e400"),
+    "compare_name": ("SES", ""), "compare_price_per_1000": ("0.1", "x"), "max_recipients_per_message": ("50", "0"),
+    "sender_alignment": ("off", "maybe"),
+}
+
+
+@pytest.mark.parametrize("stored", ["nothing", "good", "bad", "all bad"])
+def test_one_setting_reads_as_the_effective_settings_read_it(store, stored):
+    """``effective_setting`` (what account list reads, without checking the
+    other settings) answers each key as ``effective_settings(store)[key]``:
+    the default, the stored value, or the same StoreError."""
+    from smtpctl.core.errors import StoreError
+    from smtpctl.core.rules import SETTINGS
+
+    assert set(SETTING_VALUES) == set(SETTINGS)
+    for key in SETTINGS:
+        with store.write():
+            store.execute("DELETE FROM settings")
+            if stored != "nothing":
+                for other, (good, bad) in SETTING_VALUES.items():
+                    value = bad if stored == "all bad" or (stored == "bad" and other == key) else good
+                    store.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, 'x')", [other, value])
+        with pytest.raises(StoreError) if stored in ("bad", "all bad") else contextlib.nullcontext() as expected:
+            value = services.effective_settings(store)[key]
+        if expected is None:
+            assert services.effective_setting(store, key) == value
+            continue
+        with pytest.raises(StoreError) as raised:
+            services.effective_setting(store, key)
+        assert raised.value.message == expected.value.message
+        # raised as EffectiveSettings raises it: no exception chained to it
+        assert (raised.value.__cause__, raised.value.__context__) == (expected.value.__cause__, None)
+        assert expected.value.__context__ is None
+
+
+def test_account_list_reads_only_the_default_limit(store):
+    """A bad stored value of another setting does not stop account list (it
+    never did: only a read of that key raises); a bad default limit does."""
+    from smtpctl.core.errors import StoreError
+
+    services.add_agency(store, "acme")
+    services.add_account(store, "shop", "acme")
+    with store.write():
+        store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('timezone', 'Mars/Olympus', 'x')")
+    assert [a["effective_daily_limit"] for a in services.list_accounts(store)] == [1500]
+    with store.write():
+        store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('default_daily_limit', '0', 'x')")
+    with pytest.raises(StoreError, match="invalid value for setting default_daily_limit: '0'"):
+        services.list_accounts(store)

@@ -8,16 +8,22 @@ a step carries one script per engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from smtpctl.core.records import Record
 
 MIGRATION_SET = "smtpctl"
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(Record):  # a frozen record, written out (records.py)
+    _fields = __match_args__ = ("name", "sqlite", "postgresql")
     name: str
     sqlite: str
     postgresql: str
+
+    def __init__(self, name: str, sqlite: str, postgresql: str) -> None:
+        d = self.__dict__
+        d["name"] = name
+        d["sqlite"] = sqlite
+        d["postgresql"] = postgresql
 
     def script(self, engine: str) -> str:
         return getattr(self, engine)

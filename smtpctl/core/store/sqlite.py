@@ -10,11 +10,13 @@ import sqlite3
 import stat
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
-
 from smtpctl.core.clock import utc_now
 from smtpctl.core.errors import StoreError
 from smtpctl.core.store.schema import MIGRATION_SET, Migration
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 

@@ -3,9 +3,10 @@ transaction, and the totals the daily limit and the reports read."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
 if TYPE_CHECKING:
+    from typing import Any, Iterator
+
     from smtpctl.core.store import Store as _Base
 else:
     _Base = object

@@ -1,0 +1,295 @@
+"""Tables for people: what ``output.render_list`` draws when neither
+``--json`` nor ``--csv`` is asked for (imported only then: a ``--json`` run
+does not compile it).
+
+Rich draws small tables; from ``FAST_ROWS`` rows on, a table written to a
+file or a pipe (or whose title and header rich draws, on a terminal) is
+drawn line by line, byte for byte as rich would (``_print_plain_table``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence
+
+from smtpctl.cli.output import Column, _cell, _console, _escape
+
+
+def _column_texts(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    """``_cell`` of every row's ``key``; a column of strings or of integers
+    (most columns) is converted without a call per cell."""
+    values = [row.get(key) for row in rows]
+    kinds = set(map(type, values))
+    if kinds <= {str}:
+        return values
+    if kinds <= {int}:
+        return list(map(str, values))
+    if kinds <= {str, type(None)}:
+        return ["" if value is None else value for value in values]
+    return [_cell(value) for value in values]
+
+
+# Every column keeps its cells whole and on one line (logins, domains and
+# timestamps are copied into other commands), except free text, which may
+# wrap onto several lines when the terminal is narrow.
+WRAPPABLE = frozenset({"details", "note", "description", "block_reason", "reason", "username", "password"})
+WRAP_MIN = 12  # the narrowest a wrapping column gets before we drop columns instead
+
+
+def _drop_order(keys: Sequence[str]) -> list[str]:
+    """Columns to leave out, first to last, when the rows do not fit the
+    terminal: those whose content is elsewhere on the row or rarely needed.
+    The first column (what the row is) always stays."""
+    order = ["updated_at", "unicode_name", "hash_scheme", "block_reason", "details", "note"]
+    if "login" in keys:
+        order.append("domain")  # the login ends with its domain
+    order += ["created_at", "blocked"]
+    if "account" in keys:
+        order.append("agency")  # an account belongs to one agency
+    order += ["inbound", "outbound", "messages", "bar"]
+    return [k for k in order if k in keys[1:]]
+
+
+def _width(text: str) -> int:
+    """Terminal cells ``text`` takes (rich's measure; plain ``len`` for ASCII)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def _layout(texts: Sequence[Sequence[str]], columns: Sequence[Column], width: int,
+            drop: Sequence[str] | None = None) -> tuple[list[Column], dict[str, int]] | None:
+    """The columns that fit ``width`` with every identifier whole, and each
+    kept column's minimum width; ``None`` when even the fewest do not fit.
+    ``texts`` holds each column's cells, in the order of ``columns``."""
+    need: dict[str, int] = {}
+    for (key, header), column in zip(columns, texts):
+        header_word = max((_width(w) for w in header.split()), default=1)
+        distinct = set(column)  # names, days and counts repeat: measure each string once
+        longest = max(map(_width, distinct), default=0)
+        if key in WRAPPABLE:
+            longest_word = max((_width(w) for text in distinct for w in text.split()), default=0)
+            need[key] = max(header_word, min(longest, WRAP_MIN, max(longest_word, 1)))
+        else:
+            # no_wrap: the header keeps its lines too
+            need[key] = max(longest, *(_width(line) for line in header.split("\n")))
+    kept = list(columns)
+    droppable = [k for k in drop if k in need] if drop is not None else _drop_order([k for k, _ in columns])
+    while True:
+        total = sum(need[k] + 2 for k, _ in kept) + len(kept) - 1  # padding 1+1, one rule between columns
+        if total <= width:
+            return kept, need
+        if not droppable:
+            return None
+        gone = droppable.pop(0)
+        kept = [c for c in kept if c[0] != gone]
+
+
+def draw(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
+         drop: Sequence[str] | None) -> None:
+    """Draw ``rows`` (at least one) as a table on stdout; see ``output.render_list``."""
+    texts = [_column_texts(rows, key) for key, _ in columns]
+    stream = sys.stdout
+    plain = len(rows) >= FAST_ROWS and not stream.isatty() and not _is_terminal(stream)  # no styles: no rich
+    console = None if plain else _console()
+    width = console.width if console is not None else int(os.environ.get("COLUMNS", "200"))
+    fitted = _layout(texts, columns, width, drop)
+    if fitted is None:
+        _render_blocks(rows, columns, title=title)
+        return
+    kept, need = fitted
+    texts = [texts[columns.index(column)] for column in kept]
+    if len(rows) >= FAST_ROWS and _print_plain_table(stream, console, width, texts, kept, need, title):
+        return
+    (console or _console()).print(_rich_table(texts, kept, need, title))
+
+
+# From this many rows on, a table is drawn line by line (``_print_plain_table``,
+# the same output) instead of by rich, whose cost per cell made a 6,000-row
+# report take seconds. Below it rich draws everything.
+FAST_ROWS = 100
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Whether rich would treat ``stream`` as a terminal (and style what it
+    draws): its rules, read without importing it."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return stream.isatty()
+    except ValueError:
+        return False
+
+
+def _rich_table(texts: Sequence[Sequence[str]], kept: Sequence[Column], need: dict[str, int],
+                title: str | None, widths: Sequence[int] | None = None) -> Any:
+    """The rich table of ``texts`` (one list of cells per column of ``kept``);
+    ``widths`` fixes each column's width."""
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for index, (key, header) in enumerate(kept):
+        fixed = {"width": widths[index]} if widths is not None else {}
+        if key in WRAPPABLE:
+            table.add_column(header, min_width=need[key], overflow="fold", **fixed)
+        else:
+            table.add_column(header, no_wrap=True, min_width=need[key], **fixed)
+    for row in zip(*texts):
+        table.add_row(*[_escape(text) for text in row])
+    return table
+
+
+def _print_plain_table(stream: Any, console: Any, width: int, texts: Sequence[Sequence[str]],
+                       kept: Sequence[Column], need: dict[str, int], title: str | None) -> bool:
+    """Draw the table as rich would, in one pass over the cells; ``False``,
+    drawing nothing, where rich's rules go beyond what is done here (a cell
+    or header that is not one printable line, markup in a header, an
+    identifier rich would have to cut).
+
+    Column widths are rich's: each column's widest cell (or header line, or
+    its minimum), and when they do not fit, rich's own way of narrowing the
+    columns that wrap. A row whose cells fit is one padded line; a free-text
+    cell too long for its column is wrapped by rich's text wrapping, alone.
+    On a terminal (``console`` given) rich draws the title and the header, so
+    their styles follow the terminal, from a table with the same widths and
+    no rows; off a terminal nothing is styled and every line is written here."""
+    headers = [header.split("\n") for _, header in kept]
+    if any("[" in line or not line.isprintable() for lines in headers for line in lines):
+        return False
+    sizes: list[dict[str, int]] = []
+    longest: list[int] = []
+    for column, lines in zip(texts, headers):
+        distinct = set(column)
+        if not "".join(distinct).isprintable():  # new lines, tabs, control characters
+            return False
+        sizes.append({text: _width(text) for text in distinct})
+        longest.append(max(max(sizes[-1].values(), default=0), *(_width(line) for line in lines)))
+    widths = _column_widths(width, longest, [need[key] for key, _ in kept], [key in WRAPPABLE for key, _ in kept])
+    if sum(widths) + len(widths) - 1 > width:
+        return False
+    inner = [w - 2 for w in widths]
+    for (key, _), size, lines, room in zip(kept, longest, headers, inner):
+        if (size > room and key not in WRAPPABLE) or any(_width(line) > room for line in lines):
+            return False  # rich would cut an identifier or wrap a header: let it
+    if console is not None:
+        console.print(_rich_table([], kept, need, title, inner))
+    else:
+        head = _plain_head(stream, inner, kept, title, sum(widths) + len(widths) - 1)
+        if head is None:
+            return False
+        stream.write(head)
+    padded: list[list[Any]] = []
+    wraps = False
+    for column, measured, room in zip(texts, sizes, inner):
+        pad: dict[str, Any] = {}
+        for text, size in measured.items():
+            if size <= room:
+                pad[text] = f" {text}{' ' * (room - size)} "
+            else:
+                console = console or _console()  # rich's text wrapping wants one
+                pad[text] = _wrapped(console, text, room)
+                wraps = True
+        padded.append([pad[text] for text in column])
+    if not wraps:
+        stream.write("\n".join(map("│".join, zip(*padded))) + "\n")
+        return True
+    blank = [" " * w for w in widths]
+    out = []
+    for cells in zip(*padded):
+        if not any(isinstance(cell, list) for cell in cells):
+            out.append("│".join(cells))
+            continue
+        stacks = [cell if isinstance(cell, list) else [cell] for cell in cells]
+        for line in range(max(map(len, stacks))):  # cells sit at the top, as rich aligns rows
+            out.append("│".join(stack[line] if line < len(stack) else blank[i] for i, stack in enumerate(stacks)))
+    stream.write("\n".join(out) + "\n")
+    return True
+
+
+def _column_widths(width: int, longest: Sequence[int], minimum: Sequence[int], wraps: Sequence[bool]) -> list[int]:
+    """Each column's width with its padding, as rich's ``Table`` computes it
+    (not expanded, no edge, padding 1 each side) from each column's widest
+    line: the widest lines when they fit, else the columns that may wrap are
+    narrowed, widest first, and the rest evenly as a last resort."""
+    def measure(room: int, size: int, least: int) -> int:
+        if room < 1:
+            return 0
+        fitted = room if room - 2 < 1 else min(size + 2, room)
+        return max(fitted, least + 2)
+
+    room = width - (len(longest) - 1)  # one rule between columns
+    widths = [measure(room, size, least) or 1 for size, least in zip(longest, minimum)]
+    if sum(widths) > room:
+        from rich._ratio import ratio_reduce
+        from rich.table import Table
+
+        widths = Table._collapse_widths(widths, list(wraps), room)
+        if sum(widths) > room:
+            widths = ratio_reduce(sum(widths) - room, [1] * len(widths), widths, widths)
+        widths = [measure(w, size, least) for w, size, least in zip(widths, longest, minimum)]
+    return widths
+
+
+def _wrapped(console: Any, text: str, room: int) -> list[str]:
+    """``text`` wrapped to ``room`` cells as rich wraps a folding column's
+    cell: the lines, each padded as a cell."""
+    from rich.text import Text
+
+    lines = Text(text).wrap(console, room, justify="left", overflow="fold", no_wrap=False)
+    return [f" {line.plain}{' ' * (room - _width(line.plain))} " for line in lines]
+
+
+def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], title: str | None,
+                table_width: int) -> str | None:
+    """The title, header and rule rich draws above the rows when nothing is
+    styled; ``None`` where rich would do more than pad (markup in a title
+    or header, a title wider than the table, an output encoding that makes
+    rich swap the box for ASCII)."""
+    if not (getattr(stream, "encoding", None) or "utf-8").lower().startswith("utf"):
+        return None
+    headers = [header.split("\n") for _, header in kept]
+    lines = []
+    if title:
+        if "[" in title or not title.rstrip(" ").isprintable():  # markup, or a new line rich keeps as a line
+            return None
+        title = title.rstrip()
+        size = _width(title)
+        if size > table_width:
+            return None
+        left = (table_width - size) // 2
+        lines.append(" " * left + title + " " * (table_width - size - left))
+    height = max(len(h) for h in headers)
+    for line in range(height):
+        cells = []
+        for header, width in zip(headers, widths):
+            text = header[line - (height - len(header))] if line >= height - len(header) else ""  # bottom-aligned
+            cells.append(f" {text}{' ' * (width - _width(text))} ")
+        lines.append("┃".join(cells))
+    lines.append("╇".join("━" * (width + 2) for width in widths))
+    return "\n".join(lines) + "\n"
+
+
+def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None) -> None:
+    """Rows too wide for the terminal: one ``Header: value`` line per field,
+    a blank line between rows; long values run past the edge rather than
+    being cut."""
+    from rich.cells import cell_len
+
+    columns = [(key, " ".join(header.split())) for key, header in columns]  # one line per label
+    label_width = max(cell_len(header) for _, header in columns) + 1
+    lines = [title, ""] if title else []
+    for index, row in enumerate(rows):
+        if index:
+            lines.append("")
+        for key, header in columns:
+            value = _cell(row.get(key))
+            if value != "":
+                lines.append(f"{(header + ':').ljust(label_width)} {value}".rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
