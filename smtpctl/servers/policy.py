@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 from smtpctl.core import usage
 from smtpctl.core.errors import InvalidInput, SmtpctlError
-from smtpctl.core.services import effective_settings
 from smtpctl.servers.metering import GroupCommit
 from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, log_event
@@ -148,7 +147,7 @@ def _precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
         return DEFER_MALFORMED, {**info, "reason": "recipient_count is not a number",
                                  "recipient_count": attrs.get("recipient_count")}
     info["recipients"] = recipients
-    if recipients > int(effective_settings(store)["max_recipients_per_message"]):
+    if recipients > usage.max_recipients(store):
         return TOO_MANY, {**info, "reason": "too_many_recipients", "metered": False}
     if state != "END-OF-MESSAGE":
         return DUNNO, info
