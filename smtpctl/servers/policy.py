@@ -67,15 +67,17 @@ def parse_request(block: list[str]) -> dict[str, str]:
     empty lines are skipped). Raises ``MalformedRequest`` for a line with no
     ``=`` or an empty name."""
     attrs = {}
+    control = _CONTROL.search("=".join(block))  # one search for the whole request: Postfix sends none
     for line in block:
         if not line:
             continue
         name, sep, value = line.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise MalformedRequest("a line without name=value")
-        if _CONTROL.search(line):  # Postfix sends none; one would reach our log and reply lines
-            raise MalformedRequest(f"a control character in {name.strip()[:40]!r}")
-        attrs[name.strip()] = value
+        if control and _CONTROL.search(line):  # one would reach our log and reply lines
+            raise MalformedRequest(f"a control character in {name[:40]!r}")
+        attrs[name] = value
     return attrs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import signal
 import socket
 import sys
@@ -32,6 +33,9 @@ def _stamp() -> str:
     return _STAMP[1]
 
 
+_QUOTED = re.compile('[ "=]')  # a value with one of these is written in quotes
+
+
 def log_event(event: str, **fields: Any) -> None:
     """One line per event on stderr: ``ts=... event=... key=value``. Never a secret."""
     parts = [f"ts={_stamp()}", f"event={event}"]
@@ -39,7 +43,7 @@ def log_event(event: str, **fields: Any) -> None:
         if value is None:
             continue
         text = str(value)
-        if not text or any(c in text for c in ' "='):
+        if not text or _QUOTED.search(text):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
     sys.stderr.write(" ".join(parts) + "\n")
