@@ -22,6 +22,7 @@ import re
 import socket
 import stat
 import struct
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,7 @@ from smtpctl.core import usage
 from smtpctl.core.errors import InvalidInput, SmtpctlError
 from smtpctl.servers.metering import GroupCommit
 from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
-from smtpctl.servers.runtime import StoreWorker, log_event
+from smtpctl.servers.runtime import StoreWorker, event_line, log_event
 
 MAX_REQUEST_BYTES = 64 * 1024  # Postfix's requests are about 1 KiB
 MAX_ATTRIBUTES = 256  # Postfix 3.7 sends about 30
@@ -276,6 +277,7 @@ class PolicyServer:
         self.worker, self.metrics = worker, metrics
         self.meter = GroupCommit(worker, metrics)
         self.connections: set[PolicyConnection] = set()
+        self.outbox: list[tuple[PolicyConnection, str, bytes]] = []  # answers to log and send (send)
         metrics.connections_from(lambda: len(self.connections))
 
     def connection(self) -> "PolicyConnection":
@@ -325,6 +327,21 @@ class PolicyServer:
             self.metrics.refused("malformed")
         elif verb != DUNNO:
             self.metrics.refused(info.get("reason", "invalid"))
+
+    def send(self, connection: "PolicyConnection", line: str, reply: bytes) -> None:
+        """Log an answer, then send it. The answers of one pass of the event
+        loop (a group commit's batch is answered in one) share one write to
+        the log, each line still written before its reply leaves."""
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self._send_all)
+        self.outbox.append((connection, line, reply))
+
+    def _send_all(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        sys.stderr.write("".join(line for _, line, _ in outbox))
+        sys.stderr.flush()
+        for connection, _, reply in outbox:
+            connection.replied(reply)
 
     def close(self) -> None:
         """Close every connection (at stop, after the listeners)."""
@@ -416,10 +433,13 @@ class PolicyConnection(asyncio.Protocol):
 
     def _answered(self, action: str, info: dict[str, Any]) -> None:
         verb = action.split()[0]
-        log_event("policy", action=verb, **info)
         self.server.count(verb, action, info)
+        self.server.send(self, event_line("policy", action=verb, **info), f"action={action}\n\n".encode())
+
+    def replied(self, reply: bytes) -> None:
+        """Send the answer (logged already), and go on to the next request."""
         if not self.transport.is_closing():  # a client gone meanwhile: its message is metered all the same
-            self.transport.write(f"action={action}\n\n".encode())
+            self.transport.write(reply)
         self.busy = False
         self._next()
 

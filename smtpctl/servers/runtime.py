@@ -38,6 +38,12 @@ _QUOTED = re.compile('[ "=]')  # a value with one of these is written in quotes
 
 def log_event(event: str, **fields: Any) -> None:
     """One line per event on stderr: ``ts=... event=... key=value``. Never a secret."""
+    sys.stderr.write(event_line(event, **fields))
+    sys.stderr.flush()
+
+
+def event_line(event: str, **fields: Any) -> str:
+    """The line ``log_event`` writes, newline included (for a caller that writes several at once)."""
     parts = [f"ts={_stamp()}", f"event={event}"]
     for key, value in fields.items():
         if value is None:
@@ -46,8 +52,7 @@ def log_event(event: str, **fields: Any) -> None:
         if not text or _QUOTED.search(text):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
-    sys.stderr.write(" ".join(parts) + "\n")
-    sys.stderr.flush()
+    return " ".join(parts) + "\n"
 
 
 READERS = 2  # PostgreSQL: reader threads, each with its own connection

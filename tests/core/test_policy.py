@@ -276,6 +276,9 @@ class Asked:
     def count(self, *args):
         pass
 
+    def send(self, connection, line, reply):
+        connection.replied(reply)
+
 
 async def connect(server):
     """A PolicyConnection serving ``server`` on one end of a socket pair; the client's end (non-blocking)."""
