@@ -574,7 +574,9 @@ def admit_message(store: Store, login: str, recipients: int, source_id: str) -> 
     nothing for a refusal (it is an answer); store errors propagate. The
     servers run it as a step of ``run_steps`` (group commit: many sessions'
     messages, one commit)."""
-    with store.write():  # inside group commit's step this joins the shared transaction and its savepoint
+    if store.backend.in_transaction:  # group commit's step: joins the shared transaction, as write() would
+        return _admit(store, login, recipients, source_id)
+    with store.write():
         return _admit(store, login, recipients, source_id)
 
 

@@ -54,7 +54,6 @@ REJECTS = {
     "too_many_recipients": TOO_MANY,
     "invalid": "REJECT 5.7.1 Message refused",
 }
-_COUNT = re.compile(r"[0-9]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 MAX_INSTANCE = 128  # Postfix's instance is about 20 characters; it becomes the usage event's id
 
@@ -87,7 +86,7 @@ def parse_count(text: str | None) -> int | None:
     anything else (negative, signed, non-numeric). An absurdly long number
     is returned as a number larger than any cap, not converted."""
     text = (text or "").strip() or "0"
-    if not _COUNT.fullmatch(text):
+    if not (text.isascii() and text.isdigit()):  # [0-9]+, not every Unicode digit
         return None
     return int(text) if len(text) <= 18 else 10**18
 

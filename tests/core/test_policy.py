@@ -203,6 +203,15 @@ def test_parse_count(text, count):
     assert parse_count(text) == count
 
 
+@given(st.one_of(st.none(), st.text(alphabet=st.sampled_from("0129 -+.x\u0662\u00b2\uff11"), max_size=22)))
+def test_parse_count_takes_ascii_digits_only(text):
+    import re
+
+    stripped = (text or "").strip() or "0"
+    expected = (int(stripped) if len(stripped) <= 18 else 10**18) if re.fullmatch(r"[0-9]+", stripped) else None
+    assert parse_count(text) == expected
+
+
 @pytest.mark.parametrize("text, mode", [("0660", 0o660), ("660", 0o660), ("0o600", 0o600), ("0777", 0o777),
                                         ("0", 0)])
 def test_socket_mode(text, mode):
