@@ -10,13 +10,21 @@
 - AUTH handshakes/s (connect, STARTTLS, AUTH PLAIN, QUIT) with 10 clients
   sharing one client TLS context, against the same bare server;
 - policy requests/s at END-OF-MESSAGE against `smtpctl policy serve`
-  (10 connections, 200 requests each, each request metered).
+  (10 connections, 200 requests each, each request metered; a fresh
+  message id each round), median of ``--rounds`` rounds.
 Clients are threads in this process; both servers face the same clients.
+
+    python benchmarks/serve.py --only policy [--rounds 9] [--before OLD/bin/smtpctl]
+
+runs the policy figures alone; with ``--before`` the policy servers of two
+builds (each on a store of its own) take the rounds in turns, so a change is
+measured against the build before it under the same load of the moment.
 Never run as a test.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -82,7 +90,16 @@ asyncio.run(main())
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["policy"], help="run only these figures")
+    parser.add_argument("--rounds", type=int, default=POLICY_ROUNDS, help="policy rounds (median)")
+    parser.add_argument("--before", help="with --only policy: another build's smtpctl, loaded in turns")
+    args = parser.parse_args()
+    if args.before and args.only != "policy":
+        parser.error("--before needs --only policy")
     binary = smtpctl()
+    if args.only == "policy":
+        return policy_only(binary, args.rounds, args.before)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = isolated_env(tmp_path, tmp_path / "bench.db")
@@ -124,9 +141,7 @@ def main() -> None:
 
         policy_port = free_port()
         policy = start([binary, "policy", "serve", "--listen", f"127.0.0.1:{policy_port}"], env, "event=listening")
-        cpu0 = cpu_seconds(policy.pid)
-        policy_time = policy_load(policy_port)
-        policy_cpu = cpu_seconds(policy.pid) - cpu0
+        policy_time, policy_cpu = policy_rounds(policy, policy_port, args.rounds)
         stop(policy)
         fsync_ms = commit_floor(tmp_path)
         peer_time = policyd_rate_limit(tmp_path)
@@ -148,7 +163,7 @@ def main() -> None:
               f"(argon2id, --auth-cache-size 0) -> {bare_auth / cold_time:.2f}x; "
               f"server CPU {1000 * cold_cpu / handshakes:.1f} ms")
         print(f"policy requests    {CLIENTS * 200 / policy_time:8.1f} /s at END-OF-MESSAGE, each metered durably; "
-              f"server CPU {1000 * policy_cpu / (CLIENTS * 200):.2f} ms/request")
+              f"server CPU {1000 * policy_cpu / (CLIENTS * 200):.2f} ms/request (median of {args.rounds} rounds)")
         summary.record("serve messages/s (Maildir, each checked and billed)", f"{total / smtp_time:.0f}/s",
                        f"bare aiosmtpd {total / bare_time:.0f}/s", f"{bare_time / smtp_time:.2f}x", ">= 0.6x",
                        bare_time / smtp_time >= 0.6)
@@ -169,6 +184,69 @@ def main() -> None:
         else:
             print(f"policyd-rate-limit {CLIENTS * 200 / peer_time:8.1f} /s at DATA (count_mode 1, SQLite), "
                   f"-> smtpctl is {peer_time / policy_time:.2f}x")
+
+
+POLICY_ROUNDS = 5
+_policy_round = [0]  # each round meters new message ids (a repeated id is a duplicate: another path)
+
+
+def policy_rounds(proc: subprocess.Popen, port: int, rounds: int) -> tuple[float, float]:
+    """Median seconds and median server CPU seconds of ``rounds`` policy loads."""
+    seen = [policy_round(proc, port) for _ in range(rounds)]
+    return statistics.median(s[0] for s in seen), statistics.median(s[1] for s in seen)
+
+
+def policy_round(proc: subprocess.Popen, port: int) -> tuple[float, float]:
+    cpu0, own0 = cpu_seconds(proc.pid), _own_cpu()
+    seconds = policy_load(port)
+    _client_cpu.append(_own_cpu() - own0)
+    return seconds, cpu_seconds(proc.pid) - cpu0
+
+
+_client_cpu: list[float] = []  # this process's CPU per round: the clients share the machine with the server
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def policy_only(binary: str, rounds: int, before: str | None) -> None:
+    """The policy figures alone; with ``before``, two builds' servers loaded in turns."""
+    builds = {"after": binary, "before": before} if before else {"this build": binary}
+    requests = CLIENTS * 200
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {}
+        try:
+            for name, exe in builds.items():
+                folder = Path(tmp) / name.replace(" ", "-")
+                folder.mkdir()
+                env = isolated_env(folder, folder / "bench.db")
+                provision(exe, str(folder / "bench.db"), env, folder)
+                port = free_port()
+                servers[name] = (start([exe, "policy", "serve", "--listen", f"127.0.0.1:{port}"], env,
+                                       "event=listening"), port)
+            seen: dict[str, list[tuple[float, float]]] = {name: [] for name in builds}
+            for r in range(rounds):
+                order = list(servers.items())
+                for name, (proc, port) in order if r % 2 == 0 else order[::-1]:
+                    seen[name].append(policy_round(proc, port))
+        finally:
+            for proc, _ in servers.values():
+                stop(proc)
+        fsync_ms = commit_floor(Path(tmp))
+    print(f"policy serve, {CLIENTS} clients x 200 requests at END-OF-MESSAGE, each metered durably; "
+          f"{rounds} rounds{' in turns' if before else ''}, medians; {os.cpu_count()} cores")
+    for name, rows in seen.items():
+        rates = sorted(requests / s for s, _ in rows)
+        cpus = sorted(1000 * c / requests for _, c in rows)
+        print(f"{name:10} {requests / statistics.median(s for s, _ in rows):8.1f} /s "
+              f"(rounds {rates[0]:,.0f}-{rates[-1]:,.0f}); server CPU "
+              f"{1000 * statistics.median(c for _, c in rows) / requests:.3f} ms/request "
+              f"({cpus[0]:.3f}-{cpus[-1]:.3f})  {builds[name]}")
+    print(f"client CPU {1000 * statistics.median(_client_cpu) / requests:.3f} ms/request (the {CLIENTS} client "
+          f"threads of this process, on the same {os.cpu_count()} cores)")
+    print(f"durable commit     {fsync_ms:8.2f} ms on this disk (SQLite WAL, synchronous=FULL)")
 
 
 LOGINS = [f"u{i}@bench.example" for i in range(5)]  # the most one domain holds; clients use them over again
@@ -321,13 +399,16 @@ def auth_load(port: int, per_client: int = 5) -> float:
 
 def policy_load(port: int, per_client: int = 200, state: str = "END-OF-MESSAGE") -> float:
     request = ("request=smtpd_access_policy\nprotocol_state=" + state + "\nsasl_username={0}\n"
-               "sender={0}\nclient_address=127.0.0.1\nrecipient_count=3\ninstance=b{1}.{2}\nqueue_id=Q{1}X{2}\n\n")
+               "sender={0}\nclient_address=127.0.0.1\nrecipient_count=3\ninstance=b{3}.{1}.{2}\n"
+               "queue_id=Q{1}X{2}\n\n")
+    _policy_round[0] += 1
+    run = _policy_round[0]
 
     def one(i: int) -> None:
         with socket.create_connection(("127.0.0.1", port)) as conn:
             stream = conn.makefile("rwb")
             for n in range(per_client):
-                stream.write(request.format(_login(i), i, n).encode())
+                stream.write(request.format(_login(i), i, n, run).encode())
                 stream.flush()
                 answer = stream.readline()
                 assert answer.lower().startswith(b"action=dunno"), answer

@@ -523,6 +523,12 @@ def _settings(store: Store) -> Any:
     return settings
 
 
+def max_recipients(store: Store) -> int:
+    """The store setting ``max_recipients_per_message`` (in a metering
+    transaction, from the settings it read once)."""
+    return int(_settings(store)["max_recipients_per_message"])
+
+
 def sender_status(store: Store, login: str) -> str:
     """May ``login`` send now? ``ok``, ``unknown`` (its domain is not ours) or
     ``revoked`` (the credential is gone). A manual block stops credential
@@ -576,7 +582,9 @@ def admit_message(store: Store, login: str, recipients: int, source_id: str) -> 
     nothing for a refusal (it is an answer); store errors propagate. The
     servers run it as a step of ``run_steps`` (group commit: many sessions'
     messages, one commit)."""
-    with store.write():  # inside group commit's step this joins the shared transaction and its savepoint
+    if store.backend.in_transaction:  # group commit's step: joins the shared transaction, as write() would
+        return _admit(store, login, recipients, source_id)
+    with store.write():
         return _admit(store, login, recipients, source_id)
 
 
@@ -643,6 +651,16 @@ def _txn_now(store: Store) -> datetime:
     return now
 
 
+def _stamp(now: datetime, timezone: str, memo: dict[Any, Any]) -> tuple[str, str]:
+    """The day ``now`` falls on in ``timezone`` and its time as stored: worked
+    out once per metering transaction (``memo``), whose messages share one
+    instant and one zone setting."""
+    stamp = memo.get(("stamp", now, timezone))
+    if stamp is None:
+        stamp = memo[("stamp", now, timezone)] = (now.astimezone(ZoneInfo(timezone)).date().isoformat(), _iso(now))
+    return stamp
+
+
 @dataclass(frozen=True)
 class _AccountView:
     """What ``_enforce`` reads of an account."""
@@ -674,25 +692,23 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
     if recipients > max_recipients:
         return Admission(False, REFUSED_TOO_MANY, f"{recipients:,} recipients in one message: more than the "
                          f"{max_recipients:,} allowed (store setting max_recipients_per_message); not recorded")
-    now = _txn_now(store)
-    day = now.astimezone(ZoneInfo(str(settings["timezone"]))).date().isoformat()
+    memo = store.txn_memo if store.metering else {}
+    day, at = _stamp(_txn_now(store), str(settings["timezone"]), memo)
     account_id = sender.account_id
     key = (account_id, day)
-    memo = store.txn_memo if store.metering else {}
     total = memo.get(("total", key))
     if total is None:
         total = store.outbound_totals([key])[key]
     limit = sender.daily_limit if sender.daily_limit is not None else int(settings["default_daily_limit"])
-    account = {account_id: _AccountView(sender.account, sender.blocked)}
     if total > limit:
         if source_id is not None and store.source_id_stored(source_id):
             return Admission(True, "duplicate", "already recorded", 0)
         # A refusal on today's total also re-applies the rule: an account unblocked
         # while over today's limit is revoked and blocked again by its next message.
+        account = {account_id: _AccountView(sender.account, sender.blocked)}
         crossings = _enforce(store, {key: total}, {key: total}, account, {account_id: limit}, day)
         return Admission(False, REFUSED_OVER_LIMIT, f"account {sender.account} is over its daily limit on {day} "
                          f"({total:,} of {limit:,} emails): message refused, not recorded", 0, tuple(crossings))
-    at = _iso(now)
     if not store.record_admission((source_id, at, day, "outbound", sender.agency_id, account_id, sender.domain,
                                    sender.login, recipients, 0, 0, recipients, at)):
         return Admission(True, "duplicate", "already recorded", 0)
@@ -700,6 +716,7 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
         memo[("total", key)] = total + recipients
     crossings = ()
     if total + recipients > limit:
+        account = {account_id: _AccountView(sender.account, sender.blocked)}
         crossings = tuple(_enforce(store, {key: total + recipients}, {key: total}, account, {account_id: limit}, day))
     return Admission(True, "accepted", "", recipients, crossings)
 
@@ -716,7 +733,7 @@ def envelope_check(store: Store, login: str, sender: str) -> EnvelopeCheck:
     envelope sender, and how many recipients may the message have."""
     status = sender_status(store, login)
     allowed = status == "ok" and sender_allowed(store, login, sender)
-    return EnvelopeCheck(status, allowed, int(_settings(store)["max_recipients_per_message"]))
+    return EnvelopeCheck(status, allowed, max_recipients(store))
 
 
 def cancel_message(store: Store, source_id: str) -> bool:

@@ -45,13 +45,16 @@ class _Batcher:
         self.draining = False
         self.trips = 0  # trips taken, for the tests, the benchmarks and the metrics
 
-    async def _submit(self, entry: Any) -> Any:
+    def _enqueue(self, entry: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append((entry, future))
         if not self.draining:
             self.draining = True
             asyncio.ensure_future(self._drain())
-        return await future
+        return future
+
+    async def _submit(self, entry: Any) -> Any:
+        return await self._enqueue(entry)
 
     async def _trip(self, entries: list[Any]) -> list[Any]:
         raise NotImplementedError
@@ -92,6 +95,11 @@ class GroupCommit(_Batcher):
         step reads, and writes only through ``usage.admit_message`` for
         ``login`` (a metering transaction: docs/store.md)."""
         return await self._submit((step, login))
+
+    def start(self, step: Callable[[Any], T], login: str) -> asyncio.Future[T]:
+        """``run`` for a caller that answers in a callback, not a task: the
+        future that is set after the commit that holds what ``step`` wrote."""
+        return self._enqueue((step, login))
 
     async def _trip(self, entries: list[Any]) -> list[Any]:
         return await self.worker.call(self.run_steps, entries)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import queue
+import re
 import signal
 import socket
 import sys
@@ -32,18 +33,26 @@ def _stamp() -> str:
     return _STAMP[1]
 
 
+_QUOTED = re.compile('[ "=]')  # a value with one of these is written in quotes
+
+
 def log_event(event: str, **fields: Any) -> None:
     """One line per event on stderr: ``ts=... event=... key=value``. Never a secret."""
+    sys.stderr.write(event_line(event, **fields))
+    sys.stderr.flush()
+
+
+def event_line(event: str, **fields: Any) -> str:
+    """The line ``log_event`` writes, newline included (for a caller that writes several at once)."""
     parts = [f"ts={_stamp()}", f"event={event}"]
     for key, value in fields.items():
         if value is None:
             continue
         text = str(value)
-        if not text or any(c in text for c in ' "='):
+        if not text or _QUOTED.search(text):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
-    sys.stderr.write(" ".join(parts) + "\n")
-    sys.stderr.flush()
+    return " ".join(parts) + "\n"
 
 
 READERS = 2  # PostgreSQL: reader threads, each with its own connection

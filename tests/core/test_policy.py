@@ -1,8 +1,11 @@
 """The policy decision, from the real request block Postfix sent (tests/fixtures)."""
 
+import asyncio
 import os
+import socket
 import stat
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 from smtpctl.core import services, usage
 from smtpctl.core.errors import InvalidInput
 from smtpctl.core.store import Store
+from smtpctl.servers.metrics import NOOP
 from smtpctl.servers.policy import (MalformedRequest, UnixListen, bind_unix, decide, parse_count, parse_request,
                                     parse_socket_group, parse_socket_mode)
 
@@ -162,10 +166,50 @@ def test_an_overlong_instance_is_malformed_not_stored(store):
     assert usage.usage_status(store, "shop")[0]["sent"] == 3
 
 
+def parse_line_by_line(block):
+    """parse_request before it searched the whole request for a control character at once:
+    the reference its answers (and its errors) must match."""
+    import re
+
+    attrs = {}
+    for line in block:
+        if not line:
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise MalformedRequest("a line without name=value")
+        if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", line):
+            raise MalformedRequest(f"a control character in {name.strip()[:40]!r}")
+        attrs[name.strip()] = value
+    return attrs
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.sampled_from(["a=b", "=", " x =1", "", "no equals", "c=\x1b", "d\x00=e", "f=\t"]),
+                          st.text(alphabet=st.characters(max_codepoint=0x80), max_size=12)), max_size=8))
+def test_parse_request_answers_as_line_by_line(block):
+    def outcome(parse):
+        try:
+            return parse(block)
+        except MalformedRequest as exc:
+            return f"malformed: {exc}"
+
+    assert outcome(parse_request) == outcome(parse_line_by_line)
+
+
 @pytest.mark.parametrize("text, count", [("0", 0), ("", 0), (" 12 ", 12), ("000", 0), ("9" * 30, 10**18),
                                          ("-1", None), ("1.5", None), ("١٢", None), ("0x10", None)])
 def test_parse_count(text, count):
     assert parse_count(text) == count
+
+
+@given(st.one_of(st.none(), st.text(alphabet=st.sampled_from("0129 -+.x\u0662\u00b2\uff11"), max_size=22)))
+def test_parse_count_takes_ascii_digits_only(text):
+    import re
+
+    stripped = (text or "").strip() or "0"
+    expected = (int(stripped) if len(stripped) <= 18 else 10**18) if re.fullmatch(r"[0-9]+", stripped) else None
+    assert parse_count(text) == expected
 
 
 @pytest.mark.parametrize("text, mode", [("0660", 0o660), ("660", 0o660), ("0o600", 0o600), ("0777", 0o777),
@@ -224,23 +268,65 @@ def test_fuzz_any_request_gets_a_known_action_and_never_bills_past_the_caps(stor
     assert billed == 0 or (action == "DUNNO" and info["metered"] and 0 < billed == info["recipients"] <= 1000)
 
 
-def feed(data: bytes, eof: bool = True):
-    """What PolicyServer.read_request makes of these bytes, over a real StreamReader."""
-    import asyncio
+class Asked:
+    """The side of PolicyServer a connection calls: records each request; answers each at once
+    (``answer``) or when the test calls ``answers.pop(0)(...)``."""
 
-    from smtpctl.servers.policy import MAX_REQUEST_BYTES, PolicyServer, _Refused
+    def __init__(self, answer: bool = False):
+        self.connections, self.metrics, self.asked, self.answers, self.answer = set(), NOOP, [], [], answer
+
+    def ask(self, block, done):
+        self.asked.append(block)
+        if self.answer:
+            done("DUNNO", {"state": "test"})
+        else:
+            self.answers.append(done)
+
+    def count(self, *args):
+        pass
+
+    def send(self, connection, line, reply):
+        connection.replied(reply)
+
+
+async def connect(server):
+    """A PolicyConnection serving ``server`` on one end of a socket pair; the client's end (non-blocking)."""
+    from smtpctl.servers.policy import PolicyConnection
+
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    _, connection = await asyncio.get_running_loop().connect_accepted_socket(lambda: PolicyConnection(server), ours)
+    return connection, theirs
+
+
+async def until(condition, seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition() and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+def feed(data: bytes, eof: bool = True):
+    """What a policy connection makes of these bytes from a client over a real socket: the first
+    request's lines, None (closed between requests), or the refusal it logged and closed for."""
+    refusals = []
 
     async def go():
-        reader = asyncio.StreamReader(limit=MAX_REQUEST_BYTES)
-        reader.feed_data(data)
-        if eof:
-            reader.feed_eof()
+        server = Asked()
+        connection, client = await connect(server)
         try:
-            return await PolicyServer(None).read_request(reader)
-        except _Refused as exc:
-            return f"refused: {exc}"
+            await asyncio.get_running_loop().sock_sendall(client, data)
+            if eof:
+                client.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed while we were still writing
+        await until(lambda: server.asked or connection.closed)
+        client.close()
+        return server.asked[0] if server.asked else (f"refused: {refusals[0]}" if refusals else None)
 
-    return asyncio.run(go())
+    with mock.patch("smtpctl.servers.policy.log_event",
+                    lambda event, error="", **fields: refusals.append(error) if event == "policy_refused" else None):
+        return asyncio.run(go())
 
 
 def test_read_request_bounds():
@@ -263,23 +349,131 @@ def test_fuzz_read_request_returns_lines_or_refuses(data):
     assert result is None or isinstance(result, list) or result.startswith("refused: ")
 
 
+def read_line_by_line(data: bytes):
+    """The requests in ``data`` and how the stream ends (None: closed between requests, or the
+    refusal), as the reader before the policy connection became a protocol read them: a
+    StreamReader(limit=MAX_REQUEST_BYTES), one readuntil(b"\\n") per line. The reference for
+    RequestSplitter, whose whole-block path must answer the same."""
+    from smtpctl.servers.policy import MAX_ATTRIBUTES, MAX_REQUEST_BYTES
+
+    requests, pos = [], 0
+    while True:
+        lines, size, first = [], 0, True
+        while True:
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                if len(data) - pos > MAX_REQUEST_BYTES:
+                    return requests, f"request line longer than {MAX_REQUEST_BYTES} bytes"
+                return requests, None if first and pos == len(data) else "request cut short by the client"
+            if newline - pos > MAX_REQUEST_BYTES:
+                return requests, f"request line longer than {MAX_REQUEST_BYTES} bytes"
+            size += newline + 1 - pos
+            if size > MAX_REQUEST_BYTES:
+                return requests, f"request larger than {MAX_REQUEST_BYTES} bytes"
+            text, pos, first = data[pos:newline].rstrip(b"\r\n"), newline + 1, False
+            if not text:
+                requests.append(lines)
+                break
+            if len(lines) >= MAX_ATTRIBUTES:
+                return requests, f"request with more than {MAX_ATTRIBUTES} attributes"
+            lines.append(text.decode("utf-8", errors="replace"))
+
+
+def split_as_they_come(chunks: list[bytes]):
+    from smtpctl.servers.policy import RequestSplitter, _Refused
+
+    splitter, requests = RequestSplitter(), []
+    try:
+        for chunk in chunks:
+            splitter.feed(chunk)
+            while (block := splitter.take()) is not None:
+                requests.append(block)
+    except _Refused as exc:
+        return requests, str(exc)
+    return requests, "request cut short by the client" if splitter.started else None
+
+
+LINE = st.one_of(st.sampled_from([b"request=smtpd_access_policy", b"protocol_state=RCPT", b"a=b", b"", b"\r",
+                                  b"helo_name=caf\xe9", b"x" * 300, b"=", b"\n"]), st.binary(max_size=40))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(LINE, st.sampled_from([b"\n", b"\r\n", b"\n\n", b""])), max_size=40),
+       st.lists(st.integers(min_value=0, max_value=4000), max_size=6), st.sampled_from([1, 300, 65_000]))
+def test_requests_are_split_as_the_line_by_line_reader_split_them(parts, cuts, big):
+    data = b"".join(line + end for line, end in parts) + b"y" * big * (big > 300)
+    pieces = [data[i:j] for i, j in zip([0, *sorted(cuts)], [*sorted(cuts), len(data)])]
+    assert split_as_they_come(pieces) == split_as_they_come([data]) == read_line_by_line(data)
+    assert split_as_they_come(list(data[i:i + 1] for i in range(min(len(data), 600)))) == \
+        read_line_by_line(data[:600])
+
+
 def test_a_stalled_request_is_refused_but_an_idle_connection_is_not(monkeypatch):
     import smtpctl.servers.policy as policy
 
     monkeypatch.setattr(policy, "REQUEST_TIMEOUT", 0.2)
     assert feed(b"request=smtpd_access_policy\n", eof=False) == "refused: request not finished within 0.2 seconds"
 
-    import asyncio
-
     async def idle():  # Postfix keeps a connection open between requests: no timeout before the first line
-        reader = asyncio.StreamReader()
-        task = asyncio.ensure_future(policy.PolicyServer(None).read_request(reader))
+        server = Asked()
+        connection, client = await connect(server)
+        client.send(b"request=smtpd_")  # nor while the first line is not whole
         await asyncio.sleep(0.5)
-        assert not task.done()
-        reader.feed_data(b"a=b\n\n")
-        return await task
+        assert not server.asked and not connection.closed
+        client.send(b"access_policy\n\n")
+        await until(lambda: server.asked)
+        client.close()
+        return server.asked
 
-    assert asyncio.run(idle()) == ["a=b"]
+    assert asyncio.run(idle()) == [["request=smtpd_access_policy"]]
+
+
+def test_requests_sent_together_are_answered_in_order_one_at_a_time():
+    async def go():
+        server = Asked()
+        connection, client = await connect(server)
+        client.send(b"n=1\n\nn=2\n\nn=3\n\n")
+        await until(lambda: server.asked)
+        await asyncio.sleep(0.1)
+        assert server.asked == [["n=1"]]  # the next waits for this one's answer
+        for n in (1, 2, 3):
+            await until(lambda: len(server.answers) == 1)
+            server.answers.pop(0)(f"DUNNO {n}", {"state": "test"})
+        await until(lambda: len(server.asked) == 3)
+        client.shutdown(socket.SHUT_WR)
+        await until(lambda: connection.closed)
+        replies = b""
+        while chunk := await asyncio.get_running_loop().sock_recv(client, 1000):
+            replies += chunk
+        client.close()
+        return server.asked, replies
+
+    assert asyncio.run(go()) == ([["n=1"], ["n=2"], ["n=3"]], b"action=DUNNO 1\n\naction=DUNNO 2\n\naction=DUNNO 3\n\n")
+
+
+def test_a_flood_of_requests_answered_at_once_waits_for_a_client_that_does_not_read():
+    """Malformed requests are answered without the store, in _next's loop: 30,000 of them in one
+    go neither recurse nor fill the server's memory; the server stops reading and answering
+    while the client does not read, and answers every one, in order, when it does."""
+    from smtpctl.servers.policy import DEFER_MALFORMED, PolicyServer
+
+    async def go():
+        server = PolicyServer(None)
+        connection, client = await connect(server)
+        loop = asyncio.get_running_loop()
+        flood = b"no equals sign\n\n" * 30_000
+        sending = asyncio.ensure_future(loop.sock_sendall(client, flood))
+        await asyncio.sleep(0.5)
+        assert connection.full and not sending.done()  # the answers fill the socket: nothing more is read
+        replies = bytearray()
+        while len(replies) < 30_000 * len(f"action={DEFER_MALFORMED}\n\n"):
+            replies += await loop.sock_recv(client, 65536)
+        await sending
+        client.close()
+        return bytes(replies)
+
+    with mock.patch("smtpctl.servers.policy.log_event"):
+        assert asyncio.run(go()) == f"action={DEFER_MALFORMED}\n\n".encode() * 30_000
 
 
 def test_ids_are_unique_across_postfix_hosts(store):
@@ -292,3 +486,29 @@ def test_ids_are_unique_across_postfix_hosts(store):
     assert usage.usage_status(store, "shop")[0]["sent"] == 6
     assert store.existing_source_ids(["policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"]) == {
         "policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"}
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["login", "reason", "sender", "state", "recipients"]),
+                       st.one_of(st.none(), st.integers(), st.booleans(),
+                                 st.text(alphabet=st.sampled_from('ab =" \\\t\ufffd'), max_size=8))))
+def test_log_lines_quote_exactly_the_values_they_always_quoted(fields):
+    """log_event finds the values to quote with one regex search, no longer a generator per value."""
+    import contextlib
+    import io
+
+    from smtpctl.servers.runtime import log_event
+
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        log_event("policy", **fields)
+    expected = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        text = str(value)
+        if not text or any(c in text for c in ' "='):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        expected.append(f"{key}={text}")
+    line = out.getvalue()
+    assert line.startswith("ts=") and line == f"{line.split(' ', 1)[0]} event=policy{''.join(' ' + e for e in expected)}\n"
