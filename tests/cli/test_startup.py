@@ -117,11 +117,13 @@ def test_version_builds_no_command():
         "smtpctl.cli.fastpath", "smtpctl.cli.typer_app", "smtpctl.cli.state", "smtpctl.cli.examples")] == []
 
 
-def test_a_long_report_off_a_terminal_is_drawn_without_rich(run):
+def test_a_long_report_off_a_terminal_is_drawn_without_rich(isolated_store, run):
     run("agency", "add", "Acme Agency", check_rc=0)
     args = ("usage", "report", "--by", "day", "--since", "150d")
     code, stdout, modules = modules_after(*args)
     assert code == 0 and len(stdout.splitlines()) == 3 + 151 + 1  # title, header, rule; every day; the total
+    if is_dsn(str(isolated_store)):  # psycopg imports dataclasses itself: the driver's, not ours
+        modules -= driver_modules()
     # rich.cells measures the bar's blocks (~2 ms); the console and the table (~25 ms) stay out
     assert loaded(modules, ["rich.console", "rich.table", "rich.text"]) == []
     # a report runs core/report.py and reads through core.reads: neither services, nor the import parsers, nor
