@@ -14,11 +14,13 @@
   message id each round), median of ``--rounds`` rounds.
 Clients are threads in this process; both servers face the same clients.
 
-    python benchmarks/serve.py --only policy [--rounds 9] [--before OLD/bin/smtpctl]
+    python benchmarks/serve.py --only policy [--rounds 9] [--before OLD/bin/smtpctl] [--servers 1,2]
 
 runs the policy figures alone; with ``--before`` the policy servers of two
 builds (each on a store of its own) take the rounds in turns, so a change is
-measured against the build before it under the same load of the moment.
+measured against the build before it under the same load of the moment;
+``--servers 1,2`` adds setups of two servers (two processes, as two nodes)
+on one store, the clients spread over them, in the same turns.
 Never run as a test.
 """
 
@@ -91,15 +93,25 @@ asyncio.run(main())
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["policy"], help="run only these figures")
+    parser.add_argument("--only", choices=["policy", "serve"],
+                        help="run only these figures (serve: messages/s against bare aiosmtpd)")
     parser.add_argument("--rounds", type=int, default=POLICY_ROUNDS, help="policy rounds (median)")
     parser.add_argument("--before", help="with --only policy: another build's smtpctl, loaded in turns")
+    parser.add_argument("--servers", default="1", metavar="N[,N...]",
+                        help="with --only policy: policy servers of each build on one store, the clients spread "
+                             "over them (each a process, as the nodes of a fleet); several counts take turns")
     args = parser.parse_args()
     if args.before and args.only != "policy":
         parser.error("--before needs --only policy")
+    try:
+        counts = tuple(int(n) for n in args.servers.split(","))
+    except ValueError:
+        parser.error("--servers takes counts such as 1 or 1,2")
+    if min(counts) < 1 or counts != (1,) and args.only != "policy":
+        parser.error("--servers N (N >= 1) needs --only policy")
     binary = smtpctl()
     if args.only == "policy":
-        return policy_only(binary, args.rounds, args.before)
+        return policy_only(binary, args.rounds, args.before, counts)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = isolated_env(tmp_path, tmp_path / "bench.db")
@@ -122,6 +134,14 @@ def main() -> None:
         smtp_time, serve_cpu = (statistics.median(x[i] for x in rounds["serve"]) for i in (0, 1))
         bare_time, bare_cpu = (statistics.median(x[i] for x in rounds["bare"]) for i in (0, 1))
         ratios = sorted(b[0] / s[0] for s, b in zip(rounds["serve"], rounds["bare"]))
+        if args.only == "serve":
+            stop(serve)
+            stop(bare)
+            total = CLIENTS * MESSAGES
+            print(f"serve {total / smtp_time:.1f} messages/s, bare aiosmtpd {total / bare_time:.1f}/s: "
+                  f"{bare_time / smtp_time:.2f}x (per round: {', '.join(f'{r:.2f}x' for r in ratios)}); "
+                  f"server CPU {1000 * serve_cpu / total:.2f} ms a message, bare {1000 * bare_cpu / total:.2f} ms")
+            return
         cpu0 = cpu_seconds(serve.pid)
         auth_time = auth_load(serve_port)  # repeat logins: the AUTH cache answers after the first
         auth_cpu = cpu_seconds(serve.pid) - cpu0
@@ -141,7 +161,7 @@ def main() -> None:
 
         policy_port = free_port()
         policy = start([binary, "policy", "serve", "--listen", f"127.0.0.1:{policy_port}"], env, "event=listening")
-        policy_time, policy_cpu = policy_rounds(policy, policy_port, args.rounds)
+        policy_time, policy_cpu = policy_rounds([policy], [policy_port], args.rounds)
         stop(policy)
         fsync_ms = commit_floor(tmp_path)
         peer_time = policyd_rate_limit(tmp_path)
@@ -190,17 +210,18 @@ POLICY_ROUNDS = 5
 _policy_round = [0]  # each round meters new message ids (a repeated id is a duplicate: another path)
 
 
-def policy_rounds(proc: subprocess.Popen, port: int, rounds: int) -> tuple[float, float]:
+def policy_rounds(procs: list[subprocess.Popen], ports: list[int], rounds: int) -> tuple[float, float]:
     """Median seconds and median server CPU seconds of ``rounds`` policy loads."""
-    seen = [policy_round(proc, port) for _ in range(rounds)]
+    seen = [policy_round(procs, ports) for _ in range(rounds)]
     return statistics.median(s[0] for s in seen), statistics.median(s[1] for s in seen)
 
 
-def policy_round(proc: subprocess.Popen, port: int) -> tuple[float, float]:
-    cpu0, own0 = cpu_seconds(proc.pid), _own_cpu()
-    seconds = policy_load(port)
+def policy_round(procs: list[subprocess.Popen], ports: list[int]) -> tuple[float, float]:
+    """One policy load spread over ``ports``: its seconds and the servers' CPU seconds in all."""
+    cpu0, own0 = sum(cpu_seconds(p.pid) for p in procs), _own_cpu()
+    seconds = policy_load(ports)
     _client_cpu.append(_own_cpu() - own0)
-    return seconds, cpu_seconds(proc.pid) - cpu0
+    return seconds, sum(cpu_seconds(p.pid) for p in procs) - cpu0
 
 
 _client_cpu: list[float] = []  # this process's CPU per round: the clients share the machine with the server
@@ -211,39 +232,48 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
-def policy_only(binary: str, rounds: int, before: str | None) -> None:
-    """The policy figures alone; with ``before``, two builds' servers loaded in turns."""
+def policy_only(binary: str, rounds: int, before: str | None, counts: tuple[int, ...] = (1,)) -> None:
+    """The policy figures alone; with ``before``, two builds' servers loaded in turns. Each
+    of ``counts`` is a setup of its own in the turns: that many servers of the build on one
+    store, the clients spread over them."""
     builds = {"after": binary, "before": before} if before else {"this build": binary}
+    setups = {(name if len(counts) == 1 else f"{name}, {n} server{'s' if n > 1 else ''}"): (exe, n)
+              for name, exe in builds.items() for n in counts}
     requests = CLIENTS * 200
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {}
+        servers: dict[str, tuple[list[subprocess.Popen], list[int]]] = {}
         try:
-            for name, exe in builds.items():
-                folder = Path(tmp) / name.replace(" ", "-")
+            for i, (name, (exe, n)) in enumerate(setups.items()):
+                folder = Path(tmp) / f"setup{i}"
                 folder.mkdir()
                 env = isolated_env(folder, folder / "bench.db")
                 provision(exe, str(folder / "bench.db"), env, folder)
-                port = free_port()
-                servers[name] = (start([exe, "policy", "serve", "--listen", f"127.0.0.1:{port}"], env,
-                                       "event=listening"), port)
-            seen: dict[str, list[tuple[float, float]]] = {name: [] for name in builds}
+                servers[name] = ([], [])
+                for _ in range(n):
+                    port = free_port()
+                    servers[name][1].append(port)
+                    servers[name][0].append(start([exe, "policy", "serve", "--listen", f"127.0.0.1:{port}"], env,
+                                                  "event=listening"))
+            seen: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
             for r in range(rounds):
                 order = list(servers.items())
-                for name, (proc, port) in order if r % 2 == 0 else order[::-1]:
-                    seen[name].append(policy_round(proc, port))
+                for name, (procs, ports) in order if r % 2 == 0 else order[::-1]:
+                    seen[name].append(policy_round(procs, ports))
         finally:
-            for proc, _ in servers.values():
-                stop(proc)
+            for procs, _ in servers.values():
+                for proc in procs:
+                    stop(proc)
         fsync_ms = commit_floor(Path(tmp))
     print(f"policy serve, {CLIENTS} clients x 200 requests at END-OF-MESSAGE, each metered durably; "
-          f"{rounds} rounds{' in turns' if before else ''}, medians; {os.cpu_count()} cores")
+          f"{rounds} rounds{' in turns' if len(setups) > 1 else ''}, medians; {os.cpu_count()} cores")
+    width = max(len(name) for name in setups)
     for name, rows in seen.items():
         rates = sorted(requests / s for s, _ in rows)
         cpus = sorted(1000 * c / requests for _, c in rows)
-        print(f"{name:10} {requests / statistics.median(s for s, _ in rows):8.1f} /s "
+        print(f"{name:{width}} {requests / statistics.median(s for s, _ in rows):8.1f} /s "
               f"(rounds {rates[0]:,.0f}-{rates[-1]:,.0f}); server CPU "
               f"{1000 * statistics.median(c for _, c in rows) / requests:.3f} ms/request "
-              f"({cpus[0]:.3f}-{cpus[-1]:.3f})  {builds[name]}")
+              f"({cpus[0]:.3f}-{cpus[-1]:.3f})  {setups[name][0]}")
     print(f"client CPU {1000 * statistics.median(_client_cpu) / requests:.3f} ms/request (the {CLIENTS} client "
           f"threads of this process, on the same {os.cpu_count()} cores)")
     print(f"durable commit     {fsync_ms:8.2f} ms on this disk (SQLite WAL, synchronous=FULL)")
@@ -397,7 +427,9 @@ def auth_load(port: int, per_client: int = 5) -> float:
     return time.perf_counter() - start
 
 
-def policy_load(port: int, per_client: int = 200, state: str = "END-OF-MESSAGE") -> float:
+def policy_load(port: int | list[int], per_client: int = 200, state: str = "END-OF-MESSAGE") -> float:
+    """Seconds for CLIENTS connections of ``per_client`` requests each (client i on the i-th port, in turn)."""
+    ports = [port] if isinstance(port, int) else port
     request = ("request=smtpd_access_policy\nprotocol_state=" + state + "\nsasl_username={0}\n"
                "sender={0}\nclient_address=127.0.0.1\nrecipient_count=3\ninstance=b{3}.{1}.{2}\n"
                "queue_id=Q{1}X{2}\n\n")
@@ -405,7 +437,7 @@ def policy_load(port: int, per_client: int = 200, state: str = "END-OF-MESSAGE")
     run = _policy_round[0]
 
     def one(i: int) -> None:
-        with socket.create_connection(("127.0.0.1", port)) as conn:
+        with socket.create_connection(("127.0.0.1", ports[i % len(ports)])) as conn:
             stream = conn.makefile("rwb")
             for n in range(per_client):
                 stream.write(request.format(_login(i), i, n, run).encode())

@@ -12,7 +12,11 @@ then measures, each as a whole `smtpctl` process:
   installed (apt-get install pflogsumm);
 - `usage report --by account --by day` over a 30-day range holding
   N x 10 emails, against `smtpctl --version` in the same run;
-- `usage record` of a single message.
+- `usage record` of a single message;
+- two floors, each in a process of its own in the same rounds: the store's
+  insert alone of the events the JSONL import records (the rows prepared
+  beforehand, untimed), and the Postfix parser alone (recording nothing):
+  what each import cannot beat as built.
 The imports run interleaved (JSONL, Postfix, pflogsumm, again), each on a
 fresh copy of the store; the figures are medians, and each comes with the CPU
 time of the process (user + system), steadier than wall time on a machine
@@ -129,6 +133,60 @@ _PROBE = (
 )
 
 
+# Floors: what the imports cannot beat as built, measured in the same run.
+# The JSONL floor is the store's own insert (``Store.insert_usage``: the
+# events, their unique ids, the rollup) of the rows that import records,
+# prepared beforehand and untimed, in the import's batches: no reading, no
+# parsing, no checking. The Postfix floor is the parser alone (``read_lines``
+# and ``PostfixLog.feed`` over the log, recording nothing). Each runs in a
+# process of its own and prints its wall and CPU seconds.
+_JSONL_FLOOR = r"""
+import json, sys, time
+from smtpctl.core import rules
+from smtpctl.core.store import Store
+db, path = sys.argv[1], sys.argv[2]
+store = Store.open(db, actor="bench")
+who = {login: (agency, account, domain) for login, agency, account, domain in store.backend.execute(
+    "SELECT c.login, a.agency_id, a.id, d.name FROM credentials c JOIN domains d ON d.id = c.domain_id "
+    "JOIN accounts a ON a.id = d.account_id")}
+rows = []
+with open(path, encoding="utf-8") as handle:
+    for line in handle:
+        ev = json.loads(line)
+        agency, account, domain = who[ev["user"]]
+        n = ev["recipients"]
+        rows.append((ev["id"], ev["at"], ev["at"][:10], "outbound", agency, account, domain, ev["user"],
+                     n, 0, 0, n, "2026-01-01T00:00:00Z"))
+size = rules.IMPORT_BATCH_SIZE
+wall, cpu = time.perf_counter(), time.process_time()
+for start in range(0, len(rows), size):
+    with store.write():
+        store.insert_usage(rows[start:start + size], only_new=True)
+print(time.perf_counter() - wall, time.process_time() - cpu)
+"""
+
+_POSTFIX_FLOOR = r"""
+import sys, time
+from datetime import timezone
+from smtpctl.core import ingest
+wall, cpu = time.perf_counter(), time.process_time()
+with open(sys.argv[1], "rb") as handle:
+    items = ingest.PostfixLog(year=int(sys.argv[2]), log_tz=timezone.utc).feed(ingest.read_lines(handle))
+    messages = sum(1 for item in items if isinstance(item, ingest.UsageInput))
+print(time.perf_counter() - wall, time.process_time() - cpu, messages)
+"""
+
+
+def floor(script: str, args: list[str], env: dict[str, str], here: Path) -> tuple[float, float]:
+    """Wall and CPU seconds a floor script prints (run with this tree on its path)."""
+    out = subprocess.run([sys.executable, "-c", script, *args], env=dict(env, PYTHONPATH=str(here)),
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"a floor failed: {out.stderr}")
+    wall, cpu = out.stdout.split()[:2]
+    return float(wall), float(cpu)
+
+
 @dataclass
 class Run:
     wall: float  # seconds
@@ -185,6 +243,7 @@ def main() -> None:
               f"{ACCOUNTS} accounts, {len(logins):,} credentials, 30 days; {args.import_runs} interleaved runs, "
               "medians")
         runs: dict[str, list[Run]] = {"pflogsumm": []}
+        floors: dict[str, list[tuple[float, float]]] = {"jsonl": [], "postfix": []}
         for _ in range(args.import_runs):
             for suffix, tree in trees.items():
                 command, tree_env = [binary], env
@@ -199,6 +258,9 @@ def main() -> None:
                              "--year", str(start.year), "--log-timezone", "UTC", "--json"], tree_env))
             if pflogsumm:
                 runs["pflogsumm"].append(measure([pflogsumm, str(maillog)], env))
+            shutil.copy(base, db_json)
+            floors["jsonl"].append(floor(_JSONL_FLOOR, [str(db_json), str(jsonl)], env, here))
+            floors["postfix"].append(floor(_POSTFIX_FLOOR, [str(maillog), str(start.year)], env, here))
         for suffix in reversed(trees):  # the tree before first
             for label, count, unit in (("jsonl", None, "events"), ("postfix", args.lines, "lines")):
                 done = runs[label + suffix]
@@ -221,6 +283,23 @@ def main() -> None:
         wall = statistics.median(r.wall for r in done_json)
         cpu = statistics.median(r.cpu for r in done_json)
         rss = max(r.rss for r in done_json)
+        floor_wall, floor_cpu = (statistics.median(f[i] for f in floors["jsonl"]) for i in (0, 1))
+        left = 1e6 / 200_000 - 1e6 * floor_wall / n
+        print(f"floor, JSONL: the store's insert alone of the same {n:,} events (rows prepared, untimed): "
+              f"{floor_wall:.1f} s = {n / floor_wall:,.0f} events/s (CPU {floor_cpu:.1f} s); 200,000 events/s "
+              f"leaves {left:.1f} us an event for all the rest (start-up, reading, parsing, checking, the cap), "
+              f"which takes {1e6 * (wall - floor_wall) / n:.1f} us now")
+        summary.record("JSONL floor: the store's insert alone", f"{n / floor_wall:,.0f} events/s", "", "",
+                       f"the rest in {left:.1f} us/event", None)
+        pf_floor_wall, pf_floor_cpu = (statistics.median(f[i] for f in floors["postfix"]) for i in (0, 1))
+        print(f"floor, Postfix: the parser alone over the same log, recording nothing: {pf_floor_wall:.1f} s "
+              f"(CPU {pf_floor_cpu:.1f} s)" + (
+                  f"; pflogsumm takes {statistics.median(r.wall for r in runs['pflogsumm']) / pf_floor_wall:.2f}x "
+                  "as long: the most the import can be faster with this parser" if runs["pflogsumm"] else ""))
+        if runs["pflogsumm"]:
+            pf_wall = statistics.median(r.wall for r in runs["pflogsumm"])
+            summary.record("Postfix floor: the parser alone", f"{pf_floor_wall:.1f} s", f"pflogsumm {pf_wall:.1f} s",
+                           f"{pf_wall / pf_floor_wall:.2f}x", "", None)
         summary.record(f"JSONL import, {n:,} events", f"{n / wall:,.0f} events/s (CPU {n / cpu:,.0f}/s)",
                        "", "", ">= 200,000 events/s", n / wall >= 200_000)
         summary.record("JSONL import, peak RSS", f"{rss / 1024:.0f} MiB", "", "", "< 100 MiB", rss / 1024 < 100)
