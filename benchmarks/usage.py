@@ -161,8 +161,9 @@ size = rules.IMPORT_BATCH_SIZE
 wall, cpu = time.perf_counter(), time.process_time()
 for start in range(0, len(rows), size):
     with store.write():
-        store.insert_usage(rows[start:start + size], only_new=True)
-print(time.perf_counter() - wall, time.process_time() - cpu)
+        if not store.insert_usage(rows[start:start + size], only_new=True):
+            raise SystemExit("an id was already stored: the floor would have inserted less than the import")
+print(time.perf_counter() - wall, time.process_time() - cpu, len(rows))
 """
 
 _POSTFIX_FLOOR = r"""
@@ -177,14 +178,15 @@ print(time.perf_counter() - wall, time.process_time() - cpu, messages)
 """
 
 
-def floor(script: str, args: list[str], env: dict[str, str], here: Path) -> tuple[float, float]:
-    """Wall and CPU seconds a floor script prints (run with this tree on its path)."""
+def floor(script: str, args: list[str], env: dict[str, str], here: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds a floor script prints, and the messages it handled (run with this
+    tree on its path)."""
     out = subprocess.run([sys.executable, "-c", script, *args], env=dict(env, PYTHONPATH=str(here)),
                          capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"a floor failed: {out.stderr}")
-    wall, cpu = out.stdout.split()[:2]
-    return float(wall), float(cpu)
+    wall, cpu, messages = out.stdout.split()
+    return float(wall), float(cpu), int(messages)
 
 
 @dataclass
@@ -243,7 +245,7 @@ def main() -> None:
               f"{ACCOUNTS} accounts, {len(logins):,} credentials, 30 days; {args.import_runs} interleaved runs, "
               "medians")
         runs: dict[str, list[Run]] = {"pflogsumm": []}
-        floors: dict[str, list[tuple[float, float]]] = {"jsonl": [], "postfix": []}
+        floors: dict[str, list[tuple[float, float, int]]] = {"jsonl": [], "postfix": []}
         for _ in range(args.import_runs):
             for suffix, tree in trees.items():
                 command, tree_env = [binary], env
@@ -283,6 +285,12 @@ def main() -> None:
         wall = statistics.median(r.wall for r in done_json)
         cpu = statistics.median(r.cpu for r in done_json)
         rss = max(r.rss for r in done_json)
+        # A floor that handled fewer messages than its import would be no floor.
+        for label in ("jsonl", "postfix"):
+            recorded = json.loads(runs[label][-1].stdout)["messages"]
+            if any(f[2] != recorded for f in floors[label]):
+                raise SystemExit(f"the {label} floor handled {floors[label][-1][2]:,} messages, "
+                                 f"the import {recorded:,}")
         floor_wall, floor_cpu = (statistics.median(f[i] for f in floors["jsonl"]) for i in (0, 1))
         left = 1e6 / 200_000 - 1e6 * floor_wall / n
         print(f"floor, JSONL: the store's insert alone of the same {n:,} events (rows prepared, untimed): "
