@@ -297,17 +297,11 @@ def main() -> None:
               f"{floor_wall:.1f} s = {n / floor_wall:,.0f} events/s (CPU {floor_cpu:.1f} s); 200,000 events/s "
               f"leaves {left:.1f} us an event for all the rest (start-up, reading, parsing, checking, the cap), "
               f"which takes {1e6 * (wall - floor_wall) / n:.1f} us now")
-        summary.record("JSONL floor: the store's insert alone", f"{n / floor_wall:,.0f} events/s", "", "",
-                       f"the rest in {left:.1f} us/event", None)
+        summary.record("JSONL floor: the store's insert alone", f"{n / floor_wall:,.0f} events/s", "",
+                       f"{n / floor_wall / 200_000:.2f}x the import's goal", "", None)
         pf_floor_wall, pf_floor_cpu = (statistics.median(f[i] for f in floors["postfix"]) for i in (0, 1))
-        print(f"floor, Postfix: the parser alone over the same log, recording nothing: {pf_floor_wall:.1f} s "
-              f"(CPU {pf_floor_cpu:.1f} s)" + (
-                  f"; pflogsumm takes {statistics.median(r.wall for r in runs['pflogsumm']) / pf_floor_wall:.2f}x "
-                  "as long: the most the import can be faster with this parser" if runs["pflogsumm"] else ""))
-        if runs["pflogsumm"]:
-            pf_wall = statistics.median(r.wall for r in runs["pflogsumm"])
-            summary.record("Postfix floor: the parser alone", f"{pf_floor_wall:.1f} s", f"pflogsumm {pf_wall:.1f} s",
-                           f"{pf_wall / pf_floor_wall:.2f}x", "", None)
+        pf_floor = (f"floor, Postfix: the parser alone over the same log, recording nothing: {pf_floor_wall:.1f} s "
+                    f"(CPU {pf_floor_cpu:.1f} s)")
         summary.record(f"JSONL import, {n:,} events", f"{n / wall:,.0f} events/s (CPU {n / cpu:,.0f}/s)",
                        "", "", ">= 200,000 events/s", n / wall >= 200_000)
         summary.record("JSONL import, peak RSS", f"{rss / 1024:.0f} MiB", "", "", "< 100 MiB", rss / 1024 < 100)
@@ -316,10 +310,15 @@ def main() -> None:
             pf_cpu = statistics.median(r.cpu for r in runs["pflogsumm"])
             ours_wall = statistics.median(r.wall for r in runs["postfix"])
             ours_cpu = statistics.median(r.cpu for r in runs["postfix"])
+            print(f"{pf_floor}; pflogsumm takes {pf_wall / pf_floor_wall:.2f}x as long: the most the import can be "
+                  "faster with this parser")
             summary.record(f"Postfix log import, {args.lines:,} lines", f"{ours_wall:.1f} s", f"pflogsumm {pf_wall:.1f} s",
                            f"{pf_wall / ours_wall:.2f}x faster (CPU {pf_cpu / ours_cpu:.2f}x)", ">= 4x faster",
                            pf_wall / ours_wall >= 4)
+            summary.record("Postfix floor: the parser alone", f"{pf_floor_wall:.1f} s", f"pflogsumm {pf_wall:.1f} s",
+                           f"{pf_wall / pf_floor_wall:.2f}x", "", None)
         else:
+            print(pf_floor)
             print("pflogsumm is not installed (apt-get install pflogsumm): no comparison")
             summary.record("Postfix log import vs pflogsumm", "", "pflogsumm not installed", "", ">= 4x faster", None)
 
