@@ -134,6 +134,9 @@ def main() -> None:
         smtp_time, serve_cpu = (statistics.median(x[i] for x in rounds["serve"]) for i in (0, 1))
         bare_time, bare_cpu = (statistics.median(x[i] for x in rounds["bare"]) for i in (0, 1))
         ratios = sorted(b[0] / s[0] for s, b in zip(rounds["serve"], rounds["bare"]))
+        stage_wall, stage_system = stage_floor(tmp_path)  # the same disk and moment as the rounds
+        stage_line = (f"Maildir file       {stage_wall:8.0f} us a message on this disk, {stage_system:.0f} us of it "
+                      f"system CPU (create, write, fsync, rename; one thread): bare aiosmtpd stores nothing")
         if args.only == "serve":
             stop(serve)
             stop(bare)
@@ -141,6 +144,7 @@ def main() -> None:
             print(f"serve {total / smtp_time:.1f} messages/s, bare aiosmtpd {total / bare_time:.1f}/s: "
                   f"{bare_time / smtp_time:.2f}x (per round: {', '.join(f'{r:.2f}x' for r in ratios)}); "
                   f"server CPU {1000 * serve_cpu / total:.2f} ms a message, bare {1000 * bare_cpu / total:.2f} ms")
+            print(stage_line)
             return
         cpu0 = cpu_seconds(serve.pid)
         auth_time = auth_load(serve_port)  # repeat logins: the AUTH cache answers after the first
@@ -175,6 +179,7 @@ def main() -> None:
               f"{', '.join(f'{r:.2f}x' for r in ratios)})")
         print(f"server CPU/message {1000 * serve_cpu / total:8.2f} ms smtpctl serve, {1000 * bare_cpu / total:.2f} ms bare "
               f"(steadier than messages/s on a busy machine)")
+        print(stage_line)
         handshakes = CLIENTS * 5
         print(f"AUTH handshakes    {handshakes / auth_time:8.1f} /s smtpctl serve, repeat logins (AUTH cache), "
               f"{handshakes / bare_auth:.1f} /s bare (no password check) -> {bare_auth / auth_time:.2f}x; "
@@ -376,6 +381,28 @@ def commit_floor(tmp_path: Path, commits: int = 200) -> float:
         conn.execute("COMMIT")
     conn.close()
     return (time.perf_counter() - start) / commits * 1000
+
+
+def stage_floor(tmp_path: Path, files: int = 200) -> tuple[float, float]:
+    """Microseconds of wall time and of system CPU one Maildir message costs on this disk, one
+    thread, nothing else running: create, write (the benchmark's message), fsync, close, rename,
+    as ``serve`` stages and publishes. On ext4 it moves with the disk's recent past: inodes freed
+    in the last minutes are scanned past at every create (``recently_deleted`` in a profile)."""
+    folder = tmp_path / "stage-floor"
+    (folder / "tmp").mkdir(parents=True)
+    (folder / "new").mkdir()
+    data = ("Received: x\r\n" + BODY).encode()
+    system, start = os.times().system, time.perf_counter()
+    for i in range(files):
+        fd = os.open(folder / "tmp" / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(folder / "tmp" / str(i), folder / "new" / str(i))
+    wall, system = time.perf_counter() - start, os.times().system - system
+    return 1e6 * wall / files, 1e6 * system / files
 
 
 def cpu_seconds(pid: int) -> float:
