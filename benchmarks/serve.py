@@ -223,16 +223,16 @@ def policy_rounds(procs: list[subprocess.Popen], ports: list[int], rounds: int) 
 
 def policy_round(procs: list[subprocess.Popen], ports: list[int]) -> tuple[float, float]:
     """One policy load spread over ``ports``: its seconds and the servers' CPU seconds in all."""
-    cpu0, own0 = sum(cpu_seconds(p.pid) for p in procs), _own_cpu()
+    cpu0, own0 = sum(cpu_seconds(p.pid) for p in procs), own_cpu()
     seconds = policy_load(ports)
-    _client_cpu.append(_own_cpu() - own0)
+    _client_cpu.append(own_cpu() - own0)
     return seconds, sum(cpu_seconds(p.pid) for p in procs) - cpu0
 
 
 _client_cpu: list[float] = []  # this process's CPU per round: the clients share the machine with the server
 
 
-def _own_cpu() -> float:
+def own_cpu() -> float:
     times = os.times()
     return times.user + times.system
 

@@ -77,11 +77,6 @@ def split(pid: int, before: dict, after: dict, count: int) -> list[str]:
     return lines
 
 
-def own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["serve", "policy"])
@@ -104,9 +99,9 @@ def main() -> None:
                 load.send_load(port)  # warm: TLS session set-up, the store's pages, the threads started
                 print(f"serve: {load.CLIENTS} clients x {load.MESSAGES} messages (Maildir), per message")
                 for _ in range(args.rounds):
-                    before, cpu = threads(serve.pid), own_cpu()
+                    before, cpu = threads(serve.pid), load.own_cpu()
                     took = load.send_load(port)
-                    after, cpu = threads(serve.pid), own_cpu() - cpu
+                    after, cpu = threads(serve.pid), load.own_cpu() - cpu
                     bare_before = threads(bare.pid)
                     bare_took = load.send_load(bare_port)
                     bare_after = threads(bare.pid)
@@ -125,9 +120,9 @@ def main() -> None:
                 load.policy_load(port)
                 print(f"policy serve: {load.CLIENTS} clients x 200 requests at END-OF-MESSAGE, per request")
                 for _ in range(args.rounds):
-                    before, cpu = threads(policy.pid), own_cpu()
+                    before, cpu = threads(policy.pid), load.own_cpu()
                     took = load.policy_load(port)
-                    after, cpu = threads(policy.pid), own_cpu() - cpu
+                    after, cpu = threads(policy.pid), load.own_cpu() - cpu
                     print(f"policy {requests / took:6.0f}/s; client CPU {1e6 * cpu / requests:.0f} us a request")
                     print("\n".join(split(policy.pid, before, after, requests)))
             finally:
