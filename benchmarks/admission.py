@@ -20,8 +20,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-
-from smtpctl.core import services, usage
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.metering.live import run_steps
 from smtpctl.core.store import Store
 from smtpctl.servers.policy import check_and_admit
 
@@ -72,15 +75,15 @@ class Counting:
 def main() -> None:
     target = sys.argv[1] if len(sys.argv) > 1 else str(Path(tempfile.mkdtemp()) / "admission.db")
     with Store.open(target) as store:
-        services.add_agency(store, "bench")
+        add_agency(store, "bench")
         logins = []
         for a in range(ACCOUNTS):
-            services.add_account(store, f"bench{a}", "bench", daily_limit=100_000_000)
-            services.add_domain(store, f"b{a}.example", account=f"bench{a}")
+            add_account(store, f"bench{a}", "bench", daily_limit=100_000_000)
+            add_domain(store, f"b{a}.example", account=f"bench{a}")
             for k in range(2):
-                services.create_credential(store, f"u{k}@b{a}.example", "a good long password")
+                create_credential(store, f"u{k}@b{a}.example", "a good long password")
                 logins.append(f"u{k}@b{a}.example")
-        announces = "logins" in inspect.signature(usage.run_steps).parameters
+        announces = "logins" in inspect.signature(run_steps).parameters
         counting = store.backend.conn = Counting(store.backend.conn)
         cpu, statements = 0.0, 0
         for b in range(BATCHES):
@@ -89,7 +92,7 @@ def main() -> None:
                                                      "instance": f"i{b}.{i}", "queue_id": f"Q{b}X{i}"})
                      for i, login in enumerate(batch)]
             before, start = counting.statements, time.process_time()
-            answers = usage.run_steps(store, steps, logins=batch) if announces else usage.run_steps(store, steps)
+            answers = run_steps(store, steps, logins=batch) if announces else run_steps(store, steps)
             cpu += time.process_time() - start
             statements += counting.statements - before
             assert all(not isinstance(a, BaseException) and a[2].status == "accepted" for a in answers), answers

@@ -25,7 +25,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from smtpctl.core import services  # noqa: E402
+from smtpctl.core.directory.agencies import add_agency
 from smtpctl.core.store import Store  # noqa: E402
 from tests.conftest import _PgStores, _with_database  # noqa: E402
 
@@ -51,7 +51,7 @@ def own_cpu() -> float:
 
 def use(dsn: str) -> None:
     with Store.open(dsn, actor="bench") as store:
-        services.add_agency(store, "acme")
+        add_agency(store, "acme")
 
 
 def main() -> None:

@@ -44,8 +44,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 import summary  # noqa: E402  (benchmarks/summary.py: this folder is on sys.path)
+
+from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
 
 CLIENTS, MESSAGES, RECIPIENTS = 10, 50, 3
 ROUNDS = 5  # serve and bare in turns, medians

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import summary  # benchmarks/summary.py: this folder is on sys.path when a benchmark runs as a script
 
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.settings import set_setting
 
 
 def smtpctl() -> str:
@@ -74,11 +76,10 @@ def timed(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
 
 def populate(db: Path, accounts: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from smtpctl.core import services
     from smtpctl.core.store import Store
 
     with Store.open(db, actor="bench") as store:
-        services.add_agency(store, "bench")
+        add_agency(store, "bench")
         agency_id = store.agency("bench").id
         with store.write():
             for i in range(accounts):
@@ -89,12 +90,11 @@ def usage_store(db: Path, folder: Path, env: dict[str, str], accounts: int = 200
     """A store with one domain and credential per account and mail on every
     day of the last ``days`` days, so a report by account and day has
     ``accounts * days`` rows; returns the report's first and last day."""
-    from smtpctl.core import services
     from smtpctl.core.store import Store
 
     with Store.open(db, actor="bench") as store:
-        services.add_agency(store, "bench")
-        services.set_setting(store, "default_daily_limit", "100000000")
+        add_agency(store, "bench")
+        set_setting(store, "default_daily_limit", "100000000")
         agency_id = store.agency("bench").id
         with store.write():
             for a in range(accounts):

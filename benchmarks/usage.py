@@ -34,10 +34,10 @@ import argparse
 import compileall
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
-import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -48,18 +48,19 @@ import summary  # benchmarks/summary.py: this folder is on sys.path when a bench
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.startup import isolated_env, smtpctl  # noqa: E402
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.settings import set_setting
 
 ACCOUNTS, CREDENTIALS_PER_ACCOUNT = 200, 5
 
 
 def build_store(db: Path) -> list[str]:
-    from smtpctl.core import services
     from smtpctl.core.store import Store
 
     logins = []
     with Store.open(db, actor="bench") as store:
-        services.add_agency(store, "bench")
-        services.set_setting(store, "default_daily_limit", "100000000")
+        add_agency(store, "bench")
+        set_setting(store, "default_daily_limit", "100000000")
         agency_id = store.agency("bench").id
         with store.write():
             for a in range(ACCOUNTS):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 # SMTPCTL_TEST_BACKEND=postgresql runs the whole suite on PostgreSQL: every
 # test's store is then a fresh database (see ``isolated_store``), and the
 # tests marked ``sqlite_only`` (about the SQLite file itself) are skipped.

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
-if TYPE_CHECKING:
-    from typing import Any
+
+from typing import Any
 
 # The command tree, in the order --help lists it (commands, then groups, as
 # typer orders what is registered on one app). Each entry is built only when
@@ -65,7 +64,7 @@ def _error(text: str) -> None:
 def _check_utf8(args: Any) -> None:
     """Refuse an argument that is not UTF-8 (Python hands its bytes on as lone
     surrogates, which no name, address or SQL parameter can hold)."""
-    from smtpctl.core.errors import InvalidInput
+    from smtpctl.core.model.errors import InvalidInput
 
     for position, arg in enumerate(args, start=1):
         if isinstance(arg, str) and any("\ud800" <= c <= "\udfff" for c in arg):
@@ -75,7 +74,7 @@ def _check_utf8(args: Any) -> None:
 def _failure(exc: BaseException) -> int:
     """The exit code of an error that ended a command (``SmtpctlError``, a bug,
     an interrupt), after its one line on stderr; re-raised with SMTPCTL_DEBUG."""
-    from smtpctl.core.errors import ExitCode, SmtpctlError
+    from smtpctl.core.model.errors import ExitCode, SmtpctlError
 
     if isinstance(exc, KeyboardInterrupt):
         _error("interrupted")
@@ -85,7 +84,9 @@ def _failure(exc: BaseException) -> int:
     if _debug():
         raise exc
     if isinstance(exc, SmtpctlError):
-        _error(exc.message)
+        from smtpctl.cli.output import word
+
+        _error(word(exc))
         return int(exc.exit_code)
     # a bug: say so in one line, no locals, no traceback
     _error(f"internal error ({type(exc).__name__}: {exc}); rerun with SMTPCTL_DEBUG=1 for a traceback")

@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.deferred import deferred_import
 from smtpctl.cli.fastpath import account_list
 from smtpctl.cli.output import (
     CsvOption,
@@ -24,8 +23,9 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.metering.enforcement import block_account, unblock_account
+from smtpctl.core.directory.accounts import account_detail, account_removal_check, add_account, get_account, remove_account, rename_account, set_account_limit
 
-services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
 
@@ -41,7 +41,7 @@ def add(
     json_out: JsonOption = False,
 ) -> None:
     """Create a sub-account under an agency."""
-    outcome = services.add_account(store_of(ctx), name, agency, daily_limit=daily_limit, exist_ok=exist_ok)
+    outcome = add_account(store_of(ctx), name, agency, daily_limit=daily_limit, exist_ok=exist_ok)
     report_outcome("Account", outcome, repr(outcome.object.name), json_out)
 
 
@@ -64,7 +64,7 @@ def list_(
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account name.")],
          json_out: JsonOption = False) -> None:
     """Show an account: agency, limit, block state and domains."""
-    render_record(services.account_detail(store_of(ctx, read_only=True), name), output=fmt(json_out))
+    render_record(account_detail(store_of(ctx, read_only=True), name), output=fmt(json_out))
 
 
 @app.command("set-limit")
@@ -75,7 +75,7 @@ def set_limit(
     json_out: JsonOption = False,
 ) -> None:
     """Set an account's daily email limit; warns when today's count already reaches it."""
-    outcome = services.set_account_limit(store_of(ctx), name, limit)
+    outcome = set_account_limit(store_of(ctx), name, limit)
     if json_out:
         print_json(outcome.as_dict())
     else:
@@ -109,16 +109,15 @@ def block(
     json_out: JsonOption = False,
 ) -> None:
     """Block credential creation for an account (and revoke its credentials with --revoke)."""
-    from smtpctl.core import usage
 
     store = store_of(ctx)
     if revoke:
-        account = services.get_account(store, name)
+        account = get_account(store, name)
         logins = store.account_logins(account.id)
         if logins:
             confirm_destructive(f"Block {account.name} and delete its {len(logins)} SMTP credential"
                                 f"{'s' if len(logins) != 1 else ''}?", yes)
-    result = usage.block_account(store, name, reason, revoke=revoke)
+    result = block_account(store, name, reason, revoke=revoke)
     if json_out:
         print_json(result)
         return
@@ -137,9 +136,8 @@ def block(
 def unblock(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account name.")],
             json_out: JsonOption = False) -> None:
     """Lift a block (automatic or manual). Deleted credentials are not restored."""
-    from smtpctl.core import usage
 
-    result = usage.unblock_account(store_of(ctx), name)
+    result = unblock_account(store_of(ctx), name)
     if json_out:
         print_json(result)
     elif result["status"] == "unblocked":
@@ -159,7 +157,7 @@ def rename(
     json_out: JsonOption = False,
 ) -> None:
     """Rename an account; its domains, credentials, usage and audit history follow."""
-    outcome = services.rename_account(store_of(ctx), old, new)
+    outcome = rename_account(store_of(ctx), old, new)
     report_rename("Account", outcome, json_out)
 
 
@@ -171,9 +169,9 @@ def remove(
 ) -> None:
     """Remove an account that owns nothing and has no usage history (asks first; --yes to skip)."""
     store = store_of(ctx)
-    account = services.account_removal_check(store, name)
+    account = account_removal_check(store, name)
     confirm_destructive(f"Remove account {account.name!r}?", yes)
-    outcome = services.remove_account(store, name)
+    outcome = remove_account(store, name)
     report_removal("Account", outcome, json_out)
 
 

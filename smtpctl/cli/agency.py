@@ -6,14 +6,25 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.deferred import deferred_import
-from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, print_json,
-                                render_credits, render_list, render_record, report_outcome, report_removal,
-                                report_rename)
+from smtpctl.cli.output import (
+    CsvOption,
+    ExistOkOption,
+    JsonOption,
+    YesOption,
+    confirm_destructive,
+    fmt,
+    print_json,
+    render_credits,
+    render_list,
+    render_record,
+    report_outcome,
+    report_removal,
+    report_rename,
+)
 from smtpctl.cli.state import store_of
 
-services = deferred_import("smtpctl.core.services")
-credits = deferred_import("smtpctl.core.credits")
+from smtpctl.core.reporting import credits
+from smtpctl.core.directory.agencies import add_agency, agency_removal_check, list_agencies, remove_agency, rename_agency
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 
@@ -28,7 +39,7 @@ def add(
     json_out: JsonOption = False,
 ) -> None:
     """Create an agency."""
-    outcome = services.add_agency(store_of(ctx), name, exist_ok=exist_ok)
+    outcome = add_agency(store_of(ctx), name, exist_ok=exist_ok)
     report_outcome("Agency", outcome, repr(outcome.object.name), json_out)
 
 
@@ -36,7 +47,7 @@ def add(
 def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
     """List agencies with their account and domain counts."""
     output = fmt(json_out, csv_out)
-    rows = services.list_agencies(store_of(ctx, read_only=True))
+    rows = list_agencies(store_of(ctx, read_only=True))
     render_list(rows, COLUMNS, output=output, empty="No agencies yet. Add one with: smtpctl agency add NAME")
 
 
@@ -60,7 +71,7 @@ def rename(
     json_out: JsonOption = False,
 ) -> None:
     """Rename an agency; its accounts, domains and usage history follow."""
-    outcome = services.rename_agency(store_of(ctx), old, new)
+    outcome = rename_agency(store_of(ctx), old, new)
     report_rename("Agency", outcome, json_out)
 
 
@@ -72,9 +83,9 @@ def remove(
 ) -> None:
     """Remove an agency that owns nothing and has no usage history (asks first; --yes to skip)."""
     store = store_of(ctx)
-    agency = services.agency_removal_check(store, name)
+    agency = agency_removal_check(store, name)
     confirm_destructive(f"Remove agency {agency.name!r}?", yes)
-    outcome = services.remove_agency(store, name)
+    outcome = remove_agency(store, name)
     report_removal("Agency", outcome, json_out)
 
 

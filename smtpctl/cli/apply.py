@@ -11,11 +11,10 @@ import typer
 
 from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-export = deferred_import("smtpctl.core.export")
-provisioning = deferred_import("smtpctl.core.provisioning")
-from smtpctl.core.errors import AlreadyExists, InvalidInput
 
+from smtpctl.core.provisioning import apply as provisioning
+from smtpctl.core.provisioning import export
+from smtpctl.core.model.errors import AlreadyExists, InvalidInput
 
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # far above any real fleet; /dev/zero fails fast
 
@@ -42,7 +41,7 @@ def apply_command(
     json_out: JsonOption = False,
 ) -> None:
     """Create and update objects so the store matches FILE (idempotent)."""
-    from smtpctl.core.paths import read_bounded
+    from smtpctl.core.store.paths import read_bounded
 
     if source == "-":
         data, base = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1), Path.cwd()

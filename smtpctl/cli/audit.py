@@ -8,8 +8,8 @@ import typer
 
 from smtpctl.cli.output import CsvOption, JsonOption, fmt, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-services = deferred_import("smtpctl.core.services")
+from smtpctl.core.directory.audit import audit_entries
+
 
 
 def audit_command(
@@ -25,7 +25,7 @@ def audit_command(
 ) -> None:
     """Show the audit trail, newest first."""
     output = fmt(json_out, csv_out)
-    rows = services.audit_entries(store_of(ctx, read_only=True), since=since, until=until, account=account, action=action,
+    rows = audit_entries(store_of(ctx, read_only=True), since=since, until=until, account=account, action=action,
                                   actor=actor, limit=limit)
     columns = [("at", "When (UTC)"), ("actor", "Actor"), ("action", "Action"), ("object_name", "Object"),
                ("account", "Account"), ("details", "Details")]

@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.deferred import deferred_import
 from smtpctl.cli.output import (
     CsvOption,
     ExistOkOption,
@@ -21,8 +20,8 @@ from smtpctl.cli.output import (
     report_outcome,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.directory.domains import add_domain, domain_detail, domain_removal_plan, list_domains, remove_domain
 
-services = deferred_import("smtpctl.core.services")
 
 app = typer.Typer(help="Sending domains: dedicated (an account's) or agency-assigned (shared).", no_args_is_help=True)
 
@@ -42,7 +41,7 @@ def add(
     json_out: JsonOption = False,
 ) -> None:
     """Add a domain: dedicated with --account, agency-assigned with --agency."""
-    outcome = services.add_domain(store_of(ctx), domain, account=account, agency=agency, exist_ok=exist_ok)
+    outcome = add_domain(store_of(ctx), domain, account=account, agency=agency, exist_ok=exist_ok)
     report_outcome("Domain", outcome, f"{outcome.object.display_name} ({outcome.object.kind})", json_out)
 
 
@@ -56,7 +55,7 @@ def list_(
 ) -> None:
     """List domains."""
     output = fmt(json_out, csv_out)
-    rows = services.list_domains(store_of(ctx, read_only=True), account=account, agency=agency)
+    rows = list_domains(store_of(ctx, read_only=True), account=account, agency=agency)
     render_list(rows, COLUMNS, output=output, empty="No domains.")
 
 
@@ -64,7 +63,7 @@ def list_(
 def show(ctx: typer.Context, domain: Annotated[str, typer.Argument(help="Domain name.")],
          json_out: JsonOption = False) -> None:
     """Show a domain: kind, owner and credentials."""
-    render_record(services.domain_detail(store_of(ctx, read_only=True), domain), output=fmt(json_out))
+    render_record(domain_detail(store_of(ctx, read_only=True), domain), output=fmt(json_out))
 
 
 def remove(
@@ -75,14 +74,14 @@ def remove(
 ) -> None:
     """Remove a domain and every SMTP credential on it."""
     store = store_of(ctx)
-    plan = services.domain_removal_plan(store, domain)
+    plan = domain_removal_plan(store, domain)
     count = len(plan["credentials"])
     if count:
         confirm_destructive(
             f"Remove domain {plan['domain']} and delete its {count} SMTP credential{'s' if count != 1 else ''}?",
             yes,
         )
-    outcome = services.remove_domain(store, domain, expected=plan["credentials"])
+    outcome = remove_domain(store, domain, expected=plan["credentials"])
     if json_out:
         print_json(outcome.as_dict())
     else:

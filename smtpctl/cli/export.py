@@ -12,9 +12,9 @@ import typer
 
 from smtpctl.cli.output import message, to_json
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-export = deferred_import("smtpctl.core.export")
-from smtpctl.core.errors import InvalidInput
+
+from smtpctl.core.provisioning import export
+from smtpctl.core.model.errors import InvalidInput
 
 
 class ExportFormat(str, Enum):

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import os
 import sys
+
+from smtpctl.core.directory.accounts import list_accounts
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -45,10 +48,9 @@ def account_list(store: Callable[[], Store], *, agency: str | None, blocked: boo
                  csv_out: bool) -> None:
     """``smtpctl account list``: ``store`` opens the invocation's store, read-only."""
     from smtpctl.cli.output import fmt, render_list
-    from smtpctl.core import reads  # not services: see reads.py
 
     output = fmt(json_out, csv_out)
-    rows = reads.list_accounts(store(), agency=agency, blocked=blocked)
+    rows = list_accounts(store(), agency=agency, blocked=blocked)
     render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
                 empty="No blocked accounts." if blocked else "No accounts.",
                 drop=("agency", "block_kind") if blocked else None)

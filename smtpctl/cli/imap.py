@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, render_list, render_record, print_json
-from smtpctl.cli.deferred import deferred_import
-imap = deferred_import("smtpctl.core.imap")
+from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, print_json, render_list, render_record
+
+from smtpctl.core.model import imap
 
 app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",
                   no_args_is_help=True)

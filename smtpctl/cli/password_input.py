@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.model.errors import InvalidInput
 
 PasswordStdinOption = Annotated[bool, typer.Option(
     "--password-stdin", help="Read the password from stdin (one line; the trailing newline is stripped).")]
@@ -33,7 +33,7 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool = False, all
     Stdin and files are read for at most ``secret_input.MAX_SECRET_BYTES`` + 1
     bytes (so /dev/zero fails at once) and must be UTF-8: ``InvalidInput``.
     """
-    from smtpctl.core import secret_input
+    from smtpctl.core.directory import secret_input
 
     sources = allow_generate and generate, stdin, file is not None
     if sum(sources) > 1:

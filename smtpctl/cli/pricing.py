@@ -9,11 +9,11 @@ import typer
 
 from smtpctl.cli.output import JsonOption, dollars, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-rules = deferred_import("smtpctl.core.rules")
-services = deferred_import("smtpctl.core.services")
-usage = deferred_import("smtpctl.core.usage")
-from smtpctl.core.errors import InvalidInput
+
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.directory.settings import effective_settings
+from smtpctl.core.reporting import pricing
 
 app = typer.Typer(help="Price estimates at the service's rate and at comparison rates.", no_args_is_help=True)
 
@@ -54,10 +54,10 @@ def estimate(
         total = rules.validate_email_count(messages, "--messages") * rules.whole_number(
             recipients, "--recipients", 1, rules.MAX_RECIPIENTS_PER_MESSAGE)
     total = rules.validate_email_count(total, "the total number of emails")
-    settings = services.effective_settings(store_of(ctx, read_only=True))
+    settings = effective_settings(store_of(ctx, read_only=True))
     our_rate = rules.validate_price(rate) if rate is not None else settings["price_per_1000"]
     comparisons = _compare(compare) if compare else [(settings["compare_name"], settings["compare_price_per_1000"])]
-    data = usage.estimate(emails=total, rate=our_rate, compare=comparisons)
+    data = pricing.estimate(emails=total, rate=our_rate, compare=comparisons)
     if fmt(json_out) == "json":
         print_json(data)
         return

@@ -11,7 +11,7 @@ import typer
 
 from smtpctl.cli.output import message
 from smtpctl.cli.state import AppState, store_of
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.model.errors import InvalidInput
 
 policy_app = typer.Typer(help="Postfix SMTP access policy delegation, using the store live.", no_args_is_help=True)
 
@@ -69,7 +69,8 @@ def serve_command(
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
     """Run an SMTP submission server that authenticates and meters against the store."""
-    from smtpctl.servers import guard, runtime, submission as sub, tls
+    from smtpctl.servers import guard, runtime, tls
+    from smtpctl.servers import submission as sub
 
     store = store_of(ctx)  # opens and migrates: a bad store fails here, before listening
     state = ctx.find_object(AppState)
@@ -87,7 +88,7 @@ def serve_command(
     if store.engine == "sqlite":
         data_dir = store.path.parent
     else:  # a PostgreSQL store: the files serve keeps go where the default store would be
-        from smtpctl.core.paths import default_store_path
+        from smtpctl.core.store.paths import default_store_path
 
         data_dir = default_store_path().parent
     made = False

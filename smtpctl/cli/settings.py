@@ -8,12 +8,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from smtpctl.cli.output import JsonOption, _console, render_list, print_json
+from smtpctl.cli.output import JsonOption, _console, print_json, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-rules = deferred_import("smtpctl.core.rules")
-services = deferred_import("smtpctl.core.services")
-from smtpctl.core.errors import InvalidInput
+
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.directory.credentials import smtp_settings
 
 
 class SettingsFormat(str, Enum):
@@ -60,7 +60,7 @@ def settings_command(
     if port not in {p for p, _, _ in rules.SMTP_PORTS}:
         raise InvalidInput(f"--port must be one of {', '.join(str(p) for p, _, _ in rules.SMTP_PORTS)}")
     chosen = SettingsFormat.json if json_out else output_format
-    data = services.smtp_settings(store_of(ctx, read_only=True), login)
+    data = smtp_settings(store_of(ctx, read_only=True), login)
     if chosen is SettingsFormat.json:
         print_json(data)
     elif chosen is SettingsFormat.env:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
-if TYPE_CHECKING:
-    from typing import Any
 
-    import typer
+from typing import Any
 
-    from smtpctl.core.store import Store
+import typer
 
+from smtpctl.core.store import Store
 
 class AppState:
     """The root options of one invocation; the config and the store are read
@@ -26,7 +24,7 @@ class AppState:
     @property
     def config(self) -> dict[str, Any]:
         if self._config is None:
-            from smtpctl.core.paths import load_config
+            from smtpctl.core.store.paths import load_config
 
             self._config = load_config(self.config_path)
         return self._config
@@ -41,8 +39,8 @@ class AppState:
         not look like an empty store), or ``must_exist`` is set.
         """
         if self._store is None:
-            from smtpctl.core.paths import env_actor, store_location
             from smtpctl.core.store import Store
+            from smtpctl.core.store.paths import env_actor, store_location
 
             path, named_by = store_location(self.db, self.config)
             actor = env_actor(self.config)
@@ -50,7 +48,7 @@ class AppState:
                 self._store = Store.open(path, actor=actor)
             elif read_only and not path.exists() and not path.is_symlink():
                 if named_by is not None or must_exist:
-                    from smtpctl.core.errors import NotFound
+                    from smtpctl.core.model.errors import NotFound
 
                     by = f" (named by {named_by})" if named_by else ""
                     raise NotFound(f"there is no store at {path}{by}; a read-only command does not create one: "

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, render_list, render_record, print_json, warning
+from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list, render_record, warning
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-services = deferred_import("smtpctl.core.services")
+from smtpctl.core.directory.settings import set_setting, settings_view, unset_setting
+from smtpctl.core.store.care import backup_store, copy_store, store_info
+
 
 app = typer.Typer(help="Service settings and care of the store file.", no_args_is_help=True)
 
@@ -18,7 +19,7 @@ app = typer.Typer(help="Service settings and care of the store file.", no_args_i
 @app.command("show")
 def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Show the service settings: each value, its default and where it comes from."""
-    rows = services.settings_view(store_of(ctx, read_only=True))
+    rows = settings_view(store_of(ctx, read_only=True))
     output = fmt(json_out)
     for row in rows:
         if row["source"] == "invalid":
@@ -39,7 +40,7 @@ def set_(
     json_out: JsonOption = False,
 ) -> None:
     """Change one service setting (validated and audited); warns when it departs from the service's rules."""
-    outcome = services.set_setting(store_of(ctx), key, value)
+    outcome = set_setting(store_of(ctx), key, value)
     if json_out:
         print_json(outcome.as_dict())
     else:
@@ -55,7 +56,7 @@ def unset(
     json_out: JsonOption = False,
 ) -> None:
     """Put one service setting back to its default (audited)."""
-    outcome = services.unset_setting(store_of(ctx), key)
+    outcome = unset_setting(store_of(ctx), key)
     if json_out:
         print_json(outcome.as_dict())
     elif outcome.status == "unchanged":
@@ -69,7 +70,7 @@ def unset(
 @app.command("info")
 def info(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """Show the store's path, schema version, object counts and size."""
-    data = services.store_info(store_of(ctx, read_only=True))
+    data = store_info(store_of(ctx, read_only=True))
     render_record(data, output=fmt(json_out))
 
 
@@ -81,7 +82,7 @@ def backup(
     json_out: JsonOption = False,
 ) -> None:
     """Copy the store with SQLite's online backup API (safe while others write)."""
-    result = services.backup_store(store_of(ctx, read_only=True, must_exist=True), path, force=force)
+    result = backup_store(store_of(ctx, read_only=True, must_exist=True), path, force=force)
     if json_out:
         print_json(result)
     else:
@@ -95,7 +96,7 @@ def copy(
     json_out: JsonOption = False,
 ) -> None:
     """Copy the whole store into an empty one (SQLite or PostgreSQL), verified: move up, or back."""
-    result = services.copy_store(store_of(ctx, read_only=True, must_exist=True), dest)
+    result = copy_store(store_of(ctx, read_only=True, must_exist=True), dest)
     if json_out:
         print_json(result)
     else:

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from smtpctl import __version__
 from smtpctl.cli import COMMANDS, COMPLETE_VAR, GROUPS, _check_utf8, _error, _failure
 from smtpctl.cli.state import AppState
-from smtpctl.core.errors import ExitCode
+from smtpctl.core.model.errors import ExitCode
 
 try:  # recent typer (0.28 here) vendors click as typer._click, and raises its exceptions
     from typer._click.exceptions import ClickException

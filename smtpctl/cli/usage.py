@@ -9,14 +9,32 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import (CsvOption, JsonOption, _console, bar, bar_scale, fmt, message, print_json, render_list,
-                                rounding_note, warning)
+from smtpctl.cli.output import (
+    CsvOption,
+    JsonOption,
+    _console,
+    bar,
+    bar_scale,
+    fmt,
+    message,
+    print_json,
+    render_list,
+    rounding_note,
+    warning,
+)
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-rules = deferred_import("smtpctl.core.rules")
-usage = deferred_import("smtpctl.core.usage")
-usage_reports = deferred_import("smtpctl.core.report")  # the report without core.usage's metering
-from smtpctl.core.errors import InvalidInput, LimitReached
+
+from smtpctl.core.model import rules
+from smtpctl.core.reporting import report as usage_reports
+from smtpctl.core.ingest.csv import read_csv
+from smtpctl.core.ingest.jsonl import read_jsonl
+from smtpctl.core.ingest.lines import format_for, read_lines
+from smtpctl.core.ingest.postfix import PostfixLog
+from smtpctl.core.model.errors import InvalidInput, LimitReached
+from smtpctl.core.directory.settings import store_zone
+from smtpctl.core.metering.batch import import_usage, record_usage
+from smtpctl.core.metering.live import sender_status
+from smtpctl.core.reporting.status import at_or_over, parse_percent, usage_status
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
                   no_args_is_help=True)
@@ -54,14 +72,14 @@ def record(
     json_out: JsonOption = False,
 ) -> None:
     """Record one message: its sender and its To, Cc and Bcc recipients."""
-    from smtpctl.core.ingest import build_input
+    from smtpctl.core.ingest.message import build_input
 
     store = store_of(ctx)
     item = build_input(direction="inbound" if inbound else "outbound", user=user, domain=domain, to=to, cc=cc,
-                       bcc=bcc, recipients=recipients, at=at, source_id=source_id, default_tz=usage.store_zone(store))
+                       bcc=bcc, recipients=recipients, at=at, source_id=source_id, default_tz=store_zone(store))
     # Asked before recording: a message that crosses the limit revokes the credentials.
-    no_credential = item.direction == "outbound" and usage.sender_status(store, item.user or "") == "revoked"
-    result = usage.record_usage(store, item)
+    no_credential = item.direction == "outbound" and sender_status(store, item.user or "") == "revoked"
+    result = record_usage(store, item)
     revoked = sorted({login for c in result.crossings for login in c.revoked_credentials})
     if json_out:
         print_json({
@@ -173,13 +191,13 @@ def import_(
     """
     from zoneinfo import ZoneInfo
 
-    from smtpctl.core import ingest, rules
+    from smtpctl.core.model import rules
 
-    guessed = ingest.format_for(source) if input_format is None and source != "-" else None
+    guessed = format_for(source) if input_format is None and source != "-" else None
     chosen = input_format.value if input_format is not None else guessed or "jsonl"
     log_zone = ZoneInfo(rules.validate_timezone(log_timezone)) if log_timezone else None
     store = store_of(ctx)
-    zone = usage.store_zone(store)
+    zone = store_zone(store)
     if source == "-":
         handle, size = sys.stdin.buffer, None
     else:
@@ -192,14 +210,14 @@ def import_(
         how = "from its name" if guessed else "the default; give --format csv or --format postfix for other input"
         message(f"Reading {'stdin' if source == '-' else source} as {chosen} ({how}).")
     position = [0]
-    lines = ingest.read_lines(handle, position)
+    lines = read_lines(handle, position)
     parser = None
     if chosen == "jsonl":
-        items = ingest.read_jsonl(lines, zone)
+        items = read_jsonl(lines, zone)
     elif chosen == "csv":
-        items = ingest.read_csv(lines, zone)
+        items = read_csv(lines, zone)
     else:
-        parser = ingest.PostfixLog(year=year, log_tz=log_zone or zone)
+        parser = PostfixLog(year=year, log_tz=log_zone or zone)
         items = parser.feed(lines)
     progress = None
     if size and sys.stderr.isatty():
@@ -210,7 +228,7 @@ def import_(
         progress.start()
     try:
         with _Interruption() as interruption:
-            summary = usage.import_usage(
+            summary = import_usage(
                 store, interruption.guard(items), strict=strict, batch_size=batch_size,
                 progress=(lambda _n: progress.update(task, completed=position[0])) if progress else None)
     finally:
@@ -262,8 +280,8 @@ def status(
 ) -> None:
     """Today's outbound emails against each account's daily limit."""
     output = fmt(json_out, csv_out)
-    threshold = usage.parse_percent(fail_at, "--fail-at") if fail_at is not None else None
-    rows = usage.usage_status(store_of(ctx, read_only=True), account)
+    threshold = parse_percent(fail_at, "--fail-at") if fail_at is not None else None
+    rows = usage_status(store_of(ctx, read_only=True), account)
     render_list(rows, [("account", "Account"), ("day", "Day"), ("sent", "Sent"), ("limit", "Limit"),
                        ("remaining", "Left"), ("percent", "%"), ("blocked", "Blocked"),
                        ("block_reason", "Why")], output=output, empty="No accounts.")
@@ -274,7 +292,7 @@ def status(
             warning(f"{row['account']} has used {row['percent']}% of its daily limit "
                     f"({row['sent']:,} of {row['limit']:,} emails today)")
     if threshold is not None:
-        over = usage.at_or_over(rows, threshold)
+        over = at_or_over(rows, threshold)
         if over:
             raise LimitReached(f"{len(over)} account{'s' if len(over) != 1 else ''} at or over {fail_at.strip()}% "
                                f"of the daily limit: " + ", ".join(f"{r['account']} ({r['percent']}%)" for r in over))

@@ -9,15 +9,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import (CsvOption, ExistOkOption, JsonOption, YesOption, confirm_destructive, fmt, message,
-                                render_list, render_record, print_json)
+from smtpctl.cli.output import (
+    CsvOption,
+    ExistOkOption,
+    JsonOption,
+    YesOption,
+    confirm_destructive,
+    fmt,
+    message,
+    print_json,
+    render_list,
+    render_record,
+)
 from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, PasswordStdinOption, read_password
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of
-from smtpctl.cli.deferred import deferred_import
-from smtpctl.core.errors import InvalidInput
-services = deferred_import("smtpctl.core.services")
-adopt = deferred_import("smtpctl.core.adopt")
+from smtpctl.core.model.errors import InvalidInput
+
+from smtpctl.core.provisioning import adopt
+from smtpctl.core.directory.credentials import create_credential, credential_deletion_plan, credential_detail, delete_credentials, get_credential, list_credentials, reset_credential, verify_credential
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
 
@@ -58,7 +68,7 @@ def create(
     """Create an SMTP credential on a sub-account's dedicated domain."""
     store = store_of(ctx)
     password = read_password(stdin=password_stdin, file=password_file, generate=generate)
-    outcome = services.create_credential(store, login, password, exist_ok=exist_ok)
+    outcome = create_credential(store, login, password, exist_ok=exist_ok)
     _report(outcome, json_out, "created")
 
 
@@ -73,7 +83,7 @@ def list_(
 ) -> None:
     """List SMTP credentials (never their passwords or hashes)."""
     output = fmt(json_out, csv_out)
-    rows = [c.as_dict() for c in services.list_credentials(store_of(ctx, read_only=True), domain=domain, account=account,
+    rows = [c.as_dict() for c in list_credentials(store_of(ctx, read_only=True), domain=domain, account=account,
                                                             agency=agency)]
     render_list(rows, COLUMNS, output=output, empty="No SMTP credentials.")
 
@@ -81,7 +91,7 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, login: Login, json_out: JsonOption = False) -> None:
     """Show a credential and the SMTP settings to use it."""
-    detail = services.credential_detail(store_of(ctx, read_only=True), login)
+    detail = credential_detail(store_of(ctx, read_only=True), login)
     if json_out:
         print_json(detail)
         return
@@ -101,9 +111,9 @@ def reset(
 ) -> None:
     """Set a new password for a credential."""
     store = store_of(ctx)
-    services.get_credential(store, login)  # a typo'd login fails before the prompt
+    get_credential(store, login)  # a typo'd login fails before the prompt
     password = read_password(stdin=password_stdin, file=password_file, generate=generate)
-    outcome = services.reset_credential(store, login, password)
+    outcome = reset_credential(store, login, password)
     _report(outcome, json_out, "reset")
 
 
@@ -117,13 +127,13 @@ def delete(
 ) -> None:
     """Delete credentials, all in one transaction (asks first; --yes to skip)."""
     store = store_of(ctx)
-    present, _ = services.credential_deletion_plan(store, logins, missing_ok=missing_ok)
+    present, _ = credential_deletion_plan(store, logins, missing_ok=missing_ok)
     if len(present) == 1:
         confirm_destructive(f"Delete SMTP credential {present[0]}? Apps using it will stop sending.", yes)
     elif present:
         confirm_destructive(f"Delete {len(present)} SMTP credentials ({', '.join(present)})? Apps using them "
                             "will stop sending.", yes)
-    outcomes = services.delete_credentials(store, logins, missing_ok=missing_ok, expected=present)
+    outcomes = delete_credentials(store, logins, missing_ok=missing_ok, expected=present)
     if json_out:
         # One login: one object, as before several could be given (CLI.md: extend, never break).
         documents = [outcome.as_dict() for outcome in outcomes]
@@ -150,9 +160,9 @@ def verify(
 ) -> None:
     """Check a password against a credential: exit 0 on a match, 8 if not."""
     store = store_of(ctx, read_only=True)
-    services.get_credential(store, login)
+    get_credential(store, login)
     password = read_password(stdin=password_stdin, file=password_file, allow_generate=False, confirm=False)
-    credential = services.verify_credential(store, login, password or "")
+    credential = verify_credential(store, login, password or "")
     if json_out:
         print_json({"login": credential.login, "match": True, "hash_scheme": credential.scheme})
     else:

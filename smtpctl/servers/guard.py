@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from smtpctl.core.errors import InvalidInput, StoreError
+from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.store import throttle
 from smtpctl.servers.metrics import NOOP, Metrics
 from smtpctl.servers.runtime import log_event

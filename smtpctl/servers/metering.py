@@ -22,7 +22,7 @@ import asyncio
 from functools import partial
 from typing import Any, Callable, TypeVar
 
-from smtpctl.core import usage
+from smtpctl.core.metering.live import Admission, admit_message, run_steps
 from smtpctl.servers.metrics import NOOP, Metrics, timed
 from smtpctl.servers.runtime import StoreWorker
 
@@ -84,9 +84,9 @@ class GroupCommit(_Batcher):
         super().__init__(worker)
         self.run_steps = timed(_run_batch, metrics)  # the transaction's time, on the store thread
 
-    async def admit(self, login: str, recipients: int, source_id: str) -> usage.Admission:
+    async def admit(self, login: str, recipients: int, source_id: str) -> Admission:
         """Check and record one message (``usage.admit_message``), sharing the commit."""
-        return await self.run(partial(usage.admit_message, login=login, recipients=recipients,
+        return await self.run(partial(admit_message, login=login, recipients=recipients,
                                       source_id=source_id), login)
 
     async def run(self, step: Callable[[Any], T], login: str) -> T:
@@ -106,7 +106,7 @@ class GroupCommit(_Batcher):
 
 
 def _run_batch(store: Any, batch: list[tuple[Callable[[Any], Any], str]]) -> list[Any]:
-    return usage.run_steps(store, [step for step, _ in batch], logins=[login for _, login in batch])
+    return run_steps(store, [step for step, _ in batch], logins=[login for _, login in batch])
 
 
 class ReadBatch(_Batcher):

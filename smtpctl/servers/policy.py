@@ -28,8 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from smtpctl.core import usage
-from smtpctl.core.errors import InvalidInput, SmtpctlError
+from smtpctl.core.metering.live import Admission, admit_message, max_recipients, sender_allowed, sender_status
+from smtpctl.core.model.errors import InvalidInput, SmtpctlError
 from smtpctl.servers.metering import GroupCommit
 from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, event_line, log_event
@@ -105,14 +105,14 @@ def decide(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     action, info, meter = precheck(store, attrs)
     if meter is None:
         return action, info
-    return settle(usage.admit_message(store, *meter), info)
+    return settle(admit_message(store, *meter), info)
 
 
-def check_and_admit(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], usage.Admission | None]:
+def check_and_admit(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Admission | None]:
     """``precheck``, then the admission of its message if it has one, on the
     store thread inside the caller's transaction (group commit's step)."""
     action, info, meter = precheck(store, attrs)
-    return action, info, usage.admit_message(store, *meter) if meter is not None else None
+    return action, info, admit_message(store, *meter) if meter is not None else None
 
 
 def precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Meter | None]:
@@ -131,14 +131,14 @@ def _precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if not login:
         return DUNNO, {**info, "reason": "not authenticated"}
     info["login"] = login
-    status = usage.sender_status(store, login)
+    status = sender_status(store, login)
     if status == "unknown":
         return DUNNO, {**info, "reason": "not ours"}
     if status != "ok":
         return REJECTS[status], {**info, "reason": status}
     if state in SENDER_STATES and "sender" in attrs:  # Postfix always sends it; empty is the null sender
         sender = attrs["sender"].strip()
-        if not usage.sender_allowed(store, login, sender):
+        if not sender_allowed(store, login, sender):
             # Postfix puts its own context first ("<rcpt>: Recipient address rejected: ").
             return (f"REJECT 5.7.1 Sender address <{_echo(sender)}> not owned by user {_echo(login)}",
                     {**info, "reason": "sender_mismatch", "sender": sender or "<>"})
@@ -149,7 +149,7 @@ def _precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any]]:
         return DEFER_MALFORMED, {**info, "reason": "recipient_count is not a number",
                                  "recipient_count": attrs.get("recipient_count")}
     info["recipients"] = recipients
-    if recipients > usage.max_recipients(store):
+    if recipients > max_recipients(store):
         return TOO_MANY, {**info, "reason": "too_many_recipients", "metered": False}
     if state != "END-OF-MESSAGE":
         return DUNNO, info
@@ -175,7 +175,7 @@ def source_id(attrs: dict[str, str], instance: str) -> str:
     return f"policy:{server}/{queue_id[:MAX_INSTANCE]}/{instance}"
 
 
-def settle(admission: usage.Admission, info: dict[str, Any], metrics: Metrics = NOOP) -> tuple[str, dict[str, Any]]:
+def settle(admission: Admission, info: dict[str, Any], metrics: Metrics = NOOP) -> tuple[str, dict[str, Any]]:
     """The answer to an END-OF-MESSAGE request once its message was admitted or refused."""
     for crossing in admission.crossings:
         log_event("limit_exceeded", account=crossing.account, day=crossing.day, emails=crossing.emails,
@@ -268,7 +268,7 @@ def _peer(transport: asyncio.BaseTransport) -> dict[str, Any]:
     return fields
 
 
-Answer = tuple[str, dict[str, Any], "usage.Admission | None"]
+Answer = tuple[str, dict[str, Any], "Admission | None"]
 
 
 class PolicyServer:

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from smtpctl.core.clock import iso_z
-from smtpctl.core.errors import CannotListen, InvalidInput
+from smtpctl.core.model.clock import iso_z
+from smtpctl.core.model.errors import CannotListen, InvalidInput
 from smtpctl.core.store import Store, is_dsn
 
 T = TypeVar("T")

@@ -38,16 +38,18 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from pathlib import Path
 from typing import Any, Callable
 
-from email._header_value_parser import get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
-
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from smtpctl.core import passwords, rules, services, usage
-from smtpctl.core.errors import InvalidInput, StoreError
+from smtpctl.core.directory import passwords
+from smtpctl.core.directory.credentials import store_rehash
+from smtpctl.core.metering.live import cancel_message, envelope_check
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.servers import authcache, guard
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, Listener, client_key
@@ -301,7 +303,7 @@ class SubmissionHandler:
         self.relay_pool = Lanes(32, "smtpctl-deliver")  # the Maildir fsync and the relay's sockets
         self.spool = MaildirSpool(config.maildir)
         self.meter = GroupCommit(worker, metrics)
-        self.envelope_checks = ReadBatch(worker, usage.envelope_check)
+        self.envelope_checks = ReadBatch(worker, envelope_check)
 
     async def authenticate(self, session: Session, mechanism: str, raw_login: bytes,
                            raw_password: bytes) -> AuthResult:
@@ -359,7 +361,7 @@ class SubmissionHandler:
             # The credential was just read: it exists, on a dedicated domain (a manual block does not stop
             # sending, docs/rules.md); DATA checks again in the transaction that records the message.
             if new_hash is not None:
-                await self.worker.call(services.store_rehash, credential, new_hash)
+                await self.worker.call(store_rehash, credential, new_hash)
             self.auth_cache.remember(login, password, new_hash or credential.password_hash)
             return self._authenticated(session, mechanism, login, verified_by)
         finally:
@@ -528,7 +530,7 @@ class SubmissionHandler:
             except (OSError, smtplib.SMTPException) as exc:
                 code, text = 451, f"4.4.1 Next hop failed ({type(exc).__name__}); try again later".encode()
             if code != 250:  # not delivered: not billed
-                await self.worker.call(usage.cancel_message, source_id)
+                await self.worker.call(cancel_message, source_id)
                 log_event("relay_refused", login=login, queue_id=queue_id, code=code)
                 self.metrics.refused("relay_refused")
                 return _reply(code, text)

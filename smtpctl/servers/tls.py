@@ -7,7 +7,7 @@ import ssl
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.model.errors import InvalidInput
 
 
 def self_signed(folder: Path, hostname: str) -> tuple[Path, Path, bool]:

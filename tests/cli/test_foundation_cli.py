@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+import smtpctl.cli.agency as agency_cli
+
 
 def test_version(cli):
     from smtpctl import __version__
@@ -170,12 +172,11 @@ def test_bare_group_prints_help(cli):
 
 
 def test_internal_errors_are_one_line(cli, monkeypatch):
-    from smtpctl.core import services
 
     def boom(*a, **k):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(services, "list_agencies", boom)
+    monkeypatch.setattr(agency_cli, "list_agencies", boom)
     result = cli("agency", "list")
     assert result.exit_code == 1
     assert result.stderr == ("Error: internal error (ZeroDivisionError: division by zero); "

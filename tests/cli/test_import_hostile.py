@@ -10,7 +10,6 @@ import time
 import pytest
 
 from smtpctl.core.store import Store
-
 from tests.conftest import smtpctl_binary
 
 OUT_OF_RANGE = "is out of range (1970-01-01 to 9999-12-30)"

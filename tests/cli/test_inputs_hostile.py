@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from smtpctl.core.store import Store
-
 from tests.conftest import smtpctl_binary, store_untouched
 
 PW = "a good long password"

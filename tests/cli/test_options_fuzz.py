@@ -19,10 +19,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from smtpctl.core.model.rules import SETTINGS
 from smtpctl.core.store import Store
-
-from smtpctl.core.rules import SETTINGS
-
 from tests.conftest import store_exists
 
 PW = "a good long password"

@@ -12,9 +12,9 @@ import pytest
 import typer.main
 
 from smtpctl.cli import app
-from smtpctl.cli.examples import NAMES, _EXAMPLES
+from smtpctl.cli.examples import _EXAMPLES, NAMES
 from smtpctl.cli.output import bar, bar_scale
-from smtpctl.core.clock import utc_now
+from smtpctl.core.model.clock import utc_now
 
 AGENCY = "Northwind Traders"
 ACCOUNT = "northwind-marketing"
@@ -219,13 +219,13 @@ def test_relative_days(run, word, days_ago):
 
 
 def test_relative_days_in_the_store_zone():
-    from smtpctl.core.usage import parse_day
+    from smtpctl.core.model.clock import parse_day
 
     current = date(2026, 3, 1)
     assert parse_day("yesterday", "--since", current) == date(2026, 2, 28)
     assert parse_day("30d", "--since", current) == date(2026, 1, 30)
     assert parse_day(" 2026-11-26 ", "--since", current) == date(2026, 11, 26)
-    from smtpctl.core.errors import InvalidInput
+    from smtpctl.core.model.errors import InvalidInput
 
     for bad in ("d", "-1d", "1w", "1000000d", "tomorrow"):
         with pytest.raises(InvalidInput):
@@ -329,10 +329,12 @@ def test_imap_marks_pop3s_and_drops_the_article(run):
 
 
 def test_day_and_percent_parsers_take_any_text():
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
-    from smtpctl.core.errors import InvalidInput
-    from smtpctl.core.usage import parse_day, parse_percent
+    from smtpctl.core.model.clock import parse_day
+    from smtpctl.core.model.errors import InvalidInput
+    from smtpctl.core.reporting.status import parse_percent
 
     @settings(max_examples=200, deadline=None)
     @given(st.text(max_size=30))

@@ -184,7 +184,7 @@ def test_store_set_warns_and_unset_goes_back(cli):
 def test_price_change_warns_about_past_months(cli):
     from datetime import timedelta
 
-    from smtpctl.core.clock import iso_z, utc_now
+    from smtpctl.core.model.clock import iso_z, utc_now
 
     past = utc_now() - timedelta(days=40)
     cli("usage", "record", "--user", "a@d.example", "--recipients", "4", "--at", iso_z(past))

@@ -7,8 +7,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core import adopt, passwords, provisioning, services, usage
-from smtpctl.core.errors import AuthFailed, InvalidInput
+from smtpctl.core.directory import passwords
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.audit import audit_entries
+from smtpctl.core.directory.credentials import create_credential, reset_credential, verify_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.metering.enforcement import block_account
+from smtpctl.core.model.errors import AuthFailed, InvalidInput
+from smtpctl.core.provisioning import adopt
+from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.store import Store
 from tests.real_hashes import MAKERS, PW, REFUSED_MAKERS, doveadm_hash, mkpasswd_hash
 
@@ -16,15 +24,15 @@ from tests.real_hashes import MAKERS, PW, REFUSED_MAKERS, doveadm_hash, mkpasswd
 @pytest.fixture
 def store(store_at):
     with Store.open(store_at) as s:
-        services.add_agency(s, "acme")
-        services.add_account(s, "shop", "acme")
-        services.add_domain(s, "d.example", account="shop")
-        services.add_domain(s, "shared.example", agency="acme")
+        add_agency(s, "acme")
+        add_account(s, "shop", "acme")
+        add_domain(s, "d.example", account="shop")
+        add_domain(s, "shared.example", agency="acme")
         yield s
 
 
 def audit(store, action):
-    return [(r["object_name"], r["details"]) for r in reversed(services.audit_entries(store, action=action, limit=0))]
+    return [(r["object_name"], r["details"]) for r in reversed(audit_entries(store, action=action, limit=0))]
 
 
 # -- adopt_hash ----------------------------------------------------------------
@@ -151,7 +159,7 @@ def test_import_creates_rejects_and_is_unchanged_on_rerun_even_after_rehash(stor
                        "dedicated domain"}]}
     assert store.credential("a@d.example").password_hash == sha.split("}", 1)[1]
     # The first successful verify replaces the adopted hash; the audit names the old scheme.
-    assert services.verify_credential(store, "a@d.example", PW).scheme == "argon2id"
+    assert verify_credential(store, "a@d.example", PW).scheme == "argon2id"
     assert audit(store, "credential.rehash") == [("a@d.example", {"from": "sha512-crypt", "to": "argon2id"})]
     again = adopt.import_accounts(store, text, "dovecot").as_dict()
     assert (again["created"], again["unchanged"], again["lines_rejected"]) == (0, 2, 2)
@@ -161,7 +169,7 @@ def test_import_creates_rejects_and_is_unchanged_on_rerun_even_after_rehash(stor
     details = created[0][1]
     assert details == {"adopted": True, "adopted_fingerprint": passwords.fingerprint(sha.split("}", 1)[1]),
                        "domain": "d.example", "generated": False, "hash_scheme": "sha512-crypt", "via": "import"}
-    dump = json.dumps(services.audit_entries(store, limit=0))
+    dump = json.dumps(audit_entries(store, limit=0))
     assert sha.split("}", 1)[1] not in dump and blf.split("}", 1)[1] not in dump
 
 
@@ -171,20 +179,20 @@ def test_another_hash_is_rejected_unless_update(store):
     refused = adopt.import_accounts(store, f"a@d.example:{other}\n", "dovecot").as_dict()
     assert refused["rejected"] == [{"line": 1, "login": "a@d.example",
                                     "reason": "exists with another password (--update replaces it)"}]
-    assert services.verify_credential(store, "a@d.example", PW)  # untouched (and now rehashed)
+    assert verify_credential(store, "a@d.example", PW)  # untouched (and now rehashed)
     updated = adopt.import_accounts(store, f"a@d.example:{other}\n", "dovecot", update=True).as_dict()
     assert (updated["updated"], updated["lines_rejected"]) == (1, 0)
     with pytest.raises(AuthFailed):
-        services.verify_credential(store, "a@d.example", PW)
-    assert services.verify_credential(store, "a@d.example", "Another-Password-99").scheme == "argon2id"
+        verify_credential(store, "a@d.example", PW)
+    assert verify_credential(store, "a@d.example", "Another-Password-99").scheme == "argon2id"
     assert audit(store, "credential.reset")[-1][1]["via"] == "import"
     # A reset by smtpctl itself makes the old file's hash "another password" again.
-    services.reset_credential(store, "a@d.example", "Third-Password-123")
+    reset_credential(store, "a@d.example", "Third-Password-123")
     assert adopt.import_accounts(store, f"a@d.example:{other}\n", "dovecot").as_dict()["lines_rejected"] == 1
 
 
 def test_cap_and_blocked_account_are_rejected_lines_in_file_order(store):
-    services.create_credential(store, "own@d.example", PW)
+    create_credential(store, "own@d.example", PW)
     sha = mkpasswd_hash("sha-512")
     text = "".join(f"u{i}@d.example|{sha}\n" for i in range(6))
     result = adopt.import_accounts(store, text, "dms").as_dict()
@@ -193,9 +201,9 @@ def test_cap_and_blocked_account_are_rejected_lines_in_file_order(store):
         {"line": n, "login": f"u{n - 1}@d.example",
          "reason": "d.example is full: it holds 5 SMTP credentials, the most a domain may hold (5)"} for n in (5, 6)]
     assert len(store.credentials(domain="d.example")) == 5
-    services.add_account(store, "held", "acme")
-    services.add_domain(store, "held.example", account="held")
-    usage.block_account(store, "held", "compliance review")
+    add_account(store, "held", "acme")
+    add_domain(store, "held.example", account="held")
+    block_account(store, "held", "compliance review")
     blocked = adopt.import_accounts(store, f"n@held.example|{sha}\n", "dms").as_dict()
     assert blocked["rejected"] == [{"line": 1, "login": "n@held.example", "reason": "account held: SMTP Credential "
                                     "creation is blocked. Please contact support…"}]
@@ -211,9 +219,9 @@ def test_dry_run_writes_nothing(store):
 def test_parallel_imports_respect_the_cap(tmp_path):
     path = tmp_path / "race.db"
     with Store.open(path) as s:
-        services.add_agency(s, "acme")
-        services.add_account(s, "shop", "acme")
-        services.add_domain(s, "d.example", account="shop")
+        add_agency(s, "acme")
+        add_account(s, "shop", "acme")
+        add_domain(s, "d.example", account="shop")
     sha = mkpasswd_hash("sha-256")
     results = []
 
@@ -248,7 +256,7 @@ def test_apply_password_hash_create_unchanged_update(store, tmp_path):
         {"action": "create", "type": "credential", "name": "app@d.example", "details": {"password": "hash:bcrypt"}}]
     assert store.credential("app@d.example").password_hash == blf.split("}", 1)[1]
     assert provisioning.make_plan(store, doc_with(blf, tmp_path)).summary()["unchanged"] == 1
-    services.verify_credential(store, "app@d.example", PW)  # rehashed to argon2id
+    verify_credential(store, "app@d.example", PW)  # rehashed to argon2id
     again = provisioning.apply_document(store, doc_with(blf, tmp_path))
     assert [c.action for c in again.changes] == ["unchanged"]
     assert store.credential("app@d.example").scheme == "argon2id"
@@ -261,7 +269,7 @@ def test_apply_password_hash_create_unchanged_update(store, tmp_path):
     resets = audit(store, "credential.reset")
     assert resets == [("app@d.example", {"adopted": True, "adopted_fingerprint": passwords.fingerprint(other),
                                          "generated": False, "hash_scheme": "sha256-crypt", "via": "apply"})]
-    assert services.verify_credential(store, "app@d.example", "Another-Password-99").scheme == "argon2id"
+    assert verify_credential(store, "app@d.example", "Another-Password-99").scheme == "argon2id"
 
 
 @pytest.mark.parametrize("value, reason", [

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpctl.core import billing
+from smtpctl.core.model import money as billing
 
 RATE = Decimal("0.675")
 

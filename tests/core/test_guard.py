@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from smtpctl.core.errors import CannotListen, ExitCode, InvalidInput
+from smtpctl.core.model.errors import CannotListen, ExitCode, InvalidInput
 from smtpctl.core.store import Store, throttle
 from smtpctl.servers import guard
 from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, client_key

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpctl.core import ingest
-from smtpctl.core.errors import InvalidInput
-from smtpctl.core.ingest import BadLine, PostfixLog, UsageInput
+from smtpctl.core.ingest.csv import read_csv
+from smtpctl.core.ingest.jsonl import read_jsonl
+from smtpctl.core.ingest.message import BadLine, UsageInput, count_addresses, parse_time
+from smtpctl.core.ingest.postfix import PostfixLog
+from smtpctl.core.model.errors import InvalidInput
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "postfix"
 UTC = timezone.utc
@@ -112,9 +114,9 @@ def test_rfc3339_timestamps():
 
 
 def test_counting_addresses_dedupes():
-    assert ingest.count_addresses(["a@x.test", "B@x.test"], ["b@x.test", "c@x.test"], ["<d@x.test>"]) == (2, 1, 1)
+    assert count_addresses(["a@x.test", "B@x.test"], ["b@x.test", "c@x.test"], ["<d@x.test>"]) == (2, 1, 1)
     with pytest.raises(InvalidInput):
-        ingest.count_addresses(["not an address"], [], [])
+        count_addresses(["not an address"], [], [])
 
 
 def test_jsonl_reader():
@@ -129,7 +131,7 @@ def test_jsonl_reader():
         '{"user": "a@d.example", "recipients": 0}\n',
         '{"user": "a@d.example", "recipients": 1, "at": "yesterday"}\n',
     ]
-    out = list(ingest.read_jsonl(lines, UTC))
+    out = list(read_jsonl(lines, UTC))
     first = out[0]
     assert (first.user, first.to, first.cc, first.bcc, first.emails, first.source_id) == (
         "a@d.example", 2, 1, 1, 4, "m1")
@@ -146,13 +148,13 @@ def test_jsonl_reader():
 def test_csv_reader():
     lines = ["user,to,cc,bcc,at,id\n", "a@d.example,x@y.test;z@y.test,,b@y.test,2026-11-26T10:00:00Z,m1\n",
              "a@d.example,,,,,m2\n"]
-    out = list(ingest.read_csv(lines, UTC))
+    out = list(read_csv(lines, UTC))
     assert (out[0].to, out[0].cc, out[0].bcc, out[0].source_id) == (2, 0, 1, "m1")
     assert out[1] == BadLine(3, "a message needs at least one recipient")
 
 
 def test_naive_times_are_in_the_default_zone():
-    assert ingest.parse_time("2026-11-26T00:30:00", ZoneInfo("Europe/Berlin")) == datetime(2026, 11, 25, 23, 30,
+    assert parse_time("2026-11-26T00:30:00", ZoneInfo("Europe/Berlin")) == datetime(2026, 11, 25, 23, 30,
                                                                                            tzinfo=UTC)
 
 
@@ -160,5 +162,5 @@ def test_naive_times_are_in_the_default_zone():
        st.lists(st.sampled_from(["a@x.test", "d@x.test"]), max_size=3),
        st.lists(st.sampled_from(["e@x.test", "b@x.test"]), max_size=3))
 def test_each_distinct_address_counts_exactly_once(to, cc, bcc):
-    counts = ingest.count_addresses(to, cc, bcc)
+    counts = count_addresses(to, cc, bcc)
     assert sum(counts) == len({a.lower() for a in to + cc + bcc})

@@ -17,8 +17,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from smtpctl.core import ingest, services, usage
-from smtpctl.core.ingest import BadLine, PostfixLog, UsageInput
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.directory.settings import store_zone
+from smtpctl.core.ingest.csv import read_csv
+from smtpctl.core.ingest.jsonl import read_jsonl
+from smtpctl.core.ingest.lines import read_lines
+from smtpctl.core.ingest.message import BadLine, UsageInput
+from smtpctl.core.ingest.postfix import PostfixLog
+from smtpctl.core.metering.batch import import_usage
 from smtpctl.core.store import Store
 
 UTC = timezone.utc
@@ -132,11 +140,11 @@ def postfix_line(draw) -> bytes:
 
 
 def parse(fmt: str, data: bytes, zone) -> tuple[list, PostfixLog | None]:
-    lines = ingest.read_lines(io.BytesIO(data))
+    lines = read_lines(io.BytesIO(data))
     if fmt == "jsonl":
-        return list(ingest.read_jsonl(lines, zone)), None
+        return list(read_jsonl(lines, zone)), None
     if fmt == "csv":
-        return list(ingest.read_csv(lines, zone)), None
+        return list(read_csv(lines, zone)), None
     parser = PostfixLog(year=None, log_tz=zone)
     return list(parser.feed(lines)), parser
 
@@ -184,10 +192,10 @@ def test_postfix_parser_never_raises(data, zone):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     with Store.open(tmp_path_factory.mktemp("fuzz") / "s.db", actor="fuzz") as s:
-        services.add_agency(s, "acme")
-        services.add_account(s, "shop", "acme", daily_limit=50)
-        services.add_domain(s, "d.example", account="shop")
-        services.add_domain(s, "shared.example", agency="acme")
+        add_agency(s, "acme")
+        add_account(s, "shop", "acme", daily_limit=50)
+        add_domain(s, "d.example", account="shop")
+        add_domain(s, "shared.example", agency="acme")
         yield s
 
 
@@ -207,10 +215,10 @@ INPUTS = st.one_of(
 @given(INPUTS, st.integers(1, 4))
 def test_import_records_exactly_what_it_reports(store, fmt_data, batch_size):
     fmt, data = fmt_data
-    zone = usage.store_zone(store)
+    zone = store_zone(store)
     items, _ = parse(fmt, data, zone)
     before = store_totals(store)
-    summary = usage.import_usage(store, iter(items), batch_size=batch_size)
+    summary = import_usage(store, iter(items), batch_size=batch_size)
     after = store_totals(store)
     assert (after[0] - before[0], after[1] - before[1]) == (summary.messages, summary.emails)
     assert summary.messages + summary.duplicates + summary.rejected == len(items)

@@ -10,22 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core import ingest
-from smtpctl.core.errors import InvalidInput
-from smtpctl.core.ingest import (
-    MAX_LINE_BYTES,
-    BadLine,
-    PostfixLog,
-    UnreadableLine,
-    UsageInput,
-)
-from smtpctl.core.usage import _Days
+from smtpctl.core.ingest.csv import read_csv
+from smtpctl.core.ingest.jsonl import read_jsonl
+from smtpctl.core.ingest.lines import MAX_LINE_BYTES, UnreadableLine, format_for, read_lines
+from smtpctl.core.ingest.message import MAX_RECIPIENTS, BadLine, UsageInput, count_addresses, parse_time
+from smtpctl.core.ingest.postfix import PostfixLog
+from smtpctl.core.metering.batch import _Days
+from smtpctl.core.model.errors import InvalidInput
 
 UTC = timezone.utc
 
 
 def lines_of(data: bytes) -> list[str]:
-    return list(ingest.read_lines(io.BytesIO(data)))
+    return list(read_lines(io.BytesIO(data)))
 
 
 def kinds(items) -> list[tuple]:
@@ -43,7 +40,7 @@ OUT_OF_RANGE = "is out of range (1970-01-01 to 9999-12-30)"
 def test_jsonl_out_of_range_times_are_rejected_lines(at):
     line = f'{{"user": "a@d.example", "recipients": 1, "at": "{at}"}}\n'
     good = '{"user": "a@d.example", "recipients": 2, "at": "2026-11-26T10:00:00Z"}\n'
-    out = list(ingest.read_jsonl([line, good], ZoneInfo("Pacific/Kiritimati")))
+    out = list(read_jsonl([line, good], ZoneInfo("Pacific/Kiritimati")))
     assert kinds(out) == [("bad", 1, f"time {at!r} {OUT_OF_RANGE}"), ("ok", 2, 2, None)]
 
 
@@ -51,22 +48,22 @@ def test_parse_time_never_overflows_in_any_zone():
     for zone in ("Pacific/Kiritimati", "Etc/GMT+12", "America/New_York"):
         for text in ("0001-01-01T00:00:00", "9999-12-31T23:59:59", "0001-01-01T00:00:00+14:00"):
             with pytest.raises(InvalidInput, match="out of range"):
-                ingest.parse_time(text, ZoneInfo(zone))
-    assert ingest.parse_time("1970-01-01T00:00:00Z", UTC) == datetime(1970, 1, 1, tzinfo=UTC)
+                parse_time(text, ZoneInfo(zone))
+    assert parse_time("1970-01-01T00:00:00Z", UTC) == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_ids_that_are_not_utf8_are_rejected_never_merged():
     data = (b'{"user": "a@d.example", "recipients": 1, "id": "m-\xff"}\n'
             b'{"user": "a@d.example", "recipients": 1, "id": "m-\xfe"}\n'
             b'{"user": "a@d.example", "recipients": 1, "id": "m-\xc3\xa9"}\n')
-    out = list(ingest.read_jsonl(lines_of(data), UTC))
+    out = list(read_jsonl(lines_of(data), UTC))
     assert kinds(out) == [("bad", 1, "not UTF-8 text (byte 0xff at column 51)"),
                           ("bad", 2, "not UTF-8 text (byte 0xfe at column 51)"),
                           ("ok", 3, 1, "m-é")]
 
 
 def test_ids_with_escaped_lone_surrogates_are_rejected():
-    out = list(ingest.read_jsonl(['{"user": "a@d.example", "recipients": 1, "id": "m-\\udcff"}'], UTC))
+    out = list(read_jsonl(['{"user": "a@d.example", "recipients": 1, "id": "m-\\udcff"}'], UTC))
     assert kinds(out) == [("bad", 1, "id must be at most 500 printable characters")]
 
 
@@ -85,27 +82,27 @@ def test_ids_with_escaped_lone_surrogates_are_rejected():
     ('{"user": "' + "a" * 400 + '@d.example", "recipients": 1}', "user must be at most 320 printable characters"),
 ])
 def test_jsonl_hostile_values_are_rejected_lines(line, reason):
-    assert kinds(ingest.read_jsonl([line], UTC)) == [("bad", 1, reason)]
+    assert kinds(read_jsonl([line], UTC)) == [("bad", 1, reason)]
 
 
 def test_jsonl_bom_is_read():
     data = '\ufeff{"user": "a@d.example", "recipients": 3}\n'.encode()
-    assert kinds(ingest.read_jsonl(lines_of(data), UTC)) == [("ok", 1, 3, None)]
+    assert kinds(read_jsonl(lines_of(data), UTC)) == [("ok", 1, 3, None)]
 
 
 def test_address_lists_are_bounded_at_parse():
-    to = [f"r{i}@x.test" for i in range(ingest.MAX_RECIPIENTS + 1)]
+    to = [f"r{i}@x.test" for i in range(MAX_RECIPIENTS + 1)]
     with pytest.raises(InvalidInput, match="more than 100,000 recipients in one message"):
-        ingest.count_addresses(to, [], [])
+        count_addresses(to, [], [])
 
 
 def test_overlong_line_is_rejected_without_being_held():
     data = b'{"user": "a@d.example", "recipients": 1}\n' + b"x" * (MAX_LINE_BYTES + 10) + b"\n" + \
         b'{"user": "a@d.example", "recipients": 2}\n'
     position = [0]
-    lines = list(ingest.read_lines(io.BytesIO(data), position))
+    lines = list(read_lines(io.BytesIO(data), position))
     assert position == [len(data)] and len(lines) == 3 and isinstance(lines[1], UnreadableLine)
-    assert kinds(ingest.read_jsonl(lines, UTC)) == [
+    assert kinds(read_jsonl(lines, UTC)) == [
         ("ok", 1, 1, None),
         ("bad", 2, f"line of {MAX_LINE_BYTES + 11:,} bytes is longer than the {MAX_LINE_BYTES:,} a message may take"),
         ("ok", 3, 2, None)]
@@ -115,7 +112,7 @@ def test_overlong_line_is_rejected_without_being_held():
 
 def test_csv_one_stray_quote_costs_that_line_only():
     rows = ["user,recipients,id\n", 'a@d.example,1,"broken\n'] + [f"a@d.example,1,c{i}\n" for i in range(1000)]
-    out = list(ingest.read_csv(rows, UTC))
+    out = list(read_csv(rows, UTC))
     assert out[0] == BadLine(2, "not valid CSV: unexpected end of data (a quoted cell must close on its own line)")
     assert len(out) == 1001 and all(isinstance(i, UsageInput) for i in out[1:])
     assert [i.line for i in out[1:]] == list(range(3, 1003))
@@ -125,7 +122,7 @@ def test_csv_field_over_128_kib_is_read():
     long_id = "i" * 200  # an id over 500 is refused by rule, so test the field limit with addresses
     many = ";".join(f"r{i}@example.test" for i in range(10_000))  # ~170 KiB in one cell
     rows = ["user,to,id\n", f"a@d.example,{many},{long_id}\n", f'a@d.example,"{many}",q\n']
-    out = list(ingest.read_csv(rows, UTC))
+    out = list(read_csv(rows, UTC))
     assert kinds(out) == [("ok", 2, 10_000, long_id), ("ok", 3, 10_000, "q")]
 
 
@@ -136,20 +133,20 @@ def test_csv_field_over_128_kib_is_read():
     b" USER ; Recipients ;id\na@d.example;2;x1\n\n",
 ])
 def test_csv_bom_header_case_and_separator(data):
-    assert kinds(ingest.read_csv(lines_of(data), UTC)) == [("ok", 2, 2, "x1")]
+    assert kinds(read_csv(lines_of(data), UTC)) == [("ok", 2, 2, "x1")]
 
 
 def test_csv_address_cells_take_semicolons_or_commas_in_both_dialects():
     comma = ["user,to,cc\n", 'a@d.example,x@y.test;z@y.test,"c@y.test,d@y.test"\n']
     semi = ["user;to;cc\n", 'a@d.example;x@y.test,z@y.test;"c@y.test;d@y.test"\n']
     for rows in (comma, semi):
-        (item,) = ingest.read_csv(rows, UTC)
+        (item,) = read_csv(rows, UTC)
         assert (item.to, item.cc) == (2, 2)
 
 
 def test_csv_bad_header_rejects_every_line_it_covers():
     rows = ["user,recipient\n", "a@d.example,1\n", "\n", "a@d.example,2\n"]
-    assert kinds(ingest.read_csv(rows, UTC)) == [
+    assert kinds(read_csv(rows, UTC)) == [
         ("bad", 1, "unknown columns: recipient (known: at, bcc, cc, direction, domain, id, recipients, to, user)"),
         ("bad", 2, "not read: the header (line 1) is not valid"),
         ("bad", 4, "not read: the header (line 1) is not valid")]
@@ -163,14 +160,14 @@ def test_csv_bad_header_rejects_every_line_it_covers():
 ])
 def test_csv_bad_rows_are_rejected_lines(row, reason):
     data = b"user,recipients,id\n" + (row if isinstance(row, bytes) else row.encode()) + b"a@d.example,1,z\n"
-    assert kinds(ingest.read_csv(lines_of(data), UTC)) == [("bad", 2, reason), ("ok", 3, 1, "z")]
+    assert kinds(read_csv(lines_of(data), UTC)) == [("bad", 2, reason), ("ok", 3, 1, "z")]
 
 
 def test_csv_duplicate_and_nameless_columns():
-    assert kinds(ingest.read_csv(["user,User\n", "a@d.example,b@d.example\n"], UTC)) == [
+    assert kinds(read_csv(["user,User\n", "a@d.example,b@d.example\n"], UTC)) == [
         ("bad", 1, "columns named twice: user"), ("bad", 2, "not read: the header (line 1) is not valid")]
     rows = ["user,recipients,\n", "a@d.example,1,\n", "a@d.example,1,oops\n"]
-    assert kinds(ingest.read_csv(rows, UTC)) == [
+    assert kinds(read_csv(rows, UTC)) == [
         ("ok", 2, 1, None), ("bad", 3, "a value in a column that has no name in the header")]
 
 
@@ -236,7 +233,7 @@ def test_postfix_non_utf8_lines_are_rejected_only_when_needed():
     ("mail", None), ("-", None),
 ])
 def test_format_from_the_file_name(name, fmt):
-    assert ingest.format_for(name) == fmt
+    assert format_for(name) == fmt
 
 
 # -- the local day ----------------------------------------------------------------

@@ -16,8 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core import ingest, services, usage
-from smtpctl.core.ingest import PostfixLog, UsageInput
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.ingest import lines as ingest_lines
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.ingest.jsonl import _fast_jsonl, read_jsonl
+from smtpctl.core.ingest.lines import UnreadableLine, read_blocks, read_lines, read_raw_lines
+from smtpctl.core.ingest.message import UsageInput, parse_time
+from smtpctl.core.ingest.postfix import PostfixLog
+from smtpctl.core.metering.batch import _Days, import_usage
+from smtpctl.core.model.clock import stored_time
 from smtpctl.core.store import Store
 from tests.core.test_ingest_fuzz import ZONES, jsonl_line, postfix_line
 
@@ -28,7 +38,7 @@ PATHS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthC
 def stored_text(item) -> None:
     """A time carried as text is exactly the text the store would write for it."""
     if isinstance(item, UsageInput) and item.at_text is not None:
-        assert item.at is not None and item.at_text == usage._iso(item.at)
+        assert item.at is not None and item.at_text == stored_time(item.at)
 
 
 # -- JSONL ----------------------------------------------------------------------
@@ -69,9 +79,9 @@ def edge_line(draw) -> bytes:
 
 
 def jsonl_both_ways(data: bytes, zone) -> tuple[list, list, list]:
-    fast = list(ingest.read_jsonl(ingest.read_lines(io.BytesIO(data)), zone))
-    slow = list(ingest.read_jsonl(ingest.read_lines(io.BytesIO(data)), zone, fast=False))
-    text = list(ingest.read_jsonl(list(ingest.read_lines(io.BytesIO(data))), zone))  # the fast path on str lines
+    fast = list(read_jsonl(read_lines(io.BytesIO(data)), zone))
+    slow = list(read_jsonl(read_lines(io.BytesIO(data)), zone, fast=False))
+    text = list(read_jsonl(list(read_lines(io.BytesIO(data))), zone))  # the fast path on str lines
     return fast, slow, text
 
 
@@ -86,11 +96,11 @@ def test_jsonl_fast_path_gives_what_the_slow_path_gives(data, zone):
 
 
 def test_the_fast_path_takes_the_usual_lines_and_leaves_the_rest():
-    fast = ingest._fast_jsonl()
+    fast = _fast_jsonl()
     usual = b'{"user": "a@d.example", "recipients": 10, "at": "2026-10-29T00:00:00Z", "id": "j0"}\n'
     item = fast(usual, 7, UTC)
     assert item == UsageInput("outbound", "a@d.example", None, 10, 0, 0,
-                              ingest.parse_time("2026-10-29T00:00:00Z", UTC), "j0", 7)
+                              parse_time("2026-10-29T00:00:00Z", UTC), "j0", 7)
     assert item.at_text == "2026-10-29T00:00:00Z"
     addresses = b'{"user": "a@d.example", "to": ["x@y.test", "X@Y.TEST"], "bcc": ["z@y.test"]}'
     assert (fast(addresses, 1, UTC).to, fast(addresses, 1, UTC).bcc) == (1, 1)
@@ -101,7 +111,7 @@ def test_the_fast_path_takes_the_usual_lines_and_leaves_the_rest():
         assert fast(unusual, 1, UTC) is None, unusual
     # A time in another ISO form is read as parse_time reads it, and formatted when stored.
     week = fast(b'{"user": "a@d.example", "recipients": 1, "at": "2026-W40-4T10:00:00Z"}', 1, UTC)
-    assert (week.at, week.at_text) == (ingest.parse_time("2026-10-01T10:00:00Z", UTC), None)
+    assert (week.at, week.at_text) == (parse_time("2026-10-01T10:00:00Z", UTC), None)
 
 
 def test_fast_and_slow_paths_record_the_same_rows(tmp_path, monkeypatch):
@@ -121,11 +131,11 @@ def test_fast_and_slow_paths_record_the_same_rows(tmp_path, monkeypatch):
     results = []
     for fast in (True, False):
         with Store.open(tmp_path / f"{fast}.db", actor="t") as store:
-            services.add_agency(store, "acme")
-            services.add_account(store, "shop", "acme", daily_limit=150)
-            services.add_domain(store, "d.example", account="shop")
-            items = ingest.read_jsonl(ingest.read_lines(io.BytesIO(data)), UTC, fast=fast)
-            summary = usage.import_usage(store, items, batch_size=16)
+            add_agency(store, "acme")
+            add_account(store, "shop", "acme", daily_limit=150)
+            add_domain(store, "d.example", account="shop")
+            items = read_jsonl(read_lines(io.BytesIO(data)), UTC, fast=fast)
+            summary = import_usage(store, items, batch_size=16)
             rows = store.query("SELECT source_id, at, day, direction, account_id, domain, login, to_count, cc_count, "
                                "bcc_count, emails FROM usage_events ORDER BY id")
             daily = store.query("SELECT * FROM usage_daily ORDER BY day, login, direction")
@@ -161,14 +171,14 @@ def postfix_state(parser: PostfixLog) -> tuple:
 def test_postfix_blocks_give_what_lines_give(data, block_bytes, end_without_newline):
     if end_without_newline:
         data = data.rstrip(b"\n")
-    lines = list(ingest.read_lines(io.BytesIO(data)))
+    lines = list(read_lines(io.BytesIO(data)))
     by_line = PostfixLog(year=2026, log_tz=UTC)
     expected = list(by_line.feed(lines))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ingest, "BLOCK_BYTES", block_bytes)
+        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
         by_block = PostfixLog(year=2026, log_tz=UTC)
         position = [0]
-        got = list(by_block.feed(ingest.read_lines(io.BytesIO(data), position)))
+        got = list(by_block.feed(read_lines(io.BytesIO(data), position)))
     assert got == expected
     assert [i.at_text for i in got if isinstance(i, UsageInput)] == \
         [i.at_text for i in expected if isinstance(i, UsageInput)]
@@ -186,24 +196,24 @@ def test_blocks_are_the_lines_with_long_ones_empty(shape, block_bytes, bom):
     any block size up to it, wherever the block boundaries fall."""
     data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(b"x" * n + end for n, end in shape)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ingest, "MAX_LINE_BYTES", 20)
-        patch.setattr(ingest, "BLOCK_BYTES", block_bytes)
-        raw = list(ingest.read_raw_lines(io.BytesIO(data)))
-        blocks = b"".join(ingest.read_blocks(io.BytesIO(data)))
-    expected = b"".join(b"\n" if isinstance(line, ingest.UnreadableLine) else
+        patch.setattr(ingest_lines, "MAX_LINE_BYTES", 20)
+        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
+        raw = list(read_raw_lines(io.BytesIO(data)))
+        blocks = b"".join(read_blocks(io.BytesIO(data)))
+    expected = b"".join(b"\n" if isinstance(line, UnreadableLine) else
                         line if line.endswith(b"\n") else line + b"\n" for line in raw)
     assert blocks == expected
 
 
 def stored(moment):
     """What the store keeps of a time: itself, its text and its seconds (the slow way)."""
-    return moment, usage._iso(moment), int(moment.timestamp())
+    return moment, stored_time(moment), int(moment.timestamp())
 
 
 def outcome(call):
     try:
         return call()
-    except ingest.InvalidInput as exc:
+    except InvalidInput as exc:
         return exc.message
 
 
@@ -262,12 +272,12 @@ def test_a_batch_worked_out_as_new_is_worked_out_again_when_an_id_was_stored(tmp
         return UsageInput("outbound", "a@d.example", None, n, 0, 0, None, sid, line)
 
     with Store.open(tmp_path / "s.db", actor="t") as store:
-        services.add_agency(store, "acme")
-        services.add_account(store, "shop", "acme", daily_limit=10)
-        services.add_domain(store, "d.example", account="shop")
-        services.create_credential(store, "a@d.example", "correct horse battery staple")
-        assert usage.import_usage(store, iter([msg("m1", 5, 1)])).messages == 1
-        summary = usage.import_usage(store, iter([msg("m1", 5, 1), msg("m2", 5, 2), msg("m3", 1, 3), msg("m4", 1, 4)]))
+        add_agency(store, "acme")
+        add_account(store, "shop", "acme", daily_limit=10)
+        add_domain(store, "d.example", account="shop")
+        create_credential(store, "a@d.example", "correct horse battery staple")
+        assert import_usage(store, iter([msg("m1", 5, 1)])).messages == 1
+        summary = import_usage(store, iter([msg("m1", 5, 1), msg("m2", 5, 2), msg("m3", 1, 3), msg("m4", 1, 4)]))
         assert (summary.messages, summary.duplicates, summary.rejected) == (2, 1, 1)
         assert [(c.emails, c.limit) for c in summary.crossings] == [(11, 10)]
         assert summary.rejected_lines[0]["line"] == 4
@@ -284,11 +294,11 @@ def test_the_day_of_a_time_given_as_stored_is_its_day_in_the_zone(seconds, zone)
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    days = usage._Days(ZoneInfo(zone))
+    days = _Days(ZoneInfo(zone))
     at = datetime.fromtimestamp(seconds, UTC)
     for moment in (at, at.replace(second=0), at.replace(minute=at.minute // 10 * 10, second=0)):
-        assert days.of_text(moment, usage._iso(moment)) == moment.astimezone(ZoneInfo(zone)).date().isoformat()
-        assert days(moment) == days.of_text(moment, usage._iso(moment))
+        assert days.of_text(moment, stored_time(moment)) == moment.astimezone(ZoneInfo(zone)).date().isoformat()
+        assert days(moment) == days.of_text(moment, stored_time(moment))
 
 
 def test_the_day_of_a_time_given_as_stored_where_monrovia_left_its_offset():
@@ -296,10 +306,10 @@ def test_the_day_of_a_time_given_as_stored_where_monrovia_left_its_offset():
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo("Africa/Monrovia")  # -0:44:30 until 1972-01-07 00:44:30 UTC, a local midnight before
-    days = usage._Days(zone)
+    days = _Days(zone)
     at = datetime(1972, 1, 6, 23, 30, tzinfo=UTC)
     while at < datetime(1972, 1, 7, 1, 30, tzinfo=UTC):
-        assert days.of_text(at, usage._iso(at)) == at.astimezone(zone).date().isoformat(), at
+        assert days.of_text(at, stored_time(at)) == at.astimezone(zone).date().isoformat(), at
         at += timedelta(seconds=15)
 
 
@@ -341,11 +351,11 @@ def test_postfix_text_blocks_match_in_place_as_lines_match_alone(data, block_byt
     """A block that decodes is matched in place (``match(text, start, end)``);
     one that does not goes line by line: both as the per-line reader."""
     expected_parser = PostfixLog(year=2026, log_tz=UTC)
-    expected = list(expected_parser.feed(list(ingest.read_lines(io.BytesIO(data)))))
+    expected = list(expected_parser.feed(list(read_lines(io.BytesIO(data)))))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ingest, "BLOCK_BYTES", block_bytes)
+        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
         parser = PostfixLog(year=2026, log_tz=UTC)
-        got = list(parser.feed(ingest.read_lines(io.BytesIO(data))))
+        got = list(parser.feed(read_lines(io.BytesIO(data))))
     assert got == expected
     assert [(i.line, i.at_text) for i in got if isinstance(i, UsageInput)] == \
         [(i.line, i.at_text) for i in expected if isinstance(i, UsageInput)]

@@ -7,8 +7,13 @@ was written, and each cap must still be held under its lock."""
 import psycopg
 import pytest
 
-from smtpctl.core import services, usage
-from smtpctl.core.errors import StoreError
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.directory.settings import today
+from smtpctl.core.metering.live import admit_message, envelope_check, run_steps
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store import Store
 from smtpctl.core.store.postgresql import ACCOUNT_LOCKS
 from tests.core.test_metering import PW, admit, events, statuses
@@ -17,13 +22,13 @@ from tests.core.test_metering import PW, admit, events, statuses
 @pytest.fixture
 def store(pg_dsn):
     with Store.open(pg_dsn, actor="ops") as s:
-        services.add_agency(s, "acme")
-        services.add_account(s, "shop", "acme", daily_limit=100)
-        services.add_account(s, "other", "acme", daily_limit=100)
-        services.add_domain(s, "d.example", account="shop")
-        services.add_domain(s, "o.example", account="other")
+        add_agency(s, "acme")
+        add_account(s, "shop", "acme", daily_limit=100)
+        add_account(s, "other", "acme", daily_limit=100)
+        add_domain(s, "d.example", account="shop")
+        add_domain(s, "o.example", account="other")
         for login in ("a@d.example", "x@o.example"):
-            services.create_credential(s, login, PW)
+            create_credential(s, login, PW)
         yield s
 
 
@@ -54,9 +59,9 @@ def test_a_connection_lost_in_the_savepoint_rerun_fails_the_whole_batch(pg_dsn, 
     steps = [admit("a@d.example", 3, "m1"), flaky, admit("a@d.example", 3, "m2")]
     # m1 ran on the lost session: no answer may say it was recorded (it would be delivered unbilled).
     with pytest.raises(StoreError):
-        usage.run_steps(store, steps, logins=["a@d.example"] * 3)
+        run_steps(store, steps, logins=["a@d.example"] * 3)
     assert events(store) == []  # the store reconnects for the next statement
-    again = usage.run_steps(store, [admit("a@d.example", 3, "m1")], logins=["a@d.example"])
+    again = run_steps(store, [admit("a@d.example", 3, "m1")], logins=["a@d.example"])
     assert statuses(again) == ["accepted"] and events(store) == ["m1"]
 
 
@@ -71,11 +76,11 @@ def test_a_connection_lost_in_the_first_run_is_run_again_on_a_new_one(pg_dsn, st
             s.now()
         return "ok"
 
-    answers = usage.run_steps(store, [admit("a@d.example", 3, "m1"), flaky, admit("a@d.example", 3, "m2")],
+    answers = run_steps(store, [admit("a@d.example", 3, "m1"), flaky, admit("a@d.example", 3, "m2")],
                               logins=["a@d.example"] * 3)
     assert statuses(answers) == ["accepted", "str", "accepted"]
     assert events(store) == ["m1", "m2"]
-    day = usage.today(store)
+    day = today(store)
     shop = store.account("shop").id
     assert store.outbound_totals([(shop, day)]) == {(shop, day): 6}
 
@@ -85,7 +90,7 @@ def test_a_step_rolled_back_gives_back_the_account_lock_it_took(pg_dsn, store):
     seen: dict[str, bool] = {}
 
     def late_lock_then_fail(s: Store):
-        usage.admit_message(s, "a@d.example", 1, "p1")  # not announced: takes shop's lock inside its savepoint
+        admit_message(s, "a@d.example", 1, "p1")  # not announced: takes shop's lock inside its savepoint
         seen["held in the step"] = s.holds_account(shop)
         raise RuntimeError("a statement timeout, say, after the lock")
 
@@ -99,7 +104,7 @@ def test_a_step_rolled_back_gives_back_the_account_lock_it_took(pg_dsn, store):
         return "probe"
 
     steps = [late_lock_then_fail, probe, admit("a@d.example", 1, "p2"), probe_after]
-    answers = usage.run_steps(store, steps, logins=["x@o.example"] * 4)  # shop not announced
+    answers = run_steps(store, steps, logins=["x@o.example"] * 4)  # shop not announced
     assert statuses(answers) == ["RuntimeError", "str", "accepted", "str"]
     # The rollback to the savepoint gave the lock back: the store must know, and
     # p2 must take it again before it reads and writes shop's total.
@@ -119,7 +124,7 @@ def test_a_login_is_locked_up_front_as_it_is_stored(pg_dsn, store):
         seen["shop"], seen["other"] = s.holds_account(shop), s.holds_account(other)
         return "probe"
 
-    answers = usage.run_steps(store, [probe, admit("A@D.Example.", 1, "q1")], logins=["A@D.Example.", "x@o.example"])
+    answers = run_steps(store, [probe, admit("A@D.Example.", 1, "q1")], logins=["A@D.Example.", "x@o.example"])
     assert seen == {"shop": True, "other": True}
     assert statuses(answers) == ["str", "accepted"]
 
@@ -129,12 +134,12 @@ def test_a_table_locked_under_mails_read_is_a_store_error(pg_dsn, store):
     the client as aiosmtpd's 500 with the database's words in it."""
     reader = Store.open(pg_dsn, actor="ops", busy_timeout=0.3)  # as a reader thread of serve opens it
     try:
-        assert usage.envelope_check(reader, "a@d.example", "a@d.example").status == "ok"
+        assert envelope_check(reader, "a@d.example", "a@d.example").status == "ok"
         with psycopg.connect(pg_dsn) as operator:
             operator.execute("LOCK TABLE domains IN ACCESS EXCLUSIVE MODE")
             with pytest.raises(StoreError):
-                usage.envelope_check(reader, "a@d.example", "a@d.example")
+                envelope_check(reader, "a@d.example", "a@d.example")
             operator.rollback()
-        assert usage.envelope_check(reader, "a@d.example", "a@d.example").status == "ok"
+        assert envelope_check(reader, "a@d.example", "a@d.example").status == "ok"
     finally:
         reader.close()

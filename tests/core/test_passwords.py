@@ -3,8 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from passlib.hash import bcrypt, sha512_crypt
 
-from smtpctl.core import passwords
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.directory import passwords
+from smtpctl.core.model.errors import InvalidInput
 
 GOOD = "correct horse battery staple"
 

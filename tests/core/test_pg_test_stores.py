@@ -6,11 +6,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from smtpctl.core import services
-from smtpctl.core.errors import StoreError
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.settings import set_setting
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store import Store
 from smtpctl.core.store.copy import is_empty
-
 from tests.conftest import _pg_base, _PgStores
 
 
@@ -26,9 +27,9 @@ def stores():
 
 def fill(dsn: str) -> None:
     with Store.open(dsn, actor="t") as store:
-        services.add_agency(store, "acme")
-        services.add_account(store, "shop", "acme", daily_limit=5)
-        services.set_setting(store, "timezone", "Europe/Berlin")
+        add_agency(store, "acme")
+        add_account(store, "shop", "acme", daily_limit=5)
+        set_setting(store, "timezone", "Europe/Berlin")
 
 
 def test_a_used_store_comes_back_empty_with_ids_from_one_and_its_guards(stores):

@@ -11,12 +11,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core import services, usage
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.directory.accounts import add_account, set_account_limit
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.directory.settings import set_setting
+from smtpctl.core.metering.enforcement import block_account
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.reporting.status import usage_status
 from smtpctl.core.store import Store
 from smtpctl.servers.metrics import NOOP
-from smtpctl.servers.policy import (MalformedRequest, UnixListen, bind_unix, decide, parse_count, parse_request,
-                                    parse_socket_group, parse_socket_mode)
+from smtpctl.servers.policy import (
+    MalformedRequest,
+    UnixListen,
+    bind_unix,
+    decide,
+    parse_count,
+    parse_request,
+    parse_socket_group,
+    parse_socket_mode,
+)
 
 REQUEST = (Path(__file__).resolve().parents[1] / "fixtures" / "postfix" / "policy-request.txt").read_text()
 PW = "a good long password"
@@ -31,10 +45,10 @@ def request(**changes):
 @pytest.fixture
 def store(store_at):
     with Store.open(store_at) as s:
-        services.add_agency(s, "acme")
-        services.add_account(s, "shop", "acme", daily_limit=7)
-        services.add_domain(s, "acme.test", account="shop")
-        services.create_credential(s, "bob@acme.test", PW)
+        add_agency(s, "acme")
+        add_account(s, "shop", "acme", daily_limit=7)
+        add_domain(s, "acme.test", account="shop")
+        create_credential(s, "bob@acme.test", PW)
         yield s
 
 
@@ -49,7 +63,7 @@ def test_the_real_request_parses():
 def test_meters_once_per_instance(store):
     assert decide(store, request())[0] == "DUNNO"
     assert decide(store, request())[0] == "DUNNO"  # Postfix asking again: not billed twice
-    assert usage.usage_status(store, "shop")[0]["sent"] == 3
+    assert usage_status(store, "shop")[0]["sent"] == 3
 
 
 def test_crossing_message_is_accepted_then_rejects(store):
@@ -59,35 +73,35 @@ def test_crossing_message_is_accepted_then_rejects(store):
     assert action == "DUNNO" and info["metered"]
     action, info = decide(store, request(instance="d"))
     assert action.startswith("REJECT 5.7.1") and info["reason"] == "revoked"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 9
+    assert usage_status(store, "shop")[0]["sent"] == 9
     assert store.credentials() == []
 
 
 def test_unauthenticated_and_unknown_senders_are_not_ours(store):
     assert decide(store, request(sasl_username=""))[0] == "DUNNO"
     assert decide(store, request(sasl_username="someone@elsewhere.test"))[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert usage_status(store, "shop")[0]["sent"] == 0
 
 
 def test_manual_block_stops_creation_not_sending(store):
     # docs/rules.md: a manual block stops credential creation only; --revoke stops sending.
-    usage.block_account(store, "shop", "compliance")
+    block_account(store, "shop", "compliance")
     assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
     assert decide(store, request(instance="m1"))[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 3
+    assert usage_status(store, "shop")[0]["sent"] == 3
 
 
 def test_revoking_block_is_rejected_at_any_state(store):
-    usage.block_account(store, "shop", "compliance", revoke=True)
+    block_account(store, "shop", "compliance", revoke=True)
     for state in ("RCPT", "END-OF-MESSAGE"):
         action, info = decide(store, request(protocol_state=state))
         assert action.startswith("REJECT 5.7.1 SMTP credentials revoked") and info["reason"] == "revoked"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert usage_status(store, "shop")[0]["sent"] == 0
 
 
 def test_other_states_do_not_meter(store):
     assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert usage_status(store, "shop")[0]["sent"] == 0
 
 
 STATES = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"]
@@ -97,12 +111,12 @@ def test_every_state_has_an_answer_and_a_state_in_its_log_fields(store):
     for state in STATES:
         action, info = decide(store, request(protocol_state=state))
         assert (action, info["state"], info["login"]) == ("DUNNO", state, "bob@acme.test")
-    assert usage.usage_status(store, "shop")[0]["sent"] == 3  # END-OF-MESSAGE only
+    assert usage_status(store, "shop")[0]["sent"] == 3  # END-OF-MESSAGE only
 
 
 def test_sender_alignment_from_mail_on(store):
-    services.add_account(store, "other", "acme")
-    services.add_domain(store, "other.test", account="other")
+    add_account(store, "other", "acme")
+    add_domain(store, "other.test", account="other")
     for state in ("MAIL", "RCPT", "DATA", "END-OF-MESSAGE"):
         for sender in ("ceo@other.test", "", "x@paypal.com"):
             action, info = decide(store, request(protocol_state=state, sender=sender, instance=f"{state}{sender}"))
@@ -114,8 +128,8 @@ def test_sender_alignment_from_mail_on(store):
     attrs = request(instance="no-sender")
     del attrs["sender"]
     assert decide(store, attrs)[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 3  # that one only: refused ones are not billed
-    services.set_setting(store, "sender_alignment", "off")
+    assert usage_status(store, "shop")[0]["sent"] == 3  # that one only: refused ones are not billed
+    set_setting(store, "sender_alignment", "off")
     assert decide(store, request(protocol_state="RCPT", sender="ceo@other.test"))[0] == "DUNNO"
 
 
@@ -129,20 +143,20 @@ def test_sender_alignment_from_mail_on(store):
     ("3_0", "DEFER_IF_PERMIT 4.5.0 Malformed policy request"),
 ])
 def test_absurd_or_garbage_counts_are_never_metered(store, count, action):
-    services.set_account_limit(store, "shop", 10_000_000)
+    set_account_limit(store, "shop", 10_000_000)
     for state in ("DATA", "END-OF-MESSAGE"):
         assert decide(store, request(protocol_state=state, recipient_count=count))[0] == action
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert usage_status(store, "shop")[0]["sent"] == 0
     assert store.credentials() != []
 
 
 def test_recipient_cap_follows_the_setting(store):
-    services.set_setting(store, "max_recipients_per_message", "2")
+    set_setting(store, "max_recipients_per_message", "2")
     action, info = decide(store, request())
     assert (action, info["reason"], info["metered"]) == ("REJECT 5.5.3 Too many recipients", "too_many_recipients",
                                                          False)
     assert decide(store, request(recipient_count="2"))[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 2
+    assert usage_status(store, "shop")[0]["sent"] == 2
 
 
 def test_not_a_policy_request_is_malformed(store):
@@ -163,7 +177,7 @@ def test_parse_request_refuses_lines_without_a_name():
 def test_an_overlong_instance_is_malformed_not_stored(store):
     assert decide(store, request(instance="i" * 129))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
     assert decide(store, request(instance="i" * 128))[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 3
+    assert usage_status(store, "shop")[0]["sent"] == 3
 
 
 def parse_line_by_line(block):
@@ -261,10 +275,10 @@ ACTIONS = ("DUNNO", "REJECT 5.7.1 ", "REJECT 5.5.3 Too many recipients", "DEFER_
                                                   "10" * 30, "", "i1"]),
                                  st.text(max_size=40))))
 def test_fuzz_any_request_gets_a_known_action_and_never_bills_past_the_caps(store, attrs):
-    before = usage.usage_status(store, "shop")[0]["sent"]
+    before = usage_status(store, "shop")[0]["sent"]
     action, info = decide(store, attrs)
     assert action.startswith(ACTIONS) and "state" in info
-    billed = usage.usage_status(store, "shop")[0]["sent"] - before
+    billed = usage_status(store, "shop")[0]["sent"] - before
     assert billed == 0 or (action == "DUNNO" and info["metered"] and 0 < billed == info["recipients"] <= 1000)
 
 
@@ -483,7 +497,7 @@ def test_ids_are_unique_across_postfix_hosts(store):
     other_host = request(instance="a.b.c", queue_id="Q1", server_address="192.0.2.11")
     for attrs in (first, other_host, first, other_host):
         assert decide(store, attrs)[0] == "DUNNO"
-    assert usage.usage_status(store, "shop")[0]["sent"] == 6
+    assert usage_status(store, "shop")[0]["sent"] == 6
     assert store.existing_source_ids(["policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"]) == {
         "policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"}
 

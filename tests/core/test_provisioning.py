@@ -7,8 +7,14 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core import export, provisioning, services, usage
-from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential, verify_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.metering.enforcement import block_account
+from smtpctl.core.model.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
+from smtpctl.core.provisioning import apply as provisioning
+from smtpctl.core.provisioning import export
 from smtpctl.core.store import Store
 
 PW = "a good long password"
@@ -55,8 +61,8 @@ def test_apply_creates_everything_then_nothing(store):
     plan = provisioning.apply_document(store, doc())
     assert plan.summary() == {"create": 6, "update": 0, "unchanged": 0, "delete": 0, "blocked": 0}
     assert set(plan.generated) == {"app@d.example"}
-    assert services.verify_credential(store, "app@d.example", plan.generated["app@d.example"])
-    assert services.verify_credential(store, "ci@d.example", PW)
+    assert verify_credential(store, "app@d.example", plan.generated["app@d.example"])
+    assert verify_credential(store, "ci@d.example", PW)
     before = content(store)
     again = provisioning.apply_document(store, doc())
     assert again.summary() == {"create": 0, "update": 0, "unchanged": 6, "delete": 0, "blocked": 0}
@@ -68,7 +74,7 @@ def test_changed_password_source_is_an_update(store):
     provisioning.apply_document(store, doc())
     plan = provisioning.apply_document(store, doc(env={"CI_PW": "a brand new password"}))
     assert [(c.action, c.name) for c in plan.changes if c.action != "unchanged"] == [("update", "ci@d.example")]
-    assert services.verify_credential(store, "ci@d.example", "a brand new password")
+    assert verify_credential(store, "ci@d.example", "a brand new password")
 
 
 def test_dry_run_changes_nothing(store):
@@ -116,7 +122,7 @@ def test_password_file_relative_to_the_document(tmp_path):
 ])
 def test_a_file_whose_last_object_breaks_a_rule_writes_nothing(store, extra, error, message):
     provisioning.apply_document(store, doc())
-    services.add_agency(store, "other-agency")
+    add_agency(store, "other-agency")
     before = content(store)
     with pytest.raises(error) as err:
         provisioning.apply_document(store, doc(BASE + "\n[[agencies]]\nname = \"new-one\"\n" + extra))
@@ -134,11 +140,11 @@ def test_failure_on_an_empty_store_leaves_it_empty(store):
 
 def test_conflicting_owner_and_blocked_account(store):
     provisioning.apply_document(store, doc())
-    services.add_agency(store, "b")
+    add_agency(store, "b")
     moved = BASE.replace('[[accounts]]\nname = "shop"\nagency = "acme"', '[[agencies]]\nname = "b"\n[[accounts]]\nname = "shop"\nagency = "b"')
     with pytest.raises(AlreadyExists, match="does not move accounts between agencies"):
         provisioning.apply_document(store, doc(moved))
-    usage.block_account(store, "shop", "review")
+    block_account(store, "shop", "review")
     with pytest.raises(Blocked, match="SMTP Credential creation is blocked. Please contact support… "
                                       "\\(credentials\\[2\\] new@d.example: account shop is blocked \\(review\\)\\)"):
         provisioning.apply_document(store, doc(BASE + '[[credentials]]\nlogin = "new@d.example"\ngenerate = true\n'))
@@ -146,8 +152,8 @@ def test_conflicting_owner_and_blocked_account(store):
 
 def test_prune_deletes_what_the_file_does_not_list(store):
     provisioning.apply_document(store, doc())
-    services.create_credential(store, "stray@d.example", PW)
-    services.add_domain(store, "old.example", agency="acme")
+    create_credential(store, "stray@d.example", PW)
+    add_domain(store, "old.example", agency="acme")
     kept = provisioning.apply_document(store, doc())
     assert kept.summary()["delete"] == 0 and store.credential("stray@d.example") is not None
     pruned = provisioning.apply_document(store, doc(), prune=True)
@@ -159,7 +165,7 @@ def test_prune_deletes_what_the_file_does_not_list(store):
 def test_prune_makes_room_under_the_cap(store):
     provisioning.apply_document(store, doc())
     for i in range(3):
-        services.create_credential(store, f"old{i}@d.example", PW)
+        create_credential(store, f"old{i}@d.example", PW)
     more = BASE + "".join(f'[[credentials]]\nlogin = "n{i}@d.example"\ngenerate = true\n' for i in range(3))
     with pytest.raises(LimitReached):
         provisioning.apply_document(store, doc(more))
@@ -207,8 +213,8 @@ def test_dovecot_passwd_lines(store):
     from passlib.hash import bcrypt, sha512_crypt
 
     provisioning.apply_document(store, doc())
-    services.create_credential(store, "legacy1@d.example", PW)
-    services.create_credential(store, "legacy2@d.example", PW)
+    create_credential(store, "legacy1@d.example", PW)
+    create_credential(store, "legacy2@d.example", PW)
     with store.write():
         store.execute("UPDATE credentials SET password_hash = ? WHERE login = 'legacy1@d.example'",
                       [bcrypt.using(rounds=5).hash(PW)])
@@ -258,11 +264,11 @@ def test_any_store_exports_to_a_file_that_rebuilds_it(world):
     with tempfile.TemporaryDirectory() as tmp:
         with Store.open(Path(tmp) / "a.db") as source:
             for g in agencies:
-                services.add_agency(source, g)
+                add_agency(source, g)
             for name, agency, limit in accounts:
-                services.add_account(source, name, agency, daily_limit=limit)
+                add_account(source, name, agency, daily_limit=limit)
             for name, (kind, owner) in domains:
-                services.add_domain(source, name, **{kind: owner})
+                add_domain(source, name, **{kind: owner})
             made = 0
             for local, domain in credentials:
                 if len(source.credentials(domain=domain)) < 5:

@@ -3,16 +3,16 @@ gets its own answer read from the real store, and one caller's error stays its o
 
 import asyncio
 
-from smtpctl.core import usage
-from smtpctl.core.errors import StoreError
-from smtpctl.servers.runtime import StoreWorker
+from smtpctl.core.metering.live import envelope_check
+from smtpctl.core.model.errors import StoreError
 from smtpctl.servers.metering import ReadBatch
+from smtpctl.servers.runtime import StoreWorker
 
 
 def check_or_fail(store, login: str, sender: str):
     if login == "broken@d.example":
         raise StoreError("this one read failed")
-    return usage.envelope_check(store, login, sender)
+    return envelope_check(store, login, sender)
 
 
 def test_waiting_reads_share_one_trip_and_keep_their_own_answers(isolated_store):
@@ -39,7 +39,7 @@ def test_reads_after_a_trip_see_what_changed_in_between(isolated_store, run):
     run("domain", "add", "d.example", "--account", "shop", check_rc=0)
     run("user", "create", "app@d.example", "--password-stdin", input="Correct-Horse-Battery-Staple-42\n", check_rc=0)
     worker = StoreWorker(isolated_store, "tester")
-    batch = ReadBatch(worker, usage.envelope_check)
+    batch = ReadBatch(worker, envelope_check)
 
     async def read():
         return await batch.read("app@d.example", "app@d.example")

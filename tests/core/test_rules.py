@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpctl.core import rules
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import InvalidInput
 
 
 @pytest.mark.parametrize("raw, stored", [

@@ -3,8 +3,11 @@ import json
 
 import pytest
 
-from smtpctl.core import services
-from smtpctl.core.errors import AlreadyExists, InvalidInput, NotFound
+from smtpctl.core.directory.accounts import account_detail, add_account, list_accounts, set_account_limit
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.domains import add_domain, remove_domain
+from smtpctl.core.directory.settings import effective_setting, effective_settings, set_setting
+from smtpctl.core.model.errors import AlreadyExists, InvalidInput, NotFound
 from smtpctl.core.store import Store
 
 
@@ -20,75 +23,75 @@ def audit_rows(store):
 
 
 def test_agency_names_are_unique_ignoring_case(store):
-    assert services.add_agency(store, "Acme").status == "created"
+    assert add_agency(store, "Acme").status == "created"
     with pytest.raises(AlreadyExists, match="agency 'Acme' already exists"):
-        services.add_agency(store, "ACME")
-    again = services.add_agency(store, "acme", exist_ok=True)
+        add_agency(store, "ACME")
+    again = add_agency(store, "acme", exist_ok=True)
     assert (again.status, again.object.name) == ("unchanged", "Acme")
     assert len(store.agencies()) == 1
 
 
 def test_account_needs_an_existing_agency(store):
     with pytest.raises(NotFound, match="agency 'nope' not found"):
-        services.add_account(store, "shop", "nope")
+        add_account(store, "shop", "nope")
     assert store.accounts() == []
 
 
 def test_account_exist_ok_only_for_a_matching_account(store):
-    services.add_agency(store, "a1")
-    services.add_agency(store, "a2")
-    services.add_account(store, "shop", "a1", daily_limit=2000)
-    assert services.add_account(store, "shop", "a1", exist_ok=True).status == "unchanged"
-    assert services.add_account(store, "shop", "a1", daily_limit=2000, exist_ok=True).status == "unchanged"
+    add_agency(store, "a1")
+    add_agency(store, "a2")
+    add_account(store, "shop", "a1", daily_limit=2000)
+    assert add_account(store, "shop", "a1", exist_ok=True).status == "unchanged"
+    assert add_account(store, "shop", "a1", daily_limit=2000, exist_ok=True).status == "unchanged"
     with pytest.raises(AlreadyExists, match="different settings"):
-        services.add_account(store, "shop", "a2", exist_ok=True)
+        add_account(store, "shop", "a2", exist_ok=True)
     with pytest.raises(AlreadyExists, match="different settings"):
-        services.add_account(store, "shop", "a1", daily_limit=10, exist_ok=True)
+        add_account(store, "shop", "a1", daily_limit=10, exist_ok=True)
 
 
 def test_effective_limit_follows_the_store_default(store):
-    services.add_agency(store, "a")
-    services.add_account(store, "shop", "a")
-    assert services.account_detail(store, "shop")["effective_daily_limit"] == 1500
-    services.set_setting(store, "default_daily_limit", "3000")
-    assert services.account_detail(store, "shop")["effective_daily_limit"] == 3000
-    services.set_account_limit(store, "shop", "100")
-    assert services.account_detail(store, "shop")["effective_daily_limit"] == 100
-    assert services.set_account_limit(store, "shop", "100").status == "unchanged"
-    services.set_account_limit(store, "shop", "default")
-    assert services.account_detail(store, "shop")["daily_limit"] is None
+    add_agency(store, "a")
+    add_account(store, "shop", "a")
+    assert account_detail(store, "shop")["effective_daily_limit"] == 1500
+    set_setting(store, "default_daily_limit", "3000")
+    assert account_detail(store, "shop")["effective_daily_limit"] == 3000
+    set_account_limit(store, "shop", "100")
+    assert account_detail(store, "shop")["effective_daily_limit"] == 100
+    assert set_account_limit(store, "shop", "100").status == "unchanged"
+    set_account_limit(store, "shop", "default")
+    assert account_detail(store, "shop")["daily_limit"] is None
 
 
 def test_domain_owner_is_exactly_one(store):
-    services.add_agency(store, "a")
-    services.add_account(store, "shop", "a")
+    add_agency(store, "a")
+    add_account(store, "shop", "a")
     with pytest.raises(InvalidInput, match="exactly one"):
-        services.add_domain(store, "x.example")
+        add_domain(store, "x.example")
     with pytest.raises(InvalidInput, match="exactly one"):
-        services.add_domain(store, "x.example", account="shop", agency="a")
+        add_domain(store, "x.example", account="shop", agency="a")
 
 
 def test_domain_kinds_and_exist_ok(store):
-    services.add_agency(store, "a")
-    services.add_account(store, "shop", "a")
-    dedicated = services.add_domain(store, "Bücher.example", account="shop").object
+    add_agency(store, "a")
+    add_account(store, "shop", "a")
+    dedicated = add_domain(store, "Bücher.example", account="shop").object
     assert (dedicated.name, dedicated.unicode_name, dedicated.kind, dedicated.agency) == (
         "xn--bcher-kva.example", "bücher.example", "dedicated", "a")
-    shared = services.add_domain(store, "shared.example", agency="a").object
+    shared = add_domain(store, "shared.example", agency="a").object
     assert (shared.kind, shared.account) == ("agency-assigned", None)
-    assert services.add_domain(store, "BÜCHER.example.", account="shop", exist_ok=True).status == "unchanged"
+    assert add_domain(store, "BÜCHER.example.", account="shop", exist_ok=True).status == "unchanged"
     with pytest.raises(AlreadyExists, match="agency-assigned"):
-        services.add_domain(store, "shared.example", account="shop", exist_ok=True)
+        add_domain(store, "shared.example", account="shop", exist_ok=True)
 
 
 def test_every_change_is_audited_without_noise(store):
-    services.add_agency(store, "a")
-    services.add_account(store, "shop", "a", daily_limit=10)
-    services.add_domain(store, "d.example", account="shop")
-    services.set_account_limit(store, "shop", "20")
-    services.set_setting(store, "price_per_1000", "0.7")
-    services.remove_domain(store, "d.example")
-    services.add_agency(store, "a", exist_ok=True)  # unchanged: no row
+    add_agency(store, "a")
+    add_account(store, "shop", "a", daily_limit=10)
+    add_domain(store, "d.example", account="shop")
+    set_account_limit(store, "shop", "20")
+    set_setting(store, "price_per_1000", "0.7")
+    remove_domain(store, "d.example")
+    add_agency(store, "a", exist_ok=True)  # unchanged: no row
     assert audit_rows(store) == [
         ("agency.create", "a", {}),
         ("account.create", "shop", {"agency": "a", "daily_limit": 10}),
@@ -101,7 +104,7 @@ def test_every_change_is_audited_without_noise(store):
 
 def test_failed_write_leaves_no_audit_row(store):
     with pytest.raises(NotFound):
-        services.add_domain(store, "d.example", account="ghost")
+        add_domain(store, "d.example", account="ghost")
     assert audit_rows(store) == []
 
 
@@ -120,8 +123,8 @@ def test_one_setting_reads_as_the_effective_settings_read_it(store, stored):
     """``effective_setting`` (what account list reads, without checking the
     other settings) answers each key as ``effective_settings(store)[key]``:
     the default, the stored value, or the same StoreError."""
-    from smtpctl.core.errors import StoreError
-    from smtpctl.core.rules import SETTINGS
+    from smtpctl.core.model.errors import StoreError
+    from smtpctl.core.model.rules import SETTINGS
 
     assert set(SETTING_VALUES) == set(SETTINGS)
     for key in SETTINGS:
@@ -132,12 +135,12 @@ def test_one_setting_reads_as_the_effective_settings_read_it(store, stored):
                     value = bad if stored == "all bad" or (stored == "bad" and other == key) else good
                     store.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, 'x')", [other, value])
         with pytest.raises(StoreError) if stored in ("bad", "all bad") else contextlib.nullcontext() as expected:
-            value = services.effective_settings(store)[key]
+            value = effective_settings(store)[key]
         if expected is None:
-            assert services.effective_setting(store, key) == value
+            assert effective_setting(store, key) == value
             continue
         with pytest.raises(StoreError) as raised:
-            services.effective_setting(store, key)
+            effective_setting(store, key)
         assert raised.value.message == expected.value.message
         # raised as EffectiveSettings raises it: no exception chained to it
         assert (raised.value.__cause__, raised.value.__context__) == (expected.value.__cause__, None)
@@ -147,14 +150,14 @@ def test_one_setting_reads_as_the_effective_settings_read_it(store, stored):
 def test_account_list_reads_only_the_default_limit(store):
     """A bad stored value of another setting does not stop account list (it
     never did: only a read of that key raises); a bad default limit does."""
-    from smtpctl.core.errors import StoreError
+    from smtpctl.core.model.errors import StoreError
 
-    services.add_agency(store, "acme")
-    services.add_account(store, "shop", "acme")
+    add_agency(store, "acme")
+    add_account(store, "shop", "acme")
     with store.write():
         store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('timezone', 'Mars/Olympus', 'x')")
-    assert [a["effective_daily_limit"] for a in services.list_accounts(store)] == [1500]
+    assert [a["effective_daily_limit"] for a in list_accounts(store)] == [1500]
     with store.write():
         store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('default_daily_limit', '0', 'x')")
     with pytest.raises(StoreError, match="invalid value for setting default_daily_limit: '0'"):
-        services.list_accounts(store)
+        list_accounts(store)

@@ -4,9 +4,10 @@ import stat
 
 import pytest
 
-from smtpctl.core import services
-from smtpctl.core.errors import StoreError
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store import Store, known_migrations
+from smtpctl.core.store.care import backup_store
 
 
 def file_digest(path):
@@ -116,7 +117,7 @@ def test_directory_is_refused(tmp_path):
 
 def test_audit_trail_refuses_update_and_delete(store_at):
     with Store.open(store_at, actor="alice") as store:
-        services.add_agency(store, "acme")
+        add_agency(store, "acme")
         row = store.query("SELECT actor, action, object_type, object_name FROM audit")
         assert row == [{"actor": "alice", "action": "agency.create", "object_type": "agency", "object_name": "acme"}]
         for statement in ("UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"):
@@ -145,7 +146,7 @@ def test_locked_store_is_a_store_error(tmp_path):
     try:
         with Store.open(path, busy_timeout=0.1) as store:
             with pytest.raises(StoreError, match="locked"):
-                services.add_agency(store, "acme")
+                add_agency(store, "acme")
     finally:
         holder.rollback()
         holder.close()
@@ -153,8 +154,8 @@ def test_locked_store_is_a_store_error(tmp_path):
 
 def test_backup_is_a_working_store(tmp_path):
     with Store.open(tmp_path / "s.db") as store:
-        services.add_agency(store, "acme")
-        result = services.backup_store(store, tmp_path / "copy.db")
+        add_agency(store, "acme")
+        result = backup_store(store, tmp_path / "copy.db")
     assert result["path"] == str(tmp_path / "copy.db")
     assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o600
     with Store.open(tmp_path / "copy.db") as copy:
@@ -181,11 +182,11 @@ def test_postgresql_store_migrates_to_the_same_schema(pg_dsn):
         assert store.schema_version() == known_migrations()
         assert {"audit_no_update", "audit_no_delete", "audit_no_truncate"} <= store.triggers()
         assert store.integrity_ok()
-        services.add_agency(store, "Acme")
-        from smtpctl.core.errors import AlreadyExists
+        add_agency(store, "Acme")
+        from smtpctl.core.model.errors import AlreadyExists
 
         with pytest.raises(AlreadyExists, match="already exists"):
-            services.add_agency(store, "ACME")  # names are one case-insensitively, as on SQLite
+            add_agency(store, "ACME")  # names are one case-insensitively, as on SQLite
         assert store.agency("acme").name == "Acme"
     with Store.open(pg_dsn) as again:  # migrating twice changes nothing
         assert again.schema_version() == known_migrations()
@@ -220,10 +221,10 @@ def test_postgresql_writers_wait_for_the_one_write_lock_then_give_up(pg_dsn):
         with holder.write():
             with Store.open(pg_dsn, busy_timeout=0.2) as store:
                 with pytest.raises(StoreError, match="locked by another writer"):
-                    services.add_agency(store, "acme")
+                    add_agency(store, "acme")
                 assert store.agencies() == []  # reads take no lock
         with Store.open(pg_dsn, busy_timeout=0.2) as store:
-            services.add_agency(store, "acme")
+            add_agency(store, "acme")
             assert [a.name for a in store.agencies()] == ["acme"]
     finally:
         holder.close()
@@ -240,7 +241,7 @@ def test_postgresql_unreachable_is_one_store_error(tmp_path):
 def test_postgresql_clock_is_the_servers(pg_dsn):
     from datetime import timedelta
 
-    from smtpctl.core.clock import utc_now
+    from smtpctl.core.model.clock import utc_now
 
     with Store.open(pg_dsn) as store:
         with store.write():
@@ -253,8 +254,8 @@ def test_sqlite_users_never_load_psycopg(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from smtpctl.core.store import Store; from smtpctl.core import services; "
-            f"s = Store.open({str(tmp_path / 's.db')!r}); services.add_agency(s, 'acme'); s.close(); "
+    code = ("import sys; from smtpctl.core.store import Store; from smtpctl.core.directory.agencies import add_agency; "
+            f"s = Store.open({str(tmp_path / 's.db')!r}); add_agency(s, 'acme'); s.close(); "
             "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sqlite_utils'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -263,7 +264,7 @@ def test_sqlite_users_never_load_psycopg(tmp_path):
 def test_settings_read_once_per_write_follow_every_change_in_it(store_at):
     """Inside one write transaction the settings are read once (a group commit's batch does not read them
     per message); a change made in the transaction, or undone by a savepoint, is seen at once."""
-    from smtpctl.core.services import effective_settings
+    from smtpctl.core.directory.settings import effective_settings
 
     with Store.open(store_at) as store:
         with store.write():

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from smtpctl.core.errors import StoreError
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store import Store, throttle
 from smtpctl.core.store.throttle import Limits
 

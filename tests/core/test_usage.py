@@ -8,10 +8,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core import services, usage
-from smtpctl.core.clock import iso_z, utc_now
-from smtpctl.core.errors import Blocked, InvalidInput, LimitReached, NotFound
-from smtpctl.core.ingest import BadLine, build_input
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential, delete_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.directory.settings import set_setting, today
+from smtpctl.core.ingest.message import BadLine, build_input
+from smtpctl.core.metering.batch import import_usage, record_usage
+from smtpctl.core.metering.enforcement import block_account, unblock_account
+from smtpctl.core.model.clock import iso_z, utc_now
+from smtpctl.core.model.errors import Blocked, InvalidInput, LimitReached, NotFound
+from smtpctl.core.reporting.pricing import estimate
+from smtpctl.core.reporting.report import usage_report
+from smtpctl.core.reporting.status import usage_status
 from smtpctl.core.store import Store
 
 UTC = timezone.utc
@@ -26,15 +35,15 @@ def msg(user=None, *, n=1, at=None, sid=None, domain=None, inbound=False):
 @pytest.fixture
 def store(store_at):
     with Store.open(store_at, actor="ops") as s:
-        services.add_agency(s, "acme")
-        services.add_account(s, "shop", "acme", daily_limit=10)
-        services.add_account(s, "other", "acme")
-        services.add_domain(s, "d.example", account="shop")
-        services.add_domain(s, "e.example", account="shop")
-        services.add_domain(s, "o.example", account="other")
-        services.add_domain(s, "shared.example", agency="acme")
+        add_agency(s, "acme")
+        add_account(s, "shop", "acme", daily_limit=10)
+        add_account(s, "other", "acme")
+        add_domain(s, "d.example", account="shop")
+        add_domain(s, "e.example", account="shop")
+        add_domain(s, "o.example", account="other")
+        add_domain(s, "shared.example", agency="acme")
         for login in ("a@d.example", "b@d.example", "c@e.example", "x@o.example"):
-            services.create_credential(s, login, PW)
+            create_credential(s, login, PW)
         yield s
 
 
@@ -45,33 +54,33 @@ def logins(store):
 def test_record_counts_recipients_and_is_idempotent_by_id(store):
     item = build_input(direction="outbound", user="a@d.example", domain=None, to=["1@x.test", "2@x.test"],
                        cc=["3@x.test"], bcc=["4@x.test"], recipients=None, at=None, source_id="m1", default_tz=UTC)
-    first = usage.record_usage(store, item)
+    first = record_usage(store, item)
     assert (first.recorded, first.emails, first.events[0]["emails"]) == (1, 4, 4)
-    again = usage.record_usage(store, item)
+    again = record_usage(store, item)
     assert (again.recorded, again.duplicates) == (0, 1)
     assert store.scalar("SELECT SUM(emails) FROM usage_events") == 4
 
 
 def test_unknown_and_agency_assigned_senders(store):
     with pytest.raises(NotFound, match="domain nope.example is not in the store"):
-        usage.record_usage(store, msg("a@nope.example"))
+        record_usage(store, msg("a@nope.example"))
     with pytest.raises(InvalidInput, match="agency-assigned"):
-        usage.record_usage(store, msg("a@shared.example"))
+        record_usage(store, msg("a@shared.example"))
     assert store.scalar("SELECT count(*) FROM usage_events") == 0
 
 
 def test_deleted_credential_still_counts_for_its_domains_account(store):
-    services.delete_credential(store, "b@d.example")
-    usage.record_usage(store, msg("b@d.example", n=3))
-    assert usage.usage_status(store, "shop")[0]["sent"] == 3
+    delete_credential(store, "b@d.example")
+    record_usage(store, msg("b@d.example", n=3))
+    assert usage_status(store, "shop")[0]["sent"] == 3
 
 
 def test_inbound_is_billed_not_limited(store):
-    usage.record_usage(store, msg(domain="d.example", n=50, inbound=True))
-    usage.record_usage(store, msg(domain="shared.example", n=5, inbound=True))
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    record_usage(store, msg(domain="d.example", n=50, inbound=True))
+    record_usage(store, msg(domain="shared.example", n=5, inbound=True))
+    assert usage_status(store, "shop")[0]["sent"] == 0
     assert len(logins(store)) == 4
-    report = usage.usage_report(store, by=["agency", "account"])
+    report = usage_report(store, by=["agency", "account"])
     assert [(r["agency"], r["account"], r["inbound"]) for r in report["rows"]] == [
         ("acme", "", 5), ("acme", "shop", 50)]
     assert report["total"]["cost"] == "0.037125"
@@ -80,80 +89,80 @@ def test_inbound_is_billed_not_limited(store):
 def test_crossing_the_limit_revokes_and_blocks_in_the_same_transaction(store, monkeypatch):
     now = utc_now()  # one instant: a run across midnight puts no two steps on two days
     monkeypatch.setattr(Store, "now", lambda self: now)
-    assert not usage.record_usage(store, msg("a@d.example", n=10)).crossings  # at the limit: fine
-    result = usage.record_usage(store, msg("c@e.example", n=2))
+    assert not record_usage(store, msg("a@d.example", n=10)).crossings  # at the limit: fine
+    result = record_usage(store, msg("c@e.example", n=2))
     assert [c.as_dict() for c in result.crossings] == [{
-        "account": "shop", "day": usage.today(store), "emails": 12, "limit": 10, "enforced": True,
+        "account": "shop", "day": today(store), "emails": 12, "limit": 10, "enforced": True,
         "revoked_credentials": ["a@d.example", "b@d.example", "c@e.example"]}]
     assert logins(store) == ["x@o.example"]  # the other account keeps its own
     account = store.account("shop")
     assert (account.block_kind, account.block_reason) == (
-        "limit", f"daily limit of 10 emails exceeded on {usage.today(store)} (12 sent)")
+        "limit", f"daily limit of 10 emails exceeded on {today(store)} (12 sent)")
     with pytest.raises(Blocked):
-        services.create_credential(store, "new@d.example", PW)
+        create_credential(store, "new@d.example", PW)
     audit = store.query("SELECT details FROM audit WHERE action = 'account.limit_exceeded'")
     assert json.loads(audit[0]["details"])["revoked_credentials"] == ["a@d.example", "b@d.example", "c@e.example"]
     # The crossing message itself is recorded and billed.
-    assert usage.usage_status(store, "shop")[0]["sent"] == 12
+    assert usage_status(store, "shop")[0]["sent"] == 12
     # The hard cap: later mail the same day is refused, not recorded, not billed.
     with pytest.raises(LimitReached, match="over its daily limit .* message refused, not recorded"):
-        usage.record_usage(store, msg("a@d.example", n=1))
-    assert usage.usage_status(store, "shop")[0]["sent"] == 12
+        record_usage(store, msg("a@d.example", n=1))
+    assert usage_status(store, "shop")[0]["sent"] == 12
 
 
 def test_unblock_does_not_restore_and_same_day_mail_blocks_again(store):
-    usage.record_usage(store, msg("a@d.example", n=11))
-    assert usage.unblock_account(store, "shop")["status"] == "unblocked"
+    record_usage(store, msg("a@d.example", n=11))
+    assert unblock_account(store, "shop")["status"] == "unblocked"
     assert logins(store) == ["x@o.example"]
-    services.create_credential(store, "new@d.example", PW)
+    create_credential(store, "new@d.example", PW)
     # Still over today's limit: the message is refused (not billed) and the rule applies again.
     with pytest.raises(LimitReached):
-        usage.record_usage(store, msg("new@d.example", n=1))
+        record_usage(store, msg("new@d.example", n=1))
     assert "new@d.example" not in logins(store)
     assert store.account("shop").blocked
-    assert usage.usage_status(store, "shop")[0]["sent"] == 11
+    assert usage_status(store, "shop")[0]["sent"] == 11
 
 
 def test_late_event_for_a_past_day_counts_there_and_is_not_enforced(store):
     yesterday = utc_now() - timedelta(days=1)
-    result = usage.record_usage(store, msg("a@d.example", n=25, at=iso_z(yesterday)))
+    result = record_usage(store, msg("a@d.example", n=25, at=iso_z(yesterday)))
     assert [(c.day, c.enforced) for c in result.crossings] == [
         ((yesterday.date()).isoformat(), False)]
     assert len(logins(store)) == 4 and not store.account("shop").blocked
-    assert usage.usage_status(store, "shop")[0]["sent"] == 0
+    assert usage_status(store, "shop")[0]["sent"] == 0
 
 
 def test_late_event_for_today_is_enforced(store):
     earlier_today = max(utc_now() - timedelta(hours=3), utc_now().replace(hour=0, minute=0, second=1))
-    result = usage.record_usage(store, msg("a@d.example", n=11, at=iso_z(earlier_today)))
+    result = record_usage(store, msg("a@d.example", n=11, at=iso_z(earlier_today)))
     assert result.crossings[0].enforced and logins(store) == ["x@o.example"]
 
 
 def test_future_events_are_refused(store):
     with pytest.raises(InvalidInput, match="in the future"):
-        usage.record_usage(store, msg("a@d.example", at=iso_z(utc_now() + timedelta(hours=2))))
+        record_usage(store, msg("a@d.example", at=iso_z(utc_now() + timedelta(hours=2))))
 
 
 def test_days_follow_the_store_time_zone(store):
-    services.set_setting(store, "timezone", "Europe/Berlin")
-    usage.record_usage(store, msg("x@o.example", n=1, at="2026-03-10T22:30:00Z"))  # 23:30 in Berlin
-    usage.record_usage(store, msg("x@o.example", n=2, at="2026-03-10T23:30:00Z"))  # 00:30 on the 11th
-    report = usage.usage_report(store, since="2026-03-10", until="2026-03-11", by=["day"])
+    set_setting(store, "timezone", "Europe/Berlin")
+    record_usage(store, msg("x@o.example", n=1, at="2026-03-10T22:30:00Z"))  # 23:30 in Berlin
+    record_usage(store, msg("x@o.example", n=2, at="2026-03-10T23:30:00Z"))  # 00:30 on the 11th
+    report = usage_report(store, since="2026-03-10", until="2026-03-11", by=["day"])
     assert [(r["day"], r["emails"]) for r in report["rows"]] == [("2026-03-10", 1), ("2026-03-11", 2)]
     assert report["timezone"] == "Europe/Berlin"
-    services.set_setting(store, "timezone", "UTC")
-    utc_report = usage.usage_report(store, since="2026-03-10", until="2026-03-11", by=["day"])
+    set_setting(store, "timezone", "UTC")
+    utc_report = usage_report(store, since="2026-03-10", until="2026-03-11", by=["day"])
     # An event's day is fixed when it is recorded.
     assert [(r["day"], r["emails"]) for r in utc_report["rows"]] == [("2026-03-10", 1), ("2026-03-11", 2)]
 
 
 def test_report_groups_filters_and_costs_add_up(store):
     day1, day2 = "2026-10-01T10:00:00Z", "2026-10-02T10:00:00Z"
-    usage.record_usage(store, msg("a@d.example", n=3, at=day1))
-    usage.record_usage(store, msg("b@d.example", n=4, at=day2))
-    usage.record_usage(store, msg("x@o.example", n=45, at=day2))
-    usage.record_usage(store, msg(domain="o.example", n=1000, at=day2, inbound=True))
-    report = usage.usage_report(store, since="2026-10-01", until="2026-10-31", by=["account", "day"])
+    record_usage(store, msg("a@d.example", n=3, at=day1))
+    record_usage(store, msg("b@d.example", n=4, at=day2))
+    record_usage(store, msg("x@o.example", n=45, at=day2))
+    record_usage(store, msg(domain="o.example", n=1000, at=day2, inbound=True))
+    report = usage_report(store, since="2026-10-01", until="2026-10-31", by=["account", "day"])
     assert [(r["account"], r["day"], r["messages"], r["emails"], r["outbound"], r["inbound"], r["cost"],
              r["cost_rounded"]) for r in report["rows"]] == [
         ("other", "2026-10-02", 2, 1045, 45, 1000, "0.705375", "0.71"),
@@ -163,14 +172,14 @@ def test_report_groups_filters_and_costs_add_up(store):
     assert report["total"] == {"messages": 4, "emails": 1052, "outbound": 52, "inbound": 1000,
                                "cost": "0.7101", "cost_rounded": "0.71"}
     assert sum(Decimal(r["cost"]) for r in report["rows"]) == Decimal(report["total"]["cost"])
-    by_user = usage.usage_report(store, since="2026-10-01", until="2026-10-31", by=["user"], account="shop")
+    by_user = usage_report(store, since="2026-10-01", until="2026-10-31", by=["user"], account="shop")
     assert [(r["user"], r["emails"]) for r in by_user["rows"]] == [("a@d.example", 3), ("b@d.example", 4)]
-    only = usage.usage_report(store, since="2026-10-02", until="2026-10-02", by=["direction"], domain="o.example")
+    only = usage_report(store, since="2026-10-02", until="2026-10-02", by=["direction"], domain="o.example")
     assert [(r["direction"], r["emails"]) for r in only["rows"]] == [("inbound", 1000), ("outbound", 45)]
     with pytest.raises(InvalidInput, match="--by must be one of"):
-        usage.usage_report(store, by=["week"])
+        usage_report(store, by=["week"])
     with pytest.raises(InvalidInput, match="after --until"):
-        usage.usage_report(store, since="2026-10-05", until="2026-10-01")
+        usage_report(store, since="2026-10-05", until="2026-10-01")
 
 
 def test_import_counts_rejects_and_strict_keeps_nothing_of_the_batch(store):
@@ -179,39 +188,39 @@ def test_import_counts_rejects_and_strict_keeps_nothing_of_the_batch(store):
              msg("a@d.example", n=2, at="2026-10-01T10:00:00Z", sid="i1")]
     items = [i if isinstance(i, BadLine) else i.__class__(**{**i.__dict__, "line": n})
              for n, i in enumerate(items, start=1)]
-    summary = usage.import_usage(store, items)
+    summary = import_usage(store, items)
     assert (summary.messages, summary.emails, summary.duplicates, summary.rejected) == (1, 1, 1, 2)
     assert summary.rejected_lines == [{"line": 2, "reason": "not JSON"}, {
         "line": 3, "reason": "unknown sender a@nope.example: domain nope.example is not in the store"}]
     before = store.scalar("SELECT count(*) FROM usage_events")
     strict_items = [msg("b@d.example", n=1, at="2026-10-01T10:00:00Z", sid="s1"), BadLine(9, "broken")]
     with pytest.raises(InvalidInput, match="^line 9: broken$"):
-        usage.import_usage(store, strict_items, strict=True)
+        import_usage(store, strict_items, strict=True)
     assert store.scalar("SELECT count(*) FROM usage_events") == before
 
 
 def test_manual_block_and_revoke(store):
-    result = usage.block_account(store, "other", "compliance flag", revoke=True)
+    result = block_account(store, "other", "compliance flag", revoke=True)
     assert (result["status"], result["block_kind"], result["revoked_credentials"]) == (
         "blocked", "manual", ["x@o.example"])
-    again = usage.block_account(store, "other", "second reason")
+    again = block_account(store, "other", "second reason")
     assert (again["status"], again["block_reason"]) == ("unchanged", "compliance flag")
     with pytest.raises(InvalidInput):
-        usage.block_account(store, "shop", "   ")
-    assert usage.unblock_account(store, "other")["status"] == "unblocked"
-    assert usage.unblock_account(store, "other")["status"] == "unchanged"
+        block_account(store, "shop", "   ")
+    assert unblock_account(store, "other")["status"] == "unblocked"
+    assert unblock_account(store, "other")["status"] == "unchanged"
 
 
 def test_status_levels(store):
-    usage.record_usage(store, msg("a@d.example", n=8))
-    row = usage.usage_status(store, "shop")[0]
+    record_usage(store, msg("a@d.example", n=8))
+    row = usage_status(store, "shop")[0]
     assert (row["sent"], row["limit"], row["remaining"], row["percent"], row["level"]) == (8, 10, 2, 80.0, "warning")
-    usage.record_usage(store, msg("a@d.example", n=2))
-    assert usage.usage_status(store, "shop")[0]["level"] == "limit"
+    record_usage(store, msg("a@d.example", n=2))
+    assert usage_status(store, "shop")[0]["level"] == "limit"
 
 
 def test_estimate():
-    data = usage.estimate(emails=45_000, rate=Decimal("0.675"), compare=[("Mailgun", Decimal("0.80"))])
+    data = estimate(emails=45_000, rate=Decimal("0.675"), compare=[("Mailgun", Decimal("0.80"))])
     assert (data["cost"], data["cost_rounded"]) == ("30.375", "30.38")
     assert data["comparisons"] == [{"name": "Mailgun", "rate_per_1000": "0.80", "cost": "36.00",
                                     "cost_rounded": "36.00", "saving": "5.625", "saving_rounded": "5.63",
@@ -230,11 +239,11 @@ event = st.tuples(
 @given(st.lists(event, min_size=1, max_size=25))
 def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "p.db", actor="prop") as store:
-        services.add_agency(store, "acme")
-        services.add_account(store, "shop", "acme", daily_limit=20)
-        services.add_account(store, "other", "acme", daily_limit=30)
+        add_agency(store, "acme")
+        add_account(store, "shop", "acme", daily_limit=20)
+        add_account(store, "other", "acme", daily_limit=30)
         for name, account in (("d.example", "shop"), ("o.example", "other")):
-            services.add_domain(store, name, account=account)
+            add_domain(store, name, account=account)
         shop = store.account("shop").id
         domain_id = store.domain("d.example").id
         for i in range(3):  # a fixed hash: the property is about the rule, not hashing
@@ -248,35 +257,35 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
             serial += 1
             if op == "create":
                 try:
-                    services.create_credential(store, f"n{serial}@d.example", PW)
+                    create_credential(store, f"n{serial}@d.example", PW)
                 except Blocked:
                     assert store.account("shop").blocked
                 except LimitReached:
                     assert len(store.account_logins(shop)) == 5
                 continue
             if op == "unblock":
-                usage.unblock_account(store, "shop")
+                unblock_account(store, "shop")
                 continue
             if op == "inbound":
-                usage.record_usage(store, msg(domain="d.example", n=n, inbound=True))
+                record_usage(store, msg(domain="d.example", n=n, inbound=True))
             elif op == "late":
                 # The hard cap holds on a past day too: over that day's limit, refused and not recorded.
                 if late_total > 20:
                     with pytest.raises(LimitReached):
-                        usage.record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
+                        record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
                     continue
-                usage.record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
+                record_usage(store, msg("u0@d.example", n=n, at=iso_z(utc_now() - timedelta(days=2))))
                 late_total += n
             else:
                 who = "shop" if op == "send-shop" else "other"
                 limit = 20 if who == "shop" else 30
                 if sent_today[who] > limit:  # the hard cap: refused, not billed, the rule applied again
                     with pytest.raises(LimitReached):
-                        usage.record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
+                        record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
                     account = store.account(who)
                     assert store.account_logins(account.id) == [] and account.blocked
                     continue
-                usage.record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
+                record_usage(store, msg("u0@d.example" if who == "shop" else "z@o.example", n=n))
                 sent_today[who] += n
                 if sent_today[who] > limit:
                     account = store.account(who)
@@ -285,7 +294,7 @@ def test_no_credential_outlives_a_crossing_and_counts_add_up(ops):
             recorded += n
             assert store.scalar("SELECT SUM(emails) FROM usage_events") == recorded
             assert store.scalar("SELECT SUM(emails) FROM usage_daily") == recorded
-            status = {r["account"]: r["sent"] for r in usage.usage_status(store)}
+            status = {r["account"]: r["sent"] for r in usage_status(store)}
             assert status == sent_today
         if sent_today["shop"] <= 20:
             assert not store.account("shop").blocked

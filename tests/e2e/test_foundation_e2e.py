@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from smtpctl.core.store import Store
-
 from tests.conftest import smtpctl_binary
 
 pytestmark = pytest.mark.e2e

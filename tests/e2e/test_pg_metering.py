@@ -18,8 +18,9 @@ from functools import partial
 
 import pytest
 
-from smtpctl.core import usage
-from smtpctl.core.errors import StoreError
+from smtpctl.core.directory.settings import today
+from smtpctl.core.metering.live import Admission, admit_message, run_steps
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store import Store
 from tests.conftest import smtpctl_binary
 from tests.e2e.test_policy_hostile import build
@@ -29,10 +30,10 @@ pytestmark = pytest.mark.e2e
 FORK = multiprocessing.get_context("fork")
 
 
-def _admit_batch(store: Store, logins: list[str], tag: str) -> list[usage.Admission]:
-    steps = [partial(usage.admit_message, login=login, recipients=3, source_id=f"{tag}-{k}")
+def _admit_batch(store: Store, logins: list[str], tag: str) -> list[Admission]:
+    steps = [partial(admit_message, login=login, recipients=3, source_id=f"{tag}-{k}")
              for k, login in enumerate(logins)]
-    answers = usage.run_steps(store, steps, logins=logins)
+    answers = run_steps(store, steps, logins=logins)
     for answer in answers:
         if isinstance(answer, BaseException):
             raise answer
@@ -96,7 +97,7 @@ def test_two_accounts_meter_at_once_and_one_account_waits(pg_dsn):
                 with other.write():
                     other.update_account(1, daily_limit=5)
             # a login the batch did not announce takes its account's lock when it gets there
-            (answer,) = usage.run_steps(other, [partial(usage.admit_message, login="x@a.test", recipients=1,
+            (answer,) = run_steps(other, [partial(admit_message, login="x@a.test", recipients=1,
                                                         source_id="unannounced")], logins=["y@b.test"])
             assert isinstance(answer, Exception) and "lock timeout" in str(answer), answer
         assert _admit_batch(other, ["x@a.test"], "after")[0].status == "accepted"
@@ -120,7 +121,7 @@ def _directory_writer(dsn: str, change: str, barrier, out) -> None:
         time.sleep(0.3)
         with store.write():  # the exclusive write lock, as every CLI change
             account_id = store.scalar("SELECT id FROM accounts WHERE name = 'a'")
-            day = usage.today(store)
+            day = today(store)
             before = store.outbound_totals([(account_id, day)])[(account_id, day)]
             if change == "limit":
                 store.update_account(account_id, daily_limit=before + 6)

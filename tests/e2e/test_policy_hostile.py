@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from smtpctl.core import services
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential
+from smtpctl.core.directory.domains import add_domain
 from smtpctl.core.store import Store
 from tests.e2e.servers import Running
 
@@ -68,13 +71,13 @@ def events(server: Running, name: str) -> list[str]:
 def build(db: Path, accounts: dict[str, tuple[int | None, list[str], list[str]]]) -> None:
     """Set the store up in-process (fast); the servers under test are real processes."""
     with Store.open(db) as store:
-        services.add_agency(store, "acme")
+        add_agency(store, "acme")
         for account, (limit, domains, logins) in accounts.items():
-            services.add_account(store, account, "acme", daily_limit=limit)
+            add_account(store, account, "acme", daily_limit=limit)
             for domain in domains:
-                services.add_domain(store, domain, account=account)
+                add_domain(store, domain, account=account)
             for login in logins:
-                services.create_credential(store, login, "a good long password")
+                create_credential(store, login, "a good long password")
 
 
 @pytest.fixture

@@ -10,8 +10,13 @@ import threading
 
 import pytest
 
-from smtpctl.core import services, usage
-from smtpctl.core.ingest import UsageInput
+from smtpctl.core.directory.accounts import add_account, rename_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.directory.settings import set_setting
+from smtpctl.core.ingest.message import UsageInput
+from smtpctl.core.metering.batch import import_usage
 from smtpctl.core.store import Store
 from tests.conftest import smtpctl_binary
 from tests.e2e.servers import Running
@@ -22,9 +27,9 @@ pytestmark = pytest.mark.e2e
 
 def test_twenty_parallel_user_creates_leave_exactly_five(pg_dsn, run):
     with Store.open(pg_dsn) as store:
-        services.add_agency(store, "acme")
-        services.add_account(store, "shop", "acme")
-        services.add_domain(store, "d.example", account="shop")
+        add_agency(store, "acme")
+        add_account(store, "shop", "acme")
+        add_domain(store, "d.example", account="shop")
     procs = [subprocess.Popen([smtpctl_binary(), "--db", pg_dsn, "user", "create", f"u{i}@d.example", "--generate",
                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                               text=True) for i in range(20)]
@@ -61,17 +66,17 @@ def test_two_policy_servers_on_one_database_hold_the_hard_cap(pg_dsn, run, tmp_p
 
 
 def _fill(store: Store) -> None:
-    services.add_agency(store, "Acme")
-    services.add_account(store, "shop", "acme", daily_limit=1000)
-    services.add_domain(store, "d.example", account="shop")
-    services.add_domain(store, "in.example", agency="Acme")
-    services.create_credential(store, "a@d.example", "a good long password")
-    services.set_setting(store, "price_per_1000", "0.7")
+    add_agency(store, "Acme")
+    add_account(store, "shop", "acme", daily_limit=1000)
+    add_domain(store, "d.example", account="shop")
+    add_domain(store, "in.example", agency="Acme")
+    create_credential(store, "a@d.example", "a good long password")
+    set_setting(store, "price_per_1000", "0.7")
     items = [UsageInput("outbound", "a@d.example", None, n % 7 + 1, 0, 0, None, f"m{n}", line=n + 1)
              for n in range(30)]
     items.append(UsageInput("inbound", None, "in.example", 4, 0, 0, None, "in1", line=31))
-    usage.import_usage(store, items)
-    services.rename_account(store, "shop", "boutique")
+    import_usage(store, items)
+    rename_account(store, "shop", "boutique")
 
 
 def test_store_copy_sqlite_to_postgresql_and_back(pg_dsn, run, tmp_path):

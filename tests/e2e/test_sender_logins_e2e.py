@@ -8,8 +8,12 @@ import subprocess
 
 import pytest
 
-from smtpctl.core import services, usage
-from smtpctl.core.export import postfix_sender_logins
+from smtpctl.core.directory.accounts import add_account
+from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.directory.credentials import create_credential, delete_credential
+from smtpctl.core.directory.domains import add_domain
+from smtpctl.core.metering.live import sender_allowed
+from smtpctl.core.provisioning.export import postfix_sender_logins
 from smtpctl.core.store import Store
 
 pytestmark = pytest.mark.e2e
@@ -25,17 +29,17 @@ TABLE = ("@acme.test\tann@news.acme.test,bob@acme.test\n"
 @pytest.fixture
 def world(isolated_store):
     with Store.open(isolated_store) as store:
-        services.add_agency(store, "acme")
-        services.add_account(store, "shop", "acme")
-        services.add_account(store, "other", "acme")
-        services.add_account(store, "quiet", "acme")
+        add_agency(store, "acme")
+        add_account(store, "shop", "acme")
+        add_account(store, "other", "acme")
+        add_account(store, "quiet", "acme")
         for domain, account in (("acme.test", "shop"), ("news.acme.test", "shop"), ("bücher.test", "shop"),
                                 ("other.test", "other"), ("quiet.test", "quiet")):
-            services.add_domain(store, domain, account=account)
-        services.add_domain(store, "shared.test", agency="acme")  # agency-assigned: no sender of ours
+            add_domain(store, domain, account=account)
+        add_domain(store, "shared.test", agency="acme")  # agency-assigned: no sender of ours
         for login in ("bob@acme.test", "ann@news.acme.test", "eve@other.test", "gone@other.test"):
-            services.create_credential(store, login, PW)
-        services.delete_credential(store, "gone@other.test")  # deleted: owns nothing any more
+            create_credential(store, login, PW)
+        delete_credential(store, "gone@other.test")  # deleted: owns nothing any more
     return isolated_store
 
 
@@ -53,7 +57,7 @@ def test_the_table_says_what_the_alignment_rule_says(world):
         logins = [c.login for c in store.credentials()]
         for domain in [d.name for d in store.domains()] + ["paypal.com"]:
             for login in logins:
-                assert (login in owners.get(f"@{domain}", set())) == usage.sender_allowed(
+                assert (login in owners.get(f"@{domain}", set())) == sender_allowed(
                     store, login, f"someone@{domain}"), (login, domain)
 
 

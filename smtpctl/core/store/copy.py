@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator
 
-from smtpctl.core.errors import StoreError
+from smtpctl.core.model.errors import StoreError
 
 if TYPE_CHECKING:
     from smtpctl.core.store import Store

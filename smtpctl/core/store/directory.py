@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from smtpctl.core.clock import now_iso
-from smtpctl.core.models import Account, Agency, Credential, Domain
+from smtpctl.core.model.clock import now_iso
+from smtpctl.core.model.records import Account, Agency, Credential, Domain
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
-    from smtpctl.core.store import Store as _Base
-else:
-    _Base = object
+
 
 
 class DomainOwner(namedtuple("DomainOwner", ["agency_id", "account_id", "account"])):
@@ -32,7 +28,7 @@ class DomainOwner(namedtuple("DomainOwner", ["agency_id", "account_id", "account
     account: str | None  # the account's name, None when agency-assigned
 
 
-class DirectoryQueries(_Base):
+class DirectoryQueries:
     # -- agencies ------------------------------------------------------------
     def agency(self, name: str) -> Agency | None:
         rows = self.query("SELECT id, name, created_at FROM agencies WHERE name = ?", [name])
@@ -131,7 +127,7 @@ class DirectoryQueries(_Base):
 
     @staticmethod
     def _domain(row: dict[str, Any]) -> Domain:
-        from smtpctl.core.rules import domain_unicode
+        from smtpctl.core.model.rules import domain_unicode
 
         return Domain(unicode_name=domain_unicode(row["name"]), **row)
 

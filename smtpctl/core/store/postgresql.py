@@ -34,7 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
-from smtpctl.core.errors import StoreError
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.schema import MIGRATION_SET, Migration
 from smtpctl.core.store.sqlite import env_busy_timeout
 

@@ -8,22 +8,16 @@ a step carries one script per engine.
 
 from __future__ import annotations
 
-from smtpctl.core.records import Record
+from dataclasses import dataclass
 
 MIGRATION_SET = "smtpctl"
 
 
-class Migration(Record):  # a frozen record, written out (records.py)
-    _fields = __match_args__ = ("name", "sqlite", "postgresql")
+@dataclass(frozen=True, slots=True)
+class Migration:
     name: str
     sqlite: str
     postgresql: str
-
-    def __init__(self, name: str, sqlite: str, postgresql: str) -> None:
-        d = self.__dict__
-        d["name"] = name
-        d["sqlite"] = sqlite
-        d["postgresql"] = postgresql
 
     def script(self, engine: str) -> str:
         return getattr(self, engine)

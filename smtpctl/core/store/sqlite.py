@@ -10,13 +10,12 @@ import sqlite3
 import stat
 from datetime import datetime
 from pathlib import Path
-from smtpctl.core.clock import utc_now
-from smtpctl.core.errors import StoreError
+
+from smtpctl.core.model.clock import utc_now
+from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.schema import MIGRATION_SET, Migration
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
-if TYPE_CHECKING:
-    from typing import Any, Sequence
+from typing import Any, Sequence
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from smtpctl.core.errors import InvalidInput
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
-if TYPE_CHECKING:
-    from typing import Any
+from smtpctl.core.model.errors import InvalidInput
+
+from typing import Any
 
 APP_NAME = "smtpctl"
 

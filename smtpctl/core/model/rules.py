@@ -7,14 +7,13 @@ returns the normalised value or raises ``InvalidInput``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from smtpctl.core.errors import InvalidInput
-from smtpctl.core.records import Record
+from typing import Callable
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of every start-up)
-if TYPE_CHECKING:
-    from typing import Callable
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.model.words import count
 
 # The defaults of docs/rules.md.
 DEFAULT_SMTP_HOST = "smtp.mailgun.org"
@@ -31,8 +30,6 @@ MAX_DAILY_LIMIT = 100_000_000
 IMPORT_BATCH_SIZE = 20_000  # messages per transaction in `usage import` (docs/performance.md)
 MAX_NAME_LENGTH = 64
 
-# Patterns, compiled on first use (re's own cache), not at import: compiling
-# the three of this module cost ~0.4 ms of every start-up, account list's too.
 _NAME_RE = r"^[A-Za-z0-9](?:[A-Za-z0-9 ._&'-]*[A-Za-z0-9._])?$"
 _LDH_LABEL_RE = r"^(?!-)[a-z0-9-]{1,63}(?<!-)$"
 
@@ -226,19 +223,12 @@ def validate_switch(value: object) -> str:
     raise InvalidInput(f"a switch is on or off, not {shown(value)}")
 
 
-class Setting(Record):  # a frozen record, written out (records.py)
-    _fields = __match_args__ = ("key", "default", "parse", "description")
+@dataclass(frozen=True, slots=True)
+class Setting:
     key: str
     default: object
     parse: Callable[[object], object]
     description: str
-
-    def __init__(self, key: str, default: object, parse: Callable[[object], object], description: str) -> None:
-        d = self.__dict__
-        d["key"] = key
-        d["default"] = default
-        d["parse"] = parse
-        d["description"] = description
 
 
 SETTINGS: dict[str, Setting] = {
@@ -274,7 +264,7 @@ def parse_setting(key: str, value: object) -> object:
 # -- SMTP credentials ------------------------------------------------------------
 
 MAX_LOCAL_PART = 64
-_LOCAL_PART_RE = r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*$"  # compiled on first use, as _NAME_RE
+_LOCAL_PART_RE = r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*$"
 
 
 @lru_cache(maxsize=4096)  # pure; a refused login raises, and exceptions are not cached
@@ -301,6 +291,25 @@ def parse_login(login: str) -> tuple[str, str]:
             "(not at the start or end)"
         )
     return name, normalise_domain(domain)
+
+
+def refuse_removal(kind: str, name: str, owned: list[str], history: dict[str, object], first: str) -> None:
+    """The removal rule (CLI.md): an agency or account goes only once it owns
+    nothing and has no usage history, because billing history is never
+    deleted. ``owned`` names what it still owns, ``history`` its billed
+    emails (``emails``, ``first_day``, ``last_day``), ``first`` what to do
+    first. Raises ``InvalidInput`` saying every reason; returns when it may go."""
+    reasons = []
+    if owned:
+        reasons.append("it still owns " + " and ".join(owned))
+    if history["emails"]:
+        reasons.append(f"it has billing history ({count(history['emails'], 'email')}, {history['first_day']} to "
+                       f"{history['last_day']}), which is never deleted, so it can never be removed "
+                       f"(rename it instead: smtpctl {kind} rename)")
+    if not reasons:
+        return
+    advice = f"; {first}" if owned and not history["emails"] else ""
+    raise InvalidInput(f"cannot remove {kind} {name!r}: {'; and '.join(reasons)}{advice}; nothing was removed")
 
 
 def credential_cap_reached(live: int, cap: int) -> bool:

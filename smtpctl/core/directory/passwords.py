@@ -17,7 +17,7 @@ import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.model.errors import InvalidInput
 
 if TYPE_CHECKING:
     from passlib.context import CryptContext

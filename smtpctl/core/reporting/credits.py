@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from smtpctl.core import services, usage
+from smtpctl.core.directory.agencies import agency_detail
+from smtpctl.core.directory.settings import store_zone, today
+from smtpctl.core.reporting.report import usage_report
 from smtpctl.core.store import Store
 
 _ZERO = {"messages": 0, "emails": 0, "outbound": 0, "inbound": 0, "cost": "0.00", "cost_rounded": "0.00"}
@@ -29,10 +31,10 @@ def agency_view(store: Store, name: str) -> dict[str, Any]:
     which belongs to no account. Costs are exact with the amount to pay
     rounded to the cent; totals are summed before rounding. Raises ``NotFound``.
     """
-    detail = services.agency_detail(store, name)
-    zone = usage.store_zone(store)
-    ranges = month_ranges(date.fromisoformat(usage.today(store, zone)))
-    reports = {key: usage.usage_report(store, since=start.isoformat(), until=end.isoformat(), by=["account"],
+    detail = agency_detail(store, name)
+    zone = store_zone(store)
+    ranges = month_ranges(date.fromisoformat(today(store, zone)))
+    reports = {key: usage_report(store, since=start.isoformat(), until=end.isoformat(), by=["account"],
                                        agency=detail["name"])
                for key, (start, end) in ranges.items()}
     names = list(detail["accounts"])

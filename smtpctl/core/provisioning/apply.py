@@ -30,9 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from smtpctl.core import adopt, passwords, rules, secret_input
-from smtpctl.core.errors import AlreadyExists, Blocked, InvalidInput, LimitReached, NotFound
-from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings, quote_name
+from smtpctl.core.directory import passwords, secret_input
+from smtpctl.core.directory.credentials import BLOCKED_MESSAGE
+from smtpctl.core.directory.settings import effective_settings
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import AlreadyExists, Blocked, Fix, InvalidInput, LimitReached, NotFound
+from smtpctl.core.provisioning import adopt
 from smtpctl.core.store import Store
 
 FORMAT_VERSION = 1
@@ -383,7 +386,7 @@ def blocked_error(plan: Plan) -> Blocked:
                         for c in plan.blocked)
     accounts = sorted({c.details["account"] for c in plan.blocked})
     return Blocked(f"{BLOCKED_MESSAGE} ({entries}); nothing was applied; --skip-blocked applies the rest of the "
-                   f"file; more: {', '.join('smtpctl account show ' + quote_name(a) for a in accounts)}")
+                   "file", fix=tuple(Fix(("account", "show", a), "more") for a in accounts))
 
 
 def prepare_secrets(plan: Plan, doc: Document) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from smtpctl.core.errors import InvalidInput
+from smtpctl.core.model.errors import InvalidInput
 
 MAX_SECRET_BYTES = 1024  # passwords.MAX_LENGTH characters are at most 512 bytes of UTF-8
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from smtpctl.core import passwords, rules
-from smtpctl.core.errors import InvalidInput
-from smtpctl.core.models import Credential
+from smtpctl.core.directory import passwords
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.model.records import Credential
 from smtpctl.core.store import Store
 
 FORMATS = ("dovecot", "dms")
@@ -143,7 +144,8 @@ def plan_import(store: Store, entries: list[Entry], *, update: bool = False) -> 
     (``credentials_per_domain``; lines are taken in file order), and an
     existing login with another password unless ``update``.
     """
-    from smtpctl.core.services import BLOCKED_MESSAGE, effective_settings
+    from smtpctl.core.directory.credentials import BLOCKED_MESSAGE
+    from smtpctl.core.directory.settings import effective_settings
 
     cap = int(effective_settings(store)["credentials_per_domain"])
     same = SameHash(store)

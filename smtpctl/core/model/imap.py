@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smtpctl.core.errors import NotFound
+from smtpctl.core.model.errors import NotFound
 
 NOTE = ("This service hosts no mailboxes: there is no IMAP or POP here, and SMTP credentials "
         "are not IMAP credentials. Read mail with your mailbox provider's own settings.")

@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core.errors import InvalidInput, StoreError
-from smtpctl.core.passwords import dovecot_scheme
-from smtpctl.core.provisioning import FORMAT_VERSION
+from smtpctl.core.directory.passwords import dovecot_scheme
+from smtpctl.core.model.errors import InvalidInput, StoreError
+from smtpctl.core.provisioning.apply import FORMAT_VERSION
 from smtpctl.core.store import Store
 
 

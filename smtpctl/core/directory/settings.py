@@ -1,0 +1,189 @@
+"""The store's settings: what each one is now (set, or its default), and
+changing them (validated, audited), and the day and time zone they set."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import Fix, InvalidInput, StoreError
+from smtpctl.core.model.records import Outcome, SettingValue
+from smtpctl.core.model.words import count, listing
+from smtpctl.core.store import Store
+
+
+class _BadStoredValue:
+    """A stored setting that no longer passes its rule (a store written by an
+    older smtpctl, or edited by hand)."""
+
+    def __init__(self, key: str, raw: str, reason: str):
+        self.key, self.raw, self.reason = key, raw, reason
+
+    def error(self) -> StoreError:
+        return StoreError(
+            f"the store holds an invalid value for setting {self.key}: {rules.shown(self.raw)} ({self.reason})",
+            subject=self.key, fix=Fix(("store", "set", self.key, "VALUE"), "set a valid one with"))
+
+
+class EffectiveSettings(dict):
+    """Setting key -> value. Reading a key whose stored value is invalid raises
+    ``StoreError`` (exit 7) naming the key and the fix; other keys still read,
+    so a bad price does not stop ``usage status``."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if isinstance(value, _BadStoredValue):
+            raise value.error()
+        return value
+
+
+def effective_settings(store: Store) -> EffectiveSettings:
+    """Every store setting with its value: what was set, else the default of docs/rules.md.
+
+    A stored value is checked by the same rule as ``store set``; one that
+    fails raises ``StoreError`` when (and only when) that key is read.
+    """
+    stored = store.settings()
+    values = EffectiveSettings()
+    for key, setting in rules.SETTINGS.items():
+        if key not in stored:
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.parse(stored[key])
+        except InvalidInput as exc:
+            values[key] = _BadStoredValue(key, stored[key], exc.message)
+    return values
+
+
+def effective_setting(store: Store, key: str) -> Any:
+    """One setting's value, as ``effective_settings(store)[key]`` reads it
+    (``StoreError`` for an invalid stored value), without checking the other
+    stored settings: their rules load zoneinfo (the time zone) or idna (the
+    SMTP host), which ``account list`` does not need."""
+    stored = store.settings()
+    setting = rules.SETTINGS[key]
+    if key not in stored:
+        return setting.default
+    try:
+        return setting.parse(stored[key])
+    except InvalidInput as exc:
+        bad = _BadStoredValue(key, stored[key], exc.message)
+    raise bad.error()  # outside the handler, as EffectiveSettings raises it
+
+
+def today(store: Store, zone: "ZoneInfo | None" = None) -> str:
+    """Today's date in the store's time zone (the day the daily limit counts),
+    on the store's clock: on PostgreSQL the database's, so every node of a
+    fleet agrees on when a day ends."""
+    from zoneinfo import ZoneInfo
+
+    return store.now().astimezone(zone or ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
+
+
+def store_zone(store: Store) -> ZoneInfo:
+    return ZoneInfo(str(effective_settings(store)["timezone"]))
+
+
+def settings_view(store: Store) -> list[dict[str, Any]]:
+    """Each setting with its value, default and source (``set``, ``default``, or
+    ``invalid``: a stored value that fails its rule, shown as stored)."""
+    stored = store.settings()
+    effective = effective_settings(store)
+    rows = []
+    for key, setting in rules.SETTINGS.items():
+        value = dict.__getitem__(effective, key)
+        bad = isinstance(value, _BadStoredValue)
+        rows.append({
+            "key": key,
+            "value": value.raw if bad else value,
+            "default": setting.default,
+            "source": "invalid" if bad else "set" if key in stored else "default",
+            "description": setting.description,
+        })
+    return rows
+
+
+def set_setting(store: Store, key: str, value: str) -> Outcome:
+    """Validate and store one setting; audited. Raises ``InvalidInput``.
+
+    ``Outcome.extra["warnings"]`` lists what an operator should know: a value
+    that departs from the service's rules (docs/rules.md), a lower cap or limit
+    that objects already exceed, a price change that reprices past months.
+    An invalid stored value (see ``effective_settings``) is replaced like any other.
+    """
+    parsed = rules.parse_setting(key, value)
+    with store.write():
+        old = _stored_or_raw(store, key)
+        if str(old) == str(parsed) and key in store.settings():
+            return Outcome(SettingValue(key, parsed), "unchanged", {"warnings": []})
+        store.put_setting(key, str(parsed))
+        store.audit("setting.set", "setting", key, details={"old": str(old), "new": str(parsed)})
+        warnings = setting_warnings(store, key, old, parsed)
+    return Outcome(SettingValue(key, parsed), "updated", {"warnings": warnings})
+
+
+def unset_setting(store: Store, key: str) -> Outcome:
+    """Put one setting back to its default (docs/rules.md); audited as ``setting.unset``.
+
+    Raises ``InvalidInput`` for an unknown key. A setting that was never set
+    is reported ``unchanged``.
+    """
+    if key not in rules.SETTINGS:
+        rules.parse_setting(key, "")  # the one message that lists the known keys
+    default = rules.SETTINGS[key].default
+    with store.write():
+        if key not in store.settings():
+            return Outcome(SettingValue(key, default), "unchanged", {"source": "default", "warnings": []})
+        old = _stored_or_raw(store, key)
+        store.delete_setting(key)
+        store.audit("setting.unset", "setting", key, details={"old": str(old), "new": str(default)})
+        warnings = setting_warnings(store, key, old, default)
+    return Outcome(SettingValue(key, default), "updated", {"source": "default", "warnings": warnings})
+
+
+def _stored_or_raw(store: Store, key: str) -> Any:
+    """The setting's value, or the text stored when that fails its rule (so
+    that ``store set`` and ``store unset`` can replace it)."""
+    value = dict.__getitem__(effective_settings(store), key)
+    return value.raw if isinstance(value, _BadStoredValue) else value
+
+
+def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
+    """What changing ``key`` from ``old`` to ``new`` means beyond the value itself."""
+    warnings = []
+    if key == "credentials_per_domain":
+        if new > rules.DEFAULT_CREDENTIALS_PER_DOMAIN:
+            warnings.append(f"credentials_per_domain {new} departs from the service's rule of at most "
+                            f"{rules.DEFAULT_CREDENTIALS_PER_DOMAIN} SMTP credentials per dedicated domain")
+        counts = store.domain_credential_counts()
+        over = sorted(d.name for d in store.domains() if counts.get(d.id, 0) > new)
+        if over:
+            holds = "holds" if len(over) == 1 else "hold"
+            warnings.append(f"{count(len(over), 'domain')} already {holds} more than {count(new, 'SMTP credential')} "
+                            f"({listing(over)}); they keep them, and take no new one until below the cap")
+    elif key == "default_daily_limit":
+        if new != rules.DEFAULT_DAILY_LIMIT:
+            warnings.append(f"default_daily_limit {new:,} departs from the service's rule of "
+                            f"{rules.DEFAULT_DAILY_LIMIT:,} emails per account per day")
+        following = [a for a in store.accounts() if a.daily_limit is None]
+        day = today(store)
+        totals = store.outbound_totals([(a.id, day) for a in following])
+        reached = [f"{a.name} ({totals[(a.id, day)]:,})" for a in following if totals.get((a.id, day), 0) >= new]
+        if reached:
+            warnings.append(f"{count(len(reached), 'account')} on the default limit already sent {new:,} or more "
+                            f"emails today: {listing(reached)}; the next email of each blocks it and revokes its "
+                            "SMTP credentials")
+    elif key == "price_per_1000":
+        if new != rules.DEFAULT_PRICE_PER_1000:
+            warnings.append(f"price_per_1000 {new} departs from the service's price of "
+                            f"${rules.DEFAULT_PRICE_PER_1000} per 1,000 emails")
+        if old != new:
+            month_start = today(store)[:8] + "01"
+            past = store.emails_before(month_start)
+            if past["emails"]:
+                warnings.append(f"reports price all usage at the current price, so this also reprices the "
+                                f"{past['emails']:,} emails billed before {month_start} (since {past['first_day']}); "
+                                f"past months now cost {new} per 1,000 instead of {old}")
+    return warnings

@@ -1,0 +1,296 @@
+"""Admitting live messages (``serve`` at the end of DATA, the policy service
+at END-OF-MESSAGE): the credential, the envelope and the cap rule, checked
+and recorded in one transaction before the message is accepted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from smtpctl.core.directory.settings import effective_settings
+from smtpctl.core.metering.enforcement import Crossing, _AccountView, enforce
+from smtpctl.core.metering.rule import REFUSED_OVER_LIMIT, REFUSED_TOO_MANY
+from smtpctl.core.model import rules
+from smtpctl.core.model.clock import stored_time
+from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.store import Store
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """A login as an admission sees it (``Store.meter_sender``)."""
+
+    login: str  # normalised name@domain
+    domain: str
+    account_id: int
+    agency_id: int
+    account: str
+    daily_limit: int | None
+    blocked: bool
+    live: bool  # the credential exists
+
+
+_UNKNOWN = "unknown"  # in the transaction memo: a login whose domain is not a dedicated one of ours
+
+
+def _login_domain(login: str) -> str | None:
+    """The stored domain of ``login`` (None: not a login)."""
+    try:
+        return rules.parse_login(login)[1]
+    except InvalidInput:
+        return None
+
+
+def _sender(store: Store, login: str) -> _Sender | None:
+    """Who ``login`` is (None: not ours). In a metering transaction the answer
+    is kept for the rest of it once it was read under the account's lock (no
+    other transaction can change it then; a revocation in this one empties
+    the memo)."""
+    memo = store.txn_memo if store.metering else None
+    if memo is not None:
+        hit = memo.get(("sender", login))
+        if hit is not None:
+            return None if hit is _UNKNOWN else hit
+    try:
+        name, domain_name = rules.parse_login(login)
+    except InvalidInput:
+        return None
+    full = f"{name}@{domain_name}"
+    row = store.meter_sender(full, domain_name)
+    if row is None or row[0] is None:
+        if memo is not None:
+            memo[("sender", login)] = _UNKNOWN  # domains change only under the exclusive write lock
+        return None
+    account_id, agency_id, account, daily_limit, blocked, live = row
+    sender = _Sender(full, domain_name, account_id, agency_id, account, daily_limit, bool(blocked), bool(live))
+    if memo is not None and store.holds_account(account_id):
+        memo[("sender", login)] = sender
+    return sender
+
+
+def _settings(store: Store) -> Any:
+    """``effective_settings``, worked out once per metering transaction (no
+    other writer can change a setting while it holds the write lock shared)."""
+    if not store.metering:
+        return effective_settings(store)
+    settings = store.txn_memo.get("settings")
+    if settings is None:
+        settings = store.txn_memo["settings"] = effective_settings(store)
+    return settings
+
+
+def max_recipients(store: Store) -> int:
+    """The store setting ``max_recipients_per_message`` (in a metering
+    transaction, from the settings it read once)."""
+    return int(_settings(store)["max_recipients_per_message"])
+
+
+def sender_status(store: Store, login: str) -> str:
+    """May ``login`` send now? ``ok``, ``unknown`` (its domain is not ours) or
+    ``revoked`` (the credential is gone). A manual block stops credential
+    creation only (docs/rules.md): it does not stop a live credential."""
+    sender = _sender(store, login)
+    if sender is None:
+        return "unknown"
+    return "ok" if sender.live else "revoked"
+
+
+def sender_allowed(store: Store, login: str, sender: str) -> bool:
+    """Sender alignment (Postfix's ``reject_sender_login_mismatch``): may
+    ``login`` use the envelope sender ``sender``? Only addresses in the
+    dedicated domains of the login's own account; never the null sender.
+    Always true when the store setting ``sender_alignment`` is off."""
+    if _settings(store)["sender_alignment"] == "off":
+        return True
+    local, at, domain_part = sender.strip().strip("<>").rpartition("@")
+    if not at or not local or not domain_part:
+        return False  # <> or not an address: a submission has a real sender
+    try:
+        _, login_domain = rules.parse_login(login)
+        sender_domain = rules.normalise_domain(domain_part)
+    except InvalidInput:
+        return False
+    if sender_domain == login_domain:
+        return True
+    mine, theirs = store.domain(login_domain), store.domain(sender_domain)
+    return mine is not None and theirs is not None and mine.account is not None and theirs.account == mine.account
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to one live message: accepted (and recorded) or refused (and not)."""
+
+    accepted: bool
+    status: str  # accepted | duplicate | over_limit | too_many_recipients | revoked | unknown | invalid
+    reason: str = ""
+    emails: int = 0
+    crossings: tuple[Crossing, ...] = ()
+
+
+def admit_message(store: Store, login: str, recipients: int, source_id: str) -> Admission:
+    """The live paths' hard cap (``serve`` at end of DATA, the policy service
+    at END-OF-MESSAGE): check the credential, the per-message recipient cap
+    and the account's daily total, and record the message, in one write
+    transaction that holds the account's lock, before the message is
+    accepted. So at most one message per account and day crosses the limit
+    whatever the concurrency or the number of processes. A ``source_id``
+    already recorded is accepted again without billing it twice. Raises
+    nothing for a refusal (it is an answer); store errors propagate. The
+    servers run it as a step of ``run_steps`` (group commit: many sessions'
+    messages, one commit)."""
+    if store.backend.in_transaction:  # group commit's step: joins the shared transaction, as write() would
+        return _admit(store, login, recipients, source_id)
+    with store.write():
+        return _admit(store, login, recipients, source_id)
+
+
+def run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[str] | None = None) -> list[Any]:
+    """Run ``steps`` in order in one write transaction, each as if inside its
+    own savepoint. A step that raises gets its exception in the answer list
+    (its writes undone); the others are committed together. Store errors of
+    the transaction itself (the lock, the commit) propagate, and then
+    nothing of the batch was written.
+
+    ``logins``: the steps only read and admit messages (``admit_message``)
+    of these logins: one metering transaction (``Store.write(metering=True)``)
+    that first takes the lock of every account the logins belong to, in
+    ascending order, so on PostgreSQL batches of different accounts run in
+    parallel on several nodes and never wait on each other in a circle. (A
+    step admitting another login takes that account's lock when it gets
+    there: as safe, only no longer ordered.) Such a batch first runs without
+    savepoints (two statements fewer per step); if a step raises, that
+    transaction is rolled back whole and the batch runs again, each step in
+    its savepoint: its steps only read the store and write through it, so
+    running them again answers as the first run would have."""
+    if logins is not None:
+        try:
+            return _run_steps(store, steps, logins, savepoints=False)
+        except _StepFailed:
+            pass  # rolled back, nothing written: again, the careful way
+    return _run_steps(store, steps, logins, savepoints=True)
+
+
+class _StepFailed(Exception):
+    """A step raised in a batch run without savepoints: roll it all back."""
+
+
+def _run_steps(store: Store, steps: list[Callable[[Store], Any]], logins: list[str] | None, *,
+               savepoints: bool) -> list[Any]:
+    answers: list[Any] = []
+    with store.write(metering=logins is not None):
+        if logins and store.locks_accounts:
+            domains = {_login_domain(login) for login in logins}  # as _sender reads them: else late, unordered locks
+            store.lock_accounts(store.accounts_of_domains([d for d in domains if d]))
+        for step in steps:
+            if not savepoints:
+                try:
+                    answers.append(step(store))
+                except Exception as exc:
+                    raise _StepFailed from exc
+                continue
+            try:
+                with store.savepoint():
+                    answers.append(step(store))
+            except Exception as exc:  # noqa: BLE001 - the answer for this step; the rest go on
+                answers.append(exc)
+    return answers
+
+
+def _txn_now(store: Store) -> datetime:
+    """The store's clock, read once per metering transaction after its locks:
+    the messages of one group commit share its instant (and so its day)."""
+    if not store.metering:
+        return store.now()
+    now = store.txn_memo.get("now")
+    if now is None:
+        now = store.txn_memo["now"] = store.now()
+    return now
+
+
+def _stamp(now: datetime, timezone: str, memo: dict[Any, Any]) -> tuple[str, str]:
+    """The day ``now`` falls on in ``timezone`` and its time as stored: worked
+    out once per metering transaction (``memo``), whose messages share one
+    instant and one zone setting."""
+    stamp = memo.get(("stamp", now, timezone))
+    if stamp is None:
+        stamp = memo[("stamp", now, timezone)] = (now.astimezone(ZoneInfo(timezone)).date().isoformat(), stored_time(now))
+    return stamp
+
+
+def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admission:
+    """The hard cap for one message, in the caller's write transaction: the
+    same answers, in the same order of checks, as recording it through
+    ``_apply`` (the credential, the recipient cap, a stored id, the day's
+    total), with 3 statements in a metering transaction's steady state (the
+    sender, the event, the rollup) instead of ~12: the settings, the clock and
+    each account's total are read once per transaction and kept up to date."""
+    sender = _sender(store, login)
+    if sender is not None and not store.holds_account(sender.account_id):
+        # A login the batch did not announce: take its account's lock now and
+        # read the sender again under it (its account cannot change: domains
+        # change only under the exclusive write lock).
+        store.lock_accounts([sender.account_id])
+        sender = _sender(store, login)
+    if sender is None:
+        return Admission(False, "unknown", "not a credential of this service")
+    if not sender.live:
+        return Admission(False, "revoked", "the credential was revoked or removed")
+    settings = _settings(store)
+    max_recipients = int(settings["max_recipients_per_message"])
+    if recipients > max_recipients:
+        return Admission(False, REFUSED_TOO_MANY, f"{recipients:,} recipients in one message: more than the "
+                         f"{max_recipients:,} allowed (store setting max_recipients_per_message); not recorded")
+    memo = store.txn_memo if store.metering else {}
+    day, at = _stamp(_txn_now(store), str(settings["timezone"]), memo)
+    account_id = sender.account_id
+    key = (account_id, day)
+    total = memo.get(("total", key))
+    if total is None:
+        total = store.outbound_totals([key])[key]
+    limit = sender.daily_limit if sender.daily_limit is not None else int(settings["default_daily_limit"])
+    if total > limit:
+        if source_id is not None and store.source_id_stored(source_id):
+            return Admission(True, "duplicate", "already recorded", 0)
+        # A refusal on today's total also re-applies the rule: an account unblocked
+        # while over today's limit is revoked and blocked again by its next message.
+        account = {account_id: _AccountView(sender.account, sender.blocked)}
+        crossings = enforce(store, {key: total}, {key: total}, account, {account_id: limit}, day)
+        return Admission(False, REFUSED_OVER_LIMIT, f"account {sender.account} is over its daily limit on {day} "
+                         f"({total:,} of {limit:,} emails): message refused, not recorded", 0, tuple(crossings))
+    if not store.record_admission((source_id, at, day, "outbound", sender.agency_id, account_id, sender.domain,
+                                   sender.login, recipients, 0, 0, recipients, at)):
+        return Admission(True, "duplicate", "already recorded", 0)
+    if store.metering:
+        memo[("total", key)] = total + recipients
+    crossings = ()
+    if total + recipients > limit:
+        account = {account_id: _AccountView(sender.account, sender.blocked)}
+        crossings = tuple(enforce(store, {key: total + recipients}, {key: total}, account, {account_id: limit}, day))
+    return Admission(True, "accepted", "", recipients, crossings)
+
+
+@dataclass(frozen=True)
+class EnvelopeCheck:
+    status: str  # ok | unknown | revoked
+    sender_allowed: bool
+    max_recipients: int
+
+
+def envelope_check(store: Store, login: str, sender: str) -> EnvelopeCheck:
+    """What ``serve`` asks at MAIL: may the login still send, may it use this
+    envelope sender, and how many recipients may the message have."""
+    status = sender_status(store, login)
+    allowed = status == "ok" and sender_allowed(store, login, sender)
+    return EnvelopeCheck(status, allowed, max_recipients(store))
+
+
+def cancel_message(store: Store, source_id: str) -> bool:
+    """Take back a message admitted by ``admit_message`` that was then not
+    delivered (the next hop refused it at the end of DATA): its emails leave
+    the day's total and the bill, in one transaction. A crossing it caused
+    stays enforced (the limit was reached when it was admitted)."""
+    with store.write():
+        return store.delete_usage_event(source_id)
