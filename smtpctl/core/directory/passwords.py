@@ -82,16 +82,6 @@ def validate_password(password: str) -> str:
     return password
 
 
-def single_line(text: str, source: str) -> str:
-    """The password in ``text``: its one line, without the trailing newline and nothing else stripped.
-
-    Raises ``InvalidInput`` naming ``source`` when there is more than one line.
-    """
-    line, _newline, rest = text.partition("\n")
-    if rest:
-        raise InvalidInput(f"{source} has more than one line; give exactly one line")
-    return line
-
 
 def generate_password() -> str:
     """A strong random password from ``secrets``: 32 letters and digits (~190 bits)."""

@@ -13,11 +13,12 @@ from zoneinfo import ZoneInfo
 from smtpctl.core.directory.settings import effective_settings, store_zone
 from smtpctl.core.ingest.message import BadLine, UsageInput
 from smtpctl.core.metering.enforcement import Crossing, enforce
-from smtpctl.core.metering.rule import REFUSED_OVER_LIMIT, REFUSED_TOO_MANY
+from smtpctl.core.metering.rule import REFUSED_OVER_LIMIT, account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z, stored_time
 from smtpctl.core.model.errors import InvalidInput, LimitReached, NotFound
 from smtpctl.core.store import DomainOwner, Store
+from smtpctl.core.store.usage import EventRow
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 
@@ -208,15 +209,14 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             at = item.at or now
             if at > latest:
                 raise InvalidInput(f"time {iso_z(at)} is in the future")
-            if emails > max_recipients:
-                raise InvalidInput(f"{emails:,} recipients in one message: more than the "
-                                   f"{max_recipients:,} allowed (store setting max_recipients_per_message); "
-                                   "not recorded")
         except (InvalidInput, NotFound) as exc:
-            kind = REFUSED_TOO_MANY if "max_recipients_per_message" in exc.message else "invalid"
-            if not item.line and kind == "invalid":
+            if not item.line:
                 raise
-            reject(item, exc.message, kind)
+            reject(item, exc.message, "invalid")
+            continue
+        cap = decide(emails, max_recipients, ())  # the per-message cap, before any id or total is looked at
+        if not cap.accepted:
+            reject(item, refusal(cap, emails, max_recipients), cap.refused)
             continue
         source_id = item.source_id
         if source_id is not None:
@@ -248,7 +248,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     crossed_at: dict[tuple[int, str], int] = {}
     refused_over: dict[tuple[int, str], int] = {}
     recorded_at = iso_z(now)
-    rows: list[tuple] = []
+    rows: list[EventRow] = []
     append = rows.append
     total_emails = 0
     for item, target, at_text, day, emails in accepted:
@@ -256,18 +256,17 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
-            limit = limits[target.account_id]
-            if total > limit:
+            decision = decide(emails, max_recipients, (account_day(total, limits[target.account_id]),))
+            if not decision.accepted:
                 refused_over[key] = total
-                reject(item, f"account {target.account} is over its daily limit on {day} ({total:,} of "
-                             f"{limit:,} emails): message refused, not recorded", REFUSED_OVER_LIMIT)
+                reject(item, refusal(decision, emails, max_recipients, target.account, day), decision.refused)
                 continue
             running[key] = total + emails
-            if total + emails > limit:
+            if decision.crossed:
                 crossed_at[key] = total + emails
         total_emails += emails
-        append((item.source_id, at_text, day, direction, target.agency_id, target.account_id,
-                target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
+        append(EventRow(item.source_id, at_text, day, direction, target.agency_id, target.account_id,
+                         target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
         if keep_events:
             result.events.append({"id": item.source_id, "at": at_text, "day": day, "direction": direction,
                                   "user": target.login or None, "domain": target.domain, "account": target.account,

@@ -57,6 +57,9 @@ class Decision:
     crossed: tuple[Counter, ...] = ()
 
 
+_ACCEPTED = Decision(True)
+
+
 def decide(recipients: int, max_recipients: int, counters: Sequence[Counter]) -> Decision:
     """Apply the cap rule to a message of ``recipients`` emails, given the
     per-message cap and every counter in force for it (in the order they are
@@ -68,4 +71,20 @@ def decide(recipients: int, max_recipients: int, counters: Sequence[Counter]) ->
         if counter.over:
             return Decision(False, REFUSED_OVER_LIMIT, counter)
     crossed = tuple(c for c in counters if c.used + recipients > c.limit)
-    return Decision(True, crossed=crossed)
+    return Decision(True, crossed=crossed) if crossed else _ACCEPTED
+
+
+def account_day(used: int, limit: int) -> Counter:
+    """The account's daily limit (the service's rule) as a counter."""
+    return Counter("account", "day", used, limit)
+
+
+def refusal(decision: Decision, recipients: int, max_recipients: int, account: str = "", day: str = "") -> str:
+    """Why a refused message was refused, in the words every path reports."""
+    if decision.refused == REFUSED_TOO_MANY:
+        return (f"{recipients:,} recipients in one message: more than the {max_recipients:,} allowed "
+                "(store setting max_recipients_per_message); not recorded")
+    counter = decision.refused_by
+    assert counter is not None
+    return (f"account {account} is over its daily limit on {day} ({counter.used:,} of {counter.limit:,} emails): "
+            "message refused, not recorded")

@@ -108,10 +108,6 @@ def store_location(cli_db: str | Path | None, config: dict[str, Any]) -> tuple[P
     return default_store_path(), None
 
 
-def resolve_store_path(cli_db: str | Path | None, config: dict[str, Any]) -> Path | str:
-    """``--db`` / ``SMTPCTL_DB`` first, then the config's ``db``, then the default."""
-    return store_location(cli_db, config)[0]
-
 
 def _valid_actor(actor: str) -> bool:
     return bool(actor.strip()) and len(actor) <= 100 and actor.isprintable() and not any(

@@ -84,13 +84,14 @@ _NOW = {
 # trust for the login. One statement with four parameters: AUTH pays one
 # round trip for it.
 _USAGE = """
-SELECT n.now, (SELECT t.expires FROM auth_trusted t WHERE t.login = n.login AND t.client = n.client),
-  SUM(CASE WHEN a.client = n.client AND {failed} THEN 1 ELSE 0 END),
-  SUM(CASE WHEN a.client = n.client AND {pending} THEN 1 ELSE 0 END),
-  MIN(CASE WHEN a.client = n.client AND {failed} THEN {ends} END),
-  SUM(CASE WHEN a.login = n.login AND {failed} THEN 1 ELSE 0 END),
-  SUM(CASE WHEN a.login = n.login AND {pending} THEN 1 ELSE 0 END),
-  MIN(CASE WHEN a.login = n.login AND {failed} THEN {ends} END)
+SELECT n.now AS now,
+  (SELECT t.expires FROM auth_trusted t WHERE t.login = n.login AND t.client = n.client) AS trusted_until,
+  SUM(CASE WHEN a.client = n.client AND {failed} THEN 1 ELSE 0 END) AS client_failures,
+  SUM(CASE WHEN a.client = n.client AND {pending} THEN 1 ELSE 0 END) AS client_pending,
+  MIN(CASE WHEN a.client = n.client AND {failed} THEN {ends} END) AS client_frees,
+  SUM(CASE WHEN a.login = n.login AND {failed} THEN 1 ELSE 0 END) AS login_failures,
+  SUM(CASE WHEN a.login = n.login AND {pending} THEN 1 ELSE 0 END) AS login_pending,
+  MIN(CASE WHEN a.login = n.login AND {failed} THEN {ends} END) AS login_frees
 FROM (SELECT {now} AS now, CAST(? AS TEXT) AS client, CAST(? AS TEXT) AS login,
              CAST(? AS DOUBLE PRECISION) AS w, CAST(? AS DOUBLE PRECISION) AS s) n
 LEFT JOIN auth_attempts a ON (a.client = n.client OR a.login = n.login)
@@ -107,10 +108,11 @@ _USAGE_SQL = {engine: _USAGE.format(failed=_FAILED, pending=_PENDING, ends=_ENDS
 def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, float, Budget, Budget]:
     """The store's time now, the seconds ``client``'s trust for ``login`` has
     left (0: none), and how much of the client's and the login's budgets is used."""
-    row = store._rows(_USAGE_SQL[store.engine], [client, login, limits.window, limits.stale])[0]
-    now, expires = float(row[0]), row[1]
-    budgets = [Budget(int(failures or 0), int(pending or 0), None if ends is None else max(ends - now, 0.0))
-               for failures, pending, ends in (row[2:5], row[5:8])]
+    row = store.query(_USAGE_SQL[store.engine], [client, login, limits.window, limits.stale])[0]
+    now, expires = float(row["now"]), row["trusted_until"]
+    budgets = [Budget(int(row[f"{key}_failures"] or 0), int(row[f"{key}_pending"] or 0),
+                      None if row[f"{key}_frees"] is None else max(row[f"{key}_frees"] - now, 0.0))
+               for key in ("client", "login")]
     return now, max(expires - now, 0.0) if expires is not None else 0.0, budgets[0], budgets[1]
 
 

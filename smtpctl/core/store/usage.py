@@ -3,13 +3,41 @@ transaction, and the totals the daily limit and the reports read."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 
+class EventRow(NamedTuple):
+    """One usage_events row, its fields in column order (a named row that the
+    driver takes as the statement's parameters as it is)."""
 
-# One usage_events row, in column order (what ``insert_usage`` takes).
-USAGE_COLUMNS = ("source_id", "at", "day", "direction", "agency_id", "account_id", "domain", "login",
-                 "to_count", "cc_count", "bcc_count", "emails", "recorded_at")
+    source_id: str | None
+    at: str
+    day: str
+    direction: str
+    agency_id: int
+    account_id: int  # 0: no account (inbound to an agency-assigned domain)
+    domain: str
+    login: str
+    to_count: int
+    cc_count: int
+    bcc_count: int
+    emails: int
+    recorded_at: str
+
+
+class SenderRow(NamedTuple):
+    """What an admission needs about a sender's domain and login."""
+
+    account_id: int | None  # None: the domain is agency-assigned
+    agency_id: int | None
+    account: str | None
+    daily_limit: int | None
+    blocked: bool
+    live: bool  # the credential exists
+
+
+USAGE_COLUMNS = EventRow._fields
 
 
 class UsageQueries:
@@ -22,7 +50,7 @@ class UsageQueries:
                 f"SELECT source_id FROM usage_events WHERE source_id IN ({marks})", chunk))
         return found
 
-    def insert_usage(self, rows: list[tuple], *, only_new: bool = False) -> bool:
+    def insert_usage(self, rows: list[EventRow], *, only_new: bool = False) -> bool:
         """Insert events (tuples in ``USAGE_COLUMNS`` order) and add them to
         the per-day rollup, in the caller's transaction.
 
@@ -44,13 +72,13 @@ class UsageQueries:
             backend.executemany(_INSERT_EVENT, rows)
         rollup: dict[tuple, list[int]] = {}
         for row in rows:
-            key = (row[2], row[4], row[5], row[6], row[7], row[3])  # day, agency, account, domain, login, direction
+            key = (row.day, row.agency_id, row.account_id, row.domain, row.login, row.direction)
             acc = rollup.get(key)
             if acc is None:
-                rollup[key] = [1, row[11]]  # emails
+                rollup[key] = [1, row.emails]
             else:
                 acc[0] += 1
-                acc[1] += row[11]
+                acc[1] += row.emails
         backend.executemany(
             "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
             "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
@@ -60,18 +88,19 @@ class UsageQueries:
         return True
 
     # -- the live paths' admission (usage.admit_message) -------------------------
-    def meter_sender(self, login: str, domain: str) -> tuple | None:
+    def meter_sender(self, login: str, domain: str) -> SenderRow | None:
         """What an admission needs about a sender, in one query: None when the
-        domain is not in the store, else (account id or None when
-        agency-assigned, its agency id, its name, its daily limit or None, 1
-        when it is blocked, 1 when the credential ``login`` exists)."""
+        domain is not in the store."""
         rows = self._rows(  # outside a transaction (MAIL's check on a reader) an error is a StoreError
             "SELECT d.account_id, a.agency_id, a.name, a.daily_limit, "
             "CASE WHEN a.blocked_at IS NULL THEN 0 ELSE 1 END, "
             "CASE WHEN EXISTS (SELECT 1 FROM credentials c WHERE c.login = ?) THEN 1 ELSE 0 END "
             "FROM domains d LEFT JOIN accounts a ON a.id = d.account_id WHERE d.name = ?",
             (login, domain))
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        account_id, agency_id, account, daily_limit, blocked, live = rows[0]
+        return SenderRow(account_id, agency_id, account, daily_limit, bool(blocked), bool(live))
 
     def accounts_of_domains(self, domains: list[str]) -> list[int]:
         """The accounts the dedicated domains among ``domains`` belong to."""
@@ -82,7 +111,7 @@ class UsageQueries:
                 f"SELECT account_id FROM domains WHERE name IN ({marks}) AND account_id IS NOT NULL", chunk))
         return sorted(found)
 
-    def record_admission(self, row: tuple) -> bool:
+    def record_admission(self, row: EventRow) -> bool:
         """Insert one event (a tuple in ``USAGE_COLUMNS`` order) and add it to
         the rollup, in the caller's transaction; False (nothing written) when
         its source id is already stored. Two statements: the insert checks the
@@ -92,7 +121,8 @@ class UsageQueries:
             return execute(_RECORD_ONE_PG, row).rowcount == 1
         if execute(_INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING", row).rowcount != 1:
             return False
-        execute(_UPSERT_DAILY, (row[2], row[4], row[5], row[6], row[7], row[3], 1, row[11]))
+        execute(_UPSERT_DAILY, (row.day, row.agency_id, row.account_id, row.domain, row.login, row.direction, 1,
+                                row.emails))
         return True
 
     def source_id_stored(self, source_id: str) -> bool:
@@ -101,12 +131,13 @@ class UsageQueries:
 
     def delete_usage_event(self, source_id: str) -> bool:
         """Remove one event and take it out of the rollup, in the caller's transaction."""
-        row = self.backend.execute(
-            "SELECT day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
-            "WHERE source_id = ?", [source_id]).fetchone()
-        if row is None:
+        rows = self.query("SELECT day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
+                          "WHERE source_id = ?", [source_id])
+        if not rows:
             return False
-        *key_values, emails = row
+        event = rows[0]
+        key_values = [event[k] for k in ("day", "agency_id", "account_id", "domain", "login", "direction")]
+        emails = event["emails"]
         self.backend.execute("DELETE FROM usage_events WHERE source_id = ?", [source_id])
         key = "day = ? AND agency_id = ? AND account_id = ? AND domain = ? AND login = ? AND direction = ?"
         self.backend.execute(f"UPDATE usage_daily SET messages = messages - 1, emails = emails - ? WHERE {key}",
@@ -194,10 +225,11 @@ class UsageQueries:
     def usage_totals(self) -> dict[str, int]:
         """Counts and sums over all usage, to compare two stores: events, their
         emails, rollup rows, and the rollup's messages and emails."""
-        events = self._rows("SELECT count(*), COALESCE(SUM(emails), 0) FROM usage_events")[0]
-        daily = self._rows("SELECT count(*), COALESCE(SUM(messages), 0), COALESCE(SUM(emails), 0) FROM usage_daily")[0]
-        return {"events": int(events[0]), "event_emails": int(events[1]), "daily_rows": int(daily[0]),
-                "daily_messages": int(daily[1]), "daily_emails": int(daily[2])}
+        events = self.query("SELECT count(*) AS n, COALESCE(SUM(emails), 0) AS emails FROM usage_events")[0]
+        daily = self.query("SELECT count(*) AS n, COALESCE(SUM(messages), 0) AS messages, "
+                           "COALESCE(SUM(emails), 0) AS emails FROM usage_daily")[0]
+        return {"events": int(events["n"]), "event_emails": int(events["emails"]), "daily_rows": int(daily["n"]),
+                "daily_messages": int(daily["messages"]), "daily_emails": int(daily["emails"])}
 
 
 def _quoted(name: str) -> str:
