@@ -51,7 +51,7 @@ def main() -> None:
             sh("user", "verify", f"u{i}@{domain}", "--password-stdin", stdin=password + "\n")
             verifies.append(time.perf_counter() - start)
 
-        from smtpctl.core.directory import passwords
+        from smtpctl.core.model import passwords
 
         stored = passwords.hash_password("a benchmark password")
         hashing, verifying = [], []

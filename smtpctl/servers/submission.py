@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from smtpctl.core.directory import passwords
+from smtpctl.core.model import passwords
 from smtpctl.core.directory.credentials import store_rehash
 from smtpctl.core.metering.live import cancel_message, envelope_check
 from smtpctl.core.model import rules

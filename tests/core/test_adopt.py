@@ -7,13 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpctl.core.directory import passwords
 from smtpctl.core.directory.accounts import add_account
 from smtpctl.core.directory.agencies import add_agency
 from smtpctl.core.directory.audit import audit_entries
 from smtpctl.core.directory.credentials import create_credential, reset_credential, verify_credential
 from smtpctl.core.directory.domains import add_domain
 from smtpctl.core.metering.enforcement import block_account
+from smtpctl.core.model import passwords
 from smtpctl.core.model.errors import AuthFailed, InvalidInput
 from smtpctl.core.provisioning import adopt
 from smtpctl.core.provisioning import apply as provisioning

@@ -7,8 +7,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpctl.core.metering.rule import (REFUSED_OVER_LIMIT, REFUSED_TOO_MANY, Counter, Decision, account_day, decide,
-                                        refusal)
+from smtpctl.core.metering.rule import (
+    REFUSED_OVER_LIMIT,
+    REFUSED_TOO_MANY,
+    Counter,
+    Decision,
+    account_day,
+    decide,
+    refusal,
+)
 
 sizes = st.lists(st.integers(min_value=0, max_value=50), max_size=60)
 

@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from smtpctl.core.directory import passwords
 from smtpctl.core.directory.accounts import add_account
 from smtpctl.core.directory.agencies import add_agency
 from smtpctl.core.directory.credentials import (
@@ -14,7 +13,7 @@ from smtpctl.core.directory.credentials import (
 )
 from smtpctl.core.directory.domains import add_domain, domain_removal_plan, remove_domain
 from smtpctl.core.directory.settings import set_setting
-from smtpctl.core.model import rules
+from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import AlreadyExists, AuthFailed, Blocked, InvalidInput, LimitReached, NotFound
 from smtpctl.core.store import Store
 

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from passlib.hash import bcrypt, sha512_crypt
 
-from smtpctl.core.directory import passwords
+from smtpctl.core.model import passwords
 from smtpctl.core.model.errors import InvalidInput
 
 GOOD = "correct horse battery staple"

@@ -8,8 +8,6 @@ from decimal import Decimal
 import pytest
 
 from smtpctl.cli.output import word
-from smtpctl.core.model.errors import Fix, Notice
-
 from smtpctl.core.directory.accounts import add_account, remove_account, rename_account, set_account_limit
 from smtpctl.core.directory.agencies import add_agency, remove_agency, rename_agency
 from smtpctl.core.directory.audit import audit_entries
@@ -20,7 +18,7 @@ from smtpctl.core.ingest.message import build_input
 from smtpctl.core.metering.batch import record_usage
 from smtpctl.core.metering.enforcement import block_account, unblock_account
 from smtpctl.core.model.clock import iso_z, utc_now
-from smtpctl.core.model.errors import AlreadyExists, Blocked, InvalidInput, NotFound
+from smtpctl.core.model.errors import AlreadyExists, Blocked, Fix, InvalidInput, NotFound, Notice
 from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.reporting.report import usage_report
 from smtpctl.core.reporting.status import usage_status

@@ -7,8 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from smtpctl.core.directory.accounts import get_account
-from smtpctl.core.directory.settings import effective_settings
+from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.model import rules
+from smtpctl.core.model.clock import parse_day, utc_now
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.store import Store
 from smtpctl.core.store.audit import NameSpan
@@ -16,7 +17,7 @@ from smtpctl.core.store.audit import NameSpan
 MAX_AUDIT_LIMIT = 1_000_000
 
 
-def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
+def _audit_bound(text: str, zone: ZoneInfo, *, end: bool) -> str:
     """A date (whole day in the store's zone, or today, yesterday, 7d) or an ISO
     8601 time, as a UTC string.
 
@@ -29,16 +30,14 @@ def _audit_bound(text: str, zone_name: str, *, end: bool) -> str:
         if len(text) > 10 and text[10] in "Tt ":  # 2026-11-26T10:00:00Z, not "Today"
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=ZoneInfo(zone_name))
+                moment = moment.replace(tzinfo=zone)
         else:
-            from smtpctl.core.model.clock import parse_day, utc_now
-
-            current = utc_now().astimezone(ZoneInfo(zone_name)).date()
+            current = utc_now().astimezone(zone).date()
             day = parse_day(text, "", current)
             if end and day == date.max:
                 return "9999-12-31T23:59:59Z"
             day += timedelta(days=1) if end else timedelta()
-            moment = datetime.combine(day, time(), tzinfo=ZoneInfo(zone_name))
+            moment = datetime.combine(day, time(), tzinfo=zone)
         utc = moment.astimezone(timezone.utc)
     except (ValueError, InvalidInput):
         raise InvalidInput(f"invalid date or time {text!r}: use 2026-11-26, today, yesterday, 7d (7 days ago) "
@@ -58,7 +57,7 @@ def audit_entries(store: Store, *, since: str | None = None, until: str | None =
     to 1,000,000. Raises ``InvalidInput`` or ``NotFound`` (the account).
     """
     limit = rules.whole_number(limit, "--limit", 0, MAX_AUDIT_LIMIT)
-    zone = str(effective_settings(store)["timezone"])
+    zone = store_zone(store)
     return store.audit_entries(
         since=_audit_bound(since, zone, end=False) if since else None,
         until=_audit_bound(until, zone, end=True) if until else None,

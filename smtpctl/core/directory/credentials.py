@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from smtpctl.core.directory import passwords
 from smtpctl.core.directory.accounts import get_account
 from smtpctl.core.directory.agencies import get_agency
 from smtpctl.core.directory.domains import dependent_logins, get_domain
 from smtpctl.core.directory.settings import effective_settings
-from smtpctl.core.model import rules
+from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import FIX, AlreadyExists, AuthFailed, Blocked, Fix, InvalidInput, LimitReached, NotFound
 from smtpctl.core.model.records import Account, Credential, Missing, Outcome
 from smtpctl.core.model.words import count, listing

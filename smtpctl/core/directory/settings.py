@@ -73,17 +73,22 @@ def effective_setting(store: Store, key: str) -> Any:
     raise bad.error()  # outside the handler, as EffectiveSettings raises it
 
 
-def today(store: Store, zone: "ZoneInfo | None" = None) -> str:
-    """Today's date in the store's time zone (the day the daily limit counts),
-    on the store's clock: on PostgreSQL the database's, so every node of a
-    fleet agrees on when a day ends."""
-    from zoneinfo import ZoneInfo
-
-    return store.now().astimezone(zone or ZoneInfo(str(effective_settings(store)["timezone"]))).date().isoformat()
+def zone_of(settings: EffectiveSettings) -> ZoneInfo:
+    """The store's time zone (the setting ``timezone``): whose calendar days
+    the limits count and the reports group by. Worked out here only."""
+    return ZoneInfo(str(settings["timezone"]))
 
 
 def store_zone(store: Store) -> ZoneInfo:
-    return ZoneInfo(str(effective_settings(store)["timezone"]))
+    """``zone_of`` the store's settings as they are now."""
+    return zone_of(effective_settings(store))
+
+
+def today(store: Store, zone: ZoneInfo | None = None) -> str:
+    """Today's date in the store's time zone (the day the daily limit counts),
+    on the store's clock: on PostgreSQL the database's, so every node of a
+    fleet agrees on when a day ends."""
+    return store.now().astimezone(zone or store_zone(store)).date().isoformat()
 
 
 def settings_view(store: Store) -> list[dict[str, Any]]:

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from smtpctl.core.directory.settings import effective_settings
+from smtpctl.core.directory.settings import effective_settings, zone_of
 from smtpctl.core.metering.enforcement import Crossing, _AccountView, enforce
 from smtpctl.core.metering.rule import account_day, decide, refusal
 from smtpctl.core.model import rules
@@ -212,14 +211,14 @@ def _txn_now(store: Store) -> datetime:
     return now
 
 
-def _stamp(now: datetime, timezone: str, memo: dict[Any, Any]) -> tuple[str, str]:
-    """The day ``now`` falls on in ``timezone`` and its time as stored: worked
-    out once per metering transaction (``memo``), whose messages share one
-    instant and one zone setting."""
-    stamp = memo.get(("stamp", now, timezone))
+def _stamp(now: datetime, settings: Any, memo: dict[Any, Any]) -> tuple[str, str]:
+    """The day ``now`` falls on in the store's zone and its time as stored:
+    worked out once per metering transaction (``memo``), whose messages share
+    one instant and one zone setting."""
+    key = ("stamp", now, settings["timezone"])
+    stamp = memo.get(key)
     if stamp is None:
-        local_day = now.astimezone(ZoneInfo(timezone)).date().isoformat()
-        stamp = memo[("stamp", now, timezone)] = (local_day, stored_time(now))
+        stamp = memo[key] = (now.astimezone(zone_of(settings)).date().isoformat(), stored_time(now))
     return stamp
 
 
@@ -247,7 +246,7 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
     if not cap.accepted:
         return Admission(False, cap.refused, refusal(cap, recipients, max_recipients))
     memo = store.txn_memo if store.metering else {}
-    day, at = _stamp(_txn_now(store), str(settings["timezone"]), memo)
+    day, at = _stamp(_txn_now(store), settings, memo)
     account_id = sender.account_id
     key = (account_id, day)
     total = memo.get(("total", key))

@@ -90,7 +90,7 @@ class Credential:
 
     @property
     def scheme(self) -> str:
-        from smtpctl.core.directory.passwords import scheme_of  # passlib loads only where a hash is read
+        from smtpctl.core.model.passwords import scheme_of  # passlib loads only where a hash is read
 
         return scheme_of(self.password_hash)
 

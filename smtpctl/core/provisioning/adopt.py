@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from smtpctl.core.directory import passwords
-from smtpctl.core.model import rules
+from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.model.records import Credential
 from smtpctl.core.store import Store

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from smtpctl.core.directory import passwords, secret_input
+from smtpctl.core.directory import secret_input
 from smtpctl.core.directory.credentials import BLOCKED_MESSAGE
 from smtpctl.core.directory.settings import effective_settings
-from smtpctl.core.model import rules
+from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import AlreadyExists, Blocked, Fix, InvalidInput, LimitReached, NotFound
 from smtpctl.core.provisioning import adopt
 from smtpctl.core.store import Store

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from smtpctl.core.directory.passwords import dovecot_scheme
 from smtpctl.core.model.errors import InvalidInput, StoreError
+from smtpctl.core.model.passwords import dovecot_scheme
 from smtpctl.core.provisioning.apply import FORMAT_VERSION
 from smtpctl.core.store import Store
 

@@ -26,6 +26,7 @@ import os
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
 from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.audit import AuditQueries
@@ -33,8 +34,6 @@ from smtpctl.core.store.directory import DirectoryQueries, DomainOwner
 from smtpctl.core.store.schema import MIGRATION_NAMES, MIGRATION_SET, MIGRATIONS, known_migrations
 from smtpctl.core.store.sqlite import DEFAULT_BUSY_TIMEOUT, SqliteBackend
 from smtpctl.core.store.usage import UsageQueries
-
-from typing import Any, Iterable, Iterator, Sequence
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT", "MIGRATIONS", "MIGRATION_NAMES", "MIGRATION_SET", "DomainOwner", "Store",

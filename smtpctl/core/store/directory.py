@@ -8,13 +8,10 @@ Agency and account names compare case-insensitively in the schema itself
 from __future__ import annotations
 
 from collections import namedtuple
+from typing import Any
 
 from smtpctl.core.model.clock import now_iso
 from smtpctl.core.model.records import Account, Agency, Credential, Domain
-
-from typing import Any
-
-
 
 
 class DomainOwner(namedtuple("DomainOwner", ["agency_id", "account_id", "account"])):

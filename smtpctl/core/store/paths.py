@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from smtpctl.core.model.errors import InvalidInput
-
-from typing import Any
 
 APP_NAME = "smtpctl"
 

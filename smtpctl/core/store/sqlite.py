@@ -10,12 +10,11 @@ import sqlite3
 import stat
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Sequence
 
 from smtpctl.core.model.clock import utc_now
 from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.schema import MIGRATION_SET, Migration
-
-from typing import Any, Sequence
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
