@@ -9,6 +9,7 @@ from smtpctl.core.model.errors import AlreadyExists, NotFound
 from smtpctl.core.model.records import Agency, Outcome
 from smtpctl.core.model.words import count, listing
 from smtpctl.core.store import Store
+from smtpctl.core.store.directory import AgencyCounts
 
 
 def get_agency(store: Store, name: str) -> Agency:
@@ -36,7 +37,8 @@ def add_agency(store: Store, name: str, *, exist_ok: bool = False) -> Outcome:
 def list_agencies(store: Store) -> list[dict[str, Any]]:
     counts = store.agency_counts()
     return [
-        {**a.as_dict(), "accounts": counts.get(a.id, (0, 0))[0], "domains": counts.get(a.id, (0, 0))[1]}
+        {**a.as_dict(), "accounts": counts.get(a.id, AgencyCounts(0, 0)).accounts,
+         "domains": counts.get(a.id, AgencyCounts(0, 0)).domains}
         for a in store.agencies()
     ]
 

@@ -31,7 +31,7 @@ class Crossing:
 
 
 @dataclass(frozen=True)
-class _AccountView:
+class AccountState:
     """What ``_enforce`` reads of an account."""
 
     name: str
@@ -39,7 +39,7 @@ class _AccountView:
 
 
 def enforce(store: Store, crossed_at: dict[tuple[int, str], int], before: dict[tuple[int, str], int],
-             accounts: dict[int, Account] | dict[int, _AccountView], limits: dict[int, int],
+             accounts: dict[int, Account] | dict[int, AccountState], limits: dict[int, int],
              current_day: str) -> list[Crossing]:
     """Apply the daily-limit rule to every (account, day) this batch took over its limit."""
     crossings = []

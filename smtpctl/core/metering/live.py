@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from smtpctl.core.directory.settings import effective_settings, zone_of
-from smtpctl.core.metering.enforcement import Crossing, _AccountView, enforce
+from smtpctl.core.metering.enforcement import Crossing, AccountState, enforce
 from smtpctl.core.metering.rule import account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import stored_time
@@ -259,7 +259,7 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
             return Admission(True, "duplicate", "already recorded", 0)
         # A refusal on today's total also re-applies the rule: an account unblocked
         # while over today's limit is revoked and blocked again by its next message.
-        account = {account_id: _AccountView(sender.account, sender.blocked)}
+        account = {account_id: AccountState(sender.account, sender.blocked)}
         crossings = enforce(store, {key: total}, {key: total}, account, {account_id: limit}, day)
         return Admission(False, decision.refused, refusal(decision, recipients, max_recipients, sender.account, day),
                          0, tuple(crossings))
@@ -270,7 +270,7 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
         memo[("total", key)] = total + recipients
     crossings = ()
     if decision.crossed:
-        account = {account_id: _AccountView(sender.account, sender.blocked)}
+        account = {account_id: AccountState(sender.account, sender.blocked)}
         crossings = tuple(enforce(store, {key: total + recipients}, {key: total}, account, {account_id: limit}, day))
     return Admission(True, "accepted", "", recipients, crossings)
 

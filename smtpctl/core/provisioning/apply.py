@@ -245,7 +245,7 @@ class VerifyCache:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             # argon2-cffi releases the GIL while hashing: threads use every core.
             for (login, stored, _), (ok, _new) in zip(todo, pool.map(
-                    lambda t: passwords.verify_password(t[2], t[1]), todo)):
+                    lambda pair: passwords.verify_password(pair[2], pair[1]), todo)):
                 self.results[(login, stored)] = ok
 
     def matches(self, login: str, stored: str, password: str) -> bool:
@@ -282,7 +282,8 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
                                    agencies[key].name if key in agencies else name))
 
     account_view = {k: _AccountView(a.name, a.agency, a.blocked) for k, a in accounts.items()}
-    for key, (name, agency, limit, where) in doc.accounts.items():
+    for key, spec in doc.accounts.items():
+        name, agency, limit, where = spec.name, spec.agency, spec.daily_limit, spec.where
         if agency.lower() not in agency_names:
             raise NotFound(f"{where} {name}: agency {agency!r} is neither in the file nor in the store")
         owner = agency_names[agency.lower()]
@@ -301,7 +302,8 @@ def make_plan(store: Store, doc: Document, *, prune: bool = False, verify: Verif
             plan.changes.append(Change("unchanged", "account", existing.name))
 
     domain_owner: dict[str, str | None] = {n: (d.account or None) for n, d in domains.items()}
-    for name, (account, agency, where) in doc.domains.items():
+    for name, spec in doc.domains.items():
+        account, agency, where = spec.account, spec.agency, spec.where
         if account is not None:
             if str(account).lower() not in account_view:
                 raise NotFound(f"{where} {name}: account {account!r} is neither in the file nor in the store")
@@ -429,7 +431,8 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
             store.insert_agency(change.name)
             store.audit("agency.create", "agency", change.name, details=via)
         elif change.kind == "account":
-            name, agency, limit, _ = doc.accounts[change.name.lower()]
+            spec = doc.accounts[change.name.lower()]
+            name, agency, limit = spec.name, spec.agency, spec.daily_limit
             if change.action == "create":
                 store.insert_account(name, store.agency(agency).id, limit)
                 store.audit("account.create", "account", name, account=name,
@@ -440,7 +443,8 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
                 store.audit("account.set_limit", "account", account.name, account=account.name,
                             details={"old": account.daily_limit, "new": limit, **via})
         elif change.kind == "domain":
-            account, agency, _ = doc.domains[change.name]
+            spec = doc.domains[change.name]
+            account, agency = spec.account, spec.agency
             account_id = store.account(account).id if account is not None else None
             agency_id = store.agency(agency).id if agency is not None else None
             store.insert_domain(change.name, account_id=account_id, agency_id=agency_id)

@@ -7,22 +7,23 @@ Agency and account names compare case-insensitively in the schema itself
 
 from __future__ import annotations
 
-from collections import namedtuple
-from typing import Any
+from typing import Any, NamedTuple
 
 from smtpctl.core.model.clock import now_iso
 from smtpctl.core.model.records import Account, Agency, Credential, Domain
 
 
-class DomainOwner(namedtuple("DomainOwner", ["agency_id", "account_id", "account"])):
-    """Who a domain belongs to: its agency, and its account when dedicated.
-    (collections' namedtuple, not typing's NamedTuple: typing is not
-    imported at start-up.)"""
+class DomainOwner(NamedTuple):
+    """Who a domain belongs to: its agency, and its account when dedicated."""
 
-    __slots__ = ()
     agency_id: int
     account_id: int | None  # None: agency-assigned
     account: str | None  # the account's name, None when agency-assigned
+
+
+class AgencyCounts(NamedTuple):
+    accounts: int
+    domains: int  # dedicated domains of its accounts and its agency-assigned ones
 
 
 class DirectoryQueries:
@@ -37,7 +38,7 @@ class DirectoryQueries:
     def insert_agency(self, name: str) -> int:
         return self._insert("agencies", {"name": name, "created_at": now_iso()})
 
-    def agency_counts(self) -> dict[int, tuple[int, int]]:
+    def agency_counts(self) -> dict[int, AgencyCounts]:
         """Per agency id: (accounts, domains), counting dedicated domains of its accounts."""
         rows = self.query("""
             SELECT g.id,
@@ -46,7 +47,7 @@ class DirectoryQueries:
                      WHERE d.agency_id = g.id OR a.agency_id = g.id) AS domains
             FROM agencies g
         """)
-        return {r["id"]: (r["accounts"], r["domains"]) for r in rows}
+        return {r["id"]: AgencyCounts(r["accounts"], r["domains"]) for r in rows}
 
     def rename_agency(self, agency_id: int, name: str) -> None:
         # Usage, domains and credentials refer to agencies and accounts by id,
