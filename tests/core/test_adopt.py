@@ -173,6 +173,22 @@ def test_import_creates_rejects_and_is_unchanged_on_rerun_even_after_rehash(stor
     assert sha.split("}", 1)[1] not in dump and blf.split("}", 1)[1] not in dump
 
 
+def test_a_hash_too_costly_to_verify_is_a_rejected_line_and_the_good_lines_import(store):
+    # issue 23: "$6$rounds=999999999$" and bcrypt cost 31 would stall every AUTH that reads them
+    sha = doveadm_hash("SHA512-CRYPT")
+    hostile = "$6$rounds=999999999$abcdefghijklmnop$" + "a" * 86
+    text = f"a@d.example:{sha}\nb@d.example:{{SHA512-CRYPT}}{hostile}\nc@d.example:$2b$31${'a' * 53}\n"
+    summary = adopt.import_accounts(store, text, "dovecot").as_dict()
+    assert (summary["created"], summary["lines_rejected"]) == (1, 2)
+    assert [(r["line"], r["reason"]) for r in summary["rejected"]] == [
+        (2, "the sha512-crypt hash costs more to verify than smtpctl accepts (rounds=999,999,999, at most "
+            "1,000,000): every login would pay it, and a stranger could stall AUTH with it; give this login a new "
+            "password instead"),
+        (3, "the bcrypt hash costs more to verify than smtpctl accepts (cost 31, at most 14): every login would pay "
+            "it, and a stranger could stall AUTH with it; give this login a new password instead")]
+    assert store.credential("b@d.example") is None and store.credential("c@d.example") is None
+
+
 def test_another_hash_is_rejected_unless_update(store):
     adopt.import_accounts(store, f"a@d.example:{doveadm_hash('SHA512-CRYPT')}\n", "dovecot")
     other = doveadm_hash("SHA512-CRYPT", "Another-Password-99")

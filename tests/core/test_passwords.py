@@ -69,3 +69,36 @@ def test_generated_passwords_are_strong_and_paste_safe(_):
 
 def test_generated_passwords_differ():
     assert len({passwords.generate_password() for _ in range(200)}) == 200
+
+
+# -- hashes too costly to verify (issue 23: a hostile import stalled AUTH) -----------------
+
+HOSTILE = {
+    "sha512-crypt": ("$6$rounds=999999999$abcdefghijklmnop$" + "a" * 86, "rounds=999,999,999, at most 1,000,000"),
+    "sha256-crypt": ("$5$rounds=1000001$abcdefghijklmnop$" + "a" * 43, "rounds=1,000,001, at most 1,000,000"),
+    "bcrypt": ("$2b$31$" + "a" * 53, "cost 31, at most 14"),
+    "argon2id": ("$argon2id$v=19$m=4194304,t=3,p=1$c29tZXNhbHRzb21lc2FsdA$" + "a" * 43,
+                 "m=4,194,304, at most 262,144"),
+    "argon2i": ("$argon2i$v=19$m=65536,t=100,p=1$c29tZXNhbHRzb21lc2FsdA$" + "a" * 43, "t=100, at most 16"),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(HOSTILE))
+def test_a_hash_costlier_than_the_ceiling_is_refused_without_verifying_it(scheme):
+    text, why = HOSTILE[scheme]
+    with pytest.raises(InvalidInput) as err:
+        passwords.adopt_hash(text)
+    assert err.value.message == (
+        f"the {scheme} hash costs more to verify than smtpctl accepts ({why}): every login would pay it, and a "
+        "stranger could stall AUTH with it; give this login a new password instead")
+    assert text not in err.value.message
+
+
+def test_hashes_at_the_ceiling_are_adopted():
+    at_most = [
+        "$6$rounds=1000000$abcdefghijklmnop$" + "a" * 86,
+        "$2b$14$" + "a" * 53,
+        "$argon2id$v=19$m=262144,t=16,p=16$c29tZXNhbHRzb21lc2FsdA$" + "a" * 43,
+    ]
+    for text in at_most:
+        assert passwords.adopt_hash(text) == text

@@ -172,7 +172,41 @@ def adopt_hash(text: str) -> str:
     scheme = scheme_of(raw)
     if prefix is not None and scheme not in ADOPTABLE_PREFIXES[prefix]:
         raise InvalidInput(f"the {{{prefix}}} prefix does not match the hash, which is {scheme}")
+    too_costly = _over_ceiling(name, parsed)
+    if too_costly:
+        raise InvalidInput(f"the {scheme} hash costs more to verify than smtpctl accepts ({too_costly}): every "
+                           "login would pay it, and a stranger could stall AUTH with it; give this login a new "
+                           "password instead")
     return raw
+
+
+# The most an adopted hash may cost to verify (docs/credentials.md, "Adopting
+# hashes"): well above each scheme's usual defaults (glibc and Dovecot's
+# SHA-crypt 5,000 rounds and passlib's 656,000; bcrypt cost 10-12; argon2
+# 19-64 MiB, 2-3 passes), far below what stalls a server: on this project's
+# 2-core machine SHA512-CRYPT at 1,000,000 rounds verifies in ~1 s, bcrypt 14
+# in ~1.2 s, argon2 at 256 MiB in ~0.6 s (``$6$rounds=999999999$`` took 8.5 s
+# and argon2 at 4 GiB 4.2 GB of memory: issue 23).
+MAX_SHA_CRYPT_ROUNDS = 1_000_000
+MAX_BCRYPT_COST = 14
+MAX_ARGON2_MEMORY_KIB = 262_144
+MAX_ARGON2_TIME_COST = 16
+MAX_ARGON2_PARALLELISM = 16
+
+
+def _over_ceiling(name: str, parsed: object) -> str:
+    """What in a parsed adoptable hash is over the ceiling, or ``""``."""
+    if name in ("sha512_crypt", "sha256_crypt") and parsed.rounds > MAX_SHA_CRYPT_ROUNDS:
+        return f"rounds={parsed.rounds:,}, at most {MAX_SHA_CRYPT_ROUNDS:,}"
+    if name == "bcrypt" and parsed.rounds > MAX_BCRYPT_COST:
+        return f"cost {parsed.rounds}, at most {MAX_BCRYPT_COST}"
+    if name == "argon2":
+        for what, value, most in (("m", parsed.memory_cost, MAX_ARGON2_MEMORY_KIB),
+                                  ("t", parsed.rounds, MAX_ARGON2_TIME_COST),
+                                  ("p", parsed.parallelism, MAX_ARGON2_PARALLELISM)):
+            if value > most:
+                return f"{what}={value:,}, at most {most:,}"
+    return ""
 
 
 def fingerprint(adopted_hash: str) -> str:
