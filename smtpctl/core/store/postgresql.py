@@ -24,11 +24,12 @@ never load psycopg.
 from __future__ import annotations
 
 import re
+import shlex
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -270,12 +271,34 @@ def _connect(dsn: str, busy_timeout: float) -> psycopg.Connection:
         conn.execute("SELECT set_config('lock_timeout', %s, false), set_config('TimeZone', 'UTC', false)",
                      [f"{max(1, int(busy_timeout * 1000))}ms"])
     except psycopg.Error as exc:
-        raise StoreError(_describe(exc, redact(dsn))) from None
+        label = redact(dsn)
+        missing = re.search(r'database "([^"]*)" does not exist', str(exc))
+        if missing:  # a typo, or a fleet's first start: say how to create it
+            raise StoreError(f"the PostgreSQL database {missing[1]!r} does not exist on {label}; create it first "
+                             f"(as a role that may: createdb {shlex.quote(missing[1])}, with the same host and "
+                             "user), then run the command again") from None
+        raise StoreError(_describe(exc, label, secrets=_secrets(dsn))) from None
     return conn
 
 
-def _describe(exc: BaseException, label: str) -> str:
+def _secrets(dsn: str) -> list[str]:
+    """What of ``dsn`` an error text must never show: the DSN itself and its
+    password, as written and decoded (psycopg quotes either back when it
+    cannot parse them: "invalid percent-encoded token", a bad IPv6 host)."""
+    found = [dsn]
+    userinfo = re.match(r"^[A-Za-z]+://([^@/?#]*)@", dsn)
+    if userinfo and ":" in userinfo[1]:
+        found.append(userinfo[1].split(":", 1)[1])
+    found += re.findall(r"(?i)(?:^|[?&])password=([^&]*)", dsn)
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def _describe(exc: BaseException, label: str, secrets: list[str] = ()) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, label if secret.startswith(("postgres://", "postgresql://")) else "***")
     if isinstance(exc, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)):
         return f"the store {label} is locked by another writer and stayed locked past the busy timeout; try again"
     if isinstance(exc, pg_errors.InsufficientPrivilege):
