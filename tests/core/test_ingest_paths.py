@@ -21,13 +21,13 @@ from smtpctl.core.directory.agencies import add_agency
 from smtpctl.core.directory.credentials import create_credential
 from smtpctl.core.directory.domains import add_domain
 from smtpctl.core.ingest import lines as ingest_lines
-from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.ingest.jsonl import _fast_jsonl, read_jsonl
 from smtpctl.core.ingest.lines import UnreadableLine, read_blocks, read_lines, read_raw_lines
 from smtpctl.core.ingest.message import UsageInput, parse_time
 from smtpctl.core.ingest.postfix import PostfixLog
 from smtpctl.core.metering.batch import _Days, import_usage
 from smtpctl.core.model.clock import stored_time
+from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.store import Store
 from tests.core.test_ingest_fuzz import ZONES, jsonl_line, postfix_line
 

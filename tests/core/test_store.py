@@ -34,6 +34,13 @@ EXPECTED_TABLES = {
     "audit": ["id", "at", "actor", "action", "object_type", "object_name", "account", "details"],
     "auth_attempts": ["id", "client", "login", "state", "at"],
     "auth_trusted": ["login", "client", "expires"],
+    "prices": ["id", "kind", "agency_id", "from_day", "price_per_1000", "set_at"],
+    "agency_billing": ["agency_id", "mode", "warn_below"],
+    "credits": ["id", "agency_id", "amount", "note", "ref", "at", "day", "actor"],
+    "statements": ["id", "number", "agency_id", "month", "closed_at", "document"],
+    "billed": ["statement_id", "agency_id", "account_id", "day", "direction", "messages", "emails"],
+    "months_closed": ["month", "closed_at"],
+    "usage_pruned": ["id", "before_day", "pruned_at"],
 }
 
 
@@ -46,6 +53,8 @@ def test_blank_store_migrates_to_expected_schema(tmp_path):
         assert store.scalar("PRAGMA journal_mode") == "wal"
         assert store.scalar("PRAGMA foreign_keys") == 1
         assert {"audit_no_update", "audit_no_delete"} <= store.triggers()
+        assert {f"{t}_no_{verb}" for t in ("credits", "statements", "billed") for verb in ("update", "delete")} \
+            <= store.triggers()
         assert store.integrity_ok()
 
 

@@ -2,18 +2,19 @@
 setting and limit warnings, blocked entries in a plan. Real SQLite files."""
 
 import json
-from datetime import timedelta, timezone
+from datetime import date, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from smtpctl.cli.output import word
+from smtpctl.core.billing.prices import set_price
 from smtpctl.core.directory.accounts import add_account, remove_account, rename_account, set_account_limit
 from smtpctl.core.directory.agencies import add_agency, remove_agency, rename_agency
 from smtpctl.core.directory.audit import audit_entries
 from smtpctl.core.directory.credentials import create_credential, credential_deletion_plan, delete_credentials
 from smtpctl.core.directory.domains import add_domain, remove_domain
-from smtpctl.core.directory.settings import effective_settings, set_setting, today, unset_setting
+from smtpctl.core.directory.settings import effective_settings, set_setting, store_zone, today, unset_setting
 from smtpctl.core.ingest.message import build_input
 from smtpctl.core.metering.batch import record_usage
 from smtpctl.core.metering.enforcement import block_account, unblock_account
@@ -254,10 +255,10 @@ def test_setting_warnings_for_departures_from_the_rules(store):
         "domain"]
     assert set_setting(store, "default_daily_limit", "2000").extra["warnings"] == [
         "default_daily_limit 2,000 departs from the service's rule of 1,500 emails per account per day"]
-    assert set_setting(store, "price_per_1000", "0.70").extra["warnings"] == [
+    assert set_price(store, "0.70").extra["warnings"] == [
         "price_per_1000 0.70 departs from the service's price of $0.675 per 1,000 emails"]
     assert set_setting(store, "smtp_host", "smtp.example.net").extra["warnings"] == []
-    assert unset_setting(store, "price_per_1000").extra["warnings"] == []
+    assert set_price(store, "0.675").extra["warnings"] == []
 
 
 def test_lower_cap_and_default_limit_already_reached(store):
@@ -275,17 +276,24 @@ def test_lower_cap_and_default_limit_already_reached(store):
                            "email of each blocks it and revokes its SMTP credentials")
 
 
-def test_a_price_change_warns_when_it_reprices_past_months(store):
-    assert set_setting(store, "price_per_1000", "0.70").extra["warnings"][1:] == []
+def test_a_price_change_never_reprices_the_past(store):
+    # issue 24: 2 emails on a past day, then a new price from today; the past keeps its price
     past = utc_now() - timedelta(days=40)
-    record_usage(store, msg("a@d.example", 7, at=iso_z(past)))
-    month_start = today(store)[:8] + "01"
-    first = past.date().isoformat()
-    warnings = unset_setting(store, "price_per_1000").extra["warnings"]
-    assert warnings == [
-        f"reports price all usage at the current price, so this also reprices the 7 emails billed before "
-        f"{month_start} (since {first}); past months now cost 0.675 per 1,000 instead of 0.70"]
-    assert effective_settings(store)["price_per_1000"] == Decimal("0.675")
+    record_usage(store, msg("a@d.example", 2, at=iso_z(past)))
+    changed = set_price(store, "0.90")
+    assert (changed.status, changed.extra["from"], changed.extra["was"]) == ("created", today(store), "0.675")
+    assert effective_settings(store)["price_per_1000"] == Decimal("0.90")
+    day = past.astimezone(store_zone(store)).date().isoformat()
+    old = usage_report(store, since=day, until=day)
+    assert (old["price_per_1000"], old["total"]["cost"]) == ("0.675", "0.00135")
+    record_usage(store, msg("a@d.example", 1000))
+    both = usage_report(store, since=day, by=["day"])
+    assert both["prices"] == [{"since": day, "until": (date.fromisoformat(today(store)) - timedelta(days=1)).isoformat(),
+                               "price_per_1000": "0.675"},
+                              {"since": today(store), "until": today(store), "price_per_1000": "0.90"}]
+    assert [(r["day"], r["emails"], r["cost"]) for r in both["rows"]] == [(day, 2, "0.00135"),
+                                                                         (today(store), 1000, "0.90")]
+    assert both["total"]["cost"] == "0.90135"
 
 
 # -- limits: unblock and set-limit ---------------------------------------------------

@@ -3,10 +3,12 @@ changing them (validated, audited), and the day and time zone they set."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from smtpctl.core.model import rules
+from smtpctl.core.model.prices import PriceSchedule
 from smtpctl.core.model.errors import Fix, InvalidInput, StoreError
 from smtpctl.core.model.records import Outcome, SettingValue
 from smtpctl.core.model.words import count, listing
@@ -26,6 +28,20 @@ class _BadStoredValue:
             subject=self.key, fix=Fix(("store", "set", self.key, "VALUE"), "set a valid one with"))
 
 
+PRICE_KEY = "price_per_1000"  # not a stored setting: the service price in force today (billing's prices)
+
+
+class _PriceToday:
+    """``price_per_1000``: the service's price in force today, read from the
+    prices in force (docs/billing.md) when, and only when, it is read."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def value(self) -> Decimal:
+        return service_prices(self.store).price_on(today(self.store))
+
+
 class EffectiveSettings(dict):
     """Setting key -> value. Reading a key whose stored value is invalid raises
     ``StoreError`` (exit 7) naming the key and the fix; other keys still read,
@@ -35,7 +51,16 @@ class EffectiveSettings(dict):
         value = super().__getitem__(key)
         if isinstance(value, _BadStoredValue):
             raise value.error()
+        if isinstance(value, _PriceToday):
+            value = value.value()
+            super().__setitem__(key, value)
         return value
+
+
+def service_prices(store: Store) -> PriceSchedule:
+    """The service's prices in force, day by day (the default before any change)."""
+    return PriceSchedule([(row.from_day, Decimal(row.price_per_1000)) for row in store.prices("service")],
+                         rules.DEFAULT_PRICE_PER_1000)
 
 
 def effective_settings(store: Store) -> EffectiveSettings:
@@ -47,6 +72,9 @@ def effective_settings(store: Store) -> EffectiveSettings:
     stored = store.settings()
     values = EffectiveSettings()
     for key, setting in rules.SETTINGS.items():
+        if key == PRICE_KEY:
+            values[key] = _PriceToday(store)
+            continue
         if key not in stored:
             values[key] = setting.default
             continue
@@ -62,6 +90,8 @@ def effective_setting(store: Store, key: str) -> Any:
     (``StoreError`` for an invalid stored value), without checking the other
     stored settings: their rules load zoneinfo (the time zone) or idna (the
     SMTP host), which ``account list`` does not need."""
+    if key == PRICE_KEY:
+        return _PriceToday(store).value()
     stored = store.settings()
     setting = rules.SETTINGS[key]
     if key not in stored:
@@ -97,14 +127,15 @@ def settings_view(store: Store) -> list[dict[str, Any]]:
     stored = store.settings()
     effective = effective_settings(store)
     rows = []
+    priced = bool(store.prices("service"))
     for key, setting in rules.SETTINGS.items():
-        value = dict.__getitem__(effective, key)
+        value = effective[key] if key == PRICE_KEY else dict.__getitem__(effective, key)
         bad = isinstance(value, _BadStoredValue)
         rows.append({
             "key": key,
             "value": value.raw if bad else value,
             "default": setting.default,
-            "source": "invalid" if bad else "set" if key in stored else "default",
+            "source": "invalid" if bad else "set" if key in stored or (key == PRICE_KEY and priced) else "default",
             "description": setting.description,
         })
     return rows
@@ -115,9 +146,12 @@ def set_setting(store: Store, key: str, value: str) -> Outcome:
 
     ``Outcome.extra["warnings"]`` lists what an operator should know: a value
     that departs from the service's rules (docs/rules.md), a lower cap or limit
-    that objects already exceed, a price change that reprices past months.
-    An invalid stored value (see ``effective_settings``) is replaced like any other.
+    that objects already exceed. An invalid stored value (see
+    ``effective_settings``) is replaced like any other. ``price_per_1000`` is
+    no stored setting but the price in force: ``billing.prices.set_price``.
     """
+    if key == PRICE_KEY:
+        raise InvalidInput(f"{PRICE_KEY} is the price in force: set it with billing.prices.set_price")
     parsed = rules.parse_setting(key, value)
     with store.write():
         old = _stored_or_raw(store, key)
@@ -180,15 +214,4 @@ def setting_warnings(store: Store, key: str, old: Any, new: Any) -> list[str]:
             warnings.append(f"{count(len(reached), 'account')} on the default limit already sent {new:,} or more "
                             f"emails today: {listing(reached)}; the next email of each blocks it and revokes its "
                             "SMTP credentials")
-    elif key == "price_per_1000":
-        if new != rules.DEFAULT_PRICE_PER_1000:
-            warnings.append(f"price_per_1000 {new} departs from the service's price of "
-                            f"${rules.DEFAULT_PRICE_PER_1000} per 1,000 emails")
-        if old != new:
-            month_start = today(store)[:8] + "01"
-            past = store.emails_before(month_start)
-            if past["emails"]:
-                warnings.append(f"reports price all usage at the current price, so this also reprices the "
-                                f"{past['emails']:,} emails billed before {month_start} (since {past['first_day']}); "
-                                f"past months now cost {new} per 1,000 instead of {old}")
     return warnings

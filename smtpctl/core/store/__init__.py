@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.audit import AuditQueries
+from smtpctl.core.store.billing import BillingQueries
 from smtpctl.core.store.directory import DirectoryQueries, DomainOwner
 from smtpctl.core.store.schema import MIGRATION_NAMES, MIGRATION_SET, MIGRATIONS, known_migrations
 from smtpctl.core.store.sqlite import DEFAULT_BUSY_TIMEOUT, SqliteBackend
@@ -48,7 +49,7 @@ def is_dsn(location: str | os.PathLike[str]) -> bool:
     return isinstance(location, str) and location.lower().startswith(DSN_SCHEMES)
 
 
-class Store(DirectoryQueries, UsageQueries, AuditQueries):
+class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):
     """An open store. Use ``Store.open``; close it with ``close()`` or ``with``."""
 
     def __init__(self, backend: Any, actor: str):

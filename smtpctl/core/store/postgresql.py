@@ -259,7 +259,8 @@ class PostgresBackend:
     def reset_identities(self) -> None:
         """After rows were inserted with their ids (``store copy``): let each
         identity continue after the largest id."""
-        for table in ("agencies", "accounts", "domains", "credentials", "usage_events", "audit"):
+        for table in ("agencies", "accounts", "domains", "credentials", "usage_events", "audit", "prices", "credits",
+                      "statements"):
             self.conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"GREATEST((SELECT max(id) FROM {table}), 1), (SELECT max(id) FROM {table}) IS NOT NULL)")

@@ -185,16 +185,21 @@ class UsageQueries:
         "user": ("u.login", 'r."user"'), "direction": ("u.direction", "r.direction"),
     }
 
-    def usage_rollup(self, since: str, until: str, groups: list[str], filters: dict[str, Any]) -> list[dict[str, Any]]:
-        """Sum the per-day rollup over a range, grouped; aggregate on ids first,
-        then join names, so the join touches result rows, not rollup rows."""
-        inner = [f"{self._GROUP_SQL[g][0]} AS {_quoted(g)}" for g in groups]
-        outer = [f"{self._GROUP_SQL[g][1]} AS {_quoted(g)}" for g in groups]
-        where, params = ["u.day BETWEEN ? AND ?"], [since, until]
+    def usage_rollup(self, since: str, until: str, groups: list[str], filters: dict[str, Any], *,
+                     cuts: list[str] = ()) -> list[dict[str, Any]]:
+        """Sum the per-day rollup over a range, grouped, and by ``period``: 0
+        before the first day of ``cuts``, 1 from it to the next, and so on (the
+        periods of one group come together, in order). Aggregates on ids first,
+        then joins names, so the join touches result rows, not rollup rows."""
+        period = ("CASE " + "".join(f"WHEN u.day < ? THEN {i} " for i in range(len(cuts))) + f"ELSE {len(cuts)} END"
+                  if cuts else "0")
+        inner = [f"{self._GROUP_SQL[g][0]} AS {_quoted(g)}" for g in groups] + [f"{period} AS period"]
+        outer = [f"{self._GROUP_SQL[g][1]} AS {_quoted(g)}" for g in groups] + ["r.period"]
+        where, params = ["u.day BETWEEN ? AND ?"], [*cuts, since, until]
         for column, value in filters.items():
             where.append(f"u.{column} = ?")
             params.append(value)
-        positions = ", ".join(str(i + 1) for i in range(len(groups)))
+        positions = ", ".join(str(i + 1) for i in range(len(groups) + 1))
         joins = ""
         if "agency" in groups:
             joins += " JOIN agencies g ON g.id = r.agency"
@@ -208,7 +213,7 @@ class UsageQueries:
             f"FROM usage_daily u WHERE {' AND '.join(where)} GROUP BY {positions}) r{joins} "
             f"ORDER BY {positions}"
         )
-        return [_ints(row, ("messages", "emails", "outbound", "inbound")) for row in self.query(sql, params)]
+        return [_ints(row, ("messages", "emails", "outbound", "inbound", "period")) for row in self.query(sql, params)]
 
     def usage_summary(self, *, account_id: int | None = None, agency_id: int | None = None) -> dict[str, Any]:
         """Billed emails of one account or agency: ``{"emails", "first_day", "last_day"}`` (0/None if none)."""
