@@ -19,7 +19,7 @@ def test_contract(cli):
     assert set(j(cli, "account", "add", "shop", "--agency", "acme")) == ACCOUNT | {"status"}
     assert set(j(cli, "domain", "add", "d.example", "--account", "shop")) == DOMAIN | {"status"}
     assert set(j(cli, "agency", "list")[0]) == AGENCY | {"accounts", "domains"}
-    assert set(j(cli, "agency", "show", "acme")) == AGENCY | {"accounts", "domains", "credits"}
+    assert set(j(cli, "agency", "show", "acme")) == AGENCY | {"accounts", "domains", "credits", "billing", "statements"}
     assert set(j(cli, "account", "list")[0]) == ACCOUNT | {"effective_daily_limit", "domains"}
     assert set(j(cli, "account", "show", "shop")) == ACCOUNT | {"effective_daily_limit", "domains"}
     assert set(j(cli, "account", "set-limit", "shop", "10")) == ACCOUNT | {

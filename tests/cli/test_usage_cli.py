@@ -127,7 +127,7 @@ def test_report_table_csv_and_json(cli):
     cli("usage", "record", "--user", "b@d.example", "--recipients", "45", "--at", "2026-10-02T10:00:00Z")
     data = json.loads(cli("usage", "report", "--since", "2026-10-01", "--until", "2026-10-31", "--by", "day",
                           "--json").stdout)
-    assert set(data) == {"since", "until", "timezone", "by", "price_per_1000", "rows", "total"}
+    assert set(data) == {"since", "until", "timezone", "by", "price_per_1000", "prices", "rows", "total"}
     assert [(r["day"], r["emails"], r["cost"]) for r in data["rows"]] == [
         ("2026-10-01", 3, "0.002025"), ("2026-10-02", 45, "0.030375")]
     assert data["total"]["cost"] == "0.0324" and data["total"]["cost_rounded"] == "0.03"

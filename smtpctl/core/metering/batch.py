@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 
 from smtpctl.core.directory.settings import effective_settings, store_zone
 from smtpctl.core.ingest.message import BadLine, UsageInput
+from smtpctl.core.metering.credits import prepaid_agencies
 from smtpctl.core.metering.enforcement import Crossing, enforce
-from smtpctl.core.metering.rule import REFUSED_OVER_LIMIT, account_day, decide, refusal
+from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, REFUSED_OVER_LIMIT, account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z, stored_time
 from smtpctl.core.model.errors import InvalidInput, LimitReached, NotFound
@@ -180,13 +181,14 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     current_day = now.astimezone(zone).date().isoformat()
     settings = effective_settings(store)
     max_recipients = int(settings["max_recipients_per_message"])
+    horizon = store.pruned_before()  # usage before it can no longer be told from what was billed
     seen_ids: set[str] = set()
     wanted_ids = [i.source_id for i in items if isinstance(i, UsageInput) and i.source_id]
     existing = store.existing_source_ids(wanted_ids) if wanted_ids and not speculate else set()
 
     def reject(item: UsageInput | BadLine, reason: str, kind: str) -> None:
         if strict:
-            raise (LimitReached if kind == REFUSED_OVER_LIMIT else InvalidInput)(
+            raise (LimitReached if kind in (REFUSED_OVER_LIMIT, REFUSED_NO_CREDITS) else InvalidInput)(
                 f"line {item.line}: {reason}" if item.line else reason)
         result.rejected.append(BadLine(item.line, reason))
         result.kinds.append(kind)
@@ -232,6 +234,10 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             at_text, day = stored_time(at), days(at)
         else:
             day = day_of_text(at_text[:15]) or days.of_text(at, at_text)
+        if horizon is not None and day < horizon:
+            reject(item, f"usage dated {day} is before {horizon}: the raw events of those months were pruned after "
+                         "they were billed, so this line could be billed twice; not recorded", "pruned")
+            continue
         if item.direction == "outbound":
             touch((target.account_id, day))
         accept((item, target, at_text, day, emails))
@@ -251,19 +257,28 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     rows: list[EventRow] = []
     append = rows.append
     total_emails = 0
+    prepaid = prepaid_agencies(store, {target.agency_id for _, target, _, _, _ in accepted})
     for item, target, at_text, day, emails in accepted:
         direction = item.direction
+        credits = prepaid.get(target.agency_id)
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
-            decision = decide(emails, max_recipients, (account_day(total, limits[target.account_id]),))
+            counters = (account_day(total, limits[target.account_id]),)
+            if credits is not None:
+                counters += (credits.counter(day),)
+            decision = decide(emails, max_recipients, counters)
             if not decision.accepted:
-                refused_over[key] = total
-                reject(item, refusal(decision, emails, max_recipients, target.account, day), decision.refused)
+                if decision.refused == REFUSED_OVER_LIMIT:
+                    refused_over[key] = total
+                reject(item, refusal(decision, emails, max_recipients, target.account, day,
+                                     credits.name if credits else ""), decision.refused)
                 continue
             running[key] = total + emails
-            if decision.crossed:
+            if any(counter.window == "day" for counter in decision.crossed):
                 crossed_at[key] = total + emails
+        if credits is not None:
+            credits.charge(emails, day)
         total_emails += emails
         append(EventRow(item.source_id, at_text, day, direction, target.agency_id, target.account_id,
                          target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
@@ -301,7 +316,7 @@ def record_usage(store: Store, item: UsageInput) -> BatchResult:
         result = _apply(store, [item], strict=False, resolver=resolver, zone=zone, keep_events=True)
     if result.rejected:  # raised after the commit: a refusal still re-applies the limit rule
         kind, reason = result.kinds[0], result.rejected[0].reason
-        raise (LimitReached if kind == REFUSED_OVER_LIMIT else InvalidInput)(reason)
+        raise (LimitReached if kind in (REFUSED_OVER_LIMIT, REFUSED_NO_CREDITS) else InvalidInput)(reason)
     return result
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from smtpctl.core.directory.settings import effective_settings, zone_of
 from smtpctl.core.metering.enforcement import Crossing, AccountState, enforce
-from smtpctl.core.metering.rule import account_day, decide, refusal
+from smtpctl.core.metering.credits import PrepaidAgency, prepaid_agencies
+from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import stored_time
 from smtpctl.core.model.errors import InvalidInput
@@ -253,10 +254,15 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
     if total is None:
         total = store.outbound_totals([key])[key]
     limit = sender.daily_limit if sender.daily_limit is not None else int(settings["default_daily_limit"])
-    decision = decide(recipients, max_recipients, (account_day(total, limit),))
+    credits = _prepaid(store, sender.agency_id, memo)
+    counters = (account_day(total, limit),) + ((credits.counter(day),) if credits is not None else ())
+    decision = decide(recipients, max_recipients, counters)
     if not decision.accepted:
         if source_id is not None and store.source_id_stored(source_id):
             return Admission(True, "duplicate", "already recorded", 0)
+        if decision.refused == REFUSED_NO_CREDITS:  # temporary: nothing to enforce, credentials kept
+            return Admission(False, decision.refused, refusal(decision, recipients, max_recipients,
+                                                              agency=credits.name if credits else ""))
         # A refusal on today's total also re-applies the rule: an account unblocked
         # while over today's limit is revoked and blocked again by its next message.
         account = {account_id: AccountState(sender.account, sender.blocked)}
@@ -268,11 +274,28 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
         return Admission(True, "duplicate", "already recorded", 0)
     if store.metering:
         memo[("total", key)] = total + recipients
+    if credits is not None:
+        credits.charge(recipients, day)
     crossings = ()
-    if decision.crossed:
+    if any(counter.window == "day" for counter in decision.crossed):
         account = {account_id: AccountState(sender.account, sender.blocked)}
         crossings = tuple(enforce(store, {key: total + recipients}, {key: total}, account, {account_id: limit}, day))
     return Admission(True, "accepted", "", recipients, crossings)
+
+
+def _prepaid(store: Store, agency_id: int, memo: dict[Any, Any]) -> PrepaidAgency | None:
+    """The sender's agency, if prepaid, with its credits and charges read under
+    its lock (once per metering transaction: the memo keeps them up to date)."""
+    key = ("prepaid", agency_id)
+    if key in memo:
+        return memo[key]
+    if not store.prepaid_agencies([agency_id]):
+        found = None
+    else:
+        store.lock_agency(agency_id)  # its accounts on other nodes charge the same credits
+        found = prepaid_agencies(store, [agency_id])[agency_id]
+    memo[key] = found
+    return found
 
 
 @dataclass(frozen=True)

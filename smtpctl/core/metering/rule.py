@@ -24,25 +24,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+
+from smtpctl.core.model import money
 
 REFUSED_OVER_LIMIT = "over_limit"
 REFUSED_TOO_MANY = "too_many_recipients"
+REFUSED_NO_CREDITS = "out_of_credits"  # a prepaid agency's balance is used up: temporary
 
 
 @dataclass(frozen=True, slots=True)
 class Counter:
     """One limit in force for a message: what it counts (``scope``: the
-    account, ``window``: the day), how much is counted already in its
-    window, and its limit."""
+    account, ``window``: the day; or the agency's prepaid ``credits``), how
+    much is counted already, and its limit. A message adds ``per_email`` for
+    each email: 1 for a count of emails, the price of one email for credits.
+    A count is full only past its limit (the message that reaches it is
+    accepted); credits are used up at zero (``room_at_limit`` false)."""
 
     scope: str
     window: str
-    used: int
-    limit: int
+    used: int | Decimal
+    limit: int | Decimal
+    per_email: int | Decimal = 1
+    room_at_limit: bool = True
 
     @property
     def over(self) -> bool:
-        return self.used > self.limit
+        return self.used > self.limit if self.room_at_limit else self.used >= self.limit
+
+    def after(self, recipients: int) -> int | Decimal:
+        return self.used + recipients * self.per_email
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +81,8 @@ def decide(recipients: int, max_recipients: int, counters: Sequence[Counter]) ->
         return Decision(False, REFUSED_TOO_MANY)
     for counter in counters:
         if counter.over:
-            return Decision(False, REFUSED_OVER_LIMIT, counter)
-    crossed = tuple(c for c in counters if c.used + recipients > c.limit)
+            return Decision(False, REFUSED_NO_CREDITS if counter.window == "credits" else REFUSED_OVER_LIMIT, counter)
+    crossed = tuple(c for c in counters if c.after(recipients) > c.limit)
     return Decision(True, crossed=crossed) if crossed else _ACCEPTED
 
 
@@ -79,12 +91,23 @@ def account_day(used: int, limit: int) -> Counter:
     return Counter("account", "day", used, limit)
 
 
-def refusal(decision: Decision, recipients: int, max_recipients: int, account: str = "", day: str = "") -> str:
+def agency_credits(charges: Decimal, credits: Decimal, price_per_1000: Decimal) -> Counter:
+    """A prepaid agency's credits as a counter: what its emails cost to date
+    against what it paid in, each email of this message at today's price."""
+    return Counter("agency", "credits", charges, credits, price_per_1000 / 1000, room_at_limit=False)
+
+
+def refusal(decision: Decision, recipients: int, max_recipients: int, account: str = "", day: str = "",
+            agency: str = "") -> str:
     """Why a refused message was refused, in the words every path reports."""
     if decision.refused == REFUSED_TOO_MANY:
         return (f"{recipients:,} recipients in one message: more than the {max_recipients:,} allowed "
                 "(store setting max_recipients_per_message); not recorded")
     counter = decision.refused_by
     assert counter is not None
+    if decision.refused == REFUSED_NO_CREDITS:
+        balance = money.to_cents(counter.limit - counter.used)
+        return (f"agency {agency}'s prepaid credits are used up (balance {balance} USD): "
+                "message refused, not recorded; sending resumes once the agency is topped up")
     return (f"account {account} is over its daily limit on {day} ({counter.used:,} of {counter.limit:,} emails): "
             "message refused, not recorded")

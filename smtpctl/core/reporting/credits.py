@@ -11,6 +11,8 @@ from typing import Any
 from smtpctl.core.directory.agencies import agency_detail
 from smtpctl.core.directory.settings import store_zone, today
 from smtpctl.core.reporting.report import usage_report
+from smtpctl.core.billing import credits as billing_credits
+from smtpctl.core.billing import statements
 from smtpctl.core.store import Store
 
 _ZERO = {"messages": 0, "emails": 0, "outbound": 0, "inbound": 0, "cost": "0.00", "cost_rounded": "0.00"}
@@ -29,7 +31,9 @@ def agency_view(store: Store, name: str) -> dict[str, Any]:
     cost this month and last, per account (every account, zeros included),
     plus a row for inbound mail on the agency's agency-assigned domains,
     which belongs to no account. Costs are exact with the amount to pay
-    rounded to the cent; totals are summed before rounding. Raises ``NotFound``.
+    rounded to the cent; totals are summed before rounding. ``billing``: its
+    mode, credits, charges to date, balance and warning; ``statements``: its
+    closed statements. Raises ``NotFound``.
     """
     detail = agency_detail(store, name)
     zone = store_zone(store)
@@ -51,6 +55,8 @@ def agency_view(store: Store, name: str) -> dict[str, Any]:
         for account, found in sorted(rows.items(), key=lambda item: (item[0] == "", item[0].lower()))
     ]
     some = next(iter(reports.values()))
+    balance = billing_credits.balance_of(store, store.agency(detail["name"]))
+    notice = billing_credits.low_notice(balance)
     return {
         **detail,
         "credits": {
@@ -61,4 +67,6 @@ def agency_view(store: Store, name: str) -> dict[str, Any]:
             "accounts": credits_rows,
             "total": {key: {f: report["total"][f] for f in _FIELDS} for key, report in reports.items()},
         },
+        "billing": {**balance.as_dict(), "warnings": [notice] if notice else []},
+        "statements": statements.listing(store, detail["name"]),
     }

@@ -69,6 +69,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):
         # The accounts whose lock this transaction holds: None = every one
         # (an exclusive write, or SQLite, whose one lock covers all).
         self._accounts_held: set[int] | None = None
+        self._agencies_held: set[int] = set()
         self._metering = False
 
     # -- what callers read -----------------------------------------------------
@@ -204,6 +205,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):
             raise StoreError(backend.describe(exc)) from None
         self._writing, self._settings_memo = True, None
         self._accounts_held = set() if shared else None
+        self._agencies_held = set()
         self._metering = metering
         self.txn_memo.clear()
         try:
@@ -217,6 +219,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):
             raise
         finally:
             self._writing, self._settings_memo, self._accounts_held, self._metering = False, None, None, False
+            self._agencies_held = set()
             self.txn_memo.clear()
 
     @property
@@ -248,12 +251,22 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):
             self.backend.lock_account(account_id)
             held.add(account_id)
 
+    def lock_agency(self, agency_id: int) -> None:
+        """Inside ``write(metering=True)`` on PostgreSQL: take a prepaid
+        agency's lock (its credits are shared by all its accounts), after the
+        accounts' locks, until the transaction ends. Elsewhere a no-op."""
+        if self._accounts_held is None or agency_id in self._agencies_held:
+            return
+        self.backend.lock_agency(agency_id)
+        self._agencies_held.add(agency_id)
+
     @contextmanager
     def savepoint(self) -> Iterator["Store"]:
         """A step inside ``write()`` that is undone alone when it raises."""
         self._savepoints += 1
         name = f"step{self._savepoints}"
         held = None if self._accounts_held is None else set(self._accounts_held)
+        agencies_held = set(self._agencies_held)
         self.backend.execute(f"SAVEPOINT {name}")
         try:
             yield self
@@ -262,6 +275,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):
             self.txn_memo.clear()  # ... or a total, or a credential
             if held is not None:  # PostgreSQL gives back the locks taken since the savepoint at its rollback
                 self._accounts_held = held
+                self._agencies_held = agencies_held
             self.backend.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.backend.execute(f"RELEASE SAVEPOINT {name}")
             raise

@@ -4,6 +4,7 @@ ledger, closed statements and what they billed, and the pruning horizon."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from smtpctl.core.model.clock import now_iso
@@ -59,6 +60,20 @@ class BillingQueries:
     def agency_billings(self) -> dict[int, AgencyBilling]:
         return {r["agency_id"]: AgencyBilling(r["mode"], r["warn_below"])
                 for r in self.query("SELECT agency_id, mode, warn_below FROM agency_billing")}
+
+    def prepaid_agencies(self, agency_ids: Iterable[int]) -> dict[int, str]:
+        """The prepaid agencies among ``agency_ids``: id -> name."""
+        wanted = sorted(set(agency_ids))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self.query(f"SELECT g.id, g.name FROM agency_billing b JOIN agencies g ON g.id = b.agency_id "
+                          f"WHERE b.mode = 'prepaid' AND b.agency_id IN ({marks})", wanted)
+        return {r["id"]: r["name"] for r in rows}
+
+    def credit_total(self, agency_id: int) -> Decimal:
+        return sum((Decimal(r["amount"]) for r in self.query("SELECT amount FROM credits WHERE agency_id = ?",
+                                                             [agency_id])), Decimal(0))
 
     def put_agency_billing(self, agency_id: int, billing: AgencyBilling) -> None:
         self.backend.execute(
@@ -156,6 +171,9 @@ class BillingQueries:
     # -- retention -----------------------------------------------------------------
     def pruned_before(self) -> str | None:
         return self.scalar("SELECT before_day FROM usage_pruned WHERE id = 1")
+
+    def events_before(self, day: str) -> int:
+        return int(self.scalar("SELECT count(*) FROM usage_events WHERE day < ?", [day]))
 
     def prune_events_before(self, day: str) -> int:
         """Delete raw usage events before ``day`` (the rollup stays) and move the horizon there."""

@@ -44,6 +44,7 @@ WRITE_LOCK = 0x736D7470637463
 # The per-account locks: the two-key form (a key space apart from WRITE_LOCK's
 # one-key form), this namespace ("smtp" in ASCII) and the account id.
 ACCOUNT_LOCKS = 0x736D7470
+AGENCY_LOCKS = 0x736D7471  # a prepaid agency's credits ("smtq")
 MIGRATIONS_TABLE = "smtpctl_migrations"
 CONNECT_TIMEOUT = 10
 
@@ -183,6 +184,11 @@ class PostgresBackend:
         past 32 bits shares its key with another account: less parallel, as safe."""
         key = (account_id + 2**31) % 2**32 - 2**31
         self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ACCOUNT_LOCKS, key])
+
+    def lock_agency(self, agency_id: int) -> None:
+        """A prepaid agency's lock (its own key space), exclusive, until the transaction ends."""
+        key = (agency_id + 2**31) % 2**32 - 2**31
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [AGENCY_LOCKS, key])
 
     def commit(self) -> None:
         # A lost connection raises here (psycopg refuses a broken one): nothing was committed.

@@ -105,6 +105,9 @@ class SqliteBackend:
     def lock_account(self, account_id: int) -> None:
         """Nothing to take: the write lock covers every account."""
 
+    def lock_agency(self, agency_id: int) -> None:
+        """Nothing to take: the write lock covers every agency."""
+
     def commit(self) -> None:
         self.conn.execute("COMMIT")
 
