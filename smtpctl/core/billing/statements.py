@@ -213,6 +213,26 @@ class _Closed:
                 "lines": len(d["lines"])}
 
 
+def daily_emails(store: Store, agency: str, month: object, *, account: str | None = None) -> dict[str, Any]:
+    """Emails per day per account in ``month`` (what a statement's chart draws):
+    ``{"days": [every day of the month], "accounts": {name: [emails per day]}}``,
+    with the agency-assigned domains' inbound mail under the name ``""``."""
+    month = parse_month(month)
+    owner = get_agency(store, agency)
+    first, last = month_days(month)
+    names = {a.id: a.name for a in store.accounts(agency=owner.name)}
+    days = [(date.fromisoformat(first) + timedelta(days=i)).isoformat()
+            for i in range((date.fromisoformat(last) - date.fromisoformat(first)).days + 1)]
+    index = {day: i for i, day in enumerate(days)}
+    series: dict[str, list[int]] = {}
+    for row in store.agency_usage(owner.id, first, last):
+        name = names.get(row.account_id, "") if row.account_id else ""
+        if account is not None and name.lower() != account.lower():
+            continue
+        series.setdefault(name, [0] * len(days))[index[row.day]] += row.emails
+    return {"days": days, "accounts": dict(sorted(series.items(), key=lambda item: (item[0] == "", item[0].lower())))}
+
+
 def listing(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
     """The closed statements (of one agency), by month then agency."""
     owner = get_agency(store, agency) if agency is not None else None
