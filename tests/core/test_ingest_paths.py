@@ -19,7 +19,7 @@ from smtpctl.core.directory.credentials import create_credential
 from smtpctl.core.directory.domains import add_domain
 from smtpctl.core.ingest import lines as ingest_lines
 from smtpctl.core.ingest.jsonl import read_jsonl
-from smtpctl.core.ingest.lines import UnreadableLine, read_blocks, read_lines, read_raw_lines
+from smtpctl.core.ingest.lines import UnreadableLine, read_blocks, read_lines
 from smtpctl.core.ingest.message import BadLine, UsageInput, build_input, parse_time
 from smtpctl.core.ingest.postfix import PostfixLog
 from smtpctl.core.metering.batch import _Days, import_usage
@@ -36,6 +36,63 @@ def stored_text(item) -> None:
     """A time carried as text is exactly the text the store would write for it."""
     if isinstance(item, UsageInput) and item.at_text is not None:
         assert item.at is not None and item.at_text == stored_time(item.at)
+
+
+# -- lines ------------------------------------------------------------------------
+
+def lines_as_written(data: bytes, limit: int) -> list[tuple[str, str | None]]:
+    """What the lines of ``data`` are, worked out the plain way: split at
+    "\n" after a leading BOM; a line over ``limit`` bytes (its "\n"
+    included) or not UTF-8 is unreadable, with its reason."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+        if not data:
+            return [("", None)]  # a BOM alone is one empty line
+    parts = data.split(b"\n")
+    ended = [True] * (len(parts) - 1) + [False]
+    if parts[-1] == b"":
+        parts.pop(), ended.pop()
+    out: list[tuple[str, str | None]] = []
+    for raw, newline in zip(parts, ended):
+        size = len(raw) + newline
+        if size > limit:
+            out.append(("", f"line of {size:,} bytes is longer than the {limit:,} a message may take"))
+            continue
+        try:
+            out.append((raw.decode("utf-8"), None))
+        except UnicodeDecodeError as exc:
+            out.append((raw.decode("utf-8", "replace"),
+                        f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"))
+    return out
+
+
+@PATHS
+@given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from([b"\n", b"\r\n", b""]),
+                          st.sampled_from([b"", b"\xff", b"\xc3\xa9", b"\xc3", b"\xe2\x82\xac"])), max_size=8),
+       st.sampled_from([1, 2, 5, 16, 20]), st.booleans())
+def test_lines_are_read_whole_wherever_the_blocks_end(shape, block_bytes, bom):
+    """Over-long lines (here MAX_LINE_BYTES = 20) and lines that are not
+    UTF-8 come out as UnreadableLine with their reason, at any block size up
+    to the limit, with multi-byte characters cut by the reads; every block is
+    whole lines."""
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(b"x" * n + extra + end for n, end, extra in shape)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest_lines, "MAX_LINE_BYTES", 20)
+        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
+        position = [0]
+        got = [(str(line), getattr(line, "reason", None)) for line in read_lines(io.BytesIO(data), position)]
+        blocks = list(read_blocks(io.BytesIO(data)))
+    assert got == lines_as_written(data, 20)
+    assert position == [len(data)]
+    assert all(isinstance(b, UnreadableLine) or b.endswith("\n") for b in blocks)
+
+
+def test_a_line_that_is_not_utf8_leaves_the_lines_around_it_in_its_block():
+    data = b"a\n\xff b\nc\xc3\xa9\n\xfe\nd"
+    blocks = list(read_blocks(io.BytesIO(data)))
+    assert blocks == ["a\n", "\ufffd b", "c\u00e9\n", "\ufffd", "d\n"]
+    assert [b.reason for b in blocks if isinstance(b, UnreadableLine)] == [
+        "not UTF-8 text (byte 0xff at column 1)", "not UTF-8 text (byte 0xfe at column 1)"]
 
 
 # -- JSONL: decoded by msgspec, checked by build_input alone -----------------------
@@ -209,7 +266,7 @@ def test_times_given_as_stored_or_otherwise_record_the_same_rows(tmp_path, monke
     assert results[0][0]["messages"] > 30 and results[0][0]["lines_rejected"] >= 3
 
 
-# -- Postfix --------------------------------------------------------------------
+# -- Postfix: one reading of a line, however the lines are gathered ------------------
 
 REAL = (
     "Nov 26 05:09:58 mail postfix/submission/smtpd[6726]: connect from localhost[127.0.0.1]\n"
@@ -226,48 +283,66 @@ EXTRA = st.sampled_from([REAL, REAL.replace(b"\n", b"\r\n"), b"\n", b"removed\n"
                          REAL.replace(b"a@d.example", b"a@d.example\xff")])
 
 
+# Characters the patterns might read in a way of their own (\s takes
+# \x1c-\x1f and Unicode spaces, \d Unicode digits, \r is not a line's end),
+# in the fields the patterns read.
+ODD = st.sampled_from(["\x1c", "\x1f", "\u00a0", "\u2028", "\u3000", "\u0663", "é", "\t", "\r", ""])
+
+
+@st.composite
+def odd_postfix_lines(draw) -> bytes:
+    qid = draw(st.sampled_from(["3616C220576", "ABCDE", "A\u0663BCDE"]))
+    stamp = draw(st.sampled_from(["Nov 26 05:09:58", "Nov \u0662\u0666 05:09:58", "2026-11-26T05:09:58Z"]))
+    host, user, n = draw(ODD) + "mail" + draw(ODD), "a@d.example" + draw(ODD) + "x", draw(ODD) + "2" + draw(ODD)
+    return (f"{stamp} {host} postfix/submission/smtpd[1]: {qid}: client=a[1.2.3.4], sasl_method=PLAIN, "
+            f"sasl_username={user}\n"
+            f"{stamp} {host} postfix/qmgr[2]: {qid}: from=<a@d.example>, size=1, nrcpt={n} (queue active)\n"
+            f"{stamp} {host} postfix/qmgr[2]: {qid}: removed{draw(ODD)}\n").encode()
+
+
 def postfix_state(parser: PostfixLog) -> tuple:
     return parser.skipped, parser.requeued, parser.pending, parser.counted
 
 
+def read_log(data: bytes, block_bytes: int | None) -> tuple[list, tuple, list[int]]:
+    """The messages of a log read in blocks of ``block_bytes`` (None: a line
+    at a time, the lines given as a list), the parser's state after it, and
+    the bytes read."""
+    parser, position = PostfixLog(year=2026, log_tz=UTC), [0]
+    with pytest.MonkeyPatch.context() as patch:
+        if block_bytes is None:
+            items = list(parser.feed(list(read_lines(io.BytesIO(data), position))))
+        else:
+            patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
+            items = list(parser.feed(read_lines(io.BytesIO(data), position)))
+    return [(item, getattr(item, "at_text", None)) for item in items], postfix_state(parser), position
+
+
 @PATHS
-@given(st.lists(st.one_of(postfix_line(), EXTRA), max_size=12).map(b"".join), st.sampled_from([7, 64, 1 << 20]),
-       st.booleans())
-def test_postfix_blocks_give_what_lines_give(data, block_bytes, end_without_newline):
+@given(st.lists(st.one_of(postfix_line(), EXTRA, odd_postfix_lines()), max_size=12).map(b"".join),
+       st.sampled_from([None, 7, 64, 200]), st.booleans())
+def test_a_log_gives_the_same_messages_wherever_its_blocks_end(data, block_bytes, end_without_newline):
+    """Messages, line numbers, reasons, times as stored, the lines skipped
+    and the messages in flight are the same whether the log is one block,
+    many small ones or one line at a time."""
     if end_without_newline:
         data = data.rstrip(b"\n")
-    lines = list(read_lines(io.BytesIO(data)))
-    by_line = PostfixLog(year=2026, log_tz=UTC)
-    expected = list(by_line.feed(lines))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
-        by_block = PostfixLog(year=2026, log_tz=UTC)
-        position = [0]
-        got = list(by_block.feed(read_lines(io.BytesIO(data), position)))
-    assert got == expected
-    assert [i.at_text for i in got if isinstance(i, UsageInput)] == \
-        [i.at_text for i in expected if isinstance(i, UsageInput)]
-    for item in got:
-        stored_text(item)
-    assert postfix_state(by_block) == postfix_state(by_line)
+    whole, whole_state, _ = read_log(data, 1 << 20)
+    got, state, position = read_log(data, block_bytes)
+    assert got == whole
+    assert state == whole_state
     assert position == [len(data)]
+    for item, _ in got:
+        stored_text(item)
 
 
-@PATHS
-@given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from([b"\n", b"\r\n", b""])), max_size=8),
-       st.sampled_from([1, 5, 16, 20]), st.booleans())
-def test_blocks_are_the_lines_with_long_ones_empty(shape, block_bytes, bom):
-    """Over-long lines (here MAX_LINE_BYTES = 20) stand as empty lines, at
-    any block size up to it, wherever the block boundaries fall."""
-    data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(b"x" * n + end for n, end in shape)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ingest_lines, "MAX_LINE_BYTES", 20)
-        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
-        raw = list(read_raw_lines(io.BytesIO(data)))
-        blocks = b"".join(read_blocks(io.BytesIO(data)))
-    expected = b"".join(b"\n" if isinstance(line, UnreadableLine) else
-                        line if line.endswith(b"\n") else line + b"\n" for line in raw)
-    assert blocks == expected
+def test_a_needed_line_that_is_not_utf8_is_rejected_and_its_neighbours_read():
+    good = REAL.replace(b"3616C220576", b"AAAAA11")
+    data = good + REAL.replace(b"a@d.example", b"a@d.example\xff") + good.replace(b"AAAAA11", b"BBBBB22")
+    parser = PostfixLog(year=2026, log_tz=UTC)
+    out = [(i.line, getattr(i, "reason", None) or i.emails) for i in parser.feed(read_lines(io.BytesIO(data)))]
+    assert out == [(4, 2), (8, "not UTF-8 text (byte 0xff at column 140)"), (16, 2)]
+    assert (parser.skipped, parser.pending, parser.counted) == (9, {}, set())
 
 
 def stored(moment):
@@ -376,39 +451,3 @@ def test_the_day_of_a_time_given_as_stored_where_monrovia_left_its_offset():
     while at < datetime(1972, 1, 7, 1, 30, tzinfo=UTC):
         assert days.of_text(at, stored_time(at)) == at.astimezone(zone).date().isoformat(), at
         at += timedelta(seconds=15)
-
-
-# Characters a str pattern reads other than a bytes one would (\s takes
-# \x1c-\x1f and Unicode spaces, \d Unicode digits), in the fields the
-# patterns read; a block holding any of them must still give what the
-# per-line reader gives.
-ODD = st.sampled_from(["\x1c", "\x1f", "\u00a0", "\u2028", "\u3000", "\u0663", "é", "\t", "\r", ""])
-
-
-@st.composite
-def odd_postfix_lines(draw) -> bytes:
-    qid = draw(st.sampled_from(["3616C220576", "ABCDE", "A\u0663BCDE"]))
-    stamp = draw(st.sampled_from(["Nov 26 05:09:58", "Nov \u0662\u0666 05:09:58", "2026-11-26T05:09:58Z"]))
-    host, user, n = draw(ODD) + "mail" + draw(ODD), "a@d.example" + draw(ODD) + "x", draw(ODD) + "2" + draw(ODD)
-    return (f"{stamp} {host} postfix/submission/smtpd[1]: {qid}: client=a[1.2.3.4], sasl_method=PLAIN, "
-            f"sasl_username={user}\n"
-            f"{stamp} {host} postfix/qmgr[2]: {qid}: from=<a@d.example>, size=1, nrcpt={n} (queue active)\n"
-            f"{stamp} {host} postfix/qmgr[2]: {qid}: removed{draw(ODD)}\n").encode()
-
-
-@PATHS
-@given(st.lists(st.one_of(odd_postfix_lines(), EXTRA), max_size=8).map(b"".join),
-       st.sampled_from([7, 200, 1 << 20]))
-def test_postfix_text_blocks_match_in_place_as_lines_match_alone(data, block_bytes):
-    """A block that decodes is matched in place (``match(text, start, end)``);
-    one that does not goes line by line: both as the per-line reader."""
-    expected_parser = PostfixLog(year=2026, log_tz=UTC)
-    expected = list(expected_parser.feed(list(read_lines(io.BytesIO(data)))))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ingest_lines, "BLOCK_BYTES", block_bytes)
-        parser = PostfixLog(year=2026, log_tz=UTC)
-        got = list(parser.feed(read_lines(io.BytesIO(data))))
-    assert got == expected
-    assert [(i.line, i.at_text) for i in got if isinstance(i, UsageInput)] == \
-        [(i.line, i.at_text) for i in expected if isinstance(i, UsageInput)]
-    assert postfix_state(parser) == postfix_state(expected_parser)
