@@ -62,21 +62,33 @@ def _decoded(block: bytes) -> Iterator[str]:
     all are, the common case), each line that is not UTF-8 alone as an
     ``UnreadableLine``. (``\\n`` is never part of a multi-byte character, so
     a block decodes exactly as its lines would one by one.)"""
-    view, start = memoryview(block), 0
-    while start < len(block):
-        try:
-            text = str(view[start:], "utf-8")
-        except UnicodeDecodeError as error:
-            bad = start + error.start
-            first = block.rfind(b"\n", start, bad) + 1 or start
-            end = block.find(b"\n", bad)  # (the block ends with one)
-            if first > start:
-                yield str(view[start:first], "utf-8")
-            yield _alone(block[first:end])
-            start = end + 1
-        else:
-            yield text
-            return
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        yield text
+        return
+    # Decoded again, each byte that is not UTF-8 as a lone surrogate (which
+    # UTF-8 never decodes to), and sorted a line at a time. Measured on a
+    # Postfix log, against the reader before (issue 22), which scanned such
+    # a block as bytes: with a line that is not UTF-8 every 1,000 lines,
+    # 1.1x the time to read it; every 20 lines, 1.35x. (Decoding again after
+    # each error instead: 2x, each error copying the rest of the block.)
+    run: list[str] = []
+    for line in block.decode("utf-8", "surrogateescape").split("\n")[:-1]:
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                if run:
+                    yield "\n".join(run) + "\n"
+                    run = []
+                yield _alone(line.encode("utf-8", "surrogateescape"))
+                continue
+        run.append(line)
+    if run:
+        yield "\n".join(run) + "\n"
 
 
 def read_blocks(handle: IO[bytes], position: list[int] | None = None) -> Iterator[str]:
