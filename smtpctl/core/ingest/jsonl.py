@@ -17,9 +17,9 @@ def _fields_decoder() -> tuple[type, Callable[[str], Any]]:
     gives it, checked by nothing here (``build_input`` checks them all). It
     raises ``ValueError`` for anything but an object of those keys.
 
-    msgspec is imported here, not with the module: its import (25-40 ms on
-    the reference machine, mostly ``typing``) is paid by a JSONL import only,
-    not by every ``usage`` command."""
+    msgspec is imported here, not with the module: its import (28-39 ms
+    alone on the machine of issue 22, ``typing``'s included) is paid by a
+    JSONL import only, not by every ``usage`` command."""
     import msgspec
 
     class Fields(msgspec.Struct, forbid_unknown_fields=True, gc=False):  # (JSON values hold no cycles)
