@@ -6,7 +6,7 @@ import re
 from collections.abc import Generator, Iterable, Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from smtpctl.core.ingest.lines import Lines, UnreadableLine, decode_line
+from smtpctl.core.ingest.lines import Lines, UnreadableLine
 from smtpctl.core.ingest.message import MAX_NAME, MAX_RECIPIENTS, BadLine, UsageInput, _show, in_range
 from smtpctl.core.model.errors import InvalidInput
 
@@ -22,9 +22,8 @@ _PROGRAM = r" (?P<host>\S+) (?:[^\s\[:]*/)?{name}(?:\[\d+\])?: "
 _QID = r"(?P<qid>[0-9A-Za-z]{5,20})"
 
 
-# Each is matched with ``match``, anchored at the line's start: on a line
-# alone, or in place in a block (``match(block, start, end)``, where ``$``
-# matches at ``end``, the line's end, as at the end of the line alone).
+# Each is matched in place in a block, ``match(block, start, end)``: anchored
+# at the line's start, ``$`` matching at ``end``, the line's end.
 _SMTPD_SASL = re.compile(
     _STAMP + _PROGRAM.format(name="smtpd") + _QID
     + r": client=.*?, sasl_method=\S+, sasl_username=(?P<user>[^,\s]+)")
@@ -38,12 +37,9 @@ _QMGR_ACTIVE = re.compile(
 _QMGR_REMOVED = re.compile(_STAMP + _PROGRAM.format(name="qmgr") + _QID + r": removed$")
 
 
-# What a line the parser needs holds, in the order ``_take`` tests them; the
-# block reader looks for these.
-_MARKERS = (b"sasl_username=", b"nrcpt=", b"removed\n")
-
-
-_TEXT_MARKERS = tuple(m.decode() for m in _MARKERS)
+# What a line the parser needs holds, in the order ``_take`` tests them: each
+# block is searched for these.
+_MARKERS = ("sasl_username=", "nrcpt=", "removed\n")
 
 
 _QUARTER_SPAN = timedelta(seconds=899)
@@ -165,130 +161,42 @@ class PostfixLog:
         """Messages from a mail log; a needed line that cannot be used (an
         impossible date, an oversize ``nrcpt``, not UTF-8) is a ``BadLine``.
 
-        ``lines`` from ``read_lines`` are read in blocks of bytes, each
-        decoded at once: only the lines that hold ``sasl_username=``,
-        ``nrcpt=`` or a closing ``removed`` (found with ``str.find``, in C)
-        are matched, in place; the rest of a log (connect, TLS, cleanup, smtp,
+        ``lines`` from ``read_lines`` are read in blocks (``read_blocks``):
+        only the lines that hold ``sasl_username=``, ``nrcpt=`` or a closing
+        ``removed`` (found with ``str.find``, in C) are read, in place, by
+        ``_take``; the rest of a log (connect, TLS, cleanup, smtp,
         disconnect: two lines in three) is counted as skipped and never
-        touched by Python. A block holding a line that is not UTF-8 has its
-        needed lines read one by one (``_take``). Any other iterable of lines
-        is read one line at a time, the reference the block reader is tested
-        against.
+        touched by Python. Any other iterable of lines is read a line at a
+        time, each line a block of its own.
         """
-        if isinstance(lines, Lines):
-            yield from self._feed_blocks(lines.blocks())
-            return
-        take = self._take
-        for number, raw in enumerate(lines, start=1):
-            item = take(number, raw)
-            if item is not None:
-                yield item
-
-    def _feed_blocks(self, blocks: Iterable[bytes]) -> Iterator[UsageInput | BadLine]:
+        blocks = lines.blocks() if isinstance(lines, Lines) else lines
         before = 0  # lines before the block
         for block in blocks:
-            try:
-                text = block.decode("utf-8")
-            except UnicodeDecodeError:  # a line that is not text: line by line, as the reference does
-                before += yield from self._lines_of_block(block, before)
-            else:
-                before += yield from self._text_block(text, before)
+            before += yield from self._block(block, before)
 
-    @staticmethod
-    def _needed(block: str | bytes, markers: tuple) -> list[tuple[int, int]]:
-        """Where the lines that hold a marker start, in order, each with the
-        first marker it holds (0 ``sasl_username=``, 1 ``nrcpt=``, 2 a closing
-        ``removed``: ``_take`` tests them in that order), found in C."""
-        find, rfind = block.find, block.rfind
-        newline = "\n" if block.__class__ is str else b"\n"
+    def _block(self, block: str, before: int) -> Generator[UsageInput | BadLine, None, int]:
+        """The messages a block of whole lines (or one ``UnreadableLine``)
+        completes; returns its number of lines."""
+        unreadable = block.reason if block.__class__ is UnreadableLine else None  # type: ignore[attr-defined]
+        text = block if block.endswith("\n") else block + "\n"
+        find, count, take = text.find, text.count, self._take
+        # Where the lines that hold a marker start, each with the first marker
+        # it holds (the order _take tests them in).
         kinds: dict[int, int] = {}
-        setdefault = kinds.setdefault
-        for kind, marker in enumerate(markers):
+        for kind, marker in enumerate(_MARKERS):
             at = find(marker)
             while at >= 0:
-                setdefault(rfind(newline, 0, at) + 1, kind)
+                kinds.setdefault(text.rfind("\n", 0, at) + 1, kind)
                 at = find(marker, at + 1)
-        return sorted(kinds.items())
-
-    def _text_block(self, text: str, before: int) -> Generator[UsageInput | BadLine, None, int]:
-        """A block that is all UTF-8 text, so every line of it is what
-        ``read_lines`` would give: each line holding a marker is matched in
-        place (the patterns' ``match`` at the line's start, up to its end),
-        never cut out of the block; ``_take``'s steps, inlined."""
-        find, count = text.find, text.count
-        sasl, active, removed = _SMTPD_SASL.match, _QMGR_ACTIVE.match, _QMGR_REMOVED.match
-        pending, counted, when_of = self.pending, self.counted, self._when
-        needed = self._needed(text, _TEXT_MARKERS)
         seen, newlines = 0, 0  # newlines in text[:seen]
-        taken = 0
-        for start, kind in needed:
-            end = find("\n", start)
-            item: UsageInput | BadLine | None = None
-            if kind == 0:
-                s = sasl(text, start, end)
-                if s is None:
-                    continue
-                taken += 1
-                try:
-                    when_known = when_of(s)
-                except InvalidInput as exc:
-                    item = BadLine(0, exc.message)
-                else:
-                    qid, user, host = s.group("qid", "user", "host")
-                    if len(host) > 255 or len(user) > MAX_NAME:
-                        item = BadLine(0, "host name or sasl_username too long")
-                    else:
-                        pending[qid] = (user, when_known, host)
-                        continue
-            elif kind == 1:
-                q = active(text, start, end)
-                if q is None:
-                    continue
-                taken += 1
-                qid, digits = q.group("qid", "n")
-                if qid in counted:
-                    self.requeued += 1
-                    continue
-                known = pending.pop(qid, None)
-                if known is None:
-                    continue  # local pickup or a bounce: nobody authenticated
-                counted.add(qid)
-                item = self._message(0, known, qid, digits)
-                if item is None:
-                    continue
-            else:
-                r = removed(text, start, end)
-                if r is None:
-                    continue
-                taken += 1
-                qid = r.group("qid")
-                counted.discard(qid)
-                pending.pop(qid, None)
-                continue
-            # Its line number, counted in C, only for a line that yields.
+        for start, kind in sorted(kinds.items()):
             newlines += count("\n", seen, start)
             seen = start
-            item.__dict__["line"] = before + newlines + 1  # made just now, not yet seen
-            yield item
-        lines = newlines + count("\n", seen)  # (the block counted once, in pieces)
-        self.skipped += lines - taken
-        return lines
-
-    def _lines_of_block(self, block: bytes, before: int) -> Generator[UsageInput | BadLine, None, int]:
-        """A block with a line that is not UTF-8: each line holding a marker
-        goes through ``_take``, which decodes it on its own."""
-        take, find, count = self._take, block.find, block.count
-        needed = self._needed(block, _MARKERS)
-        seen, newlines = 0, 0  # newlines in block[:seen]
-        for start, _ in needed:
-            item = take(0, block[start:find(b"\n", start) + 1])
+            item = take(text, start, find("\n", start), kind, before + newlines + 1, unreadable)
             if item is not None:
-                newlines += count(b"\n", seen, start)
-                seen = start
-                item.__dict__["line"] = before + newlines + 1  # made just now by _take, not yet seen
                 yield item
-        lines = newlines + count(b"\n", seen)
-        self.skipped += lines - len(needed)
+        lines = newlines + count("\n", seen)
+        self.skipped += lines - len(kinds)
         return lines
 
     def _message(self, number: int, known: tuple[str, tuple[datetime, str, int], str], qid: str,
@@ -304,19 +212,20 @@ class PostfixLog:
             return UsageInput("outbound", user, None, n, 0, 0, when, f"postfix:{host}:{qid}:{epoch}", number, text)
         return None
 
-    def _take(self, number: int, raw: str | bytes) -> UsageInput | BadLine | None:
-        """What line ``number`` of the log means, if anything (it updates the
-        messages in flight)."""
-        if raw.__class__ is bytes:
-            raw = decode_line(raw)  # type: ignore[arg-type]
-        line = raw.rstrip("\n")  # type: ignore[union-attr]
-        # Most lines (cleanup, smtp, connect...) are not needed: a substring
-        # test skips them before any regular expression runs.
-        if "sasl_username=" in line:
-            s = _SMTPD_SASL.match(line)
+    def _take(self, text: str, start: int, end: int, kind: int, number: int,
+              unreadable: str | None) -> UsageInput | BadLine | None:
+        """What line ``number``, ``text[start:end]``, means, if anything (it
+        updates the messages in flight). ``kind`` is the first marker it
+        holds (0 ``sasl_username=``, 1 ``nrcpt=``, 2 a closing ``removed``);
+        ``unreadable`` why the line is not text, if it is not (its bytes
+        decoded with U+FFFD): a SASL line's login cannot then be trusted.
+        Each pattern matches in place, anchored at the line's start, ``$`` at
+        its end; a line no pattern matches is skipped."""
+        if kind == 0:
+            s = _SMTPD_SASL.match(text, start, end)
             if s:
-                if raw.__class__ is UnreadableLine:
-                    return BadLine(number, raw.reason)  # type: ignore[union-attr]
+                if unreadable is not None:
+                    return BadLine(number, unreadable)
                 try:
                     when_known = self._when(s)
                 except InvalidInput as exc:
@@ -326,8 +235,8 @@ class PostfixLog:
                     return BadLine(number, "host name or sasl_username too long")
                 self.pending[qid] = (user, when_known, host)
                 return None
-        elif "nrcpt=" in line:
-            q = _QMGR_ACTIVE.match(line)
+        elif kind == 1:
+            q = _QMGR_ACTIVE.match(text, start, end)
             if q:
                 qid, digits = q.group("qid", "n")
                 if qid in self.counted:
@@ -338,11 +247,12 @@ class PostfixLog:
                     return None  # local pickup or a bounce: nobody authenticated
                 self.counted.add(qid)
                 return self._message(number, sasl, qid, digits)
-        elif line.endswith("removed"):
-            r = _QMGR_REMOVED.match(line)
+        else:
+            r = _QMGR_REMOVED.match(text, start, end)
             if r:
-                self.counted.discard(r.group("qid"))
-                self.pending.pop(r.group("qid"), None)
+                qid = r.group("qid")
+                self.counted.discard(qid)
+                self.pending.pop(qid, None)
                 return None
         self.skipped += 1
         return None
