@@ -70,12 +70,14 @@ def serve_command(
 ) -> None:
     """Run an SMTP submission server that authenticates and meters against the store."""
     from smtpctl.servers import guard, runtime, tls
-    from smtpctl.servers import submission as sub
+    from smtpctl.servers.delivery import prepare_maildir
+    from smtpctl.servers.submission.config import DEFAULT_SMTPS, DEFAULT_SUBMISSION, ServeConfig
+    from smtpctl.servers.submission.server import bind_listeners, serve
 
     store = store_of(ctx)  # opens and migrates: a bad store fails here, before listening
     state = ctx.find_object(AppState)
-    listeners = [runtime.parse_address(a, "--submission") for a in (submission or sub.DEFAULT_SUBMISSION)]
-    implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
+    listeners = [runtime.parse_address(a, "--submission") for a in (submission or DEFAULT_SUBMISSION)]
+    implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or DEFAULT_SMTPS)]
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
     scrape_address = runtime.parse_address(metrics_address, "--metrics") if metrics_address else None
     for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
@@ -98,12 +100,12 @@ def serve_command(
     box = maildir or data_dir / "maildir"
     if relay_address is None:
         try:
-            sub.prepare_maildir(box)
+            prepare_maildir(box)
         except OSError as exc:
             raise InvalidInput(f"cannot use the Maildir {box}: {exc.strerror}") from None
     if made:
         runtime.log_event("tls_selfsigned", cert=tls_cert, note="generated a self-signed certificate on first start")
-    config = sub.ServeConfig(
+    config = ServeConfig(
         store_path=store.target, actor=store.actor, submission=listeners, smtps=implicit, tls=context, maildir=box,
         relay=relay_address, relay_starttls=relay_starttls,
         relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
@@ -114,7 +116,7 @@ def serve_command(
         max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
     config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
-    bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
+    bound = bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
     try:
         scrape = runtime.listen_sockets([scrape_address])[0] if scrape_address else []
     except Exception:
@@ -135,7 +137,7 @@ def serve_command(
         return
     config.bound, config.metrics_bound = bound, scrape
     state.close()  # the server opens its own connection on its own thread
-    runtime.run_until_stopped(lambda stop: sub.serve(config, stop))
+    runtime.run_until_stopped(lambda stop: serve(config, stop))
 
 
 def _window(seconds: float) -> str:
