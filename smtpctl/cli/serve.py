@@ -166,16 +166,24 @@ def policy_serve(
 
       smtpctl policy serve --listen unix:/var/spool/postfix/private/smtpctl-policy --socket-group postfix
     """
-    from smtpctl.servers import policy, runtime
+    from smtpctl.servers import runtime
+    from smtpctl.servers.policy.socket import (
+        DEFAULT_SOCKET_MODE,
+        UnixListen,
+        check_unix,
+        parse_socket_group,
+        parse_socket_mode,
+        serve_policy,
+    )
 
     unix = None
     if listen.startswith("unix:"):
         socket_path = listen[len("unix:"):]
         if not socket_path:
             raise InvalidInput("--listen unix:PATH needs a path")
-        unix = policy.UnixListen(
-            Path(socket_path), policy.parse_socket_mode(socket_mode) if socket_mode is not None else policy.DEFAULT_SOCKET_MODE,
-            policy.parse_socket_group(socket_group) if socket_group is not None else None)
+        unix = UnixListen(
+            Path(socket_path), parse_socket_mode(socket_mode) if socket_mode is not None else DEFAULT_SOCKET_MODE,
+            parse_socket_group(socket_group) if socket_group is not None else None)
     else:
         if socket_mode is not None or socket_group is not None:
             raise InvalidInput("--socket-mode and --socket-group need --listen unix:PATH")
@@ -184,7 +192,7 @@ def policy_serve(
     store = store_of(ctx)
     sockets = None
     if unix is not None:
-        policy.check_unix(unix.path)
+        check_unix(unix.path)
     else:  # bound before serving: a port in use is one Error line and exit 9, --check included
         [sockets] = runtime.listen_sockets([runtime.parse_address(listen, "--listen")])
     try:
@@ -203,4 +211,4 @@ def policy_serve(
         return
     path, actor = store.target, store.actor
     ctx.find_object(AppState).close()
-    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix, sockets, scrape))
+    runtime.run_until_stopped(lambda stop: serve_policy(path, actor, listen, stop, unix, sockets, scrape))
