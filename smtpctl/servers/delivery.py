@@ -11,10 +11,11 @@ aiosmtpd's own handlers (``Mailbox``, ``Proxy``) are, one chosen at start
   refuses is taken off the bill. Delivered equals billed either way.
 
 The handler (``submission/handler.py``) keeps authentication, the envelope
-checks and the metering, and calls the same steps of either: ``mail`` and
-``rcpt`` (a reply refusing, or None), ``end`` (RSET, end of DATA,
-disconnect), ``take`` (the message before it is billed) and the taken
-message's ``discard``, ``deliver`` and ``release``.
+checks and the metering, and calls the same steps of either: ``start``,
+``mail`` and ``rcpt`` (a reply refusing, or None), ``end`` (RSET, end of
+DATA, disconnect), ``take`` (the message before it is billed), then the
+taken message's ``discard`` (not billed) or ``deliver`` (billed: None, or
+the reply refusing it), and ``release``; ``close`` at stop.
 """
 
 from __future__ import annotations
@@ -135,14 +136,14 @@ class MaildirDelivery:
 
     where = "maildir"
 
-    def __init__(self, path: Path):
-        self.spool = MaildirSpool(path)
+    def __init__(self, path: Path, worker: StoreWorker):
+        self.spool, self.worker = MaildirSpool(path), worker
         self.lanes = Lanes(DELIVERY_LANES, "smtpctl-deliver")
         self.description = f"maildir:{path}"
 
-    async def start(self, worker: StoreWorker) -> None:
+    async def start(self) -> None:
         """Settle what a stopped server left staged: billed ones delivered, the rest removed."""
-        published, removed = await worker.call(lambda store: self.spool.reconcile(store.existing_source_ids))
+        published, removed = await self.worker.call(lambda store: self.spool.reconcile(store.existing_source_ids))
         if published or removed:
             log_event("reconciled", published=published, removed=removed,
                       note="messages a stopped server left staged: billed ones delivered, the rest removed")
@@ -239,7 +240,7 @@ class RelayDelivery:
         self.lanes = Lanes(DELIVERY_LANES, "smtpctl-deliver")
         self.where = self.description = f"relay:{host}:{port}"
 
-    async def start(self, worker: StoreWorker) -> None:
+    async def start(self) -> None:
         pass
 
     def _leg(self) -> RelayLeg:
@@ -337,4 +338,4 @@ def choose(config: Any, worker: StoreWorker, metrics: Metrics) -> Delivery:
     """``--relay`` or the Maildir, once for the server's life."""
     if config.relay is not None:
         return RelayDelivery(config, worker, metrics)
-    return MaildirDelivery(config.maildir)
+    return MaildirDelivery(config.maildir, worker)

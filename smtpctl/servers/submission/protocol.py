@@ -26,15 +26,12 @@ import re
 import ssl
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 
 from smtpctl.servers.guard import ConnectionLimits
 from smtpctl.servers.runtime import log_event
-
-if TYPE_CHECKING:
-    from smtpctl.servers.submission.handler import SubmissionHandler
 
 _DEFERRED = AuthResult(success=False, handled=True)
 
@@ -50,10 +47,13 @@ _SIMPLE_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Z
 
 
 class SubmissionSMTP(SMTP):
+    """One client's SMTP session. Its ``handler`` is a ``SubmissionHandler``
+    (handler.py, which imports this module for ``peer_of``)."""
+
     AuthLoginUsernameChallenge = "Username:"
     AuthLoginPasswordChallenge = "Password:"
 
-    def __init__(self, handler: SubmissionHandler, *, listener: str, implicit_tls: bool,
+    def __init__(self, handler: Any, *, listener: str, implicit_tls: bool,
                  limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None, **kwargs: Any):
         self.listener, self.implicit_tls, self.limits = listener, implicit_tls, limits
         self.slot: str | None = None  # the client this connection is counted under (guard.Listener), until it closes

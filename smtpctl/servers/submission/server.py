@@ -35,7 +35,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     delivery = choose_delivery(config, worker, metrics)
     handler = SubmissionHandler(config, worker, delivery, metrics)
     await worker.call(lambda store: None)  # open (and migrate) the store before accepting anyone
-    await delivery.start(worker)
+    await delivery.start()
 
     limits = ConnectionLimits(config.max_connections or guard.default_max_connections(config.fds_per_connection),
                               config.max_connections_per_client, metrics)
