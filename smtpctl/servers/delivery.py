@@ -1,6 +1,6 @@
 """Where ``serve`` delivers an admitted message: two strategies, as
 aiosmtpd's own handlers (``Mailbox``, ``Proxy``) are, one chosen at start
-(``choose``).
+(``submission/server.py``).
 
 - ``MaildirDelivery``: the message is staged in ``tmp/``, billed, then
   published to ``new/``; ``reconcile`` at start settles what a killed
@@ -26,8 +26,9 @@ import smtplib
 import socket
 import ssl
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from aiosmtpd.smtp import Envelope
 
@@ -189,25 +190,35 @@ class StagedMessage:
 # -- relay ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NextHop:
+    """``--relay`` and how to speak to it."""
+    host: str
+    port: int
+    hostname: str  # ours, in its EHLO
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
 class RelayLeg:
     """One client transaction's conversation with the next hop, opened at
     MAIL: each RCPT is asked of the next hop while the client waits, so a
     recipient it refuses is refused to the client and never billed."""
 
-    def __init__(self, host: str, port: int, hostname: str, starttls: bool, username: str | None,
-                 password: str | None):
-        self.host, self.port, self.hostname, self.starttls = host, port, hostname, starttls
-        self.username, self.password = username, password
+    def __init__(self, hop: NextHop):
+        self.hop = hop
         self.client: smtplib.SMTP | None = None
 
     def open(self, mail_from: str, options: list[str]) -> tuple[int, bytes]:
-        client = self.client = smtplib.SMTP(self.host, self.port, local_hostname=self.hostname, timeout=30)
+        hop = self.hop
+        client = self.client = smtplib.SMTP(hop.host, hop.port, local_hostname=hop.hostname, timeout=30)
         client.ehlo()
-        if self.starttls:
+        if hop.starttls:
             client.starttls(context=ssl.create_default_context())
             client.ehlo()
-        if self.username:
-            client.login(self.username, self.password or "")
+        if hop.username:
+            client.login(hop.username, hop.password or "")
         return client.mail(mail_from, [o for o in options if o.upper().startswith(("BODY=", "SIZE="))])
 
     def rcpt(self, address: str, options: list[str]) -> tuple[int, bytes]:
@@ -234,24 +245,17 @@ class RelayDelivery:
     """The next hop decides each recipient while the client waits, and gets
     the data once the message is billed; what it refuses is not billed."""
 
-    def __init__(self, config: Any, worker: StoreWorker, metrics: Metrics):
-        host, port = config.relay
-        self.config, self.worker, self.metrics = config, worker, metrics
+    def __init__(self, hop: NextHop, worker: StoreWorker, metrics: Metrics):
+        self.hop, self.worker, self.metrics = hop, worker, metrics
         self.lanes = Lanes(DELIVERY_LANES, "smtpctl-deliver")
-        self.where = self.description = f"relay:{host}:{port}"
+        self.where = self.description = f"relay:{hop.host}:{hop.port}"
 
     async def start(self) -> None:
         pass
 
-    def _leg(self) -> RelayLeg:
-        config = self.config
-        host, port = config.relay
-        return RelayLeg(host, port, config.hostname, config.relay_starttls, config.relay_username,
-                        config.relay_password)
-
     async def mail(self, envelope: Envelope, address: str, options: list[str], login: str) -> str | None:
         """Open the transaction's leg to the next hop (closed at DATA, RSET or disconnect)."""
-        leg = self._leg()
+        leg = RelayLeg(self.hop)
         try:
             code, text = await self.lanes.run(leg.open, address, options)
         except (OSError, smtplib.SMTPException) as exc:
@@ -332,10 +336,3 @@ class RelayedMessage:
 
 Delivery = MaildirDelivery | RelayDelivery
 Taken = StagedMessage | RelayedMessage  # a message taken for delivery, before it is billed
-
-
-def choose(config: Any, worker: StoreWorker, metrics: Metrics) -> Delivery:
-    """``--relay`` or the Maildir, once for the server's life."""
-    if config.relay is not None:
-        return RelayDelivery(config, worker, metrics)
-    return MaildirDelivery(config.maildir, worker)

@@ -185,7 +185,7 @@ class SubmissionHandler:
             self.metrics.refused("delivery_failed")
             return replies.DELIVERY_FAILED
         # From here on the message is settled to the end even if the client goes
-        # away (aiosmtpd cancels the handler): billed and staged, it is published.
+        # away (aiosmtpd cancels the handler): once billed, it is delivered.
         settle = asyncio.ensure_future(self._settle(login, recipients, queue_id, source_id, message))
         return await asyncio.shield(settle)
 

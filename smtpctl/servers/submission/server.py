@@ -8,13 +8,22 @@ import socket
 from typing import Callable
 
 from smtpctl.servers import guard
-from smtpctl.servers.delivery import choose as choose_delivery
+from smtpctl.servers.delivery import Delivery, MaildirDelivery, NextHop, RelayDelivery
 from smtpctl.servers.guard import ConnectionLimits, Listener
-from smtpctl.servers.metrics import NOOP, close_endpoint, create_metrics, serve_endpoint
+from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 from smtpctl.servers.submission.config import ServeConfig
 from smtpctl.servers.submission.handler import SubmissionHandler
 from smtpctl.servers.submission.protocol import ImplicitTLSGate, SubmissionSMTP
+
+
+def choose_delivery(config: ServeConfig, worker: StoreWorker, metrics: Metrics) -> Delivery:
+    """``--relay`` or the Maildir, once for the server's life."""
+    if config.relay is None:
+        return MaildirDelivery(config.maildir, worker)
+    host, port = config.relay
+    hop = NextHop(host, port, config.hostname, config.relay_starttls, config.relay_username, config.relay_password)
+    return RelayDelivery(hop, worker, metrics)
 
 
 async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
