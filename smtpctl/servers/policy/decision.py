@@ -78,7 +78,8 @@ def _echo(text: str) -> str:
 def check(store: Any, attrs: dict[str, str]) -> Answer:
     """The answer to a request in any state but END-OF-MESSAGE: reads only
     (the server runs it on a reader). Store errors propagate."""
-    action, info, _ = precheck(store, attrs)  # no message to admit before END-OF-MESSAGE
+    action, info, meter = precheck(store, attrs)
+    assert meter is None, "only END-OF-MESSAGE has a message to admit (metered), and it goes to check_and_admit"
     return Answer(action, info)
 
 

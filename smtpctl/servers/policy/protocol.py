@@ -126,6 +126,10 @@ def _peer(transport: asyncio.BaseTransport) -> dict[str, Any]:
 
 
 class PolicyServer:
+    """The service's side of every connection: each request answered from
+    the store (``decision``), END-OF-MESSAGE's through group commit, and
+    each answer logged before it is sent."""
+
     def __init__(self, worker: StoreWorker, metrics: Metrics = NOOP):
         self.worker, self.metrics = worker, metrics
         self.meter = GroupCommit(worker, metrics)
