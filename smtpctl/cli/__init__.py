@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-
 from typing import Any
 
 # The command tree, in the order --help lists it (commands, then groups, as

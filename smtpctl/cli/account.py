@@ -23,9 +23,16 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.directory.accounts import (
+    account_detail,
+    account_removal_check,
+    add_account,
+    get_account,
+    remove_account,
+    rename_account,
+    set_account_limit,
+)
 from smtpctl.core.metering.enforcement import block_account, unblock_account
-from smtpctl.core.directory.accounts import account_detail, account_removal_check, add_account, get_account, remove_account, rename_account, set_account_limit
-
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
 

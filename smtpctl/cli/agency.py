@@ -22,9 +22,14 @@ from smtpctl.cli.output import (
     report_rename,
 )
 from smtpctl.cli.state import store_of
-
+from smtpctl.core.directory.agencies import (
+    add_agency,
+    agency_removal_check,
+    list_agencies,
+    remove_agency,
+    rename_agency,
+)
 from smtpctl.core.reporting import credits
-from smtpctl.core.directory.agencies import add_agency, agency_removal_check, list_agencies, remove_agency, rename_agency
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 

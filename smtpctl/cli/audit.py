@@ -11,7 +11,6 @@ from smtpctl.cli.state import store_of
 from smtpctl.core.directory.audit import audit_entries
 
 
-
 def audit_command(
     ctx: typer.Context,
     since: Annotated[Optional[str], typer.Option("--since", help="From this date (store zone) or ISO time.")] = None,

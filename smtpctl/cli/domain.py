@@ -22,7 +22,6 @@ from smtpctl.cli.output import (
 from smtpctl.cli.state import store_of
 from smtpctl.core.directory.domains import add_domain, domain_detail, domain_removal_plan, list_domains, remove_domain
 
-
 app = typer.Typer(help="Sending domains: dedicated (an account's) or agency-assigned (shared).", no_args_is_help=True)
 
 COLUMNS = [

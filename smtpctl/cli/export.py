@@ -12,9 +12,8 @@ import typer
 
 from smtpctl.cli.output import message, to_json
 from smtpctl.cli.state import store_of
-
-from smtpctl.core.provisioning import export
 from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.provisioning import export
 
 
 class ExportFormat(str, Enum):

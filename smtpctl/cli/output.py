@@ -17,10 +17,9 @@ import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from smtpctl.core.model.errors import InvalidInput
-
-from typing import Any, Iterable, Sequence
 
 _OPTIONS = ("JsonOption", "CsvOption", "ExistOkOption", "YesOption")
 

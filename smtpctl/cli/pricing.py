@@ -9,10 +9,9 @@ import typer
 
 from smtpctl.cli.output import JsonOption, dollars, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
-
+from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
-from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.reporting import pricing
 
 app = typer.Typer(help="Price estimates at the service's rate and at comparison rates.", no_args_is_help=True)

@@ -70,12 +70,14 @@ def serve_command(
 ) -> None:
     """Run an SMTP submission server that authenticates and meters against the store."""
     from smtpctl.servers import guard, runtime, tls
-    from smtpctl.servers import submission as sub
+    from smtpctl.servers.delivery import prepare_maildir
+    from smtpctl.servers.submission.config import DEFAULT_SMTPS, DEFAULT_SUBMISSION, ServeConfig
+    from smtpctl.servers.submission.server import bind_listeners, serve
 
     store = store_of(ctx)  # opens and migrates: a bad store fails here, before listening
     state = ctx.find_object(AppState)
-    listeners = [runtime.parse_address(a, "--submission") for a in (submission or sub.DEFAULT_SUBMISSION)]
-    implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or sub.DEFAULT_SMTPS)]
+    listeners = [runtime.parse_address(a, "--submission") for a in (submission or DEFAULT_SUBMISSION)]
+    implicit = [runtime.parse_address(a, "--smtps") for a in (smtps or DEFAULT_SMTPS)]
     relay_address = runtime.parse_address(relay, "--relay") if relay else None
     scrape_address = runtime.parse_address(metrics_address, "--metrics") if metrics_address else None
     for option, seconds in (("--auth-delay", auth_delay), ("--timeout", timeout),
@@ -98,12 +100,12 @@ def serve_command(
     box = maildir or data_dir / "maildir"
     if relay_address is None:
         try:
-            sub.prepare_maildir(box)
+            prepare_maildir(box)
         except OSError as exc:
             raise InvalidInput(f"cannot use the Maildir {box}: {exc.strerror}") from None
     if made:
         runtime.log_event("tls_selfsigned", cert=tls_cert, note="generated a self-signed certificate on first start")
-    config = sub.ServeConfig(
+    config = ServeConfig(
         store_path=store.target, actor=store.actor, submission=listeners, smtps=implicit, tls=context, maildir=box,
         relay=relay_address, relay_starttls=relay_starttls,
         relay_username=os.environ.get("SMTPCTL_RELAY_USERNAME") or None,
@@ -114,7 +116,7 @@ def serve_command(
         max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
     config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
-    bound = sub.bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
+    bound = bind_listeners(config)  # all or nothing, before serving: a taken port fails here (exit 9)
     try:
         scrape = runtime.listen_sockets([scrape_address])[0] if scrape_address else []
     except Exception:
@@ -135,7 +137,7 @@ def serve_command(
         return
     config.bound, config.metrics_bound = bound, scrape
     state.close()  # the server opens its own connection on its own thread
-    runtime.run_until_stopped(lambda stop: sub.serve(config, stop))
+    runtime.run_until_stopped(lambda stop: serve(config, stop))
 
 
 def _window(seconds: float) -> str:
@@ -164,16 +166,24 @@ def policy_serve(
 
       smtpctl policy serve --listen unix:/var/spool/postfix/private/smtpctl-policy --socket-group postfix
     """
-    from smtpctl.servers import policy, runtime
+    from smtpctl.servers import runtime
+    from smtpctl.servers.policy.socket import (
+        DEFAULT_SOCKET_MODE,
+        UnixListen,
+        check_unix,
+        parse_socket_group,
+        parse_socket_mode,
+        serve_policy,
+    )
 
     unix = None
     if listen.startswith("unix:"):
         socket_path = listen[len("unix:"):]
         if not socket_path:
             raise InvalidInput("--listen unix:PATH needs a path")
-        unix = policy.UnixListen(
-            Path(socket_path), policy.parse_socket_mode(socket_mode) if socket_mode is not None else policy.DEFAULT_SOCKET_MODE,
-            policy.parse_socket_group(socket_group) if socket_group is not None else None)
+        unix = UnixListen(
+            Path(socket_path), parse_socket_mode(socket_mode) if socket_mode is not None else DEFAULT_SOCKET_MODE,
+            parse_socket_group(socket_group) if socket_group is not None else None)
     else:
         if socket_mode is not None or socket_group is not None:
             raise InvalidInput("--socket-mode and --socket-group need --listen unix:PATH")
@@ -182,7 +192,7 @@ def policy_serve(
     store = store_of(ctx)
     sockets = None
     if unix is not None:
-        policy.check_unix(unix.path)
+        check_unix(unix.path)
     else:  # bound before serving: a port in use is one Error line and exit 9, --check included
         [sockets] = runtime.listen_sockets([runtime.parse_address(listen, "--listen")])
     try:
@@ -201,4 +211,4 @@ def policy_serve(
         return
     path, actor = store.target, store.actor
     ctx.find_object(AppState).close()
-    runtime.run_until_stopped(lambda stop: policy.serve_policy(path, actor, listen, stop, unix, sockets, scrape))
+    runtime.run_until_stopped(lambda stop: serve_policy(path, actor, listen, stop, unix, sockets, scrape))

@@ -10,10 +10,9 @@ import typer
 
 from smtpctl.cli.output import JsonOption, _console, print_json, render_list
 from smtpctl.cli.state import store_of
-
+from smtpctl.core.directory.credentials import smtp_settings
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
-from smtpctl.core.directory.credentials import smtp_settings
 
 
 class SettingsFormat(str, Enum):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import typer
 
 from smtpctl.core.store import Store
+
 
 class AppState:
     """The root options of one invocation; the config and the store are read

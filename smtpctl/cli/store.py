@@ -12,7 +12,6 @@ from smtpctl.cli.state import store_of
 from smtpctl.core.directory.settings import set_setting, settings_view, unset_setting
 from smtpctl.core.store.care import backup_store, copy_store, store_info
 
-
 app = typer.Typer(help="Service settings and care of the store file.", no_args_is_help=True)
 
 

@@ -23,17 +23,16 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
-
-from smtpctl.core.model import rules
-from smtpctl.core.reporting import report as usage_reports
+from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.ingest.csv import read_csv
 from smtpctl.core.ingest.jsonl import read_jsonl
 from smtpctl.core.ingest.lines import format_for, read_lines
 from smtpctl.core.ingest.postfix import PostfixLog
-from smtpctl.core.model.errors import InvalidInput, LimitReached
-from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.metering.batch import import_usage, record_usage
 from smtpctl.core.metering.live import sender_status
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import InvalidInput, LimitReached
+from smtpctl.core.reporting import report as usage_reports
 from smtpctl.core.reporting.status import at_or_over, parse_percent, usage_status
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",

@@ -24,10 +24,18 @@ from smtpctl.cli.output import (
 from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, PasswordStdinOption, read_password
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of
+from smtpctl.core.directory.credentials import (
+    create_credential,
+    credential_deletion_plan,
+    credential_detail,
+    delete_credentials,
+    get_credential,
+    list_credentials,
+    reset_credential,
+    verify_credential,
+)
 from smtpctl.core.model.errors import InvalidInput
-
 from smtpctl.core.provisioning import adopt
-from smtpctl.core.directory.credentials import create_credential, credential_deletion_plan, credential_detail, delete_credentials, get_credential, list_credentials, reset_credential, verify_credential
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
 

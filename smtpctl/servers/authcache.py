@@ -71,8 +71,5 @@ class AuthCache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def forget(self, login: str) -> None:
-        self._entries.pop(login, None)
-
     def __len__(self) -> int:
         return len(self._entries)

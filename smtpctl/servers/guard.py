@@ -19,6 +19,7 @@ from typing import Any, Callable
 from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.store import throttle
 from smtpctl.servers.metrics import NOOP, Metrics
+from smtpctl.servers.replies import TOO_MANY_CONNECTIONS
 from smtpctl.servers.runtime import log_event
 
 # File descriptors the process needs besides its connections: the
@@ -36,12 +37,6 @@ DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_cou
 DEFAULT_MAX_AUTH_FAILURES = 5
 DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
 DEFAULT_FAILURE_WINDOW = 300.0
-
-TOO_MANY_AUTH = "454 4.7.0 Too many failed authentications; try again later"
-TOO_MANY_CONNECTIONS = {
-    "client": "421 4.7.0 Too many connections from your address; try again later",
-    "total": "421 4.7.0 Too many connections; try again later",
-}
 
 
 def client_key(peer: Any) -> str:

@@ -4,12 +4,12 @@ transaction.
 ``serve`` and the policy service answer a message only after the commit that
 records it (the store runs with ``synchronous=FULL``). One commit per message
 makes the fsync the ceiling; here every admission waiting when the store
-thread becomes free is taken in one ``usage.run_steps`` call, one
+thread becomes free is taken in one ``run_steps`` (core/metering/live.py) call, one
 transaction and one commit, and each caller is answered after that commit.
 Each message is still its own step in order inside the transaction, so the
 hard cap is exactly as strict as one transaction per message. Each step
 names the login it meters: the batch is one metering transaction
-(``usage.run_steps(logins=...)``), which on PostgreSQL locks just those
+(``run_steps(logins=...)``), which on PostgreSQL locks just those
 accounts, so the nodes of a fleet meter different accounts in parallel.
 
 ``ReadBatch`` does the same for a read many sessions make (MAIL's envelope
@@ -43,7 +43,7 @@ class _Batcher:
         self.worker = worker
         self.pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self.draining = False
-        self.trips = 0  # trips taken, for the tests, the benchmarks and the metrics
+        self.trips = 0  # trips taken (the tests check that waiting calls shared one)
 
     def _enqueue(self, entry: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -85,14 +85,14 @@ class GroupCommit(_Batcher):
         self.run_steps = timed(_run_batch, metrics)  # the transaction's time, on the store thread
 
     async def admit(self, login: str, recipients: int, source_id: str) -> Admission:
-        """Check and record one message (``usage.admit_message``), sharing the commit."""
+        """Check and record one message (``admit_message``), sharing the commit."""
         return await self.run(partial(admit_message, login=login, recipients=recipients,
                                       source_id=source_id), login)
 
     async def run(self, step: Callable[[Any], T], login: str) -> T:
         """Run ``step(store)`` inside the next shared write transaction (its own
         savepoint), and answer after the commit that holds what it wrote. The
-        step reads, and writes only through ``usage.admit_message`` for
+        step reads, and writes only through ``admit_message`` for
         ``login`` (a metering transaction: docs/store.md)."""
         return await self._submit((step, login))
 

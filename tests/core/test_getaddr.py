@@ -4,7 +4,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpctl.servers.submission import _SIMPLE_ADDRESS, SubmissionSMTP
+from smtpctl.servers.submission.protocol import _SIMPLE_ADDRESS, SubmissionSMTP
 
 CASES = ["", "<a@b.c>", "<a@b.c> SIZE=100", "a@b.c", "<>", "< a@b.c >", '<"q s"@b.c>', "<a@[1.2.3.4]>", "garbage",
          "<a@b", "<@x,@y:a@b.c>", "<" + "x" * 70 + "@b.c>", "<a@b.c> BODY=8BITMIME SMTPUTF8", "<ü@b.c>",

@@ -4,6 +4,7 @@ import asyncio
 import os
 import socket
 import stat
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -17,23 +18,29 @@ from smtpctl.core.directory.credentials import create_credential
 from smtpctl.core.directory.domains import add_domain
 from smtpctl.core.directory.settings import set_setting
 from smtpctl.core.metering.enforcement import block_account
+from smtpctl.core.metering.live import run_steps
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.reporting.status import usage_status
 from smtpctl.core.store import Store
 from smtpctl.servers.metrics import NOOP
-from smtpctl.servers.policy import (
-    MalformedRequest,
-    UnixListen,
-    bind_unix,
-    decide,
-    parse_count,
-    parse_request,
-    parse_socket_group,
-    parse_socket_mode,
-)
+from smtpctl.servers.policy.decision import check, check_and_admit, login_of, metered, parse_count, settle
+from smtpctl.servers.policy.protocol import MalformedRequest, parse_request
+from smtpctl.servers.policy.socket import UnixListen, bind_unix, parse_socket_group, parse_socket_mode
 
 REQUEST = (Path(__file__).resolve().parents[1] / "fixtures" / "postfix" / "policy-request.txt").read_text()
 PW = "a good long password"
+
+
+def answer(store, attrs):
+    """What the server answers a request (PolicyServer.ask): END-OF-MESSAGE as a step of group commit
+    (``check_and_admit`` in ``run_steps``), any other state as a read (``check``); then ``settle``."""
+    if metered(attrs):
+        [result] = run_steps(store, [partial(check_and_admit, attrs=attrs)], logins=[login_of(attrs)])
+        if isinstance(result, Exception):
+            raise result
+    else:
+        result = check(store, attrs)
+    return settle(result)
 
 
 def request(**changes):
@@ -61,46 +68,46 @@ def test_the_real_request_parses():
 
 
 def test_meters_once_per_instance(store):
-    assert decide(store, request())[0] == "DUNNO"
-    assert decide(store, request())[0] == "DUNNO"  # Postfix asking again: not billed twice
+    assert answer(store, request())[0] == "DUNNO"
+    assert answer(store, request())[0] == "DUNNO"  # Postfix asking again: not billed twice
     assert usage_status(store, "shop")[0]["sent"] == 3
 
 
 def test_crossing_message_is_accepted_then_rejects(store):
-    assert decide(store, request(instance="a"))[0] == "DUNNO"  # 3
-    assert decide(store, request(instance="b"))[0] == "DUNNO"  # 6
-    action, info = decide(store, request(instance="c"))  # 9 > 7: accepted, recorded, revoked
+    assert answer(store, request(instance="a"))[0] == "DUNNO"  # 3
+    assert answer(store, request(instance="b"))[0] == "DUNNO"  # 6
+    action, info = answer(store, request(instance="c"))  # 9 > 7: accepted, recorded, revoked
     assert action == "DUNNO" and info["metered"]
-    action, info = decide(store, request(instance="d"))
+    action, info = answer(store, request(instance="d"))
     assert action.startswith("REJECT 5.7.1") and info["reason"] == "revoked"
     assert usage_status(store, "shop")[0]["sent"] == 9
     assert store.credentials() == []
 
 
 def test_unauthenticated_and_unknown_senders_are_not_ours(store):
-    assert decide(store, request(sasl_username=""))[0] == "DUNNO"
-    assert decide(store, request(sasl_username="someone@elsewhere.test"))[0] == "DUNNO"
+    assert answer(store, request(sasl_username=""))[0] == "DUNNO"
+    assert answer(store, request(sasl_username="someone@elsewhere.test"))[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 0
 
 
 def test_manual_block_stops_creation_not_sending(store):
     # docs/rules.md: a manual block stops credential creation only; --revoke stops sending.
     block_account(store, "shop", "compliance")
-    assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
-    assert decide(store, request(instance="m1"))[0] == "DUNNO"
+    assert answer(store, request(protocol_state="RCPT"))[0] == "DUNNO"
+    assert answer(store, request(instance="m1"))[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 3
 
 
 def test_revoking_block_is_rejected_at_any_state(store):
     block_account(store, "shop", "compliance", revoke=True)
     for state in ("RCPT", "END-OF-MESSAGE"):
-        action, info = decide(store, request(protocol_state=state))
+        action, info = answer(store, request(protocol_state=state))
         assert action.startswith("REJECT 5.7.1 SMTP credentials revoked") and info["reason"] == "revoked"
     assert usage_status(store, "shop")[0]["sent"] == 0
 
 
 def test_other_states_do_not_meter(store):
-    assert decide(store, request(protocol_state="RCPT"))[0] == "DUNNO"
+    assert answer(store, request(protocol_state="RCPT"))[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 0
 
 
@@ -109,7 +116,7 @@ STATES = ["CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "
 
 def test_every_state_has_an_answer_and_a_state_in_its_log_fields(store):
     for state in STATES:
-        action, info = decide(store, request(protocol_state=state))
+        action, info = answer(store, request(protocol_state=state))
         assert (action, info["state"], info["login"]) == ("DUNNO", state, "bob@acme.test")
     assert usage_status(store, "shop")[0]["sent"] == 3  # END-OF-MESSAGE only
 
@@ -119,18 +126,18 @@ def test_sender_alignment_from_mail_on(store):
     add_domain(store, "other.test", account="other")
     for state in ("MAIL", "RCPT", "DATA", "END-OF-MESSAGE"):
         for sender in ("ceo@other.test", "", "x@paypal.com"):
-            action, info = decide(store, request(protocol_state=state, sender=sender, instance=f"{state}{sender}"))
+            action, info = answer(store, request(protocol_state=state, sender=sender, instance=f"{state}{sender}"))
             assert action == f"REJECT 5.7.1 Sender address <{sender}> not owned by user bob@acme.test"
             assert info["reason"] == "sender_mismatch" and info["sender"] == (sender or "<>")
     # Before MAIL, Postfix's sender= is empty because there is none yet: not a null sender.
-    assert decide(store, request(protocol_state="EHLO", sender=""))[0] == "DUNNO"
+    assert answer(store, request(protocol_state="EHLO", sender=""))[0] == "DUNNO"
     # A request that does not carry sender= at all (not Postfix) says nothing to align.
     attrs = request(instance="no-sender")
     del attrs["sender"]
-    assert decide(store, attrs)[0] == "DUNNO"
+    assert answer(store, attrs)[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 3  # that one only: refused ones are not billed
     set_setting(store, "sender_alignment", "off")
-    assert decide(store, request(protocol_state="RCPT", sender="ceo@other.test"))[0] == "DUNNO"
+    assert answer(store, request(protocol_state="RCPT", sender="ceo@other.test"))[0] == "DUNNO"
 
 
 @pytest.mark.parametrize("count, action", [
@@ -145,22 +152,22 @@ def test_sender_alignment_from_mail_on(store):
 def test_absurd_or_garbage_counts_are_never_metered(store, count, action):
     set_account_limit(store, "shop", 10_000_000)
     for state in ("DATA", "END-OF-MESSAGE"):
-        assert decide(store, request(protocol_state=state, recipient_count=count))[0] == action
+        assert answer(store, request(protocol_state=state, recipient_count=count))[0] == action
     assert usage_status(store, "shop")[0]["sent"] == 0
     assert store.credentials() != []
 
 
 def test_recipient_cap_follows_the_setting(store):
     set_setting(store, "max_recipients_per_message", "2")
-    action, info = decide(store, request())
+    action, info = answer(store, request())
     assert (action, info["reason"], info["metered"]) == ("REJECT 5.5.3 Too many recipients", "too_many_recipients",
                                                          False)
-    assert decide(store, request(recipient_count="2"))[0] == "DUNNO"
+    assert answer(store, request(recipient_count="2"))[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 2
 
 
 def test_not_a_policy_request_is_malformed(store):
-    assert decide(store, request(request="junk"))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+    assert answer(store, request(request="junk"))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
 
 
 def test_parse_request_refuses_lines_without_a_name():
@@ -175,8 +182,8 @@ def test_parse_request_refuses_lines_without_a_name():
 
 
 def test_an_overlong_instance_is_malformed_not_stored(store):
-    assert decide(store, request(instance="i" * 129))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
-    assert decide(store, request(instance="i" * 128))[0] == "DUNNO"
+    assert answer(store, request(instance="i" * 129))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+    assert answer(store, request(instance="i" * 128))[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 3
 
 
@@ -276,7 +283,7 @@ ACTIONS = ("DUNNO", "REJECT 5.7.1 ", "REJECT 5.5.3 Too many recipients", "DEFER_
                                  st.text(max_size=40))))
 def test_fuzz_any_request_gets_a_known_action_and_never_bills_past_the_caps(store, attrs):
     before = usage_status(store, "shop")[0]["sent"]
-    action, info = decide(store, attrs)
+    action, info = answer(store, attrs)
     assert action.startswith(ACTIONS) and "state" in info
     billed = usage_status(store, "shop")[0]["sent"] - before
     assert billed == 0 or (action == "DUNNO" and info["metered"] and 0 < billed == info["recipients"] <= 1000)
@@ -305,7 +312,7 @@ class Asked:
 
 async def connect(server):
     """A PolicyConnection serving ``server`` on one end of a socket pair; the client's end (non-blocking)."""
-    from smtpctl.servers.policy import PolicyConnection
+    from smtpctl.servers.policy.protocol import PolicyConnection
 
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
@@ -338,7 +345,7 @@ def feed(data: bytes, eof: bool = True):
         client.close()
         return server.asked[0] if server.asked else (f"refused: {refusals[0]}" if refusals else None)
 
-    with mock.patch("smtpctl.servers.policy.log_event",
+    with mock.patch("smtpctl.servers.policy.protocol.log_event",
                     lambda event, error="", **fields: refusals.append(error) if event == "policy_refused" else None):
         return asyncio.run(go())
 
@@ -368,7 +375,7 @@ def read_line_by_line(data: bytes):
     refusal), as the reader before the policy connection became a protocol read them: a
     StreamReader(limit=MAX_REQUEST_BYTES), one readuntil(b"\\n") per line. The reference for
     RequestSplitter, whose whole-block path must answer the same."""
-    from smtpctl.servers.policy import MAX_ATTRIBUTES, MAX_REQUEST_BYTES
+    from smtpctl.servers.policy.protocol import MAX_ATTRIBUTES, MAX_REQUEST_BYTES
 
     requests, pos = [], 0
     while True:
@@ -394,7 +401,7 @@ def read_line_by_line(data: bytes):
 
 
 def split_as_they_come(chunks: list[bytes]):
-    from smtpctl.servers.policy import RequestSplitter, _Refused
+    from smtpctl.servers.policy.protocol import RequestSplitter, _Refused
 
     splitter, requests = RequestSplitter(), []
     try:
@@ -423,9 +430,9 @@ def test_requests_are_split_as_the_line_by_line_reader_split_them(parts, cuts, b
 
 
 def test_a_stalled_request_is_refused_but_an_idle_connection_is_not(monkeypatch):
-    import smtpctl.servers.policy as policy
+    import smtpctl.servers.policy.protocol as protocol
 
-    monkeypatch.setattr(policy, "REQUEST_TIMEOUT", 0.2)
+    monkeypatch.setattr(protocol, "REQUEST_TIMEOUT", 0.2)
     assert feed(b"request=smtpd_access_policy\n", eof=False) == "refused: request not finished within 0.2 seconds"
 
     async def idle():  # Postfix keeps a connection open between requests: no timeout before the first line
@@ -469,7 +476,8 @@ def test_a_flood_of_requests_answered_at_once_waits_for_a_client_that_does_not_r
     """Malformed requests are answered without the store, in _next's loop: 30,000 of them in one
     go neither recurse nor fill the server's memory; the server stops reading and answering
     while the client does not read, and answers every one, in order, when it does."""
-    from smtpctl.servers.policy import DEFER_MALFORMED, PolicyServer
+    from smtpctl.servers.policy.protocol import PolicyServer
+    from smtpctl.servers.replies import DEFER_MALFORMED
 
     async def go():
         server = PolicyServer(None)
@@ -486,7 +494,7 @@ def test_a_flood_of_requests_answered_at_once_waits_for_a_client_that_does_not_r
         client.close()
         return bytes(replies)
 
-    with mock.patch("smtpctl.servers.policy.log_event"):
+    with mock.patch("smtpctl.servers.policy.protocol.log_event"):
         assert asyncio.run(go()) == f"action={DEFER_MALFORMED}\n\n".encode() * 30_000
 
 
@@ -496,7 +504,7 @@ def test_ids_are_unique_across_postfix_hosts(store):
     first = request(instance="a.b.c", queue_id="Q1", server_address="192.0.2.10")
     other_host = request(instance="a.b.c", queue_id="Q1", server_address="192.0.2.11")
     for attrs in (first, other_host, first, other_host):
-        assert decide(store, attrs)[0] == "DUNNO"
+        assert answer(store, attrs)[0] == "DUNNO"
     assert usage_status(store, "shop")[0]["sent"] == 6
     assert store.existing_source_ids(["policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"]) == {
         "policy:192.0.2.10/Q1/a.b.c", "policy:192.0.2.11/Q1/a.b.c"}

@@ -220,7 +220,7 @@ def test_without_metrics_prometheus_client_is_not_imported(world, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from smtpctl.servers import submission, policy, metering; "
+    code = ("import sys; import smtpctl.servers.submission.server, smtpctl.servers.policy.socket, smtpctl.servers.metering; "
             "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=os.environ).stdout

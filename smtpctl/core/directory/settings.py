@@ -8,8 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from smtpctl.core.model import rules
-from smtpctl.core.model.prices import PriceSchedule
 from smtpctl.core.model.errors import Fix, InvalidInput, StoreError
+from smtpctl.core.model.prices import PriceSchedule
 from smtpctl.core.model.records import Outcome, SettingValue
 from smtpctl.core.model.words import count, listing
 from smtpctl.core.store import Store

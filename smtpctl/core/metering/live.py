@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from smtpctl.core.directory.settings import effective_settings, zone_of
-from smtpctl.core.metering.enforcement import Crossing, AccountState, enforce
 from smtpctl.core.metering.credits import PrepaidAgency, prepaid_agencies
+from smtpctl.core.metering.enforcement import AccountState, Crossing, enforce
 from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import stored_time

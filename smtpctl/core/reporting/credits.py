@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from smtpctl.core.billing import credits as billing_credits
+from smtpctl.core.billing import statements
 from smtpctl.core.directory.agencies import agency_detail
 from smtpctl.core.directory.settings import store_zone, today
 from smtpctl.core.reporting.report import usage_report
-from smtpctl.core.billing import credits as billing_credits
-from smtpctl.core.billing import statements
 from smtpctl.core.store import Store
 
 _ZERO = {"messages": 0, "emails": 0, "outbound": 0, "inbound": 0, "cost": "0.00", "cost_rounded": "0.00"}

@@ -1,0 +1,81 @@
+"""Every reply the servers send, in one table (as aiosmtpd's
+``testing/statuscodes.py``): the SMTP replies of ``serve`` and the actions
+of ``policy serve``. Scripts and monitoring match these bytes
+(docs/servers.md): change one only on purpose.
+
+A reply that carries a value (an address, a queue id) is a function of it;
+a next hop's own reply is passed on by ``relayed``.
+"""
+
+from __future__ import annotations
+
+# -- serve: SMTP replies --------------------------------------------------------
+
+OK = "250 OK"
+STORE_UNAVAILABLE = "451 4.3.0 Temporary failure; try again later"
+STORE_UNAVAILABLE_AUTH = "454 4.7.0 Temporary authentication failure; try again later"
+DELIVERY_FAILED = "451 4.3.0 Delivery failed temporarily; try again later"
+NEXT_HOP_UNAVAILABLE = "451 4.4.1 Next hop unavailable; try again later"
+TOO_MANY_AUTH = "454 4.7.0 Too many failed authentications; try again later"
+TOO_MANY_CONNECTIONS = {
+    "client": "421 4.7.0 Too many connections from your address; try again later",
+    "total": "421 4.7.0 Too many connections; try again later",
+}
+# What the store's checks answer (core/metering/live.py: a status), as the client reads it.
+REFUSALS = {
+    "revoked": "550 5.7.1 Your SMTP credentials were revoked (daily sending limit exceeded or removed by an "
+               "operator); please contact support",
+    "unknown": "550 5.7.1 Unknown sender",
+    "over_limit": "550 5.7.1 Daily sending limit exceeded; message refused; please contact support",
+    "too_many_recipients": "452 4.5.3 Too many recipients",
+    "invalid": "550 5.7.1 Message refused",
+}
+
+
+def refusal(status: str) -> str:
+    """The reply refusing a message the store did not admit (``Admission.status``)."""
+    return REFUSALS.get(status, REFUSALS["invalid"])
+
+
+def sender_not_owned(address: str, login: str) -> str:
+    return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
+
+
+def queued(queue_id: str) -> str:
+    return f"250 2.0.0 OK: queued as {queue_id}"
+
+
+def next_hop_failed(exc: BaseException) -> tuple[int, bytes]:
+    """The (code, text) standing for a next hop that failed during DATA, as ``relayed`` takes it."""
+    return 451, f"4.4.1 Next hop failed ({type(exc).__name__}); try again later".encode()
+
+
+def relayed(code: int, text: bytes | str) -> str:
+    """A next hop's reply, passed on to the client on one line."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}"
+
+
+# -- policy serve: actions (Postfix SMTPD_POLICY_README) ----------------------------
+
+DUNNO = "DUNNO"
+DEFER_ERROR = "DEFER_IF_PERMIT 4.3.0 Policy service error; try again later"
+DEFER_MALFORMED = "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
+TOO_MANY = "REJECT 5.5.3 Too many recipients"  # RFC 3463: X.5.3 too many recipients
+REJECTS = {
+    "revoked": "REJECT 5.7.1 SMTP credentials revoked: daily sending limit exceeded or removed; contact support",
+    "over_limit": "REJECT 5.7.1 Daily sending limit exceeded; message refused; contact support",
+    "too_many_recipients": TOO_MANY,
+    "invalid": "REJECT 5.7.1 Message refused",
+}
+
+
+def reject(status: str) -> str:
+    """The action refusing a message the store did not admit (``Admission.status``)."""
+    return REJECTS.get(status, REJECTS["invalid"])
+
+
+def reject_sender(sender: str, login: str) -> str:
+    # Postfix puts its own context first ("<rcpt>: Recipient address rejected: ").
+    return f"REJECT 5.7.1 Sender address <{sender}> not owned by user {login}"

@@ -1,0 +1,225 @@
+"""The SMTP side of ``smtpctl serve``: aiosmtpd's protocol, with its known
+traps handled:
+- under implicit TLS (port 465) aiosmtpd does not know the session is
+  encrypted, so with ``auth_require_tls`` it would never offer AUTH
+  (aio-libs/aiosmtpd#274, #281): those listeners pass
+  ``auth_require_tls=False`` and check the transport really is TLS;
+- its AUTH LOGIN challenges end in a NUL byte that breaks some clients
+  (#566): we send the customary ``Username:`` / ``Password:``;
+- its authenticator is called synchronously, and an argon2 verify costs
+  ~40 ms: we verify on worker threads and keep the event loop free;
+- it has no connection caps: ``guard.Listener`` counts connections in the
+  call that accepts them (on the implicit-TLS port before the handshake,
+  see ``ImplicitTLSGate``), and ``guard.AuthThrottle`` counts AUTH attempts
+  when they start, in the store, so a fleet of nodes shares one budget;
+- its address parser defines a ``typing.Protocol`` class on every MAIL and
+  RCPT: ``SubmissionSMTP._getaddr`` parses the same way without it, and
+  answers a plain ``<local@domain>`` without the standard library's parser;
+- it cancels and makes a timeout timer on every command line:
+  ``SubmissionSMTP._reset_timeout`` moves one deadline instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+from typing import Any, Callable
+
+from aiosmtpd.smtp import SMTP, AuthResult, Session
+
+from smtpctl.servers.guard import ConnectionLimits
+from smtpctl.servers.runtime import log_event
+
+_DEFERRED = AuthResult(success=False, handled=True)
+
+
+# What nearly every client sends: ``<local@domain>``, alone or followed by its
+# parameters, the local part a dot-atom (RFC 5322 atext) and the domain plain
+# labels. For these the standard library's parser answers exactly the text
+# between the brackets and the parameters after the blanks (it takes blanks
+# and a comment after ``>`` as CFWS: a comment goes the slow way), at a tenth
+# of its cost; anything else is parsed by it.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+(?=[^ \t(])|\Z)")
+
+
+class SubmissionSMTP(SMTP):
+    """One client's SMTP session. Its ``handler`` is a ``SubmissionHandler``
+    (handler.py, which imports this module for ``peer_of``)."""
+
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
+    def __init__(self, handler: Any, *, listener: str, implicit_tls: bool,
+                 limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None, **kwargs: Any):
+        self.listener, self.implicit_tls, self.limits = listener, implicit_tls, limits
+        self.slot: str | None = None  # the client this connection is counted under (guard.Listener), until it closes
+        self._pending: tuple[str, Any] | None = None
+        self._deadline, self._armed = 0.0, False  # _reset_timeout
+        super().__init__(handler, **kwargs)
+        self.authenticated_timeout = self._timeout_duration
+        if pre_auth_timeout:
+            self._timeout_duration = min(pre_auth_timeout, self.authenticated_timeout)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.implicit_tls and transport.get_extra_info("ssl_object") is None:
+            transport.close()  # never offer AUTH on a clear channel
+            return
+        starttls = self._tls_protocol is not None  # aiosmtpd calls us again on the TLS transport
+        super().connection_made(transport)
+        log_event("starttls" if starttls else "connect", listener=self.listener, peer=peer_of(self.session))
+
+    def release_slot(self) -> None:
+        key, self.slot = self.slot, None
+        if key is not None and self.limits is not None:
+            self.limits.release(key)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.release_slot()
+        if self.session is None:
+            return  # closed before a session began
+        log_event("disconnect", listener=self.listener, peer=peer_of(self.session),
+                  login=self.session.auth_data if self.session.authenticated else None)
+        self.event_handler.end_transaction(self.envelope)  # a client gone between MAIL and DATA
+        super().connection_lost(exc)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd calls this on every command line, and its own cancels the
+        timer and makes a new one each time. Here the deadline moves and one
+        timer follows it: when it fires early it re-arms for the rest."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is not None and not handle.cancelled() and self._armed and handle.when() <= self._deadline:
+            return  # the armed timer fires first and re-arms itself for the rest
+        if handle is not None:
+            handle.cancel()
+        self._armed = True
+        self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+
+    def _timeout_due(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+            return
+        self._armed = False
+        self._timeout_cb()
+
+    def _timeout_cb(self) -> None:
+        log_event("timeout", listener=self.listener, peer=peer_of(self.session),
+                  login=self.session.auth_data if self.session and self.session.authenticated else None)
+        super()._timeout_cb()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The address of a MAIL FROM or RCPT TO argument, and the rest (its
+        parameters), as aiosmtpd's own, which defines a ``typing.Protocol``
+        class on every call: a fifth of the event loop's time under load
+        (py-spy, docs/performance.md). Arguments that crash the standard
+        library's parser are malformed addresses here."""
+        if not arg:
+            return "", ""
+        simple = _SIMPLE_ADDRESS.match(arg)
+        if simple is not None and "=?" not in simple[1]:  # "=?": an encoded word, which the parser decodes
+            addr, rest = simple[1], arg[simple.end():]
+            if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return addr, rest
+        try:
+            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+            address, rest = parse(arg)
+            addr = address.addr_spec
+        except (HeaderParseError, IndexError, AttributeError):  # the last two: "<", "1@[" crash the stdlib parser
+            return None, None  # "553 5.1.3 Error: malformed address", not aiosmtpd's "500 Error: (IndexError)"
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        self._pending = (mechanism, auth_data)  # checked asynchronously below
+        return _DEFERRED
+
+    async def _checked(self, result: AuthResult) -> AuthResult:
+        if result is not _DEFERRED or self._pending is None:
+            return result
+        mechanism, data = self._pending
+        self._pending = None
+        result = await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
+        if result.success:
+            self._timeout_duration = self.authenticated_timeout
+            self._reset_timeout()  # the running timer was set with the pre-AUTH timeout
+        return result
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._checked(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._checked(await super().auth_LOGIN(_, args))
+
+
+def peer_of(session: Session | None) -> str | None:
+    if session is None:
+        return None
+    return _peer_text(session.peer)
+
+
+def _peer_text(peer: Any) -> str | None:
+    if not peer:
+        return None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+class ImplicitTLSGate(asyncio.Protocol):
+    """The first protocol of an admitted connection to an implicit-TLS listener.
+
+    The connection was counted when accepted, before the TLS handshake (which
+    costs the server CPU, and which a hostile client may never finish: with
+    ``create_server(ssl=...)`` such a connection would hold a slot with no
+    protocol to release it). This runs the handshake with
+    ``loop.start_tls``, releases the slot if it fails, else hands the
+    encrypted transport, and the slot, to a ``SubmissionSMTP``.
+    """
+
+    def __init__(self, make: Callable[[], "SubmissionSMTP"], context: ssl.SSLContext, limits: ConnectionLimits,
+                 handshake_timeout: float, key: str):
+        self.make, self.context, self.limits, self.handshake_timeout = make, context, limits, handshake_timeout
+        self.key: str | None = key
+        self.task: asyncio.Task | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.pause_reading()  # the ClientHello waits for start_tls, not for this protocol
+        self.task = asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.BaseTransport) -> None:
+        app = self.make()
+        try:
+            encrypted = await asyncio.get_running_loop().start_tls(
+                transport, app, self.context, server_side=True, ssl_handshake_timeout=self.handshake_timeout)
+        except asyncio.CancelledError:
+            transport.abort()
+            self.release()
+            raise
+        except Exception as exc:  # a failed or abandoned handshake: the client's problem, one line
+            transport.abort()
+            self.release()
+            log_event("tls_failed", listener="smtps", peer=_peer_text(transport.get_extra_info("peername")),
+                      error=type(exc).__name__)
+            return
+        if encrypted is None or encrypted.is_closing():
+            self.release()
+            return
+        app.slot, self.key = self.key, None
+        app.connection_made(encrypted)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Only before start_tls took the transport over: the client left first.
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.release()
+
+    def release(self) -> None:
+        key, self.key = self.key, None
+        if key is not None:
+            self.limits.release(key)
+
+
