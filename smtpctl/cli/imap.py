@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, print_json, render_list, render_record
+from smtpctl.cli.options import CsvOption, JsonOption
+from smtpctl.cli.output import fmt, message, print_json, render_list, render_record
 
 from smtpctl.core.model import imap
 

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import JsonOption, dollars, fmt, message, print_json, render_list
+from smtpctl.cli.options import JsonOption
+from smtpctl.cli.output import dollars, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
 
 from smtpctl.core.model import rules

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list, render_record, warning
+from smtpctl.cli.options import JsonOption
+from smtpctl.cli.output import fmt, message, print_json, render_list, render_record, warning
 from smtpctl.cli.state import store_of
 from smtpctl.core.directory.settings import set_setting, settings_view, unset_setting
 from smtpctl.core.store.care import backup_store, copy_store, store_info
