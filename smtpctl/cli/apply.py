@@ -52,7 +52,8 @@ def apply_command(
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"cannot read {source}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     doc = provisioning.parse_document(text, base_dir=base)
-    store = store_of(ctx, read_only=dry_run)  # a dry run never creates a store
+    # a dry run never creates a store, and needs none: a store not made yet plans against an empty one
+    store = store_of(ctx, read_only=dry_run, empty_ok=dry_run)
     verify = provisioning.VerifyCache()
     plan = provisioning.make_plan(store, doc, prune=prune, verify=verify)
     deletions = [c for c in plan.changes if c.action == "delete"]

@@ -55,7 +55,7 @@ def estimate(
         total = rules.validate_email_count(messages, "--messages") * rules.whole_number(
             recipients, "--recipients", 1, rules.MAX_RECIPIENTS_PER_MESSAGE)
     total = rules.validate_email_count(total, "the total number of emails")
-    settings = effective_settings(store_of(ctx, read_only=True))
+    settings = effective_settings(store_of(ctx, read_only=True, empty_ok=True))  # the defaults where no store is
     our_rate = rules.validate_price(rate) if rate is not None else settings["price_per_1000"]
     comparisons = _compare(compare) if compare else [(settings["compare_name"], settings["compare_price_per_1000"])]
     data = pricing.estimate(emails=total, rate=our_rate, compare=comparisons)

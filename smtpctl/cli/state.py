@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from smtpctl.cli.output import message
 from smtpctl.core.model.errors import NotFound
 
 if TYPE_CHECKING:
@@ -32,14 +33,17 @@ class AppState:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self, *, read_only: bool = False, must_exist: bool = False) -> Store:
+    def store(self, *, read_only: bool = False, must_exist: bool = False, empty_ok: bool = False) -> Store:
         """The store, opened once per invocation.
 
         A read-only command never creates one. When the file does not exist:
         at the default path it gets an empty store in memory (a fresh install
         lists nothing); at a path that was given (``--db``, ``SMTPCTL_DB``,
         the config's ``db``: a typo must not look like an empty store), or
-        with ``must_exist``, ``NotFound`` naming the path.
+        with ``must_exist``, ``NotFound`` naming the path. ``empty_ok`` is for
+        a command that needs no stored object (``pricing estimate``, ``apply
+        --dry-run``): at a given path it too gets an empty store, with the
+        default settings, and one ``Note:`` line on stderr says so.
         """
         if self._store is None:
             # Imported here, not at the top: --version and --help open no
@@ -53,10 +57,13 @@ class AppState:
             if isinstance(path, str):  # a PostgreSQL DSN: the server holds the store
                 self._store = Store.open(path, actor=actor)
             elif read_only and not path.exists() and not path.is_symlink():
-                if must_exist or named_by is not None:
+                if must_exist or (named_by is not None and not empty_ok):
                     by = f" (named by {named_by})" if named_by else ""
                     raise NotFound(f"there is no store at {path}{by}; a read-only command does not create one: "
                                    "check the path, or create the store with a command that writes")
+                if named_by is not None:
+                    message(f"Note: there is no store at {path} (named by {named_by}); running against an empty "
+                            "store with the default settings (none is created).")
                 self._store = Store.empty(path, actor=actor)
             else:
                 self._store = Store.open(path, actor=actor)
@@ -68,11 +75,12 @@ class AppState:
             self._store = None
 
 
-def store_of(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False) -> Store:
+def store_of(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False,
+             empty_ok: bool = False) -> Store:
     """The invocation's store; ``read_only`` for commands that only read (see ``AppState.store``)."""
     state = ctx.find_object(AppState)
     if state is None:  # a command invoked without the root callback (tests)
         state = AppState()
         ctx.obj = state
         ctx.call_on_close(state.close)
-    return state.store(read_only=read_only, must_exist=must_exist)
+    return state.store(read_only=read_only, must_exist=must_exist, empty_ok=empty_ok)
