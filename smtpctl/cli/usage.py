@@ -14,9 +14,19 @@ from typing import Annotated, Optional
 import typer
 
 from smtpctl.cli.options import CsvOption, JsonOption
-from smtpctl.cli.output import bar, bar_scale, fmt, message, print_json, render_list, rounding_note, warning
-from smtpctl.cli.table import rich_console
+from smtpctl.cli.output import (
+    bar,
+    bar_scale,
+    fmt,
+    message,
+    print_json,
+    render_list,
+    rounding_note,
+    shell_command,
+    warning,
+)
 from smtpctl.cli.state import store_of
+from smtpctl.cli.table import rich_console
 
 from smtpctl.core.model import rules
 from smtpctl.core.reporting import report as usage_reports
@@ -25,7 +35,7 @@ from smtpctl.core.ingest.jsonl import read_jsonl
 from smtpctl.core.ingest.lines import format_for, read_lines
 from smtpctl.core.ingest.message import build_input
 from smtpctl.core.ingest.postfix import PostfixLog
-from smtpctl.core.model.errors import InvalidInput, LimitReached
+from smtpctl.core.model.errors import Fix, InvalidInput, LimitReached
 from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.metering.batch import import_usage, record_usage
 from smtpctl.core.metering.live import sender_status
@@ -43,9 +53,11 @@ def tell_crossings(crossings) -> None:
         if c.enforced:
             revoked = (f"revoked {len(c.revoked_credentials)} credential{'s' if len(c.revoked_credentials) != 1 else ''}"
                        f"{': ' + ', '.join(c.revoked_credentials) if c.revoked_credentials else ''}")
+            unblock = shell_command(Fix(("account", "unblock", c.account)))
+            if "'" not in unblock:  # quoted as a whole, unless its own quoting would clash
+                unblock = f"'{unblock}'"
             warning(f"account {c.account} went over its daily limit on {c.day} ({c.emails:,} of {c.limit:,} emails): "
-                    f"{revoked}; credential creation is blocked until an operator runs "
-                    f"'smtpctl account unblock {c.account}'")
+                    f"{revoked}; credential creation is blocked until an operator runs {unblock}")
         else:
             warning(f"account {c.account} went over its daily limit on {c.day} ({c.emails:,} of {c.limit:,} emails), "
                     "a day that is already over: recorded and billed, not enforced")
