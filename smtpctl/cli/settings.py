@@ -11,8 +11,8 @@ import typer
 
 from smtpctl.cli.options import JsonOption
 from smtpctl.cli.output import print_json, render_list
-from smtpctl.cli.table import rich_console
 from smtpctl.cli.state import store_of
+from smtpctl.cli.table import rich_console
 
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
