@@ -1,4 +1,4 @@
-from smtpctl.cli import main
+from smtpctl.cli.typer_app import main
 
 if __name__ == "__main__":
     main()

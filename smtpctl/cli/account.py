@@ -6,16 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.fastpath import account_list
+from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
-    CsvOption,
-    ExistOkOption,
-    JsonOption,
-    YesOption,
     confirm_destructive,
     fmt,
     message,
     print_json,
+    render_list,
     render_record,
     report_outcome,
     report_removal,
@@ -23,18 +20,29 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.metering.enforcement import block_account, unblock_account
 from smtpctl.core.directory.accounts import (
     account_detail,
     account_removal_check,
     add_account,
     get_account,
+    list_accounts,
     remove_account,
     rename_account,
     set_account_limit,
 )
-from smtpctl.core.metering.enforcement import block_account, unblock_account
+
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
+
+COLUMNS = [
+    ("name", "Account"), ("agency", "Agency"), ("effective_daily_limit", "Daily limit"),
+    ("domains", "Domains"), ("blocked", "Blocked"), ("created_at", "Created (UTC)"),
+]
+BLOCKED_COLUMNS = [
+    ("name", "Account"), ("agency", "Agency"), ("blocked_at", "Blocked since (UTC)"), ("block_kind", "By"),
+    ("block_reason", "Why"),
+]
 
 
 @app.command("add")
@@ -62,9 +70,11 @@ def list_(
     csv_out: CsvOption = False,
 ) -> None:
     """List accounts."""
-    # the same body as the fast path's (smtpctl.cli.fastpath, which runs this command without typer)
-    account_list(lambda: store_of(ctx, read_only=True), agency=agency, blocked=blocked, json_out=json_out,
-                 csv_out=csv_out)
+    output = fmt(json_out, csv_out)
+    rows = list_accounts(store_of(ctx, read_only=True), agency=agency, blocked=blocked)
+    render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
+                empty="No blocked accounts." if blocked else "No accounts.",
+                drop=("agency", "block_kind") if blocked else None)
 
 
 @app.command("show")

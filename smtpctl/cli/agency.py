@@ -6,11 +6,8 @@ from typing import Annotated
 
 import typer
 
+from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
-    CsvOption,
-    ExistOkOption,
-    JsonOption,
-    YesOption,
     confirm_destructive,
     fmt,
     print_json,

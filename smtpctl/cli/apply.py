@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import tomli_w
 import typer
 
-from smtpctl.cli.output import JsonOption, YesOption, confirm_destructive, message, print_json, render_list, warning
+from smtpctl.cli.options import JsonOption, YesOption
+from smtpctl.cli.output import confirm_destructive, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
-from smtpctl.core.model.errors import AlreadyExists, InvalidInput
+
 from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.provisioning import export
+from smtpctl.core.model.errors import AlreadyExists, InvalidInput
+from smtpctl.core.store.paths import read_bounded
 
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # far above any real fleet; /dev/zero fails fast
 
 
 def _secrets_text(generated: dict[str, str], as_json: bool) -> str:
     if as_json:
-        import json
-
         return json.dumps({"passwords": generated}, indent=2) + "\n"
-    import tomli_w
-
     return tomli_w.dumps({"passwords": generated})
 
 
@@ -40,8 +41,6 @@ def apply_command(
     json_out: JsonOption = False,
 ) -> None:
     """Create and update objects so the store matches FILE (idempotent)."""
-    from smtpctl.core.store.paths import read_bounded
-
     if source == "-":
         data, base = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1), Path.cwd()
         if len(data) > MAX_DOCUMENT_BYTES:
@@ -53,7 +52,8 @@ def apply_command(
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"cannot read {source}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     doc = provisioning.parse_document(text, base_dir=base)
-    store = store_of(ctx, read_only=dry_run)  # a dry run never creates a store
+    # a dry run never creates a store, and needs none: a store not made yet plans against an empty one
+    store = store_of(ctx, read_only=dry_run, empty_ok=dry_run)
     verify = provisioning.VerifyCache()
     plan = provisioning.make_plan(store, doc, prune=prune, verify=verify)
     deletions = [c for c in plan.changes if c.action == "delete"]

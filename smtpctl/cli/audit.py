@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, fmt, render_list
+from smtpctl.cli.options import CsvOption, JsonOption
+from smtpctl.cli.output import fmt, render_list
 from smtpctl.cli.state import store_of
 from smtpctl.core.directory.audit import audit_entries
 
@@ -29,8 +31,6 @@ def audit_command(
     columns = [("at", "When (UTC)"), ("actor", "Actor"), ("action", "Action"), ("object_name", "Object"),
                ("account", "Account"), ("details", "Details")]
     if output == "csv":  # every field, details as JSON
-        import json
-
         columns = [(k, k) for k in ("id", "at", "actor", "action", "object_type", "object_name", "account", "details")]
         rows = [{**r, "details": json.dumps(r["details"], sort_keys=True)} for r in rows]
     render_list(rows, columns, output=output, empty="No audit entries.")

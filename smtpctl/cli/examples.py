@@ -1,7 +1,7 @@
 """The examples at the foot of each group's --help, as sqlite-utils shows them.
 
 Kept in one place so the command modules stay about commands; ``build_command``
-in ``smtpctl.cli`` attaches each text as the group's or command's epilog.
+in ``smtpctl.cli.typer_app`` attaches each text as the group's or command's epilog.
 Every example is a command that works against a store set up as in the
 README's quickstart.
 """

@@ -8,6 +8,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import tomli_w
 import typer
 
 from smtpctl.cli.output import message, to_json
@@ -42,8 +43,6 @@ def export_command(
     elif output_format is ExportFormat.json:
         text = to_json(export.export_document(store), pretty=True) + "\n"
     else:
-        import tomli_w
-
         text = tomli_w.dumps(export.export_document(store))
     if output is None:
         if group is not None:

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import CsvOption, JsonOption, fmt, message, print_json, render_list, render_record
+from smtpctl.cli.options import CsvOption, JsonOption
+from smtpctl.cli.output import fmt, message, print_json, render_list, render_record
+
 from smtpctl.core.model import imap
 
 app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",

@@ -1,5 +1,5 @@
-"""The options every command shares (``from smtpctl.cli.output import JsonOption``
-finds them here): defined apart from the renderer, which imports no typer."""
+"""The options many commands share, declared once: ``--json``, ``--csv``,
+``--exist-ok`` and ``--yes``."""
 
 from __future__ import annotations
 

@@ -1,40 +1,29 @@
 """The one renderer: a result becomes a table, JSON or CSV on stdout.
 
-Messages, warnings and errors go to stderr. Tables are drawn by
-``smtpctl.cli.table``, imported (and rich with it) only when a table is
-actually drawn, so ``--json`` runs stay light; a big table written to a file
-or a pipe needs only its cell widths (``table._print_plain_table``).
-Typer is not imported either (the fast path renders with this module): the
-options every command shares (``JsonOption``...) are in
-``smtpctl.cli.options`` and are found here too.
+Messages, warnings and errors go to stderr; a core error or notice is worded
+here (``word``: its fix written as a shell command). Tables are drawn by
+``smtpctl.cli.table``, which imports rich only when it draws, so ``--json``
+and ``--csv`` runs never load it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
-import os
+import shlex
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from smtpctl.core.model.errors import InvalidInput
+import typer
 
-_OPTIONS = ("JsonOption", "CsvOption", "ExistOkOption", "YesOption")
-
-
-def __getattr__(name: str) -> Any:
-    # ``from smtpctl.cli.output import JsonOption``: the shared typer options
-    # are built (typer imported) by the command modules that declare them.
-    if name in _OPTIONS:
-        from smtpctl.cli import options
-
-        return getattr(options, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-Column = tuple[str, str]  # (key in the record, header for people)
+from smtpctl.cli import table
+from smtpctl.cli.table import Column
+from smtpctl.core.model.clock import iso_z
+from smtpctl.core.model.errors import Fix, InvalidInput, Notice, SmtpctlError
 
 
 def fmt(json_out: bool, csv_out: bool = False) -> str:
@@ -47,12 +36,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
-        from smtpctl.core.model.clock import iso_z
-
         return iso_z(value)
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "worded"):  # a core Notice in a result's warnings: its text, worded for the shell
+    if isinstance(value, Notice):  # in a result's warnings: its text, worded for the shell
         return word(value)
     if hasattr(value, "as_dict"):
         return value.as_dict()
@@ -70,34 +57,6 @@ def print_json(data: Any) -> None:
     sys.stdout.write(to_json(data, pretty=sys.stdout.isatty()) + "\n")
 
 
-def _cell(value: Any) -> str:
-    kind = type(value)
-    if kind is str:  # most cells: answered before the isinstance chain
-        return value
-    if kind is int:
-        return str(value)
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value)
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "200"))
-    return Console(file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
-                   soft_wrap=False, emoji=False)  # data is shown as it is: ":x:" in a note stays ":x:"
-
-
 def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, output: str,
                 title: str | None = None, empty: str = "Nothing to show.",
                 drop: Sequence[str] | None = None) -> None:
@@ -107,14 +66,12 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     narrow terminal free text wraps first, then low-value columns are left
     out (``drop``, first to last, else ``table._drop_order``); when the rows
     still do not fit, each row is printed as a block of ``Header: value``
-    lines (``smtpctl.cli.table``, imported only when a table is drawn).
+    lines (``smtpctl.cli.table``).
     """
     if output == "json":
         print_json(list(rows))
         return
     if output == "csv":
-        import csv
-
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([key for key, _ in columns])
         for row in rows:
@@ -123,8 +80,6 @@ def render_list(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, ou
     if not rows:
         message(empty)
         return
-    from smtpctl.cli import table
-
     table.draw(rows, columns, title=title, drop=drop)
 
 
@@ -191,8 +146,8 @@ def render_credits(credits: dict[str, Any]) -> None:
 
 def _csv_cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return ";".join(_cell(v) for v in value)
-    return _cell(value)
+        return ";".join(table.cell_text(v) for v in value)
+    return table.cell_text(value)
 
 
 def render_record(record: dict[str, Any], *, output: str, fields: Iterable[Column] | None = None) -> None:
@@ -203,20 +158,7 @@ def render_record(record: dict[str, Any], *, output: str, fields: Iterable[Colum
     if output == "csv":
         render_list([record], list(fields or [(k, k) for k in record]), output="csv")
         return
-    from rich.table import Table
-
-    table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")  # lists wrap between items; one long word folds only past the edge
-    for key, label in fields or [(k, k.replace("_", " ")) for k in record]:
-        table.add_row(label, _escape(_cell(record.get(key))))
-    _console().print(table)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    table.draw_record(record, fields or [(k, k.replace("_", " ")) for k in record])
 
 
 def report_outcome(kind: str, outcome: Any, label: str, json_out: bool) -> None:
@@ -252,21 +194,19 @@ def message(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def shell_command(fix: Any) -> str:
+def shell_command(fix: Fix) -> str:
     """A core fix (``model.errors.Fix``) as the command a person types: each argument shell-quoted."""
-    import shlex
-
     return "smtpctl " + shlex.join(fix.args)
 
 
-def word(item: Any) -> str:
+def word(item: SmtpctlError | Notice | str) -> str:
     """A core error's or notice's text, its fix written as a shell command (the CLI words the core)."""
-    if hasattr(item, "worded"):
+    if isinstance(item, (SmtpctlError, Notice)):
         return item.worded(shell_command)
     return str(item)
 
 
-def warning(text: Any) -> None:
+def warning(text: Notice | str) -> None:
     """A warning for people, on stderr: text, or a core ``Notice``."""
     sys.stderr.write(f"Warning: {word(text)}\n")
 
@@ -277,7 +217,5 @@ def confirm_destructive(question: str, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise InvalidInput(f"{question} Refusing without --yes (no terminal to confirm on); nothing was changed")
-    import typer
-
     if not typer.confirm(question, default=False, err=True):
         raise InvalidInput("not confirmed; nothing was changed")

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.core.directory import secret_input
 from smtpctl.core.model.errors import InvalidInput
 
 PasswordStdinOption = Annotated[bool, typer.Option(
@@ -33,8 +34,6 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool = False, all
     Stdin and files are read for at most ``secret_input.MAX_SECRET_BYTES`` + 1
     bytes (so /dev/zero fails at once) and must be UTF-8: ``InvalidInput``.
     """
-    from smtpctl.core.directory import secret_input
-
     sources = allow_generate and generate, stdin, file is not None
     if sum(sources) > 1:
         raise InvalidInput(f"give only one of {SOURCES if allow_generate else '--password-stdin or --password-file'}")

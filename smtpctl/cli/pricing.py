@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import JsonOption, dollars, fmt, message, print_json, render_list
+from smtpctl.cli.options import JsonOption
+from smtpctl.cli.output import dollars, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
 from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model import rules
@@ -53,7 +54,7 @@ def estimate(
         total = rules.validate_email_count(messages, "--messages") * rules.whole_number(
             recipients, "--recipients", 1, rules.MAX_RECIPIENTS_PER_MESSAGE)
     total = rules.validate_email_count(total, "the total number of emails")
-    settings = effective_settings(store_of(ctx, read_only=True))
+    settings = effective_settings(store_of(ctx, read_only=True, empty_ok=True))  # the defaults where no store is
     our_rate = rules.validate_price(rate) if rate is not None else settings["price_per_1000"]
     comparisons = _compare(compare) if compare else [(settings["compare_name"], settings["compare_price_per_1000"])]
     data = pricing.estimate(emails=total, rate=our_rate, compare=comparisons)

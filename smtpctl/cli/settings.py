@@ -6,13 +6,17 @@ import sys
 from enum import Enum
 from typing import Annotated, Any, Optional
 
+import tomli_w
 import typer
 
-from smtpctl.cli.output import JsonOption, _console, print_json, render_list
+from smtpctl.cli.options import JsonOption
+from smtpctl.cli.output import print_json, render_list
 from smtpctl.cli.state import store_of
-from smtpctl.core.directory.credentials import smtp_settings
+from smtpctl.cli.table import rich_console
+
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.directory.credentials import smtp_settings
 
 
 class SettingsFormat(str, Enum):
@@ -24,7 +28,7 @@ class SettingsFormat(str, Enum):
 
 def render_settings(data: dict[str, Any]) -> None:
     """The settings block for people: server, username, and the ports."""
-    console = _console()
+    console = rich_console()
     console.print(f"Server:   {data['host']}", highlight=False, markup=False)
     console.print(f"Username: {data['username'] or 'the full login, name@domain'}", highlight=False, markup=False)
     console.print("Password: the credential's password (shown once, when it was created or reset)",
@@ -65,8 +69,6 @@ def settings_command(
     elif chosen is SettingsFormat.env:
         sys.stdout.write(env_lines(data, port))
     elif chosen is SettingsFormat.toml:
-        import tomli_w
-
         sys.stdout.write(tomli_w.dumps({k: v for k, v in data.items() if v is not None}))
     else:
         render_settings(data)

@@ -2,43 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from smtpctl.core.store import Store
+from smtpctl.cli.output import message
+from smtpctl.core.model.errors import NotFound
+
+if TYPE_CHECKING:
+    from smtpctl.core.store import Store
 
 
+@dataclass
 class AppState:
     """The root options of one invocation; the config and the store are read
-    on first use. (A plain class: creating a dataclass compiles its methods,
-    ~1 ms of every command's start-up.)"""
+    on first use."""
 
-    def __init__(self, db: str | Path | None = None, config_path: Path | None = None) -> None:
-        self.db = db
-        self.config_path = config_path
-        self._config: dict[str, Any] | None = None
-        self._store: Store | None = None
+    db: str | Path | None = None
+    config_path: Path | None = None
+    _config: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _store: Store | None = field(default=None, init=False, repr=False)
 
     @property
     def config(self) -> dict[str, Any]:
         if self._config is None:
-            from smtpctl.core.store.paths import load_config
+            from smtpctl.core.store.paths import load_config  # deferred with the store: see store()
 
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self, *, read_only: bool = False, must_exist: bool = False) -> "Store":
+    def store(self, *, read_only: bool = False, must_exist: bool = False, empty_ok: bool = False) -> Store:
         """The store, opened once per invocation.
 
-        A read-only command never creates one: when the file does not exist
-        it gets an empty store in memory if the path is the default (a fresh
-        install lists nothing), and ``NotFound`` naming the path if the path
-        was given (``--db``, ``SMTPCTL_DB``, the config's ``db``: a typo must
-        not look like an empty store), or ``must_exist`` is set.
+        A read-only command never creates one. When the file does not exist:
+        at the default path it gets an empty store in memory (a fresh install
+        lists nothing); at a path that was given (``--db``, ``SMTPCTL_DB``,
+        the config's ``db``: a typo must not look like an empty store), or
+        with ``must_exist``, ``NotFound`` naming the path. ``empty_ok`` is for
+        a command that needs no stored object (``pricing estimate``, ``apply
+        --dry-run``): at a given path it too gets an empty store, with the
+        default settings, and one ``Note:`` line on stderr says so.
         """
         if self._store is None:
+            # Imported here, not at the top: --version and --help open no
+            # store, and loading the store's modules takes 17 ms (measured
+            # after typer; `python -c "import typer"` is 58 ms in all).
             from smtpctl.core.store import Store
             from smtpctl.core.store.paths import env_actor, store_location
 
@@ -47,12 +57,13 @@ class AppState:
             if isinstance(path, str):  # a PostgreSQL DSN: the server holds the store
                 self._store = Store.open(path, actor=actor)
             elif read_only and not path.exists() and not path.is_symlink():
-                if named_by is not None or must_exist:
-                    from smtpctl.core.model.errors import NotFound
-
+                if must_exist or (named_by is not None and not empty_ok):
                     by = f" (named by {named_by})" if named_by else ""
                     raise NotFound(f"there is no store at {path}{by}; a read-only command does not create one: "
                                    "check the path, or create the store with a command that writes")
+                if named_by is not None:
+                    message(f"Note: there is no store at {path} (named by {named_by}); running against an empty "
+                            "store with the default settings (none is created).")
                 self._store = Store.empty(path, actor=actor)
             else:
                 self._store = Store.open(path, actor=actor)
@@ -64,11 +75,12 @@ class AppState:
             self._store = None
 
 
-def store_of(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False) -> "Store":
+def store_of(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False,
+             empty_ok: bool = False) -> Store:
     """The invocation's store; ``read_only`` for commands that only read (see ``AppState.store``)."""
     state = ctx.find_object(AppState)
     if state is None:  # a command invoked without the root callback (tests)
         state = AppState()
         ctx.obj = state
         ctx.call_on_close(state.close)
-    return state.store(read_only=read_only, must_exist=must_exist)
+    return state.store(read_only=read_only, must_exist=must_exist, empty_ok=empty_ok)

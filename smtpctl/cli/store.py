@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from smtpctl.cli.output import JsonOption, fmt, message, print_json, render_list, render_record, warning
+from smtpctl.cli.options import JsonOption
+from smtpctl.cli.output import fmt, message, print_json, render_list, render_record, shell_command, warning
 from smtpctl.cli.state import store_of
+from smtpctl.core.model.errors import Fix
 from smtpctl.core.directory.settings import set_setting, settings_view, unset_setting
 from smtpctl.core.store.care import backup_store, copy_store, store_info
 
@@ -22,8 +24,9 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     output = fmt(json_out)
     for row in rows:
         if row["source"] == "invalid":
+            fix = shell_command(Fix(("store", "set", row["key"], "VALUE")))
             warning(f"setting {row['key']} holds an invalid value {row['value']!r}; commands that need it exit 7 "
-                    f"until it is set again: smtpctl store set {row['key']} VALUE")
+                    f"until it is set again: {fix}")
     if output == "json":
         print_json({r["key"]: r["value"] for r in rows})
         return

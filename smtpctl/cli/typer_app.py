@@ -1,36 +1,107 @@
-"""The typer application: the root command, its global options, and the
-lazily built command groups (the table of them is ``smtpctl.cli.COMMANDS``
-and ``GROUPS``).
+"""The root of the command line: the entry point ``main``, the root command
+and its global options, the table of commands and groups, and the one place
+errors become exit codes.
 
-Every error of a command run through typer reaches the user through
-``SmtpctlGroup.main``: one ``Error:`` line on stderr and the documented exit
-code, never a traceback unless ``SMTPCTL_DEBUG=1``. Importing this module
-imports typer; ``smtpctl.cli`` imports it only for a command the fast path
-(``smtpctl.cli.fastpath``) does not run.
+Every error reaches the user through ``SmtpctlGroup.main``: one ``Error:``
+line on stderr and the documented exit code, never a traceback unless
+``SMTPCTL_DEBUG=1``. The command tree is click's documented lazy group: each
+command or group is built (its module imported) when it runs, so ``smtpctl
+account list`` imports smtpctl.cli.account and no other group.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer._completion_classes import completion_init
+from typer._completion_shared import get_completion_script, install
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_from_info, get_command_name, get_group_from_info
 
 from smtpctl import __version__
-from smtpctl.cli import COMMANDS, COMPLETE_VAR, GROUPS, _check_utf8, _error, _failure
+from smtpctl.cli.examples import examples
+from smtpctl.cli.output import word
 from smtpctl.cli.state import AppState
-from smtpctl.core.model.errors import ExitCode
+from smtpctl.core.model.errors import ExitCode, InvalidInput, SmtpctlError
 
 try:  # recent typer (0.28 here) vendors click as typer._click, and raises its exceptions
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - an older typer (pyproject allows >= 0.20) raises the click package's
     from click.exceptions import ClickException
 from typer import Abort
+
+# The command tree, in the order --help lists it (commands, then groups, as
+# typer orders what is registered on one app). Each entry is built only when
+# it runs. The one-line help is what the root --help shows, so that listing
+# imports no group either (tests/cli/test_startup.py keeps each line equal to
+# the first paragraph of the real help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: (module in smtpctl.cli, attribute, one-line help)
+    "settings": ("settings", "settings_command", "Show the SMTP server, ports, security and username to configure."),
+    "audit": ("audit", "audit_command", "Show the audit trail, newest first."),
+    "apply": ("apply", "apply_command", "Create and update objects so the store matches FILE (idempotent)."),
+    "export": ("export", "export_command",
+               "Export the store as TOML or JSON (no secrets), a Dovecot passwd-file, or a Postfix sender-login "
+               "table."),
+    "serve": ("serve", "serve_command",
+              "Run an SMTP submission server that authenticates and meters against the store."),
+}
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "agency": ("agency", "app", "Agencies: they own sub-accounts and agency-assigned domains."),
+    "account": ("account", "app", "Sub-accounts: they own dedicated domains and SMTP credentials."),
+    "domain": ("domain", "app", "Sending domains: dedicated (an account's) or agency-assigned (shared)."),
+    "user": ("user", "app", "SMTP credentials: create, list, show, reset, delete, verify."),
+    "usage": ("usage", "app", "Usage: record and import messages, check today's count, report usage and cost."),
+    "pricing": ("pricing", "app", "Price estimates at the service's rate and at comparison rates."),
+    "imap": ("imap", "app", "IMAP settings of common mailbox providers (this service hosts no IMAP/POP)."),
+    "policy": ("policy", "app", "Postfix SMTP access policy delegation, using the store live."),
+    "store": ("store", "app", "Service settings and care of the store file."),
+}
+
+COMPLETE_VAR = "_SMTPCTL_COMPLETE"
+
+
+def main() -> None:
+    """The ``smtpctl`` entry point (and ``python -m smtpctl``)."""
+    app()
+
+
+def _error(text: str) -> None:
+    # One line: scripts read the first line of stderr.
+    sys.stderr.write("Error: " + " ".join(str(text).split()) + "\n")
+
+
+def _check_utf8(args: Sequence[Any]) -> None:
+    """Refuse an argument that is not UTF-8 (Python hands its bytes on as lone
+    surrogates, which no name, address or SQL parameter can hold)."""
+    for position, arg in enumerate(args, start=1):
+        if isinstance(arg, str) and any("\ud800" <= c <= "\udfff" for c in arg):
+            raise InvalidInput(f"argument {position} is not valid UTF-8 text")
+
+
+def _failure(exc: BaseException) -> int:
+    """The exit code of an error that ended a command (``SmtpctlError``, a bug,
+    an interrupt), after its one line on stderr; re-raised with SMTPCTL_DEBUG."""
+    if isinstance(exc, KeyboardInterrupt):
+        _error("interrupted")
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        return 0
+    if os.environ.get("SMTPCTL_DEBUG", "") not in ("", "0"):
+        raise exc
+    if isinstance(exc, SmtpctlError):
+        _error(word(exc))
+        return int(exc.exit_code)
+    # a bug: say so in one line, no locals, no traceback
+    _error(f"internal error ({type(exc).__name__}: {exc}); rerun with SMTPCTL_DEBUG=1 for a traceback")
+    return int(ExitCode.INTERNAL)
 
 
 class LazyCommands(MutableMapping):
@@ -108,8 +179,6 @@ class SmtpctlGroup(TyperGroup):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         if COMPLETE_VAR in os.environ:  # a shell asks for completions: use typer's protocol for it
-            from typer._completion_classes import completion_init
-
             completion_init()
         try:
             _check_utf8(sys.argv[1:] if args is None else args)
@@ -159,8 +228,6 @@ class Shell(str, Enum):
 
 def _show_completion(value: Optional[Shell]) -> None:
     if value is not None:
-        from typer._completion_shared import get_completion_script
-
         sys.stdout.write(get_completion_script(prog_name="smtpctl", complete_var=COMPLETE_VAR,
                                                shell=value.value) + "\n")
         raise typer.Exit()
@@ -168,8 +235,6 @@ def _show_completion(value: Optional[Shell]) -> None:
 
 def _install_completion(value: Optional[Shell]) -> None:
     if value is not None:
-        from typer._completion_shared import install
-
         shell, path = install(shell=value.value, prog_name="smtpctl", complete_var=COMPLETE_VAR)
         sys.stderr.write(f"{shell} completion installed in {path}; it takes effect in a new shell.\n")
         raise typer.Exit()
@@ -211,12 +276,6 @@ def build_command(name: str) -> Any:
     ``command`` on the root app would build it: its module is imported now.
     A group's own commands are built lazily too, so ``account list`` reads
     the parameters of ``list`` alone."""
-    import importlib
-
-    from typer.main import get_command_from_info, get_command_name, get_group_from_info
-
-    from smtpctl.cli.examples import examples
-
     module, attribute, _ = COMMANDS.get(name) or GROUPS[name]
     target = getattr(importlib.import_module(f"smtpctl.cli.{module}"), attribute)
     scratch = typer.Typer(name="smtpctl", rich_markup_mode=app.rich_markup_mode)
@@ -242,17 +301,9 @@ def build_command(name: str) -> Any:
     return group
 
 
-def _register() -> None:
-    from smtpctl.cli.examples import examples
-
-    app.info.epilog = examples("smtpctl")
-
-
-_register()
+app.info.epilog = examples("smtpctl")
 
 
 def _summary(name: str) -> Any:
     """A stand-in that lists ``name`` in the root's help without building it."""
-    from typer.core import TyperCommand
-
     return TyperCommand(name=name, help=(COMMANDS.get(name) or GROUPS[name])[2], callback=None)

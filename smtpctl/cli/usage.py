@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from datetime import date, timedelta
 from enum import Enum
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.cli.options import CsvOption, JsonOption
 from smtpctl.cli.output import (
-    CsvOption,
-    JsonOption,
-    _console,
     bar,
     bar_scale,
     fmt,
@@ -20,19 +22,23 @@ from smtpctl.cli.output import (
     print_json,
     render_list,
     rounding_note,
+    shell_command,
     warning,
 )
 from smtpctl.cli.state import store_of
-from smtpctl.core.directory.settings import store_zone
+from smtpctl.cli.table import rich_console
+
+from smtpctl.core.model import rules
+from smtpctl.core.reporting import report as usage_reports
 from smtpctl.core.ingest.csv import read_csv
 from smtpctl.core.ingest.jsonl import read_jsonl
 from smtpctl.core.ingest.lines import format_for, read_lines
+from smtpctl.core.ingest.message import build_input
 from smtpctl.core.ingest.postfix import PostfixLog
+from smtpctl.core.model.errors import Fix, InvalidInput, LimitReached
+from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.metering.batch import import_usage, record_usage
 from smtpctl.core.metering.live import sender_status
-from smtpctl.core.model import rules
-from smtpctl.core.model.errors import InvalidInput, LimitReached
-from smtpctl.core.reporting import report as usage_reports
 from smtpctl.core.reporting.status import at_or_over, parse_percent, usage_status
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
@@ -47,9 +53,11 @@ def tell_crossings(crossings) -> None:
         if c.enforced:
             revoked = (f"revoked {len(c.revoked_credentials)} credential{'s' if len(c.revoked_credentials) != 1 else ''}"
                        f"{': ' + ', '.join(c.revoked_credentials) if c.revoked_credentials else ''}")
+            unblock = shell_command(Fix(("account", "unblock", c.account)))
+            if "'" not in unblock:  # quoted as a whole, unless its own quoting would clash
+                unblock = f"'{unblock}'"
             warning(f"account {c.account} went over its daily limit on {c.day} ({c.emails:,} of {c.limit:,} emails): "
-                    f"{revoked}; credential creation is blocked until an operator runs "
-                    f"'smtpctl account unblock {c.account}'")
+                    f"{revoked}; credential creation is blocked until an operator runs {unblock}")
         else:
             warning(f"account {c.account} went over its daily limit on {c.day} ({c.emails:,} of {c.limit:,} emails), "
                     "a day that is already over: recorded and billed, not enforced")
@@ -71,8 +79,6 @@ def record(
     json_out: JsonOption = False,
 ) -> None:
     """Record one message: its sender and its To, Cc and Bcc recipients."""
-    from smtpctl.core.ingest.message import build_input
-
     store = store_of(ctx)
     item = build_input(direction="inbound" if inbound else "outbound", user=user, domain=domain, to=to, cc=cc,
                        bcc=bcc, recipients=recipients, at=at, source_id=source_id, default_tz=store_zone(store))
@@ -129,17 +135,12 @@ class _Interruption:
         self.saved: dict[int, object] = {}
 
     def __enter__(self) -> "_Interruption":
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.saved[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
@@ -188,10 +189,6 @@ def import_(
     any line was rejected (the good lines are recorded all the same), and
     130 or 143 when interrupted (the batches written are kept).
     """
-    from zoneinfo import ZoneInfo
-
-    from smtpctl.core.model import rules
-
     guessed = format_for(source) if input_format is None and source != "-" else None
     chosen = input_format.value if input_format is not None else guessed or "jsonl"
     log_zone = ZoneInfo(rules.validate_timezone(log_timezone)) if log_timezone else None
@@ -220,9 +217,9 @@ def import_(
         items = parser.feed(lines)
     progress = None
     if size and sys.stderr.isatty():
-        from rich.progress import Progress
+        from rich.progress import Progress  # here, not at the top: rich.progress is ~22 ms, for a terminal only
 
-        progress = Progress(transient=True, console=_console(stderr=True))
+        progress = Progress(transient=True, console=rich_console(stderr=True))
         task = progress.add_task(f"Importing {source}", total=size)
         progress.start()
     try:
@@ -251,8 +248,6 @@ def import_(
             message(f"Note: {note}")
     tell_crossings(summary.crossings)
     if interruption.signum is not None:
-        import signal
-
         name = signal.Signals(interruption.signum).name
         resume = ("" if chosen == "postfix" else
                   f" (a line with no id would be recorded again: resume after line {interruption.last_line:,})")
@@ -308,8 +303,6 @@ def _report_rows(data: dict) -> list[dict]:
     an empty name."""
     rows = [dict(r) for r in data["rows"]]
     if data["by"] == ["day"]:
-        from datetime import date, timedelta
-
         found = {r["day"]: r for r in rows}
         day, last, rows = date.fromisoformat(data["since"]), date.fromisoformat(data["until"]), []
         while day <= last:

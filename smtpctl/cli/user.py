@@ -9,18 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.output import (
-    CsvOption,
-    ExistOkOption,
-    JsonOption,
-    YesOption,
-    confirm_destructive,
-    fmt,
-    message,
-    print_json,
-    render_list,
-    render_record,
-)
+from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
+from smtpctl.cli.output import confirm_destructive, fmt, message, print_json, render_list, render_record
 from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, PasswordStdinOption, read_password
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from smtpctl.cli import app
+from smtpctl.cli.typer_app import app
 
 
 @pytest.fixture

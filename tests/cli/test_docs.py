@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer.main
 
-from smtpctl.cli import app
+from smtpctl.cli.typer_app import app
 from smtpctl.core.model.errors import ExitCode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -285,9 +285,13 @@ READ_ONLY = [
     (["user", "verify", "app@mail.shop.example", "--password-stdin"], 3),
     (["settings"], 0), (["settings", "app@mail.shop.example"], 3),
     (["usage", "status"], 0), (["usage", "status", "shop"], 3), (["usage", "report"], 0),
-    (["pricing", "estimate", "--emails", "10"], 0),
     (["audit"], 0), (["export"], 0), (["export", "--format", "json"], 0),
     (["store", "show"], 0), (["store", "info"], 0),
+]
+# Read-only commands that need no stored object: where a named store does not
+# exist they too run against an empty one (CLI.md, Invocation).
+NO_STORED_OBJECT = [
+    (["pricing", "estimate", "--emails", "10"], 0),
     (["apply", "{doc}", "--dry-run"], 0),
 ]
 
@@ -299,8 +303,8 @@ def _args(args: list[str], tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.sqlite_only("the default path under the XDG data dir, and no file created there")
-@pytest.mark.parametrize("args, code", READ_ONLY, ids=[" ".join(a[:2]) + (f" {a[2]}" if len(a) > 2 else "")
-                                                         for a, _ in READ_ONLY])
+@pytest.mark.parametrize("args, code", READ_ONLY + NO_STORED_OBJECT,
+                         ids=[" ".join(a[:2]) + (f" {a[2]}" if len(a) > 2 else "") for a, _ in READ_ONLY + NO_STORED_OBJECT])
 def test_read_only_at_the_default_path_prints_empty_results_and_creates_nothing(cli, isolated_store, tmp_path,
                                                                                   args, code):
     result = cli(*_args(args, tmp_path), input=PW + "\n")
@@ -345,6 +349,69 @@ def test_read_only_at_a_named_path_that_does_not_exist_is_exit_3(cli, tmp_path, 
         3, "", f"Error: there is no store at {typo} (named by {named}); a read-only command does not create one: "
                "check the path, or create the store with a command that writes\n")
     assert not typo.parent.exists()
+
+
+def _named_missing(tmp_path: Path, monkeypatch, how: str) -> tuple[list[str], Path, str]:
+    """A store path that does not exist, named by ``how``: the root options to
+    pass, the path, and how the message names who named it."""
+    typo = tmp_path / "typo" / "smtpctl.db"
+    if how == "--db":
+        return ["--db", str(typo)], typo, "--db/SMTPCTL_DB"
+    if how == "SMTPCTL_DB":
+        monkeypatch.setenv("SMTPCTL_DB", str(typo))
+        return [], typo, "--db/SMTPCTL_DB"
+    (tmp_path / "config.toml").write_text(f'db = "{typo}"\n')
+    return [], typo, "the config's db"
+
+
+@pytest.mark.sqlite_only("a store file named by --db, SMTPCTL_DB or the config that does not exist")
+@pytest.mark.parametrize("how", ["--db", "SMTPCTL_DB", "config"])
+def test_pricing_estimate_at_a_named_path_that_does_not_exist_uses_the_defaults(cli, tmp_path, monkeypatch, how):
+    prefix, typo, named = _named_missing(tmp_path, monkeypatch, how)
+    result = cli(*prefix, "pricing", "estimate", "--emails", "1000", "--json")
+    assert (result.exit_code, result.stderr) == (
+        0, f"Note: there is no store at {typo} (named by {named}); running against an empty store with the default "
+           "settings (none is created).\n")
+    data = json.loads(result.stdout)
+    assert (data["emails"], data["rate_per_1000"], data["cost"]) == (1000, "0.675", "0.675")
+    assert [c["name"] for c in data["comparisons"]] == ["Mailgun"]
+    assert not typo.parent.exists()
+
+
+@pytest.mark.sqlite_only("a store file named by --db, SMTPCTL_DB or the config that does not exist")
+@pytest.mark.parametrize("how", ["--db", "SMTPCTL_DB", "config"])
+def test_apply_dry_run_at_a_named_path_that_does_not_exist_plans_against_an_empty_store(cli, tmp_path, monkeypatch,
+                                                                                         how):
+    prefix, typo, named = _named_missing(tmp_path, monkeypatch, how)
+    note = (f"Note: there is no store at {typo} (named by {named}); running against an empty store with the default "
+            "settings (none is created).\n")
+    result = cli(*prefix, *_args(["apply", "{doc}", "--dry-run", "--json"], tmp_path))
+    assert (result.exit_code, result.stderr) == (0, note)
+    data = json.loads(result.stdout)
+    assert (data["dry_run"], data["changes"]) == (True, [{"action": "create", "type": "agency", "name": "acme",
+                                                          "details": {}}])
+    result = cli(*prefix, *_args(["apply", "{doc}", "--dry-run"], tmp_path))
+    assert (result.exit_code, result.stderr) == (
+        0, note + "Plan: 1 to create, 0 to update, 0 unchanged, 0 to delete.\n")
+    assert not typo.parent.exists()
+    # a dry run that would fail still fails as the real run would, with nothing created
+    (tmp_path / "blocked.toml").write_text('[[accounts]]\nname = "shop"\nagency = "nobody"\n')
+    result = cli(*prefix, "apply", str(tmp_path / "blocked.toml"), "--dry-run")
+    assert result.exit_code != 0 and result.stderr.startswith(note + "Error: ")
+    assert not typo.parent.exists()
+
+
+@pytest.mark.sqlite_only("a store file named by --db that does not exist")
+def test_commands_that_need_no_store_run_as_a_process_and_create_nothing(run, tmp_path):
+    typo = tmp_path / "typo" / "smtpctl.db"
+    proc = run("--db", str(typo), "pricing", "estimate", "--per-day", "100", "--json")
+    assert (proc.returncode, json.loads(proc.stdout)["emails"], proc.stderr.count("\n")) == (0, 3000, 1)
+    assert proc.stderr.startswith(f"Note: there is no store at {typo} (named by --db/SMTPCTL_DB); ")
+    proc = run("--db", str(typo), *_args(["apply", "{doc}", "--dry-run", "--json"], tmp_path))
+    assert (proc.returncode, json.loads(proc.stdout)["summary"]["create"], proc.stderr.count("\n")) == (0, 1, 1)
+    assert not typo.parent.exists()
+    proc = run("--db", str(typo), *_args(["apply", "{doc}"], tmp_path))  # the real run creates the store
+    assert (proc.returncode, typo.exists()) == (0, True)
 
 
 @pytest.mark.parametrize("args", [["agency", "add", "acme"], ["store", "set", "timezone", "UTC"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from smtpctl.cli import app
+from smtpctl.cli.typer_app import app
 from smtpctl.servers.guard import FD_RESERVE
 
 SERVERS_MD = Path(__file__).resolve().parents[2] / "docs" / "servers.md"

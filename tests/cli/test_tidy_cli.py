@@ -222,6 +222,26 @@ def test_unblock_over_the_limit_warns_and_set_limit_echoes(cli):
         5, None, 12, 1)
 
 
+def test_every_command_in_a_message_is_shell_quoted(cli):
+    """A name that needs quoting, in a core error's fix, a core notice (on
+    stderr and in --json) and the CLI's own warning: each command can be
+    pasted into a shell as it is printed."""
+    for args in (["account", "add", "Bob's shop", "--agency", "acme", "--daily-limit", "2"],
+                 ["domain", "add", "bob.example", "--account", "Bob's shop"]):
+        assert cli(*args).exit_code == 0
+    assert cli("user", "create", "a@bob.example", "--password-stdin", input=PW + "\n").exit_code == 0
+    crossing = cli("usage", "record", "--user", "a@bob.example", "--recipients", "3")
+    assert crossing.stderr.splitlines()[-1].endswith(
+        "credential creation is blocked until an operator runs smtpctl account unblock 'Bob'\"'\"'s shop'")
+    blocked = cli("user", "create", "b@bob.example", "--generate")
+    assert (blocked.exit_code, blocked.stderr.endswith(
+        "more: smtpctl account show 'Bob'\"'\"'s shop')\n")) == (6, True)
+    fix = "raise the limit with: smtpctl account set-limit 'Bob'\"'\"'s shop' N"
+    unblocked = cli("account", "unblock", "Bob's shop", "--json")
+    assert json.loads(unblocked.stdout)["warnings"][0].endswith(fix)
+    assert unblocked.stderr.endswith(fix + "\n")
+
+
 # -- blocked accounts: user create and apply -----------------------------------------------
 
 

@@ -233,7 +233,7 @@ def test_import_records_exactly_what_it_reports(store, fmt_data, batch_size):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(INPUTS, st.sampled_from([None, "jsonl", "csv", "postfix"]), st.booleans())
 def test_the_cli_never_exits_1(fmt_data, forced, json_out):
-    from smtpctl.cli import app
+    from smtpctl.cli.typer_app import app
 
     _, data = fmt_data
     args = ["usage", "import", "-", *(["--format", forced] if forced else []), *(["--json"] if json_out else [])]
