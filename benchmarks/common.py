@@ -402,26 +402,28 @@ class Row:
     ratio: str = ""
     goal: str = ""
     met: bool | None = None
-    number: float | None = None  # the value as a number, higher is better, for build against build
+    rate: float | None = None  # the value as a rate (higher is better), to compare builds by wall time
+    cpu_rate: float | None = None  # the same per CPU second: steadier on a machine other work shares
 
 
 def ratio_row(case: str, figure: str, build: str, value: str, peer: str, ratio: float, goal: float | None,
-              lower_is_better: bool, number: float | None = None) -> Row:
+              lower_is_better: bool, rate: float | None = None, cpu_rate: float | None = None) -> Row:
     """A row whose goal is a ratio: at most ``goal`` (times, lower is better) or at least."""
     if goal is None:
-        return Row(case, figure, build, value, peer, f"{ratio:.2f}x", "", None, number)
+        return Row(case, figure, build, value, peer, f"{ratio:.2f}x", "", None, rate, cpu_rate)
     met = ratio <= goal if lower_is_better else ratio >= goal
     return Row(case, figure, build, value, peer, f"{ratio:.2f}x", f"{'<=' if lower_is_better else '>='} {goal}x",
-               met, number)
+               met, rate, cpu_rate)
 
 
 def print_table(rows: list[Row], builds: list[Build]) -> None:
     """The table: each figure, its peer or floor, the ratio, the goal; with several builds, each
-    build's row under the first's, the first's carrying how it compares with each other build."""
+    build's row under the first's, the first's carrying how it compares with each other build, by
+    wall time and by CPU time (of the process, or of the server under load)."""
     heads = ["figure", "build", "value", "peer or floor (same run)", "ratio", "goal", "met"]
     compare = len(builds) > 1
     if compare:
-        heads.append(f"{builds[0].label} vs other (+: faster)")
+        heads.append(f"{builds[0].label} vs other: wall, CPU (+: faster)")
     by_figure: dict[tuple[str, str], dict[str, Row]] = {}
     for row in rows:
         by_figure.setdefault((row.case, row.figure), {})[row.build] = row
@@ -433,11 +435,14 @@ def print_table(rows: list[Row], builds: list[Build]) -> None:
                  "" if row.met is None else ("yes" if row.met else "NO")]
         if compare:
             changes = []
-            if row.build == builds[0].label and row.number:
+            if row.build == builds[0].label and row.rate:
                 for other in builds[1:]:
                     them = by_figure[(row.case, row.figure)].get(other.label)
-                    if them is not None and them.number:  # higher is better: + means faster
-                        changes.append(f"{100 * (row.number / them.number - 1):+.0f}% vs {other.label}")
+                    if them is not None and them.rate:  # rates, higher is better: + means faster
+                        change = f"{100 * (row.rate / them.rate - 1):+.0f}%"
+                        if row.cpu_rate and them.cpu_rate:
+                            change += f", {100 * (row.cpu_rate / them.cpu_rate - 1):+.0f}%"
+                        changes.append(f"{change} vs {other.label}")
             cells.append(", ".join(changes))
         table.append(cells)
     widths = [max([len(h)] + [len(c[i]) for c in table]) for i, h in enumerate(heads)]
