@@ -162,8 +162,9 @@ def apply(build: Build, env: dict[str, str], doc: str) -> None:
 
 
 def accounts_doc(accounts: int, credentials_per_account: int = 1, limit: int = 100_000_000) -> tuple[str, list[str]]:
-    """An apply file: one agency, ``accounts`` accounts (acct00000...), each with a dedicated
-    domain (d00000.example...) and its credentials u0@, u1@...; returns it and the logins."""
+    """An apply file: one agency, ``accounts`` accounts (acct00000...), and unless
+    ``credentials_per_account`` is 0 each account's dedicated domain (d00000.example...) with
+    that many credentials u0@, u1@...; returns it and the logins."""
     lines = ['version = 1', '[[agencies]]', 'name = "bench"']
     for a in range(accounts):
         lines += ["[[accounts]]", f'name = "acct{a:05d}"', 'agency = "bench"', f"daily_limit = {limit}"]

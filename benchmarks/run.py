@@ -1,7 +1,7 @@
 """Every benchmark of smtpctl in one run, printed as one table against peers, floors and goals.
 
-    python benchmarks/run.py                       # every case, full sizes (~15 minutes on 2 cores)
-    python benchmarks/run.py --quick               # smaller inputs, fewer rounds (~4 minutes)
+    python benchmarks/run.py                       # every case, full sizes (~7 minutes on 2 cores)
+    python benchmarks/run.py --quick               # smaller inputs, fewer rounds (~2 minutes)
     python benchmarks/run.py --only startup --only policy
     python benchmarks/run.py --smtpctl old=/tmp/old/.venv/bin/smtpctl   # another build, side by side
 
@@ -26,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -541,6 +542,9 @@ CASES = {
 
 
 def main() -> None:
+    # A stopped run still stops its servers and removes its files (the `finally`s and the
+    # temporary folder): SIGTERM ends it as Ctrl-C would.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(CASES), metavar="CASE",
                         help=f"run only this case (repeatable): {', '.join(CASES)}")
