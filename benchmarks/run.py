@@ -333,7 +333,7 @@ class Servers:
     """Each build's ``serve`` on a store of its own, and the bare aiosmtpd ceiling."""
 
     def __init__(self, ctx: Context, name: str, *extra: str):
-        self.procs: dict[str, tuple[object, int]] = {}
+        self.procs: dict[str, tuple[subprocess.Popen, int]] = {}
         cert = key = None
         for build in ctx.builds:
             folder = ctx.sub(f"{name}-{build.label}")
@@ -360,10 +360,6 @@ class Servers:
             common.stop(proc)
 
 
-def _med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def case_serve(ctx: Context) -> None:
     """Messages/s through ``serve`` (Maildir, every message checked and billed durably) against
     bare aiosmtpd: 10 clients x 50 messages of 3 recipients, in turns; goal >= 0.6x."""
@@ -374,11 +370,11 @@ def case_serve(ctx: Context) -> None:
     finally:
         servers.stop()
     total = common.CLIENTS * messages
-    bare = _med([s for s, _ in seen["bare aiosmtpd"]])
-    bare_cpu = _med([c for _, c in seen["bare aiosmtpd"]])
+    bare = statistics.median([s for s, _ in seen["bare aiosmtpd"]])
+    bare_cpu = statistics.median([c for _, c in seen["bare aiosmtpd"]])
     for build in ctx.builds:
-        seconds = _med([s for s, _ in seen[build.label]])
-        cpu = _med([c for _, c in seen[build.label]])
+        seconds = statistics.median([s for s, _ in seen[build.label]])
+        cpu = statistics.median([c for _, c in seen[build.label]])
         ctx.rows.append(ratio_row("serve", "serve messages/s, Maildir, each checked and billed", build.label,
                                   f"{total / seconds:,.0f}/s (CPU {1000 * cpu / total:.2f} ms/msg)",
                                   f"bare aiosmtpd {total / bare:,.0f}/s (CPU {1000 * bare_cpu / total:.2f} ms)",
@@ -400,10 +396,10 @@ def case_auth(ctx: Context) -> None:
     finally:
         servers.stop()
     handshakes = common.CLIENTS * per_client
-    bare = _med([s for s, _ in seen["bare aiosmtpd"]])
+    bare = statistics.median([s for s, _ in seen["bare aiosmtpd"]])
     for build in ctx.builds:
-        seconds = _med([s for s, _ in seen[build.label]])
-        cpu = _med([c for _, c in seen[build.label]])
+        seconds = statistics.median([s for s, _ in seen[build.label]])
+        cpu = statistics.median([c for _, c in seen[build.label]])
         ctx.rows.append(ratio_row("auth", "serve AUTH/s, repeat logins (AUTH cache)", build.label,
                                   f"{handshakes / seconds:,.0f}/s (CPU {1000 * cpu / handshakes:.1f} ms)",
                                   f"bare aiosmtpd {handshakes / bare:,.0f}/s", bare / seconds, 0.5, False,
@@ -454,10 +450,10 @@ def case_policy(ctx: Context) -> None:
     requests = common.CLIENTS * per_client
     peer_rate = None
     if "policyd-rate-limit" in seen:
-        peer_rate = common.CLIENTS * procs["policyd-rate-limit"][3] / _med([s for s, _ in seen["policyd-rate-limit"]])
+        peer_rate = common.CLIENTS * procs["policyd-rate-limit"][3] / statistics.median([s for s, _ in seen["policyd-rate-limit"]])
     for build in ctx.builds:
-        rate = requests / _med([s for s, _ in seen[build.label]])
-        cpu = _med([c for _, c in seen[build.label]])
+        rate = requests / statistics.median([s for s, _ in seen[build.label]])
+        cpu = statistics.median([c for _, c in seen[build.label]])
         rates = sorted(requests / s for s, _ in seen[build.label])
         ctx.rows.append(Row("policy", f"policy requests/s, {common.CLIENTS} clients, metered durably", build.label,
                             f"{rate:,.0f}/s (rounds {rates[0]:,.0f}-{rates[-1]:,.0f}; CPU "
