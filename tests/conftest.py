@@ -119,7 +119,7 @@ class _PgStores:
     connection would not end, the role may not skip triggers) it is dropped
     and copied again. A copy per test (CREATE DATABASE … TEMPLATE, then
     DROP), or an empty database migrated per test, costs two to three times
-    the reset: ``benchmarks/pg_test_stores.py`` measures the three. Migrating an
+    the reset (docs/store.md gives the figures). Migrating an
     empty database is still tested (``pg_dsn``, ``store_at``)."""
 
     def __init__(self, base: str):

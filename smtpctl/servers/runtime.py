@@ -75,7 +75,7 @@ class Lanes:
     there and one ``call_soon_threadsafe`` back, no ``concurrent.futures``
     future, locks or callbacks between. On this 2-core VM a round trip cost
     ~33 us of CPU against ~51 us through a ``ThreadPoolExecutor`` (medians)
-    (``python benchmarks/hops.py``), and a message of ``serve`` takes two or
+    (measured when this was chosen; ``git show 8c95e20:benchmarks/hops.py``), and a message of ``serve`` takes two or
     three. A call whose caller is cancelled still runs to its end, as in an
     executor once it started.
     """

@@ -69,7 +69,7 @@ class _Resolver:
                 hit = exc
             self.cache[key] = hit
         if isinstance(hit, (InvalidInput, NotFound)):
-            raise type(hit)(hit.message)
+            raise type(hit)(hit.text, subject=hit.subject, fix=hit.fix)  # a fresh one: a raise adds a traceback
         if item.direction == "outbound":
             self.senders[item.user] = hit
         return hit

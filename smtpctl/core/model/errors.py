@@ -5,7 +5,7 @@ Every failure a user can cause is a ``SmtpctlError`` subclass; its
 is data: what went wrong (``text``), the object it concerns (``subject``),
 and, where there is one, the command that fixes it (``fix``, the arguments
 of an smtpctl command). The core never writes command-line syntax: a front
-end words the fix (the CLI as a shell command, ``smtpctl.cli.errors``);
+end words the fix (the CLI as a shell command, ``smtpctl.cli.output.word``);
 ``message`` is the plain wording any other caller may show.
 """
 

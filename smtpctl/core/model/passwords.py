@@ -30,7 +30,7 @@ GENERATED_LENGTH = 32
 GENERATED_ALPHABET = string.ascii_letters + string.digits
 
 # 32 MiB, 2 passes, 1 lane: about 20-40 ms per verify on a 2-core machine
-# (benchmarks/credentials.py); the OWASP minimum is 19 MiB and 2 passes.
+# (python benchmarks/run.py --only credentials); the OWASP minimum is 19 MiB and 2 passes.
 ARGON2_MEMORY_KIB = 32768
 ARGON2_TIME_COST = 2
 ARGON2_PARALLELISM = 1

@@ -173,7 +173,8 @@ def _add_entry(doc: Document, section: str, where: str, entry: dict[str, Any], b
     except InvalidInput as exc:
         if exc.message.startswith(where):
             raise
-        raise InvalidInput(f"{where} {entry.get('name') or entry.get('login')}: {exc.message}") from None
+        raise InvalidInput(f"{where} {entry.get('name') or entry.get('login')}: {exc.text}", subject=exc.subject,
+                           fix=exc.fix) from None
 
 
 def _credential(login: str, where: str, entry: dict[str, Any], base_dir: Path | None,
