@@ -4,8 +4,7 @@ and an operator's own blocks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from smtpctl.core.directory.accounts import effective_limit, get_account, limit_warning, sent_today
 from smtpctl.core.model.clock import now_iso
@@ -14,8 +13,7 @@ from smtpctl.core.model.records import Account
 from smtpctl.core.store import Store
 
 
-@dataclass(frozen=True)
-class Crossing:
+class Crossing(NamedTuple):
     """An account went over its daily limit."""
 
     account: str
@@ -30,8 +28,7 @@ class Crossing:
                 "enforced": self.enforced, "revoked_credentials": list(self.revoked_credentials)}
 
 
-@dataclass(frozen=True)
-class AccountState:
+class AccountState(NamedTuple):
     """What ``_enforce`` reads of an account."""
 
     name: str

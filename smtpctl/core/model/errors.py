@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable
+from typing import Callable, NamedTuple
 
 
 class ExitCode(IntEnum):
@@ -29,8 +29,7 @@ class ExitCode(IntEnum):
     CANNOT_LISTEN = 9
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):
     """A command that would fix or explain something: its words after
     ``smtpctl`` (a name in it is one argument, whatever it holds), and how a
     message introduces it (``"more"``, ``"raise the limit with"``)."""
@@ -61,10 +60,11 @@ def _word(text: str, fix: Fixes, command: Callable[[Fix], str]) -> str:
     return f"{text}; {lead}{written}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Notice:
     """A warning the core hands back with a result (not an error): its text
-    and, where there is one, the command that acts on it."""
+    and, where there is one, the command that acts on it. (A dataclass, not a
+    named tuple: JSON output would write a tuple as an array.)"""
 
     text: str
     fix: Fixes = None

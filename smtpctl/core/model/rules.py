@@ -7,10 +7,9 @@ returns the normalised value or raises ``InvalidInput``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.model.words import count
@@ -223,8 +222,7 @@ def validate_switch(value: object) -> str:
     raise InvalidInput(f"a switch is on or off, not {shown(value)}")
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+class Setting(NamedTuple):
     key: str
     default: object
     parse: Callable[[object], object]

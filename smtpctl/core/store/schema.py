@@ -8,13 +8,13 @@ a step carries one script per engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
 
 MIGRATION_SET = "smtpctl"
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     name: str
     sqlite: str
     postgresql: str
