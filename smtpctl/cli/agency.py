@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     confirm_destructive,
+    dollars,
     fmt,
     print_json,
     render_credits,
@@ -17,6 +19,7 @@ from smtpctl.cli.output import (
     report_outcome,
     report_removal,
     report_rename,
+    warning,
 )
 from smtpctl.cli.state import store_of
 from smtpctl.core.directory.agencies import (
@@ -61,8 +64,17 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency na
     if json_out:
         print_json(view)
         return
-    render_record({k: v for k, v in view.items() if k != "credits"}, output="table")
+    render_record({k: v for k, v in view.items() if k not in ("credits", "billing", "statements")}, output="table")
     render_credits(view["credits"])
+    billing = view["billing"]
+    sys.stdout.write(f"\nBilling: {billing['mode']}; credits {dollars(billing['credits'])}, charges to date "
+                     f"{dollars(billing['charges'])}, balance {dollars(billing['balance_rounded'])}"
+                     + (f" (warns below {dollars(billing['warn_below'])})" if billing["warn_below"] else "") + "\n")
+    if view["statements"]:
+        sys.stdout.write("Statements: " + ", ".join(f"{s['number']} ({s['month']}, {dollars(s['total'])})"
+                                                    for s in view["statements"]) + "\n")
+    for notice in billing["warnings"]:
+        warning(notice)
 
 
 @app.command("rename")

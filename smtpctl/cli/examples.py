@@ -73,6 +73,12 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
         "smtpctl policy serve --check",
         "smtpctl policy serve --listen unix:/var/spool/postfix/private/smtpctl",
     ),
+    "billing": (
+        "smtpctl billing set-price 0.70 --from 2027-01-01",
+        "smtpctl billing credit 'Acme Agency' 100 --ref payment-4242",
+        "smtpctl billing close 2026-11",
+        "smtpctl billing statement 'Acme Agency' 2026-11 --html november.html",
+    ),
     "store": (
         "smtpctl store show",
         "smtpctl store set timezone Europe/Berlin",

@@ -10,8 +10,10 @@ import typer
 from smtpctl.cli.options import JsonOption
 from smtpctl.cli.output import fmt, message, print_json, render_list, render_record, shell_command, warning
 from smtpctl.cli.state import store_of
-from smtpctl.core.model.errors import Fix
-from smtpctl.core.directory.settings import set_setting, settings_view, unset_setting
+from smtpctl.core.billing.prices import set_price
+from smtpctl.core.directory.settings import PRICE_KEY, set_setting, settings_view, unset_setting
+from smtpctl.core.model.rules import DEFAULT_PRICE_PER_1000
+from smtpctl.core.store import Store
 from smtpctl.core.store.care import backup_store, copy_store, store_info
 
 app = typer.Typer(help="Service settings and care of the store file.", no_args_is_help=True)
@@ -24,12 +26,13 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
     output = fmt(json_out)
     for row in rows:
         if row["source"] == "invalid":
-            fix = shell_command(Fix(("store", "set", row["key"], "VALUE")))
+            fix = shell_command(row["fix"])
             warning(f"setting {row['key']} holds an invalid value {row['value']!r}; commands that need it exit 7 "
                     f"until it is set again: {fix}")
     if output == "json":
         print_json({r["key"]: r["value"] for r in rows})
         return
+    rows = [{k: v for k, v in row.items() if k != "fix"} for row in rows]
     render_list(rows, [("key", "Setting"), ("value", "Value"), ("source", "Source"), ("description", "Meaning")],
                 output=output)
 
@@ -41,7 +44,13 @@ def set_(
     value: Annotated[str, typer.Argument(help="New value.")],
     json_out: JsonOption = False,
 ) -> None:
-    """Change one service setting (validated and audited); warns when it departs from the service's rules."""
+    """Change one service setting (validated and audited); warns when it departs from the service's rules.
+
+    price_per_1000 is the price in force: setting it here means from today on
+    (smtpctl billing set-price PRICE --from DATE sets it from another day).
+    """
+    if key == PRICE_KEY:
+        return _price_from_today(store_of(ctx), value, json_out)
     outcome = set_setting(store_of(ctx), key, value)
     if json_out:
         print_json(outcome.as_dict())
@@ -58,6 +67,8 @@ def unset(
     json_out: JsonOption = False,
 ) -> None:
     """Put one service setting back to its default (audited)."""
+    if key == PRICE_KEY:
+        return _price_from_today(store_of(ctx), str(DEFAULT_PRICE_PER_1000), json_out)
     outcome = unset_setting(store_of(ctx), key)
     if json_out:
         print_json(outcome.as_dict())
@@ -65,6 +76,19 @@ def unset(
         message(f"Setting {key} = {outcome.object.value} (already the default; unchanged).")
     else:
         message(f"Setting {key} = {outcome.object.value} (back to the default).")
+    for text in outcome.extra["warnings"]:
+        warning(text)
+
+
+def _price_from_today(store: Store, value: str, json_out: bool) -> None:
+    outcome = set_price(store, value)
+    price, day = outcome.as_dict()["price_per_1000"], outcome.extra["from"]
+    if json_out:
+        print_json({"key": PRICE_KEY, "value": price, "status": outcome.status, "from": day,
+                    "warnings": outcome.extra["warnings"]})
+    else:
+        message(f"Setting {PRICE_KEY} = {price} from today, {day} ({outcome.status}); earlier days keep the price "
+                "they had (smtpctl billing set-price PRICE --from DATE sets a price from another day).")
     for text in outcome.extra["warnings"]:
         warning(text)
 

@@ -63,6 +63,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "imap": ("imap", "app", "IMAP settings of common mailbox providers (this service hosts no IMAP/POP)."),
     "policy": ("policy", "app", "Postfix SMTP access policy delegation, using the store live."),
     "store": ("store", "app", "Service settings and care of the store file."),
+    "billing": ("billing", "app", "Billing: prices in force, prepaid credits, and closed monthly statements."),
 }
 
 COMPLETE_VAR = "_SMTPCTL_COMPLETE"

@@ -13,9 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.options import CsvOption, JsonOption
+from smtpctl.cli.options import CsvOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     bar,
+    confirm_destructive,
     bar_scale,
     fmt,
     message,
@@ -39,6 +40,8 @@ from smtpctl.core.model.errors import Fix, InvalidInput, LimitReached
 from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.metering.batch import import_usage, record_usage
 from smtpctl.core.metering.live import sender_status
+from smtpctl.core.billing import statements
+from smtpctl.core.billing.credits import low_notices
 from smtpctl.core.reporting.status import at_or_over, parse_percent, usage_status
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",
@@ -275,7 +278,8 @@ def status(
     """Today's outbound emails against each account's daily limit."""
     output = fmt(json_out, csv_out)
     threshold = parse_percent(fail_at, "--fail-at") if fail_at is not None else None
-    rows = usage_status(store_of(ctx, read_only=True), account)
+    store = store_of(ctx, read_only=True)
+    rows = usage_status(store, account)
     render_list(rows, [("account", "Account"), ("day", "Day"), ("sent", "Sent"), ("limit", "Limit"),
                        ("remaining", "Left"), ("percent", "%"), ("blocked", "Blocked"),
                        ("block_reason", "Why")], output=output, empty="No accounts.")
@@ -285,6 +289,8 @@ def status(
         elif row["level"] == "warning":
             warning(f"{row['account']} has used {row['percent']}% of its daily limit "
                     f"({row['sent']:,} of {row['limit']:,} emails today)")
+    for notice in low_notices(store, [row["agency"] for row in rows]):  # prepaid credits low or used up
+        warning(notice)
     if threshold is not None:
         over = at_or_over(rows, threshold)
         if over:
@@ -361,3 +367,30 @@ def report(
                          data["total"]["cost"])
     if note:
         message(f"Note: {note}")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    before: Annotated[str, typer.Option("--before", metavar="YYYY-MM",
+                                        help="Delete the raw events of the closed months before this month.")],
+    yes: YesOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Delete raw usage events of closed months; statements and the daily rollup stay (reports still work)."""
+    store = store_of(ctx)
+    month = statements.parse_month(before, "--before")
+    still_open = statements.months_open_before(store, month)
+    if not still_open:
+        count = store.events_before(month + "-01")
+        if count:
+            confirm_destructive(f"Delete {count:,} raw usage event{'s' if count != 1 else ''} before {month}-01 "
+                                "(their months are closed; statements and daily totals stay)?", yes)
+    result = statements.prune(store, month)
+    if json_out:
+        print_json(result)
+    elif result["status"] == "unchanged":
+        message(f"Raw usage events before {result['before']} were already pruned (unchanged).")
+    else:
+        message(f"Deleted {result['deleted_events']:,} raw usage events before {result['before']}; a usage line "
+                "dated before it is refused from now on.")

@@ -9,6 +9,7 @@ A refused input leaves the store as it was.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import os
 import subprocess
 import time
@@ -77,13 +78,30 @@ def test_store_set_refuses_out_of_range_values(cli, isolated_store, key, value, 
     assert settings_rows(isolated_store) == before
 
 
+@pytest.mark.parametrize("value, stored", [
+    ("$0.675", "0.675"), ("1E+2", "100"), ("1e-3", "0.001"), ("-0", "0"), ("1000", "1000"), ("0.0001", "0.0001"),
+])
+def test_store_set_price_is_the_price_from_today_as_a_plain_value(cli, isolated_store, value, stored):
+    result = cli("store", "set", "--json", "price_per_1000", "--", value)
+    assert result.exit_code == 0, result.stderr
+    prices = json.loads(cli("billing", "prices", "--json").stdout)
+    assert prices[-1]["price_per_1000"] == json.loads(result.stdout)["value"]
+    assert Decimal(prices[-1]["price_per_1000"]) == Decimal(stored)
+    for args in (["usage", "report", "--json"], ["pricing", "estimate", "--emails", "1000000000000", "--json"],
+                 ["usage", "status", "--json"], ["store", "show", "--json"]):
+        later = cli(*args)
+        assert (later.exit_code, later.stderr) == (0, ""), args
+
+
+def test_a_price_with_more_than_4_decimals_is_refused_and_changes_nothing(cli, isolated_store):
+    result = cli("store", "set", "price_per_1000", "0.00001")
+    assert (result.exit_code, result.stderr) == (
+        2, "Error: a price per 1,000 emails has at most 4 decimals, not '0.00001'\n")
+    assert json.loads(cli("billing", "prices", "--json").stdout) == [
+        {"kind": "service", "agency": None, "from": None, "price_per_1000": "0.675"}]
+
+
 @pytest.mark.parametrize("key, value, stored", [
-    ("price_per_1000", "$0.675", "0.675"),
-    ("price_per_1000", "1E+2", "100"),
-    ("price_per_1000", "1e-3", "0.001"),
-    ("price_per_1000", "-0", "0"),
-    ("price_per_1000", "1000", "1000"),
-    ("price_per_1000", "0.000001", "0.000001"),
     ("compare_price_per_1000", "0.80", "0.80"),
     ("default_daily_limit", "1,500", "1500"),
     ("default_daily_limit", "100_000_000", "100000000"),
@@ -138,26 +156,45 @@ def test_pricing_estimate_at_the_bounds_is_exact(cli):
 def test_a_stored_bad_value_is_exit_7_naming_the_fix_and_can_be_replaced(cli, isolated_store):
     world(cli)
     with Store.open(isolated_store) as store, store.write():
-        store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('price_per_1000', '1e400', 'x')")
-    error = ("Error: the store holds an invalid value for setting price_per_1000: '1e400' (price must be between 0 "
-             "and 1000 USD per 1,000 emails, not '1e400'); set a valid one with: smtpctl store set price_per_1000 "
+        store.execute("INSERT INTO settings (key, value, updated_at) VALUES ('default_daily_limit', '-1', 'x')")
+    error = ("Error: the store holds an invalid value for setting default_daily_limit: '-1' (daily limit must be "
+             "between 1 and 100,000,000, not -1); set a valid one with: smtpctl store set default_daily_limit "
              "VALUE\n")
+    for args in (["usage", "status"], ["account", "list"]):
+        result = cli(*args)
+        assert (result.exit_code, result.stdout, result.stderr) == (7, "", error), args
+    # Commands that do not need the limit still work.
+    assert cli("usage", "report", "--json").exit_code == 0
+    shown = cli("store", "show", "--json")
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout)["default_daily_limit"] == "-1"
+    assert shown.stderr == ("Warning: setting default_daily_limit holds an invalid value '-1'; commands that need it "
+                            "exit 7 until it is set again: smtpctl store set default_daily_limit VALUE\n")
+    fixed = cli("store", "set", "default_daily_limit", "1500")
+    assert (fixed.exit_code, fixed.stderr) == (0, "Setting default_daily_limit = 1500 (updated).\n")
+    assert cli("usage", "status").exit_code == 0
+    audit = json.loads(cli("audit", "--action", "setting.set", "--json").stdout)
+    assert audit[0]["details"] == {"old": "-1", "new": "1500"}
+
+
+def test_a_stored_bad_price_is_exit_7_naming_its_day_and_the_fix(cli, isolated_store):
+    world(cli)
+    with Store.open(isolated_store) as store, store.write():
+        store.execute("INSERT INTO prices (kind, agency_id, from_day, price_per_1000, set_at) "
+                      "VALUES ('service', 0, '0001-01-01', '1e400', 'x')")
+    error = ("Error: the store holds an invalid price per 1,000 emails from 0001-01-01: '1e400' (price must be "
+             "between 0 and 1000 USD per 1,000 emails, not '1e400'); set a valid one with: smtpctl billing set-price "
+             "PRICE --from 0001-01-01\n")
     for args in (["usage", "report"], ["pricing", "estimate", "--emails", "10"]):
         result = cli(*args)
         assert (result.exit_code, result.stdout, result.stderr) == (7, "", error), args
-    # Commands that do not need the price still work.
-    assert cli("usage", "status", "--json").exit_code == 0
-    assert cli("usage", "record", "--user", "app@mail.shop.example", "--recipients", "1").exit_code == 0
+    assert cli("usage", "status", "--json").exit_code == 0  # it needs no price
     shown = cli("store", "show", "--json")
-    assert shown.exit_code == 0
-    assert json.loads(shown.stdout)["price_per_1000"] == "1e400"
+    assert (shown.exit_code, json.loads(shown.stdout)["price_per_1000"]) == (0, "1e400")
     assert shown.stderr == ("Warning: setting price_per_1000 holds an invalid value '1e400'; commands that need it "
-                            "exit 7 until it is set again: smtpctl store set price_per_1000 VALUE\n")
-    fixed = cli("store", "set", "price_per_1000", "0.675")
-    assert (fixed.exit_code, fixed.stderr) == (0, "Setting price_per_1000 = 0.675 (updated).\n")
+                            "exit 7 until it is set again: smtpctl billing set-price PRICE --from 0001-01-01\n")
+    assert cli("billing", "set-price", "0.675", "--from", "0001-01-01").exit_code == 0
     assert cli("usage", "report").exit_code == 0
-    audit = json.loads(cli("audit", "--action", "setting.set", "--json").stdout)
-    assert audit[0]["details"] == {"old": "1e400", "new": "0.675"}
 
 
 # -- numbers: apply and account ------------------------------------------------------------------

@@ -166,7 +166,6 @@ def test_store_set_warns_and_unset_goes_back(cli):
         0, "", "Setting credentials_per_domain = 8 (updated).\n"
                "Warning: credentials_per_domain 8 departs from the service's rule of at most 5 SMTP credentials per "
                "dedicated domain\n")
-    assert out(cli("store", "set", "price_per_1000", "0.675")) == (0, "", "Setting price_per_1000 = 0.675 (updated).\n")
     assert out(cli("store", "unset", "credentials_per_domain")) == (
         0, "", "Setting credentials_per_domain = 5 (back to the default).\n")
     assert out(cli("store", "unset", "credentials_per_domain")) == (
@@ -178,25 +177,28 @@ def test_store_set_warns_and_unset_goes_back(cli):
     shown = json.loads(cli("store", "show", "--json").stdout)
     assert shown["credentials_per_domain"] == 5
     actions = [r["action"] for r in json.loads(cli("audit", "--action", "setting", "--json").stdout)]
-    assert actions == ["setting.unset", "setting.set", "setting.set"]
+    assert actions == ["setting.unset", "setting.set"]
 
 
-def test_price_change_warns_about_past_months(cli):
+def test_a_price_set_from_today_keeps_past_days_at_their_price(cli):
     from datetime import timedelta
 
     from smtpctl.core.model.clock import iso_z, utc_now
 
     past = utc_now() - timedelta(days=40)
     cli("usage", "record", "--user", "a@d.example", "--recipients", "4", "--at", iso_z(past))
-    month_start = utc_now().date().isoformat()[:8] + "01"
-    same = json.loads(cli("store", "set", "price_per_1000", "0.675", "--json").stdout)
-    assert (same["status"], same["warnings"]) == ("updated", [])  # the same price: nothing repriced
+    today = utc_now().date().isoformat()
     result = cli("store", "set", "price_per_1000", "0.5")
-    assert result.exit_code == 0
-    assert result.stderr.splitlines()[1:] == [
-        "Warning: price_per_1000 0.5 departs from the service's price of $0.675 per 1,000 emails",
-        f"Warning: reports price all usage at the current price, so this also reprices the 4 emails billed before "
-        f"{month_start} (since {past.date().isoformat()}); past months now cost 0.5 per 1,000 instead of 0.675"]
+    assert (result.exit_code, result.stderr) == (0, (
+        f"Setting price_per_1000 = 0.50 from today, {today} (created); earlier days keep the price they had (smtpctl "
+        "billing set-price PRICE --from DATE sets a price from another day).\n"
+        "Warning: price_per_1000 0.5 departs from the service's price of $0.675 per 1,000 emails\n"))
+    day = past.date().isoformat()
+    report = json.loads(cli("usage", "report", "--since", day, "--until", day, "--json").stdout)
+    assert (report["price_per_1000"], report["total"]["cost"]) == ("0.675", "0.0027")
+    assert json.loads(cli("store", "show", "--json").stdout)["price_per_1000"] == "0.5"
+    back = cli("store", "unset", "price_per_1000", "--json")
+    assert json.loads(back.stdout)["value"] == "0.675"
 
 
 # -- unblock and set-limit ---------------------------------------------------------------

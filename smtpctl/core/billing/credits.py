@@ -136,6 +136,17 @@ def low_notice(balance: Balance) -> Notice | None:
                   Fix(("billing", "credit", balance.agency, "AMOUNT"), "top up with"))
 
 
+def low_notices(store: Store, agencies: list[str]) -> list[Notice]:
+    """The low-balance and used-up warnings of these agencies (by name, each once)."""
+    notices = []
+    for name in dict.fromkeys(agencies):
+        owner = store.agency(name)
+        notice = low_notice(balance_of(store, owner)) if owner is not None else None
+        if notice is not None:
+            notices.append(notice)
+    return notices
+
+
 def add_credit(store: Store, agency: str, amount: object, *, note: str | None = None,
                ref: str | None = None) -> Outcome:
     """Add prepaid credits to an agency (the ledger is append-only); audited as

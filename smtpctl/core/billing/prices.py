@@ -12,7 +12,7 @@ from typing import Any
 from smtpctl.core.directory.agencies import get_agency
 from smtpctl.core.directory.settings import service_prices, today
 from smtpctl.core.model import money, rules
-from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.model.prices import BEGINNING, PriceSchedule
 from smtpctl.core.model.records import Outcome
 from smtpctl.core.store import Store
@@ -91,14 +91,18 @@ def set_price(store: Store, price: object, from_day: str | None = None, *, agenc
             raise InvalidInput(f"{day} is on closed statement {closed[1]} ({closed[0]}): a closed statement is "
                                f"never repriced; give a day after {closed[0]}")
         kind, agency_id = (RESALE, owner.id) if owner is not None else (SERVICE, 0)
-        before = (resale_prices(store, agency_id) if owner is not None else service_prices(store)).price_on(day)
+        try:
+            before = (resale_prices(store, agency_id) if owner is not None else service_prices(store)).price_on(day)
+        except StoreError:  # a stored price that no longer passes its rule: this is how it is replaced
+            before = None
         status = store.put_price(kind, agency_id, day, str(value))
         if status != "unchanged":
             store.audit("billing.set_price", "price", owner.name if owner else "service",
-                        details={"kind": kind, "from": day, "price_per_1000": str(value), "was": str(before)})
+                        details={"kind": kind, "from": day, "price_per_1000": str(value),
+                                 "was": str(before) if before is not None else None})
     warnings = []
     if owner is None and value != rules.DEFAULT_PRICE_PER_1000:
-        warnings.append(f"price_per_1000 {value} departs from the service's price of "
+        warnings.append(f"price_per_1000 {money.plain(value)} departs from the service's price of "
                         f"${rules.DEFAULT_PRICE_PER_1000} per 1,000 emails")
     return Outcome(Price(kind, owner.name if owner else None, day, value), status,
-                   {"from": day, "was": money.plain(before), "warnings": warnings})
+                   {"from": day, "was": money.plain(before) if before is not None else None, "warnings": warnings})

@@ -58,9 +58,30 @@ class EffectiveSettings(dict):
 
 
 def service_prices(store: Store) -> PriceSchedule:
-    """The service's prices in force, day by day (the default before any change)."""
-    return PriceSchedule([(row.from_day, Decimal(row.price_per_1000)) for row in store.prices("service")],
-                         rules.DEFAULT_PRICE_PER_1000)
+    """The service's prices in force, day by day (the default before any change).
+
+    A stored price that no longer passes its rule (a store written by an older
+    smtpctl, or edited by hand) raises ``StoreError`` naming the fix."""
+    return PriceSchedule([(row.from_day, checked_price(row.price_per_1000, row.from_day))
+                          for row in store.prices("service")], rules.DEFAULT_PRICE_PER_1000)
+
+
+def checked_price(raw: str, from_day: str) -> Decimal:
+    try:
+        return rules.validate_price(raw)
+    except InvalidInput as exc:
+        raise StoreError(f"the store holds an invalid price per 1,000 emails from {from_day}: {rules.shown(raw)} "
+                         f"({exc.text})", subject=PRICE_KEY,
+                         fix=Fix(("billing", "set-price", "PRICE", "--from", from_day), "set a valid one with")) \
+            from None
+
+
+def _valid_price(raw: str) -> bool:
+    try:
+        rules.validate_price(raw)
+    except InvalidInput:
+        return False
+    return True
 
 
 def effective_settings(store: Store) -> EffectiveSettings:
@@ -129,7 +150,14 @@ def settings_view(store: Store) -> list[dict[str, Any]]:
     rows = []
     priced = bool(store.prices("service"))
     for key, setting in rules.SETTINGS.items():
-        value = effective[key] if key == PRICE_KEY else dict.__getitem__(effective, key)
+        fix = Fix(("store", "set", key, "VALUE"))
+        if key == PRICE_KEY:
+            bad_rows = [row for row in store.prices("service") if not _valid_price(row.price_per_1000)]
+            value = _BadStoredValue(key, bad_rows[0].price_per_1000, "") if bad_rows else effective[key]
+            if bad_rows:
+                fix = Fix(("billing", "set-price", "PRICE", "--from", bad_rows[0].from_day))
+        else:
+            value = dict.__getitem__(effective, key)
         bad = isinstance(value, _BadStoredValue)
         rows.append({
             "key": key,
@@ -137,6 +165,7 @@ def settings_view(store: Store) -> list[dict[str, Any]]:
             "default": setting.default,
             "source": "invalid" if bad else "set" if key in stored or (key == PRICE_KEY and priced) else "default",
             "description": setting.description,
+            "fix": fix if bad else None,
         })
     return rows
 

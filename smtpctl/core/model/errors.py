@@ -52,7 +52,7 @@ def _word(text: str, fix: Fixes, command: Callable[[Fix], str]) -> str:
     """``text`` with its fix (or fixes, sharing the first one's lead) written by ``command``."""
     if not fix:
         return text
-    fixes = fix if isinstance(fix, tuple) else (fix,)
+    fixes = (fix,) if isinstance(fix, Fix) else fix  # (a Fix is itself a named tuple)
     written = ", ".join(command(f) for f in fixes)
     if FIX in text:
         return text.replace(FIX, written)
