@@ -29,8 +29,8 @@ PALETTE = ("#1f4e79", "#e07b24", "#3a8f4b", "#c23b3b", "#7b5ea7", "#8c6d31", "#d
 MAX_SERIES = len(PALETTE) - 1
 
 # The chart's drawing box (SVG user units; the page scales it to its width).
-WIDTH, HEIGHT = 720, 250
-LEFT, RIGHT, TOP, BOTTOM = 58, 12, 14, 44
+WIDTH, HEIGHT = 720, 175
+LEFT, RIGHT, TOP, BOTTOM = 58, 12, 12, 40
 
 
 @lru_cache(maxsize=1)
@@ -123,8 +123,10 @@ def _chart(daily: dict[str, Any]) -> dict[str, Any]:
                 bars.append({"x": x, "y": y(base + value), "height": round(y(base) - y(base + value), 2),
                              "color": s["color"], "title": f"{s['name']}, {day}: {value:,} emails"})
                 base += value
-    x_ticks = [{"x": round(LEFT + slot * (d + 0.5), 2), "label": str(int(day[8:]))} for d, day in enumerate(days)
-               if d == 0 or (d + 1) % 5 == 0 or d == len(days) - 1]
+    labelled = [d for d in range(len(days)) if d == 0 or (d + 1) % 5 == 0]
+    if days and len(days) - 1 - labelled[-1] >= 3:  # the last day too, unless it would crowd the 30th
+        labelled.append(len(days) - 1)
+    x_ticks = [{"x": round(LEFT + slot * (d + 0.5), 2), "label": str(int(days[d][8:]))} for d in labelled]
     y_ticks = [{"y": y(step * i), "label": f"{step * i:,}"} for i in range(6)]
     return {"width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "top": TOP,
             "bottom": HEIGHT - BOTTOM, "bar_width": bar_width, "bars": bars, "series": series, "x_ticks": x_ticks,
