@@ -21,7 +21,7 @@ from smtpctl.cli.output import AGENCY_ASSIGNED_LABEL, bar_scale
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
 
-# Distinct in colour and in grey (a black-and-white printer), darkest first.
+# Ten colours told apart on screen and on paper: the chart never draws more series.
 PALETTE = ("#1f4e79", "#e07b24", "#3a8f4b", "#c23b3b", "#7b5ea7", "#8c6d31", "#d067b0", "#5a6470", "#a8a81f",
            "#2aa7b8")
 # The chart draws this many accounts, the busiest, and the rest as one
@@ -71,9 +71,9 @@ def count(value: int) -> str:
     return f"{value:,}"
 
 
-def usd(amount: str | None) -> str:
+def usd(amount: str) -> str:
     """A money string to the cent for people: ``-1234.5`` -> ``-$1,234.50``."""
-    value = Decimal(amount or "0")
+    value = Decimal(amount)
     return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
 
 
@@ -100,7 +100,7 @@ def _chart(daily: dict[str, Any]) -> dict[str, Any]:
         rest = [values for name, values in named if name not in kept]
         named = [item for item in named if item[0] in kept]
         named.append((f"{len(rest)} other accounts", [sum(column) for column in zip(*rest)]))
-    series = [{"name": name, "color": PALETTE[i % len(PALETTE)], "total": sum(values), "values": values}
+    series = [{"name": name, "color": PALETTE[i], "total": sum(values), "values": values}
               for i, (name, values) in enumerate(named)]
 
     peak = max((sum(s["values"][d] for s in series) for d in range(len(days))), default=0)
