@@ -192,7 +192,7 @@ def test_a_price_set_from_today_keeps_past_days_at_their_price(cli):
     assert (result.exit_code, result.stderr) == (0, (
         f"Setting price_per_1000 = 0.50 from today, {today} (created); earlier days keep the price they had (smtpctl "
         "billing set-price PRICE --from DATE sets a price from another day).\n"
-        "Warning: price_per_1000 0.5 departs from the service's price of $0.675 per 1,000 emails\n"))
+        "Warning: price_per_1000 0.50 departs from the service's price of $0.675 per 1,000 emails\n"))
     day = past.date().isoformat()
     report = json.loads(cli("usage", "report", "--since", day, "--until", day, "--json").stdout)
     assert (report["price_per_1000"], report["total"]["cost"]) == ("0.675", "0.0027")
