@@ -9,7 +9,7 @@ from smtpctl.core.directory.settings import effective_setting, effective_setting
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import AlreadyExists, Fix, NotFound, Notice
 from smtpctl.core.model.records import Account, Outcome
-from smtpctl.core.model.words import count, listing
+from smtpctl.core.model.words import count
 from smtpctl.core.store import Store
 
 
@@ -134,16 +134,10 @@ def account_removal_check(store: Store, name: str) -> Account:
     """The account, if ``remove_account`` may remove it; else ``InvalidInput``
     naming its domains and credentials, or its billing history."""
     account = get_account(store, name)
-    owned = []
-    domains = [d.name for d in store.domains(account=account.name)]
-    if domains:
-        owned.append(f"{count(len(domains), 'dedicated domain')} ({listing(domains)})")
-    logins = store.account_logins(account.id)
-    if logins:
-        owned.append(f"{count(len(logins), 'SMTP credential')} ({listing(logins)})")
-    history = store.usage_summary(account_id=account.id)
-    rules.refuse_removal("account", account.name, owned, history,
-                    "remove its domains first (smtpctl domain remove DOMAIN, which deletes their credentials)")
+    owned = {"dedicated domain": [d.name for d in store.domains(account=account.name)],
+             "SMTP credential": store.account_logins(account.id)}
+    rules.refuse_removal("account", account.name, owned, store.usage_summary(account_id=account.id),
+                         "remove its domains first (smtpctl domain remove DOMAIN, which deletes their credentials)")
     return account
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import AlreadyExists, NotFound
 from smtpctl.core.model.records import Agency, Outcome
-from smtpctl.core.model.words import count, listing
 from smtpctl.core.store import Store
 from smtpctl.core.store.directory import AgencyCounts
 
@@ -79,16 +78,10 @@ def agency_removal_check(store: Store, name: str) -> Agency:
     """The agency, if ``remove_agency`` may remove it; else ``InvalidInput`` naming
     what it still owns, or its billing history (which is never deleted)."""
     agency = get_agency(store, name)
-    owned = []
-    accounts = [a.name for a in store.accounts(agency=agency.name)]
-    if accounts:
-        owned.append(f"{count(len(accounts), 'account')} ({listing(accounts)})")
-    shared = [d.name for d in store.domains(agency=agency.name) if d.account is None]
-    if shared:
-        owned.append(f"{count(len(shared), 'agency-assigned domain')} ({listing(shared)})")
-    history = store.usage_summary(agency_id=agency.id)
-    rules.refuse_removal("agency", agency.name, owned, history,
-                    "remove its accounts and domains first (smtpctl account remove, smtpctl domain remove)")
+    owned = {"account": [a.name for a in store.accounts(agency=agency.name)],
+             "agency-assigned domain": [d.name for d in store.domains(agency=agency.name) if d.account is None]}
+    rules.refuse_removal("agency", agency.name, owned, store.usage_summary(agency_id=agency.id),
+                         "remove its accounts and domains first (smtpctl account remove, smtpctl domain remove)")
     return agency
 
 

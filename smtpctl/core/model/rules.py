@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Callable, NamedTuple
 
 from smtpctl.core.model.errors import InvalidInput
-from smtpctl.core.model.words import count
+from smtpctl.core.model.words import count, listing
 
 # The defaults of docs/rules.md.
 DEFAULT_SMTP_HOST = "smtp.mailgun.org"
@@ -291,22 +291,25 @@ def parse_login(login: str) -> tuple[str, str]:
     return name, normalise_domain(domain)
 
 
-def refuse_removal(kind: str, name: str, owned: list[str], history: dict[str, object], first: str) -> None:
+def refuse_removal(kind: str, name: str, owned: dict[str, list[str]], history: dict[str, object],
+                   first: str) -> None:
     """The removal rule (CLI.md): an agency or account goes only once it owns
     nothing and has no usage history, because billing history is never
-    deleted. ``owned`` names what it still owns, ``history`` its billed
-    emails (``emails``, ``first_day``, ``last_day``), ``first`` what to do
-    first. Raises ``InvalidInput`` saying every reason; returns when it may go."""
+    deleted. ``owned`` maps what it may own (a noun) to the names it still
+    owns, ``history`` its billed emails (``emails``, ``first_day``,
+    ``last_day``), ``first`` what to do first. Raises ``InvalidInput`` saying
+    every reason; returns when it may go."""
+    owns = [f"{count(len(names), noun)} ({listing(names)})" for noun, names in owned.items() if names]
     reasons = []
-    if owned:
-        reasons.append("it still owns " + " and ".join(owned))
+    if owns:
+        reasons.append("it still owns " + " and ".join(owns))
     if history["emails"]:
         reasons.append(f"it has billing history ({count(history['emails'], 'email')}, {history['first_day']} to "
                        f"{history['last_day']}), which is never deleted, so it can never be removed "
                        f"(rename it instead: smtpctl {kind} rename)")
     if not reasons:
         return
-    advice = f"; {first}" if owned and not history["emails"] else ""
+    advice = f"; {first}" if owns and not history["emails"] else ""
     raise InvalidInput(f"cannot remove {kind} {name!r}: {'; and '.join(reasons)}{advice}; nothing was removed")
 
 
