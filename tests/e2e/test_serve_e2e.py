@@ -62,6 +62,17 @@ def report(run):
     return json.loads(run("usage", "report", "--by", "user", "--json", check_rc=0).stdout)
 
 
+def test_ehlo_offers_only_real_mechanisms_and_an_unknown_one_is_a_plain_504(server):
+    # issue 23: the handler's auth_cache attribute was offered as "AUTH ... cache", and using it logged a traceback
+    client = submission(server)
+    assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]
+    for mechanism in ("CACHE", "cache", "CRAM-MD5"):
+        code, _ = client.docmd("AUTH", mechanism)
+        assert code == 504, mechanism
+    client.quit()
+    assert "Traceback" not in server.text() and "TypeError" not in server.text()
+
+
 def test_starttls_plain_and_bcc_counts_four(server, run):
     client = submission(server)
     assert "PLAIN" in client.esmtp_features["auth"] and "LOGIN" in client.esmtp_features["auth"]

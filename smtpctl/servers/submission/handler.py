@@ -31,7 +31,9 @@ class SubmissionHandler:
 
     def __init__(self, config: ServeConfig, worker: StoreWorker, delivery: Delivery, metrics: Metrics = NOOP):
         self.config, self.worker, self.delivery, self.metrics = config, worker, delivery, metrics
-        self.auth_cache = AuthCache(config.auth_cache_size, config.auth_cache_ttl)
+        # Not named auth_*: aiosmtpd offers every auth_* attribute of the handler as a SASL mechanism
+        # ("AUTH cache" logged a TypeError for each use: issue 23).
+        self.verified_logins = AuthCache(config.auth_cache_size, config.auth_cache_ttl)
         # Counted in the store, so every node on it shares the budget (core/store/throttle.py).
         self.throttle = AuthThrottle(worker, config.max_auth_failures, config.max_auth_failures_per_login,
                                      config.failure_window)
@@ -61,7 +63,7 @@ class SubmissionHandler:
             return self._throttled(session, mechanism, login)
 
         def cached() -> bool:  # the password verified against this very stored hash, within the TTL
-            return credential is not None and self.auth_cache.verified(login, password, credential.password_hash)
+            return credential is not None and self.verified_logins.verified(login, password, credential.password_hash)
 
         if cached():  # a right password is no guess: no slot, no store write
             await throttle.renew_trust(client, login, verdict.trusted_for)
@@ -96,7 +98,7 @@ class SubmissionHandler:
             # sending, docs/rules.md); DATA checks again in the transaction that records the message.
             if new_hash is not None:
                 await self.worker.call(store_rehash, credential, new_hash)
-            self.auth_cache.remember(login, password, new_hash or credential.password_hash)
+            self.verified_logins.remember(login, password, new_hash or credential.password_hash)
             return self._authenticated(session, mechanism, login, verified_by)
         finally:
             throttle.abandoned(attempt)  # left mid-verify (client gone, store error): it was a guess
