@@ -84,6 +84,19 @@ def test_crossing_message_is_accepted_then_rejects(store):
     assert store.credentials() == []
 
 
+def test_a_repeated_request_for_a_billed_message_is_not_bounced_after_the_crossing(store):
+    # issue 23: Postfix asks again about a message whose answer it lost (a node died after billing it); the
+    # account crossed its limit in between. The message was sent and billed: DUNNO, not "credentials revoked".
+    for instance in ("a", "b", "c"):  # 3, 6, then 9 > 7 crosses and revokes
+        assert answer(store, request(instance=instance))[0] == "DUNNO"
+    assert store.credentials() == []
+    for instance in ("a", "c"):  # an earlier message of the day, and the crossing one
+        action, info = answer(store, request(instance=instance))
+        assert (action, info["reason"], info["metered"]) == ("DUNNO", "already recorded", False)
+    assert answer(store, request(instance="new"))[0].startswith("REJECT 5.7.1")  # a new message still bounces
+    assert usage_status(store, "shop")[0]["sent"] == 9
+
+
 def test_unauthenticated_and_unknown_senders_are_not_ours(store):
     assert answer(store, request(sasl_username=""))[0] == "DUNNO"
     assert answer(store, request(sasl_username="someone@elsewhere.test"))[0] == "DUNNO"

@@ -240,6 +240,8 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
     if sender is None:
         return Admission(False, "unknown", "not a credential of this service")
     if not sender.live:
+        if source_id is not None and store.source_id_stored(source_id):  # billed before the credential went
+            return Admission(True, "duplicate", "already recorded", 0)
         return Admission(False, "revoked", "the credential was revoked or removed")
     settings = _settings(store)
     max_recipients = int(settings["max_recipients_per_message"])

@@ -107,6 +107,10 @@ def precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Me
     if status == "unknown":
         return DUNNO, {**info, "reason": "not ours"}, None
     if status != "ok":
+        if state == "END-OF-MESSAGE" and _already_billed(store, attrs):
+            # Postfix asks again about a message whose answer it lost (a node died after billing it): it was
+            # sent and billed before the credential went, so it must not bounce now (issue 23)
+            return DUNNO, {**info, "reason": "already recorded", "metered": False}, None
         return REJECTS[status], {**info, "reason": status}, None
     if state in SENDER_STATES and "sender" in attrs:  # Postfix always sends it; empty is the null sender
         sender = attrs["sender"].strip()
@@ -131,6 +135,11 @@ def precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Me
         return DUNNO, {**info, "reason": "nothing to meter", "metered": False}, None
     info["queue_id"] = attrs.get("queue_id") or None
     return DUNNO, info, Meter(login, recipients, source_id(attrs, instance))
+
+
+def _already_billed(store: Any, attrs: dict[str, str]) -> bool:
+    instance = attrs.get("instance") or attrs.get("queue_id") or ""
+    return bool(instance) and len(instance) <= MAX_INSTANCE and store.source_id_stored(source_id(attrs, instance))
 
 
 def source_id(attrs: dict[str, str], instance: str) -> str:
