@@ -17,6 +17,7 @@ STORE_UNAVAILABLE_AUTH = "454 4.7.0 Temporary authentication failure; try again 
 DELIVERY_FAILED = "451 4.3.0 Delivery failed temporarily; try again later"
 NEXT_HOP_UNAVAILABLE = "451 4.4.1 Next hop unavailable; try again later"
 TOO_MANY_AUTH = "454 4.7.0 Too many failed authentications; try again later"
+CREDENTIAL_CHANGED = "421 4.7.0 Your SMTP credentials changed since you authenticated (reset or deleted); closing"
 TOO_MANY_CONNECTIONS = {
     "client": "421 4.7.0 Too many connections from your address; try again later",
     "total": "421 4.7.0 Too many connections; try again later",

@@ -297,10 +297,47 @@ def test_a_credential_revoked_between_messages_is_refused_at_the_next_mail(serve
     run("account", "block", "shop", "--reason", "abuse", "--revoke", "--yes", check_rc=0)
     code, reply = client.mail("app@d.example")
     assert code == 550 and b"credentials were revoked" in reply, (code, reply)
-    client.rset()
-    client.quit()
+    with pytest.raises(smtplib.SMTPServerDisconnected):  # and the session is closed (issue 23)
+        client.rset()
     assert report(run)["total"]["emails"] == 1  # the first message only
     assert "event=mail_refused" in server.text() and "reason=revoked" in server.text()
+
+
+@pytest.mark.parametrize("change", ["reset", "delete and create"])
+def test_a_session_whose_credential_changed_is_refused_and_closed_at_the_next_mail(server, run, change):
+    """issue 23: after a reset, or a delete and a new credential with the same login, a session that
+    authenticated before kept getting 250: a leaked password's session must end at the next MAIL."""
+    client = submission(server)
+    client.login("app@d.example", PW)
+    client.sendmail("app@d.example", ["a@x.test"], MESSAGE)
+    if change == "reset":
+        run("user", "reset", "app@d.example", "--generate", check_rc=0)
+    else:
+        run("user", "delete", "app@d.example", "--yes", check_rc=0)
+        run("user", "create", "app@d.example", "--generate", check_rc=0)
+    code, reply = client.mail("app@d.example")
+    assert (code, reply) == (421, b"4.7.0 Your SMTP credentials changed since you authenticated (reset or deleted); "
+                                  b"closing")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        client.rcpt("a@x.test")
+    assert report(run)["total"]["emails"] == 1
+    assert "reason=credential_changed" in server.text() and "Traceback" not in server.text()
+
+
+def test_a_rehash_of_an_adopted_hash_keeps_the_session(server, run, tmp_path):
+    """The first verify of an adopted hash replaces it by argon2id (a rehash): the same password and the same
+    credential, so the session that caused it goes on sending."""
+    from passlib.hash import sha512_crypt
+
+    accounts = tmp_path / "passwd"
+    accounts.write_text(f"old@d.example:{{SHA512-CRYPT}}{sha512_crypt.using(rounds=5000).hash(PW)}\n")
+    run("user", "import", str(accounts), "--format", "dovecot", check_rc=0)
+    client = submission(server)
+    client.login("old@d.example", PW)  # verified against SHA512-CRYPT, then rehashed to argon2id
+    assert client.sendmail("old@d.example", ["a@x.test"], MESSAGE) == {}
+    assert client.sendmail("old@d.example", ["b@x.test"], MESSAGE) == {}
+    client.quit()
+    assert json.loads(run("user", "show", "old@d.example", "--json", check_rc=0).stdout)["hash_scheme"] == "argon2id"
 
 
 def test_sigint_stops_cleanly(world, tmp_path):

@@ -15,6 +15,7 @@ from smtpctl.core.metering.enforcement import AccountState, Crossing, enforce
 from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import stored_time
+from smtpctl.core.model.records import Credential
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.store import Store
 from smtpctl.core.store.usage import EventRow
@@ -305,14 +306,24 @@ class EnvelopeCheck:
     status: str  # ok | unknown | revoked
     sender_allowed: bool
     max_recipients: int
+    stamp: tuple[int, str] | None = None  # the credential now: its id and when its password last changed
+
+
+def credential_stamp(credential: Credential) -> tuple[int, str]:
+    """What tells a credential from its successor: a reset changes ``updated_at``,
+    a delete and create the id (a rehash of the same password changes neither)."""
+    return credential.id, credential.updated_at
 
 
 def envelope_check(store: Store, login: str, sender: str) -> EnvelopeCheck:
     """What ``serve`` asks at MAIL: may the login still send, may it use this
-    envelope sender, and how many recipients may the message have."""
+    envelope sender, how many recipients may the message have, and is the
+    credential still the one the session authenticated with (``stamp``)."""
     status = sender_status(store, login)
     allowed = status == "ok" and sender_allowed(store, login, sender)
-    return EnvelopeCheck(status, allowed, max_recipients(store))
+    credential = store.credential(login) if status == "ok" else None
+    return EnvelopeCheck(status, allowed, max_recipients(store),
+                         credential_stamp(credential) if credential is not None else None)
 
 
 def cancel_message(store: Store, source_id: str) -> bool:

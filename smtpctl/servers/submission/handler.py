@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from smtpctl.core.directory.credentials import store_rehash
-from smtpctl.core.metering.live import envelope_check
+from smtpctl.core.metering.live import credential_stamp, envelope_check
 from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import InvalidInput, StoreError
+from smtpctl.core.model.records import Credential
 from smtpctl.servers import guard, replies
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.delivery import Delivery, Taken
@@ -67,7 +68,7 @@ class SubmissionHandler:
 
         if cached():  # a right password is no guess: no slot, no store write
             await throttle.renew_trust(client, login, verdict.trusted_for)
-            return self._authenticated(session, mechanism, login, "cache")
+            return self._authenticated(session, mechanism, credential, "cache")
         # A guess: counted in the store before it is verified, so parallel sessions on every node share one budget.
         try:
             attempt = await throttle.begin(client, login, proven=cached)
@@ -77,7 +78,7 @@ class SubmissionHandler:
             return self._throttled(session, mechanism, login)
         if attempt is guard.PROVEN:  # a parallel session verified it meanwhile
             await throttle.renew_trust(client, login, verdict.trusted_for)
-            return self._authenticated(session, mechanism, login, "cache")
+            return self._authenticated(session, mechanism, credential, "cache")
         try:
             loop = asyncio.get_running_loop()
             if credential is None:
@@ -99,11 +100,14 @@ class SubmissionHandler:
             if new_hash is not None:
                 await self.worker.call(store_rehash, credential, new_hash)
             self.verified_logins.remember(login, password, new_hash or credential.password_hash)
-            return self._authenticated(session, mechanism, login, verified_by)
+            return self._authenticated(session, mechanism, credential, verified_by)
         finally:
             throttle.abandoned(attempt)  # left mid-verify (client gone, store error): it was a guess
 
-    def _authenticated(self, session: Session, mechanism: str, login: str, verified_by: str) -> AuthResult:
+    def _authenticated(self, session: Session, mechanism: str, credential: Credential,
+                       verified_by: str) -> AuthResult:
+        login = credential.login
+        session.credential_stamp = credential_stamp(credential)  # MAIL checks it is still the same one
         log_event("auth_ok", peer=peer_of(session), mechanism=mechanism, login=login, verified=verified_by)
         self.metrics.auth("ok")
         return AuthResult(success=True, auth_data=login)
@@ -126,10 +130,14 @@ class SubmissionHandler:
             log_event("store_error", peer=peer_of(session), login=login, error=exc.message)
             self.metrics.refused("store_error")
             return replies.STORE_UNAVAILABLE
-        if check.status != "ok":
-            log_event("mail_refused", peer=peer_of(session), login=login, reason=check.status)
-            self.metrics.refused(check.status)
-            return replies.REFUSALS[check.status]
+        if check.status != "ok" or check.stamp != getattr(session, "credential_stamp", check.stamp):
+            # Deleted, or reset (or deleted and made again) since this session authenticated: a leaked
+            # password's session ends here (issue 23). The reply goes out before the close.
+            reason = check.status if check.status != "ok" else "credential_changed"
+            log_event("mail_refused", peer=peer_of(session), login=login, reason=reason, note="session closed")
+            self.metrics.refused(reason)
+            server.loop.call_soon(server.transport.close)
+            return replies.CREDENTIAL_CHANGED if reason == "credential_changed" else replies.REFUSALS[reason]
         if not check.sender_allowed:
             log_event("mail_refused", peer=peer_of(session), login=login, reason="sender_mismatch",
                       sender=address or "<>")
