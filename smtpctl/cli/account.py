@@ -20,7 +20,6 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
-from smtpctl.core.metering.enforcement import block_account, unblock_account
 from smtpctl.core.directory.accounts import (
     account_detail,
     account_removal_check,
@@ -31,7 +30,7 @@ from smtpctl.core.directory.accounts import (
     rename_account,
     set_account_limit,
 )
-
+from smtpctl.core.metering.enforcement import block_account, unblock_account
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
 

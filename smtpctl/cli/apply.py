@@ -14,10 +14,9 @@ import typer
 from smtpctl.cli.options import JsonOption, YesOption
 from smtpctl.cli.output import confirm_destructive, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
-
+from smtpctl.core.model.errors import AlreadyExists, InvalidInput
 from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.provisioning import export
-from smtpctl.core.model.errors import AlreadyExists, InvalidInput
 from smtpctl.core.store.paths import read_bounded
 
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # far above any real fleet; /dev/zero fails fast

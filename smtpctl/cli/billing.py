@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from smtpctl.cli.options import CsvOption, JsonOption
-from smtpctl.cli.output import (AGENCY_ASSIGNED_LABEL, dollars, fmt, message, print_json, render_list, warning)
+from smtpctl.cli.output import AGENCY_ASSIGNED_LABEL, dollars, fmt, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of
 from smtpctl.core.billing import credits, prices, statements
 from smtpctl.core.model.errors import InvalidInput

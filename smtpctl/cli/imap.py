@@ -8,7 +8,6 @@ import typer
 
 from smtpctl.cli.options import CsvOption, JsonOption
 from smtpctl.cli.output import fmt, message, print_json, render_list, render_record
-
 from smtpctl.core.model import imap
 
 app = typer.Typer(help="IMAP settings of common mailbox providers (this service hosts no IMAP/POP).",

@@ -18,6 +18,7 @@ from smtpctl.servers.delivery import prepare_maildir
 from smtpctl.servers.submission.config import DEFAULT_SMTPS, DEFAULT_SUBMISSION, ServeConfig
 from smtpctl.servers.submission.server import bind_listeners, serve
 
+
 def serve_command(
     ctx: typer.Context,
     submission: Annotated[Optional[list[str]], typer.Option(

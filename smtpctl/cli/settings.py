@@ -13,10 +13,9 @@ from smtpctl.cli.options import JsonOption
 from smtpctl.cli.output import print_json, render_list
 from smtpctl.cli.state import store_of
 from smtpctl.cli.table import rich_console
-
+from smtpctl.core.directory.credentials import smtp_settings
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
-from smtpctl.core.directory.credentials import smtp_settings
 
 
 class SettingsFormat(str, Enum):

@@ -8,16 +8,16 @@ import threading
 from datetime import date, timedelta
 from enum import Enum
 from pathlib import Path
-from zoneinfo import ZoneInfo
 from typing import Annotated, Optional
+from zoneinfo import ZoneInfo
 
 import typer
 
 from smtpctl.cli.options import CsvOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     bar,
-    confirm_destructive,
     bar_scale,
+    confirm_destructive,
     fmt,
     message,
     print_json,
@@ -28,20 +28,19 @@ from smtpctl.cli.output import (
 )
 from smtpctl.cli.state import store_of
 from smtpctl.cli.table import rich_console
-
-from smtpctl.core.model import rules
-from smtpctl.core.reporting import report as usage_reports
+from smtpctl.core.billing import statements
+from smtpctl.core.billing.credits import low_notices
+from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.ingest.csv import read_csv
 from smtpctl.core.ingest.jsonl import read_jsonl
 from smtpctl.core.ingest.lines import format_for, read_lines
 from smtpctl.core.ingest.message import build_input
 from smtpctl.core.ingest.postfix import PostfixLog
-from smtpctl.core.model.errors import Fix, InvalidInput, LimitReached
-from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.metering.batch import import_usage, record_usage
 from smtpctl.core.metering.live import sender_status
-from smtpctl.core.billing import statements
-from smtpctl.core.billing.credits import low_notices
+from smtpctl.core.model import rules
+from smtpctl.core.model.errors import Fix, InvalidInput, LimitReached
+from smtpctl.core.reporting import report as usage_reports
 from smtpctl.core.reporting.status import at_or_over, parse_percent, usage_status
 
 app = typer.Typer(help="Usage: record and import messages, check today's count, report usage and cost.",

@@ -9,10 +9,10 @@ A refused input leaves the store as it was.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import os
 import subprocess
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest

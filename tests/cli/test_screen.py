@@ -11,9 +11,9 @@ from datetime import date, timedelta
 import pytest
 import typer.main
 
-from smtpctl.cli.typer_app import app
 from smtpctl.cli.examples import _EXAMPLES, NAMES
 from smtpctl.cli.output import bar, bar_scale
+from smtpctl.cli.typer_app import app
 from smtpctl.core.model.clock import utc_now
 
 AGENCY = "Northwind Traders"

@@ -9,6 +9,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -338,6 +339,28 @@ def test_a_rehash_of_an_adopted_hash_keeps_the_session(server, run, tmp_path):
     assert client.sendmail("old@d.example", ["b@x.test"], MESSAGE) == {}
     client.quit()
     assert json.loads(run("user", "show", "old@d.example", "--json", check_rc=0).stdout)["hash_scheme"] == "argon2id"
+
+
+def test_a_client_gone_right_after_starttls_is_one_log_line(server):
+    # issue 23: a client that closed after "220 Ready to start TLS" printed a multi-line traceback, each one
+    for _ in range(20):
+        with socket.create_connection(server.addresses["submission"], timeout=10) as raw:
+            stream = raw.makefile("rb")
+            stream.readline()
+            raw.sendall(b"EHLO x\r\n")
+            while not stream.readline().startswith(b"250 "):
+                pass
+            raw.sendall(b"STARTTLS\r\n")
+            assert stream.readline().startswith(b"220")
+    client = submission(server)  # the server serves on
+    client.quit()
+    deadline = time.monotonic() + 10
+    while server.text().count("event=session_error") < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    errors = [line for line in server.text().splitlines() if "event=session_error" in line]
+    assert len(errors) == 20  # one line each (the handshake fails as TLSSetupException, or earlier as a reset)
+    assert any("error=TLSSetupException" in line for line in errors)
+    assert "Traceback" not in server.text()
 
 
 def test_sigint_stops_cleanly(world, tmp_path):

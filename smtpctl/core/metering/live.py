@@ -15,8 +15,8 @@ from smtpctl.core.metering.enforcement import AccountState, Crossing, enforce
 from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, account_day, decide, refusal
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import stored_time
-from smtpctl.core.model.records import Credential
 from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.model.records import Credential
 from smtpctl.core.store import Store
 from smtpctl.core.store.usage import EventRow
 

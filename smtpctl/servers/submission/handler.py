@@ -121,6 +121,14 @@ class SubmissionHandler:
         log_event("store_error", peer=peer_of(session), login=login or "(invalid)", error=exc.message)
         return AuthResult(success=False, handled=False, message=replies.STORE_UNAVAILABLE_AUTH)
 
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's hook for an exception that ends a command: one log line,
+        never a traceback (a client that closed right after ``220 Ready to start
+        TLS`` printed a multi-line TLSSetupException each time: issue 23)."""
+        log_event("session_error", error=type(error).__name__, detail=" ".join(str(error).split())[:200] or None)
+        self.metrics.refused("session_error")
+        return replies.STORE_UNAVAILABLE
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
         login = session.auth_data
