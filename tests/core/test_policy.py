@@ -179,6 +179,26 @@ def test_recipient_cap_follows_the_setting(store):
     assert usage_status(store, "shop")[0]["sent"] == 2
 
 
+@pytest.mark.parametrize("missing", ["instance", "recipient_count", "both"])
+def test_an_end_of_message_request_it_cannot_meter_is_deferred_not_let_through(store, missing):
+    # issue 23: answered DUNNO unmetered, such a request let a message through uncapped and unbilled
+    attrs = request()
+    for name in (("instance", "recipient_count") if missing == "both" else (missing,)):
+        attrs.pop(name)
+    attrs.pop("queue_id", None)
+    action, info = answer(store, attrs)
+    assert (action, info["metered"]) == ("DEFER_IF_PERMIT 4.5.0 Malformed policy request", False)
+    assert info["reason"] == ("no recipient_count to meter by" if missing != "instance" else "no instance to meter by")
+    assert usage_status(store, "shop")[0]["sent"] == 0
+    # DATA has no message yet: a missing count there is no refusal
+    assert answer(store, {**attrs, "protocol_state": "DATA"})[0] == "DUNNO"
+
+
+def test_a_count_of_zero_at_end_of_message_meters_nothing(store):
+    action, info = answer(store, request(recipient_count="0"))
+    assert (action, info["reason"], info["metered"]) == ("DUNNO", "nothing to meter", False)
+
+
 def test_not_a_policy_request_is_malformed(store):
     assert answer(store, request(request="junk"))[0] == "DEFER_IF_PERMIT 4.5.0 Malformed policy request"
 

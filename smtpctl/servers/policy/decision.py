@@ -119,6 +119,12 @@ def precheck(store: Any, attrs: dict[str, str]) -> tuple[str, dict[str, Any], Me
                     {**info, "reason": "sender_mismatch", "sender": sender or "<>"}, None)
     if state not in COUNT_STATES:
         return DUNNO, info, None
+    if state == "END-OF-MESSAGE" and (not attrs.get("recipient_count", "").strip()
+                                      or not (attrs.get("instance") or attrs.get("queue_id"))):
+        # Fail closed (docs/servers.md): Postfix always sends both at END-OF-MESSAGE; a request without them
+        # cannot be metered, and answering DUNNO would let the message through unbilled and uncapped.
+        missing = "recipient_count" if not attrs.get("recipient_count", "").strip() else "instance"
+        return DEFER_MALFORMED, {**info, "reason": f"no {missing} to meter by", "metered": False}, None
     recipients = parse_count(attrs.get("recipient_count"))
     if recipients is None:
         return DEFER_MALFORMED, {**info, "reason": "recipient_count is not a number",
