@@ -20,6 +20,7 @@ the reply refusing it), and ``release``; ``close`` at stop.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import smtplib
@@ -42,7 +43,9 @@ DELIVERY_LANES = 32  # threads for the Maildir fsync, or the relay's sockets
 
 # -- Maildir ---------------------------------------------------------------------
 
-_STAGED = re.compile(r"^\d+\.M(?P<queue_id>[0-9A-F]{20})P(?P<pid>\d+)\.")
+# A staged file: "TIME.MQUEUEIDPPID_TOKEN.HOST" (before 0.2: "TIME.MQUEUEIDPPID.HOST", no token).
+_STAGED = re.compile(r"^\d+\.M(?P<queue_id>[0-9A-F]{20})P(?P<owner>\d+(?:_[0-9a-f]{16})?)\.")
+_LOCK = ".smtpctl-{owner}.lock"  # in tmp/: held (flock) by the serving process whose files carry its owner
 
 
 class MaildirSpool:
@@ -62,7 +65,27 @@ class MaildirSpool:
         # the event loop).
         self.tmp, self.new = f"{path}/tmp/", f"{path}/new/"
         host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
-        self.suffix = f"P{os.getpid()}.{host}"
+        # Whose staged files these are: a pid may be reused (a zombie's, another process's after a kill -9),
+        # so the owner is the pid and a random token, and it is alive exactly while its lock file is locked.
+        self.owner = f"{os.getpid()}_{os.urandom(8).hex()}"
+        self.suffix = f"P{self.owner}.{host}"
+        self._lock_fd: int | None = None
+
+    def hold(self) -> None:
+        """Lock this process's lock file in ``tmp/`` until it ends (the kernel
+        lets go at exit, kill -9 included): what ``reconcile`` on another
+        start asks to tell a live owner of staged files from a dead one."""
+        path = self.tmp + _LOCK.format(owner=self.owner)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """At a clean stop: let the lock go and remove the lock file."""
+        if self._lock_fd is not None:
+            os.unlink(self.tmp + _LOCK.format(owner=self.owner))
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def stage(self, queue_id: str, mail_from: str, content: bytes) -> str:
         """Write the message to ``tmp/`` and fsync it; the staged file's path."""
@@ -96,10 +119,19 @@ class MaildirSpool:
     def reconcile(self, billed: Callable[[list[str]], set[str]]) -> tuple[int, int]:
         """Publish or remove what dead processes left in ``tmp/``; returns (published, removed)."""
         orphans: dict[str, str] = {}
+        alive: dict[str, bool] = {}
         for entry in os.scandir(self.path / "tmp"):
             m = _STAGED.match(entry.name)
-            if m and not _alive(int(m["pid"])):
+            if m is None:
+                continue
+            owner = m["owner"]
+            if owner not in alive:
+                alive[owner] = owner != self.owner and self._held(owner)
+            if not alive[owner]:
                 orphans[f"serve:{m['queue_id']}"] = entry.path
+        for owner, live in alive.items():
+            if not live and owner != self.owner:
+                self.discard(self.tmp + _LOCK.format(owner=owner))
         if not orphans:
             return 0, 0
         recorded = billed(list(orphans))
@@ -114,16 +146,21 @@ class MaildirSpool:
         return published, removed
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a file of this pid can only be a previous process's
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    def _held(self, owner: str) -> bool:
+        """Is the owner of staged files alive: is its lock file locked? No lock
+        file (an owner from before 0.2, or one killed before it locked) is
+        no live owner: such files are settled by billing, as a dead one's."""
+        try:
+            fd = os.open(self.tmp + _LOCK.format(owner=owner), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # (closing lets go of a lock just taken)
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prepare_maildir(path: Path) -> None:
@@ -144,6 +181,7 @@ class MaildirDelivery:
 
     async def start(self) -> None:
         """Settle what a stopped server left staged: billed ones delivered, the rest removed."""
+        self.spool.hold()
         published, removed = await self.worker.call(lambda store: self.spool.reconcile(store.existing_source_ids))
         if published or removed:
             log_event("reconciled", published=published, removed=removed,
@@ -165,6 +203,7 @@ class MaildirDelivery:
 
     def close(self) -> None:
         self.lanes.shutdown(wait=False)
+        self.spool.release()
 
 
 class StagedMessage:
