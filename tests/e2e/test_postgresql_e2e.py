@@ -10,11 +10,12 @@ import threading
 
 import pytest
 
+from smtpctl.core.billing.credits import add_credit, set_mode
+from smtpctl.core.billing.prices import set_price
 from smtpctl.core.directory.accounts import add_account, rename_account
 from smtpctl.core.directory.agencies import add_agency
 from smtpctl.core.directory.credentials import create_credential
 from smtpctl.core.directory.domains import add_domain
-from smtpctl.core.directory.settings import set_setting
 from smtpctl.core.ingest.message import UsageInput
 from smtpctl.core.metering.batch import import_usage
 from smtpctl.core.store import Store
@@ -71,7 +72,9 @@ def _fill(store: Store) -> None:
     add_domain(store, "d.example", account="shop")
     add_domain(store, "in.example", agency="Acme")
     create_credential(store, "a@d.example", "a good long password")
-    set_setting(store, "price_per_1000", "0.7")
+    set_price(store, "0.7", "2020-01-01")  # the copy carries billing: prices, the credits ledger, modes
+    add_credit(store, "Acme", "10", ref="payment-1")
+    set_mode(store, "Acme", "prepaid")
     items = [UsageInput("outbound", "a@d.example", None, n % 7 + 1, 0, 0, None, f"m{n}", line=n + 1)
              for n in range(30)]
     items.append(UsageInput("inbound", None, "in.example", 4, 0, 0, None, "in1", line=31))
