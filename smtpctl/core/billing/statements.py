@@ -131,8 +131,8 @@ def _resale_total(store: Store, agency: Agency, usage: list[DayUsage], late: lis
     if not store.prices("resale", agency.id):
         return None
     schedule = resale_prices(store, agency.id)
-    clients = [r for r in usage + late if r.account_id]
-    lines = _priced_lines(clients, {}, schedule)
+    lines = _priced_lines([r for r in usage if r.account_id], {}, schedule)
+    lines += [_line(None, [r], schedule.price_on(r.day), late_day=r.day) for r in late if r.account_id]
     return sum((Decimal(line["amount"]) for line in lines), ZERO)
 
 
@@ -157,10 +157,16 @@ def _client_statement(store: Store, agency: Agency, month: str, account: str) ->
     if client.agency.lower() != agency.name.lower():
         raise NotFound(f"account {client.name!r} is not one of agency {agency.name!r}'s")
     first, last = month_days(month)
-    rows = [r for r in store.agency_usage(agency.id, first, last) if r.account_id == client.id]
-    lines = _priced_lines(rows, {client.id: client.name}, resale_prices(store, agency.id))
-    total = sum((Decimal(line["amount"]) for line in lines), ZERO)
     closed = store.statement_row(agency.id, month)
+    if closed is not None:  # what the agency's statement billed, never what arrived after it closed
+        billed = store.billed_rows(closed["id"])
+    else:
+        billed = store.agency_usage(agency.id, first, last) + _late_rows(store, agency, first)
+    rows = [r for r in billed if r.account_id == client.id]
+    schedule = resale_prices(store, agency.id)
+    lines = _priced_lines([r for r in rows if r.day >= first], {client.id: client.name}, schedule)
+    lines += [_line(client.name, [r], schedule.price_on(r.day), late_day=r.day) for r in rows if r.day < first]
+    total = sum((Decimal(line["amount"]) for line in lines), ZERO)
     return {"number": f"{closed['number']}-{client.id}" if closed else None, "agency": agency.name,
             "account": client.name, "month": month, "status": "closed" if closed else "draft", "since": first,
             "until": last, "lines": lines, "credits": None, "opening_balance": None, "charges": money.plain(total),
