@@ -220,7 +220,8 @@ class _Closed:
 
 
 def daily_emails(store: Store, agency: str, month: object, *, account: str | None = None) -> dict[str, Any]:
-    """Emails per day per account in ``month`` (what a statement's chart draws):
+    """Emails per day per account in ``month`` (what a statement's chart draws;
+    for a closed month, what its statement billed, without later usage):
     ``{"days": [every day of the month], "accounts": {name: [emails per day]}}``,
     with the agency-assigned domains' inbound mail under the name ``""``."""
     month = parse_month(month)
@@ -230,8 +231,13 @@ def daily_emails(store: Store, agency: str, month: object, *, account: str | Non
     days = [(date.fromisoformat(first) + timedelta(days=i)).isoformat()
             for i in range((date.fromisoformat(last) - date.fromisoformat(first)).days + 1)]
     index = {day: i for i, day in enumerate(days)}
+    closed = store.statement_row(owner.id, month)
+    if closed is not None:  # what the closed statement billed: its lines and its chart add up alike
+        rows = [r for r in store.billed_rows(closed["id"]) if first <= r.day <= last]
+    else:
+        rows = store.agency_usage(owner.id, first, last)
     series: dict[str, list[int]] = {}
-    for row in store.agency_usage(owner.id, first, last):
+    for row in rows:
         name = names.get(row.account_id, "") if row.account_id else ""
         if account is not None and name.lower() != account.lower():
             continue
