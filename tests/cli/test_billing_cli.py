@@ -4,12 +4,16 @@ and the JSON shapes ../shared/CLI.md fixes; bad input changes nothing."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import datetime, timezone
 
 import pytest
 
+from smtpctl.core.billing import statements
+from smtpctl.core.store import Store
+
 PW = "a good long password"
-TODAY = date.today().isoformat()  # the store's zone is UTC; a test crossing midnight UTC is not worth a clock here
+# the store's zone is UTC; a run crossing midnight UTC is not worth a fake clock here
+TODAY = datetime.now(timezone.utc).date().isoformat()
 
 BALANCE_KEYS = {"agency", "mode", "credits", "charges", "balance", "warn_below",  # CLI.md
                 "balance_rounded", "low", "exhausted"}
@@ -251,7 +255,7 @@ def test_close_numbers_once_and_closing_again_is_a_no_op(cli):
     assert csv[1].startswith("2026-11-0001,acme,2026-11,1.44,-1.44,")
 
 
-def test_late_usage_is_a_late_line_of_the_next_statement_and_closed_ones_never_change(cli):
+def test_late_usage_is_a_late_line_of_the_next_statement_and_closed_ones_never_change(cli, isolated_store):
     november(cli)
     ok(cli, "billing", "set-resale", "acme", "1.50", "--from", "2026-11-01")
     ok(cli, "billing", "close", "2026-11")
@@ -260,6 +264,10 @@ def test_late_usage_is_a_late_line_of_the_next_statement_and_closed_ones_never_c
     ok(cli, "usage", "record", "--user", "a@d.example", "--recipients", "7", "--at", "2026-11-25T10:00:00Z")
     assert ok(cli, "billing", "statement", "acme", "2026-11", "--json").stdout == agency
     assert ok(cli, "billing", "statement", "acme", "2026-11", "--account", "shop", "--json").stdout == client
+    # the HTML statement's chart draws what the closed statement billed, not the late email
+    with Store.open(isolated_store) as store:
+        chart = statements.daily_emails(store, "acme", "2026-11")
+    assert {name: sum(days) for name, days in chart["accounts"].items()} == {"blog": 333, "shop": 1500, "": 10}
     december = json.loads(ok(cli, "billing", "statement", "acme", "2026-12", "--json").stdout)
     assert december["lines"] == [
         {"account": "shop", "messages": 1, "outbound": 7, "inbound": 0, "emails": 7, "price_per_1000": "0.90",
