@@ -346,6 +346,10 @@ THIS_MONTH = TODAY[:7]
     (["usage", "prune", "--before", "2026-12", "--yes"], 2,
      "Error: cannot prune before 2026-12: 2026-11 is not closed (billing close YYYY-MM closes a month for every "
      "agency); nothing was deleted\n"),
+    (["usage", "prune", "--before", "2999-01", "--yes"], 2,
+     f"Error: cannot prune before 2999-01: it is after this month ({THIS_MONTH}); nothing was deleted\n"),
+    (["billing", "credit", "acme", "5", "--ref", " "], 2,
+     "Error: a ref is 1 to 200 printable characters (a payment id), not ''\n"),
     (["usage", "prune", "--before", "2026-13", "--yes"], 2,
      "Error: --before must be a month like 2026-11, not '2026-13'\n"),
 ])
@@ -404,6 +408,14 @@ def test_prune_keeps_statements_and_reports_and_refuses_old_lines(cli):
 
 
 # -- real processes --------------------------------------------------------------------------------
+
+
+def test_prune_of_a_store_without_usage_still_needs_the_month_before_closed(cli):
+    refused = cli("usage", "prune", "--before", "2026-12", "--yes")
+    assert (refused.exit_code, refused.stderr) == (
+        2, "Error: cannot prune before 2026-12: 2026-11 is not closed (billing close YYYY-MM closes a month for "
+           "every agency); nothing was deleted\n")
+    ok(cli, "usage", "record", "--user", "a@d.example", "--recipients", "1", "--at", "2026-11-05T10:00:00Z")
 
 
 def test_prune_without_yes_and_no_terminal_refuses_exit_2(run, cli):

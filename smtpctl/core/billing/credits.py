@@ -165,9 +165,10 @@ def add_credit(store: Store, agency: str, amount: object, *, note: str | None = 
     note = " ".join(note.split()) if note else None
     if note is not None and (len(note) > MAX_NOTE or not note.isprintable()):
         raise InvalidInput(f"a note is at most {MAX_NOTE} printable characters")
-    ref = ref.strip() if ref else None
-    if ref is not None and (len(ref) > MAX_REF or not ref.isprintable()):
-        raise InvalidInput(f"a ref is at most {MAX_REF} printable characters")
+    # a blank ref (an unset variable in a script) would make a retry add twice: refused, not ignored
+    ref = ref.strip() if ref is not None else None
+    if ref is not None and (not ref or len(ref) > MAX_REF or not ref.isprintable()):
+        raise InvalidInput(f"a ref is 1 to {MAX_REF} printable characters (a payment id), not {rules.shown(ref)}")
     with store.write():
         owner = get_agency(store, agency)
         if ref is not None:

@@ -258,12 +258,12 @@ def listing(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
 
 
 def months_open_before(store: Store, month: str) -> list[str]:
-    """Months with usage before ``month`` that are not closed for every agency."""
+    """The months before ``month``, from the first with usage (and at least the
+    one just before it), that are not closed for every agency."""
+    previous = (date.fromisoformat(month + "-01") - timedelta(days=1)).strftime("%Y-%m")
     first = store.first_usage_day()
-    if first is None:
-        return []
     closed = store.months_closed()
-    out, cursor = [], first[:7]
+    out, cursor = [], min(first[:7], previous) if first is not None else previous
     while cursor < month:
         if cursor not in closed:
             out.append(cursor)
@@ -276,10 +276,15 @@ def prune(store: Store, before: object) -> dict[str, Any]:
     (statements and the daily rollup stay: reports over those months still
     work); audited as ``usage.prune``. A usage line dated before the horizon
     is refused from then on (its id is gone, so it could be billed twice).
-    Raises ``InvalidInput`` when a month before it is not closed."""
+    Raises ``InvalidInput`` when a month before it is not closed, or it is
+    after this month."""
     month = parse_month(before, "--before")
     horizon = month + "-01"
     with store.write():
+        current = today(store)[:7]
+        if month > current:  # a horizon in the future would refuse today's usage
+            raise InvalidInput(f"cannot prune before {month}: it is after this month ({current}); nothing was "
+                               "deleted")
         still_open = months_open_before(store, month)
         if still_open:
             shown = ", ".join(still_open[:6]) + (f" and {len(still_open) - 6} more" if len(still_open) > 6 else "")
