@@ -299,6 +299,19 @@ def test_a_client_statement_is_at_the_resale_price_and_the_agency_sees_its_margi
     assert (closed["status"], closed["number"]) == ("closed", "2026-11-0001-1")
 
 
+def test_html_writes_one_file_and_says_which_statement(cli, tmp_path):
+    november(cli)
+    page = tmp_path / "s.html"
+    draft = ok(cli, "billing", "statement", "acme", "2026-11", "--html", str(page))
+    assert (draft.stdout, draft.stderr) == ("", f"Wrote {page} (draft).\n")
+    ok(cli, "billing", "close", "2026-11")
+    closed = ok(cli, "billing", "statement", "acme", "2026-11", "--html", str(page))
+    assert closed.stderr == f"Wrote {page} (2026-11-0001).\n"
+    assert "2026-11-0001" in page.read_text() and "$1.44" in page.read_text()
+    bad = cli("billing", "statement", "acme", "2026-11", "--html", str(tmp_path))
+    assert (bad.exit_code, bad.stderr) == (2, f"Error: cannot write {tmp_path}: Is a directory\n")
+
+
 def test_html_cannot_be_combined_with_json(cli, tmp_path):
     result = cli("billing", "statement", "acme", "2026-11", "--html", str(tmp_path / "s.html"), "--json")
     assert (result.exit_code, result.stdout, result.stderr) == (
