@@ -21,6 +21,10 @@ Agency = Annotated[str, typer.Argument(help="Agency name.")]
 Month = Annotated[str, typer.Argument(help="A month, YYYY-MM.", metavar="YYYY-MM")]
 
 
+# A negative amount ("-5") reaches the amount's own check (a clear error) instead of "No such option: -5".
+AMOUNTS = {"ignore_unknown_options": True}
+
+
 def _warn(outcome: Any) -> None:
     for notice in outcome.extra.get("warnings", []):
         warning(notice)
@@ -42,7 +46,7 @@ def prices_(
                 empty="No resale price set: the agency resells at the service's prices.")
 
 
-@app.command("set-price")
+@app.command("set-price", context_settings=AMOUNTS)
 def set_price(
     ctx: typer.Context,
     price: Annotated[str, typer.Argument(help="USD per 1,000 emails, at most 4 decimals (e.g. 0.675).")],
@@ -54,7 +58,7 @@ def set_price(
     _price_outcome(prices.set_price(store_of(ctx), price, from_day), json_out)
 
 
-@app.command("set-resale")
+@app.command("set-resale", context_settings=AMOUNTS)
 def set_resale(
     ctx: typer.Context,
     agency: Agency,
@@ -78,7 +82,7 @@ def _price_outcome(outcome: Any, json_out: bool) -> None:
     _warn(outcome)
 
 
-@app.command("credit")
+@app.command("credit", context_settings=AMOUNTS)
 def credit(
     ctx: typer.Context,
     agency: Agency,
@@ -156,7 +160,7 @@ def set_mode(
     _warn(outcome)
 
 
-@app.command("set-warn")
+@app.command("set-warn", context_settings=AMOUNTS)
 def set_warn(
     ctx: typer.Context,
     agency: Agency,

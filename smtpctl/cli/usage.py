@@ -391,5 +391,6 @@ def prune(
     elif result["status"] == "unchanged":
         message(f"Raw usage events before {result['before']} were already pruned (unchanged).")
     else:
-        message(f"Deleted {result['deleted_events']:,} raw usage events before {result['before']}; a usage line "
-                "dated before it is refused from now on.")
+        deleted = result["deleted_events"]
+        message(f"Deleted {deleted:,} raw usage event{'s' if deleted != 1 else ''} before {result['before']}; "
+                "a usage line dated before it is refused from now on.")

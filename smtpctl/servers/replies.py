@@ -29,6 +29,9 @@ REFUSALS = {
     "unknown": "550 5.7.1 Unknown sender",
     "over_limit": "550 5.7.1 Daily sending limit exceeded; message refused; please contact support",
     "too_many_recipients": "452 4.5.3 Too many recipients",
+    # temporary (4xx): a top-up lets the client's retry through, credentials are kept
+    "out_of_credits": "451 4.7.1 Your agency's prepaid credits are used up; sending resumes once it is topped up; "
+                      "try again later",
     "invalid": "550 5.7.1 Message refused",
 }
 
@@ -68,6 +71,9 @@ REJECTS = {
     "revoked": "REJECT 5.7.1 SMTP credentials revoked: daily sending limit exceeded or removed; contact support",
     "over_limit": "REJECT 5.7.1 Daily sending limit exceeded; message refused; contact support",
     "too_many_recipients": TOO_MANY,
+    # DEFER_IF_PERMIT: temporary, Postfix keeps the message queued and retries; a top-up lets it through
+    "out_of_credits": "DEFER_IF_PERMIT 4.7.1 Agency's prepaid credits are used up; sending resumes once it is "
+                      "topped up",
     "invalid": "REJECT 5.7.1 Message refused",
 }
 

@@ -567,3 +567,31 @@ def test_log_lines_quote_exactly_the_values_they_always_quoted(fields):
         expected.append(f"{key}={text}")
     line = out.getvalue()
     assert line.startswith("ts=") and line == f"{line.split(' ', 1)[0]} event=policy{''.join(' ' + e for e in expected)}\n"
+
+
+def test_a_prepaid_agency_at_zero_is_deferred_not_rejected_and_resumes_on_top_up(store):
+    """Out of credits is temporary (docs/billing.md): the policy service answers DEFER_IF_PERMIT 4.7.1
+    and serve 451 4.7.1 (the reply its handler gives for the admission's status), the credential is kept,
+    and a top-up lets the retry through."""
+    from smtpctl.core.billing.credits import add_credit, set_mode
+    from smtpctl.core.metering.live import admit_message
+    from smtpctl.servers.replies import refusal
+
+    set_account_limit(store, "shop", 1000)  # the daily limit out of the way
+    set_mode(store, "acme", "prepaid")
+    add_credit(store, "acme", "0.01")  # 14.8 emails at 0.675 per 1,000
+    for n in range(5):  # 3 emails each: the 5th takes the balance below zero and is the one crossing
+        assert answer(store, request(instance=f"i{n}"))[0] == "DUNNO"
+    action, info = answer(store, request(instance="over"))
+    assert (action, info["reason"], info["metered"]) == (
+        "DEFER_IF_PERMIT 4.7.1 Agency's prepaid credits are used up; sending resumes once it is topped up",
+        "out_of_credits", False)
+    served = admit_message(store, "bob@acme.test", 1, "serve-1")
+    assert (served.accepted, served.status) == (False, "out_of_credits")
+    assert refusal(served.status) == ("451 4.7.1 Your agency's prepaid credits are used up; sending resumes once it "
+                                      "is topped up; try again later")
+    assert usage_status(store, "shop")[0]["sent"] == 15
+    assert [c.login for c in store.credentials()] == ["bob@acme.test"] and not store.account("shop").blocked
+    add_credit(store, "acme", "1")
+    assert answer(store, request(instance="over"))[0] == "DUNNO"  # Postfix's retry, after the top-up
+    assert admit_message(store, "bob@acme.test", 1, "serve-1").status == "accepted"

@@ -36,7 +36,7 @@ def parse_amount(value: object, what: str = "amount", *, zero: bool = False) -> 
     if not amount.is_finite():
         raise InvalidInput(f"{what} must be an amount such as 100 or 25.50, not {rules.shown(value)}")
     if amount < 0 or (amount == 0 and not zero):
-        raise InvalidInput(f"{what} must be more than 0, not {rules.shown(value)}")
+        raise InvalidInput(f"{what} must be {'0 or more' if zero else 'more than 0'}, not {rules.shown(value)}")
     if amount > MAX_AMOUNT:
         raise InvalidInput(f"{what} must be at most {MAX_AMOUNT:,}, not {rules.shown(value)}")
     if amount != amount.quantize(Decimal(1).scaleb(-AMOUNT_PLACES)):
@@ -127,13 +127,19 @@ def low_notice(balance: Balance) -> Notice | None:
     """The warning for a balance under its agency's warning level, else None."""
     if balance.exhausted:
         return Notice(f"agency {balance.agency} is prepaid and its credits are used up (balance "
-                      f"${money.to_cents(balance.balance)}): its accounts cannot send until it is topped up",
+                      f"{_usd(balance.balance)}): its accounts cannot send until it is topped up",
                       Fix(("billing", "credit", balance.agency, "AMOUNT"), "top up with"))
     if not balance.low:
         return None
-    return Notice(f"agency {balance.agency}'s credits are low: balance ${money.to_cents(balance.balance)}, below its "
+    return Notice(f"agency {balance.agency}'s credits are low: balance {_usd(balance.balance)}, below its "
                   f"warning level of ${money.to_cents(balance.warn_below)}",
                   Fix(("billing", "credit", balance.agency, "AMOUNT"), "top up with"))
+
+
+def _usd(amount: Decimal) -> str:
+    """An amount for people, in cents: ``$1.44``, ``-$1.44`` (not ``$-1.44``)."""
+    cents = money.to_cents(amount)
+    return f"-${-cents}" if cents.is_signed() else f"${cents}"
 
 
 def low_notices(store: Store, agencies: list[str]) -> list[Notice]:
@@ -159,9 +165,10 @@ def add_credit(store: Store, agency: str, amount: object, *, note: str | None = 
     note = " ".join(note.split()) if note else None
     if note is not None and (len(note) > MAX_NOTE or not note.isprintable()):
         raise InvalidInput(f"a note is at most {MAX_NOTE} printable characters")
-    ref = ref.strip() if ref else None
-    if ref is not None and (len(ref) > MAX_REF or not ref.isprintable()):
-        raise InvalidInput(f"a ref is at most {MAX_REF} printable characters")
+    # a blank ref (an unset variable in a script) would make a retry add twice: refused, not ignored
+    ref = ref.strip() if ref is not None else None
+    if ref is not None and (not ref or len(ref) > MAX_REF or not ref.isprintable()):
+        raise InvalidInput(f"a ref is 1 to {MAX_REF} printable characters (a payment id), not {rules.shown(ref)}")
     with store.write():
         owner = get_agency(store, agency)
         if ref is not None:

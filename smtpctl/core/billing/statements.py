@@ -131,8 +131,8 @@ def _resale_total(store: Store, agency: Agency, usage: list[DayUsage], late: lis
     if not store.prices("resale", agency.id):
         return None
     schedule = resale_prices(store, agency.id)
-    clients = [r for r in usage + late if r.account_id]
-    lines = _priced_lines(clients, {}, schedule)
+    lines = _priced_lines([r for r in usage if r.account_id], {}, schedule)
+    lines += [_line(None, [r], schedule.price_on(r.day), late_day=r.day) for r in late if r.account_id]
     return sum((Decimal(line["amount"]) for line in lines), ZERO)
 
 
@@ -157,10 +157,16 @@ def _client_statement(store: Store, agency: Agency, month: str, account: str) ->
     if client.agency.lower() != agency.name.lower():
         raise NotFound(f"account {client.name!r} is not one of agency {agency.name!r}'s")
     first, last = month_days(month)
-    rows = [r for r in store.agency_usage(agency.id, first, last) if r.account_id == client.id]
-    lines = _priced_lines(rows, {client.id: client.name}, resale_prices(store, agency.id))
-    total = sum((Decimal(line["amount"]) for line in lines), ZERO)
     closed = store.statement_row(agency.id, month)
+    if closed is not None:  # what the agency's statement billed, never what arrived after it closed
+        billed = store.billed_rows(closed["id"])
+    else:
+        billed = store.agency_usage(agency.id, first, last) + _late_rows(store, agency, first)
+    rows = [r for r in billed if r.account_id == client.id]
+    schedule = resale_prices(store, agency.id)
+    lines = _priced_lines([r for r in rows if r.day >= first], {client.id: client.name}, schedule)
+    lines += [_line(client.name, [r], schedule.price_on(r.day), late_day=r.day) for r in rows if r.day < first]
+    total = sum((Decimal(line["amount"]) for line in lines), ZERO)
     return {"number": f"{closed['number']}-{client.id}" if closed else None, "agency": agency.name,
             "account": client.name, "month": month, "status": "closed" if closed else "draft", "since": first,
             "until": last, "lines": lines, "credits": None, "opening_balance": None, "charges": money.plain(total),
@@ -214,7 +220,8 @@ class _Closed:
 
 
 def daily_emails(store: Store, agency: str, month: object, *, account: str | None = None) -> dict[str, Any]:
-    """Emails per day per account in ``month`` (what a statement's chart draws):
+    """Emails per day per account in ``month`` (what a statement's chart draws;
+    for a closed month, what its statement billed, without later usage):
     ``{"days": [every day of the month], "accounts": {name: [emails per day]}}``,
     with the agency-assigned domains' inbound mail under the name ``""``."""
     month = parse_month(month)
@@ -224,8 +231,13 @@ def daily_emails(store: Store, agency: str, month: object, *, account: str | Non
     days = [(date.fromisoformat(first) + timedelta(days=i)).isoformat()
             for i in range((date.fromisoformat(last) - date.fromisoformat(first)).days + 1)]
     index = {day: i for i, day in enumerate(days)}
+    closed = store.statement_row(owner.id, month)
+    if closed is not None:  # what the closed statement billed: its lines and its chart add up alike
+        rows = [r for r in store.billed_rows(closed["id"]) if first <= r.day <= last]
+    else:
+        rows = store.agency_usage(owner.id, first, last)
     series: dict[str, list[int]] = {}
-    for row in store.agency_usage(owner.id, first, last):
+    for row in rows:
         name = names.get(row.account_id, "") if row.account_id else ""
         if account is not None and name.lower() != account.lower():
             continue
@@ -246,12 +258,12 @@ def listing(store: Store, agency: str | None = None) -> list[dict[str, Any]]:
 
 
 def months_open_before(store: Store, month: str) -> list[str]:
-    """Months with usage before ``month`` that are not closed for every agency."""
+    """The months before ``month``, from the first with usage (and at least the
+    one just before it), that are not closed for every agency."""
+    previous = (date.fromisoformat(month + "-01") - timedelta(days=1)).strftime("%Y-%m")
     first = store.first_usage_day()
-    if first is None:
-        return []
     closed = store.months_closed()
-    out, cursor = [], first[:7]
+    out, cursor = [], min(first[:7], previous) if first is not None else previous
     while cursor < month:
         if cursor not in closed:
             out.append(cursor)
@@ -264,10 +276,15 @@ def prune(store: Store, before: object) -> dict[str, Any]:
     (statements and the daily rollup stay: reports over those months still
     work); audited as ``usage.prune``. A usage line dated before the horizon
     is refused from then on (its id is gone, so it could be billed twice).
-    Raises ``InvalidInput`` when a month before it is not closed."""
+    Raises ``InvalidInput`` when a month before it is not closed, or it is
+    after this month."""
     month = parse_month(before, "--before")
     horizon = month + "-01"
     with store.write():
+        current = today(store)[:7]
+        if month > current:  # a horizon in the future would refuse today's usage
+            raise InvalidInput(f"cannot prune before {month}: it is after this month ({current}); nothing was "
+                               "deleted")
         still_open = months_open_before(store, month)
         if still_open:
             shown = ", ".join(still_open[:6]) + (f" and {len(still_open) - 6} more" if len(still_open) > 6 else "")

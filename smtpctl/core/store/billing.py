@@ -154,6 +154,13 @@ class BillingQueries:
                           "FROM billed WHERE agency_id = ? GROUP BY day, account_id, direction", [agency_id])
         return {(r["day"], r["account_id"], r["direction"]): (int(r["messages"]), int(r["emails"])) for r in rows}
 
+    def billed_rows(self, statement_id: int) -> list[DayUsage]:
+        """What one statement billed, per day, account and direction (late days included)."""
+        rows = self.query("SELECT day, account_id, direction, messages, emails FROM billed WHERE statement_id = ? "
+                          "ORDER BY day, account_id, direction", [statement_id])
+        return [DayUsage(r["day"], r["account_id"], r["direction"], int(r["messages"]), int(r["emails"]))
+                for r in rows]
+
     def last_billed_day(self, agency_id: int | None = None) -> tuple[str, str] | None:
         """The last month on a closed statement (of one agency, or of any) and that statement's number."""
         where, params = ("WHERE agency_id = ?", [agency_id]) if agency_id is not None else ("", [])
