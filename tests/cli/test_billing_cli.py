@@ -170,7 +170,7 @@ def test_a_prepaid_agency_out_of_credits_makes_usage_record_exit_5_until_topped_
     ok(cli, "usage", "record", "--user", "w@b.example", "--recipients", "10")  # crosses zero: recorded
     refused = cli("usage", "record", "--user", "a@d.example", "--recipients", "1")
     assert (refused.exit_code, refused.stdout, refused.stderr) == (
-        5, "", "Error: agency acme's prepaid credits are used up (balance -0.00 USD): message refused, not "
+        5, "", "Error: agency acme's prepaid credits are used up (balance 0.00 USD): message refused, not "
                "recorded; sending resumes once the agency is topped up\n")
     used_up = ("Warning: agency acme is prepaid and its credits are used up (balance -$0.00): its accounts cannot "
                "send until it is topped up; top up with: smtpctl billing credit acme AMOUNT\n")

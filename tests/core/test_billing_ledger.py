@@ -146,7 +146,7 @@ def test_a_prepaid_agency_stops_at_zero_keeps_its_credentials_and_resumes_on_top
     record_usage(store, msg("w@b.example", 10))  # crosses zero: recorded, billed
     with pytest.raises(LimitReached) as err:
         record_usage(store, msg("a@d.example", 1))
-    assert err.value.message.startswith("agency acme's prepaid credits are used up (balance -0.00 USD): message "
+    assert err.value.message.startswith("agency acme's prepaid credits are used up (balance 0.00 USD): message "
                                         "refused, not recorded")
     assert store.credential("a@d.example") is not None and not store.account("shop").blocked
     refused = admit_message(store, "a@d.example", 1, "live-1")

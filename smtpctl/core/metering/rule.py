@@ -106,7 +106,7 @@ def refusal(decision: Decision, recipients: int, max_recipients: int, account: s
     counter = decision.refused_by
     assert counter is not None
     if decision.refused == REFUSED_NO_CREDITS:
-        balance = money.to_cents(counter.limit - counter.used)
+        balance = money.to_cents(counter.limit - counter.used) + 0  # (+ 0: no "-0.00" for a sliver below zero)
         return (f"agency {agency}'s prepaid credits are used up (balance {balance} USD): "
                 "message refused, not recorded; sending resumes once the agency is topped up")
     return (f"account {account} is over its daily limit on {day} ({counter.used:,} of {counter.limit:,} emails): "
