@@ -22,6 +22,7 @@ Never run as a test.
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import random
@@ -321,6 +322,103 @@ def case_imports(ctx: Context) -> None:
                                 "pflogsumm not installed", "", ">= 4x faster", None, 1 / wall, 1 / cpu))
 
 
+# --- billing --------------------------------------------------------------------------
+
+# Four agencies, 1,000 accounts: the statement is printed for the one of 200 accounts.
+BILLING_AGENCIES = (("agency-a", 400), ("agency-b", 250), ("agency-200", 200), ("agency-c", 150))
+
+
+def billing_month(now: datetime) -> tuple[str, datetime, int]:
+    """The month two months before ``now``'s (ended, and not the one just ended): its YYYY-MM,
+    its first day at midnight UTC and its number of days."""
+    year, month = (now.year, now.month - 2) if now.month > 2 else (now.year - 1, now.month + 10)
+    return f"{year:04d}-{month:02d}", datetime(year, month, 1, tzinfo=timezone.utc), calendar.monthrange(year, month)[1]
+
+
+def billing_store(build: Build, env: dict[str, str], folder: Path, events: int, start: datetime, days: int) -> None:
+    """1,000 accounts in BILLING_AGENCIES, each with a domain and one credential, and ``events``
+    JSONL events spread evenly over the month from ``start`` (06:00 on its first day to 18:00 on
+    its last), a random account each, 1 to 10 recipients."""
+    lines, owners = ["version = 1"], []
+    for name, size in BILLING_AGENCIES:
+        lines += ["[[agencies]]", f'name = "{name}"']
+        owners += [name] * size
+    for a, owner in enumerate(owners):
+        lines += ["[[accounts]]", f'name = "acct{a:05d}"', f'agency = "{owner}"', "daily_limit = 100000000",
+                  "[[domains]]", f'name = "d{a:05d}.example"', f'account = "acct{a:05d}"',
+                  "[[credentials]]", f'login = "u0@d{a:05d}.example"', f"password_hash = '{common.ADOPTED_HASH}'"]
+    common.apply(build, env, "\n".join(lines) + "\n")
+    first, span = start + timedelta(hours=6), (days - 1) * 86400 + 12 * 3600
+    rnd = random.Random(3)
+    path = folder / "billing-events.jsonl"
+    with open(path, "w") as fh:
+        for i in range(events):
+            at = first + timedelta(seconds=span * i // events)
+            fh.write(json.dumps({"user": f"u0@d{rnd.randrange(len(owners)):05d}.example", "recipients": 1 + i % 10,
+                                 "at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "id": f"b{i}"}) + "\n")
+    common.run([build.command, "usage", "import", str(path), "--format", "jsonl"], env)
+    path.unlink()
+
+
+def case_billing(ctx: Context) -> None:
+    """``billing close`` and ``billing statement --html`` against ``usage report`` (goal <= 10x).
+
+    An ended month of 1,000,000 events and 1,000 accounts in four agencies: ``billing close``
+    (on a fresh copy of the store each round: close writes once) and the HTML statement of the
+    agency of 200 accounts, against ``usage report --by account`` over the same month and store
+    (issue 24: the same order of time)."""
+    events, rounds = (100_000, 3) if ctx.quick else (1_000_000, 5)
+    builds = []
+    for build in ctx.builds:
+        if subprocess.run([build.command, "billing", "--help"], capture_output=True).returncode:
+            ctx.note(f"build {build.label} has no billing command: the billing case skips it")
+        else:
+            builds.append(build)
+    month, start, days = billing_month(datetime.now(timezone.utc))
+    accounts, agency = sum(size for _, size in BILLING_AGENCIES), BILLING_AGENCIES[2][0]
+    cases: dict[tuple[str, str], list[Sample]] = {}
+    for build in builds:
+        folder = ctx.sub(f"billing-{build.label}")
+        base, db, html = folder / "base.db", folder / "run.db", folder / "statement.html"
+        env = common.isolated_env(folder, base)
+        billing_store(build, env, folder, events, start, days)
+        last = (start + timedelta(days=days - 1)).date().isoformat()
+        close = [build.command, "--db", str(db), "billing", "close", month]
+        statement = [build.command, "--db", str(db), "billing", "statement", agency, month, "--html", str(html)]
+        report = [build.command, "--db", str(db), "usage", "report", "--by", "account", "--since",
+                  start.date().isoformat(), "--until", last]
+        for r in range(rounds + 1):  # the first round fills the bytecode cache and is not counted
+            shutil.copy(base, db)  # close writes once: a fresh, open month each round
+            for suffix in ("-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            for name, cmd in (("close", close), ("statement", statement), ("report", report)):
+                sample = measure(cmd if r or name != "close" else [*cmd, "--json"], env, keep_stdout=not r)
+                if r:
+                    cases.setdefault((build.label, name), []).append(sample)
+                elif name == "close":
+                    closed = json.loads(sample.stdout)
+                    if len(closed) != len(BILLING_AGENCIES) or any(c["status"] != "created" for c in closed):
+                        raise SystemExit(f"{build.label}: billing close {month} did not close every agency: {closed}")
+            if not r and "Statement" not in html.read_text():
+                raise SystemExit(f"{build.label}: the HTML statement holds no statement")
+        if build is builds[0]:
+            print(f"  {events:,} events in {month} ({base.stat().st_size / 1e6:.0f} MB store), {accounts:,} "
+                  f"accounts in {len(BILLING_AGENCIES)} agencies ({', '.join(str(s) for _, s in BILLING_AGENCIES)}); "
+                  f"statement of {agency} ({BILLING_AGENCIES[2][1]} accounts, {html.stat().st_size / 1e3:.0f} KB); "
+                  f"{rounds} rounds, each on a fresh copy, medians", flush=True)
+    for build in builds:
+        wall = {name: median(done) for (label, name), done in cases.items() if label == build.label}
+        cpu = {name: median(done, "cpu") for (label, name), done in cases.items() if label == build.label}
+        peer = f"usage report --by account, the month: {ms(wall['report'])} (CPU {ms(cpu['report'])})"
+        for name, figure in (("close", f"billing close, {events:,} events, {accounts:,} accounts"),
+                             ("statement", f"billing statement --html, agency of {BILLING_AGENCIES[2][1]} accounts")):
+            # Judged on wall time, what the operator waits for: close writes and syncs the statements.
+            row = ratio_row("billing", figure, build.label, f"{ms(wall[name])} (CPU {ms(cpu[name])})", peer,
+                            wall[name] / wall["report"], 10, True, 1 / wall[name], 1 / cpu[name])
+            row.ratio += f" (CPU {cpu[name] / cpu['report']:.2f}x)"
+            ctx.rows.append(row)
+
+
 # --- the live servers ---------------------------------------------------------------
 
 
@@ -529,6 +627,7 @@ CASES = {
     "startup": case_startup,
     "tables": case_tables,
     "imports": case_imports,
+    "billing": case_billing,
     "serve": case_serve,
     "auth": case_auth,
     "policy": case_policy,
