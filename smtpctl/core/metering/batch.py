@@ -14,12 +14,12 @@ from smtpctl.core.directory.settings import effective_settings, store_zone
 from smtpctl.core.ingest.message import BadLine, UsageInput
 from smtpctl.core.metering.credits import prepaid_agencies
 from smtpctl.core.metering.enforcement import Crossing, enforce
-from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, REFUSED_OVER_LIMIT, account_day, decide, refusal
+from smtpctl.core.metering.rule import (REFUSED_NO_CREDITS, REFUSED_OVER_LIMIT, account_day, decide, refusal,
+                                        too_many_recipients)
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z, stored_time
 from smtpctl.core.model.errors import InvalidInput, LimitReached, NotFound
 from smtpctl.core.store import DomainOwner, Store
-from smtpctl.core.store.usage import EventRow
 
 FUTURE_TOLERANCE = timedelta(hours=1)
 
@@ -216,8 +216,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 raise
             reject(item, exc.message, "invalid")
             continue
-        cap = decide(emails, max_recipients, ())  # the per-message cap, before any id or total is looked at
-        if not cap.accepted:
+        if too_many_recipients(emails, max_recipients):  # the rule's first step, before any id or total
+            cap = decide(emails, max_recipients, (), ())
             reject(item, refusal(cap, emails, max_recipients), cap.refused)
             continue
         source_id = item.source_id
@@ -254,20 +254,23 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     crossed_at: dict[tuple[int, str], int] = {}
     refused_over: dict[tuple[int, str], int] = {}
     recorded_at = iso_z(now)
-    rows: list[EventRow] = []
+    rows: list[tuple] = []
     append = rows.append
     total_emails = 0
     prepaid = prepaid_agencies(store, {target.agency_id for _, target, _, _, _ in accepted})
+    day_limits = {account_id: (account_day(limit),) for account_id, limit in limits.items()}
+    daily: dict[tuple, list[int]] = {}  # what the rows add to the per-day rollup
     for item, target, at_text, day, emails in accepted:
         direction = item.direction
         credits = prepaid.get(target.agency_id)
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
-            counters = (account_day(total, limits[target.account_id]),)
-            if credits is not None:
-                counters += (credits.counter(day),)
-            decision = decide(emails, max_recipients, counters)
+            if credits is None:
+                decision = decide(emails, max_recipients, day_limits[target.account_id], (total,))
+            else:
+                decision = decide(emails, max_recipients, (*day_limits[target.account_id], credits.limit(day)),
+                                  (total, credits.charges))
             if not decision.accepted:
                 if decision.refused == REFUSED_OVER_LIMIT:
                     refused_over[key] = total
@@ -275,20 +278,28 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                                      credits.name if credits else ""), decision.refused)
                 continue
             running[key] = total + emails
-            if any(counter.window == "day" for counter in decision.crossed):
+            if decision.crossed and any(counter.window == "day" for counter in decision.crossed):
                 crossed_at[key] = total + emails
         if credits is not None:
             credits.charge(emails, day)
         total_emails += emails
-        append(EventRow(item.source_id, at_text, day, direction, target.agency_id, target.account_id,
-                         target.domain, target.login, item.to, item.cc, item.bcc, emails, recorded_at))
+        agency_id, account_id, domain, login = target.agency_id, target.account_id, target.domain, target.login
+        append((item.source_id, at_text, day, direction, agency_id, account_id, domain, login, item.to, item.cc,
+                item.bcc, emails, recorded_at))  # an EventRow's fields, in order: the insert's parameters
+        key = (day, agency_id, account_id, domain, login, direction)
+        counts = daily.get(key)
+        if counts is None:
+            daily[key] = [1, emails]
+        else:
+            counts[0] += 1
+            counts[1] += emails
         if keep_events:
             result.events.append({"id": item.source_id, "at": at_text, "day": day, "direction": direction,
                                   "user": target.login or None, "domain": target.domain, "account": target.account,
                                   "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": emails})
     result.recorded = result.messages = len(rows)
     result.emails = total_emails
-    if rows and not store.insert_usage(rows, only_new=speculate and bool(wanted_ids)):
+    if rows and not store.insert_usage(rows, daily, only_new=speculate and bool(wanted_ids)):
         again = _apply(store, items, strict=strict, resolver=resolver, zone=zone, keep_events=keep_events,
                        days=days)
         again.found_old_ids = True

@@ -6,12 +6,12 @@ its day, inbound ones too, though only outbound mail can be refused)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from smtpctl.core.billing.credits import charges
 from smtpctl.core.directory.settings import service_prices
-from smtpctl.core.metering.rule import Counter, agency_credits
+from smtpctl.core.metering.rule import Limit, agency_credits
 from smtpctl.core.model import money
 from smtpctl.core.model.prices import PriceSchedule
 from smtpctl.core.store import Store
@@ -23,11 +23,16 @@ ALL_RECORDED = "9999-12-31"  # charges of every day recorded, however far ahead
 class PrepaidAgency:
     name: str
     credits: Decimal
-    charges: Decimal
+    charges: Decimal  # what its emails cost so far: the credits limit's used amount
     prices: PriceSchedule
+    _limits: dict[str, Limit] = field(default_factory=dict)
 
-    def counter(self, day: str) -> Counter:
-        return agency_credits(self.charges, self.credits, self.prices.price_on(day))
+    def limit(self, day: str) -> Limit:
+        """The credits as a limit for a message on ``day`` (made once a day: its price)."""
+        found = self._limits.get(day)
+        if found is None:
+            found = self._limits[day] = agency_credits(self.credits, self.prices.price_on(day))
+        return found
 
     def charge(self, emails: int, day: str) -> None:
         self.charges += money.cost(emails, self.prices.price_on(day))

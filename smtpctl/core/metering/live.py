@@ -246,7 +246,7 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
         return Admission(False, "revoked", "the credential was revoked or removed")
     settings = _settings(store)
     max_recipients = int(settings["max_recipients_per_message"])
-    cap = decide(recipients, max_recipients, ())  # the per-message cap, before the total is read
+    cap = decide(recipients, max_recipients, (), ())  # the per-message cap, before the total is read
     if not cap.accepted:
         return Admission(False, cap.refused, refusal(cap, recipients, max_recipients))
     memo = store.txn_memo if store.metering else {}
@@ -258,8 +258,11 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
         total = store.outbound_totals([key])[key]
     limit = sender.daily_limit if sender.daily_limit is not None else int(settings["default_daily_limit"])
     credits = _prepaid(store, sender.agency_id, memo)
-    counters = (account_day(total, limit),) + ((credits.counter(day),) if credits is not None else ())
-    decision = decide(recipients, max_recipients, counters)
+    if credits is None:
+        decision = decide(recipients, max_recipients, (account_day(limit),), (total,))
+    else:
+        decision = decide(recipients, max_recipients, (account_day(limit), credits.limit(day)),
+                          (total, credits.charges))
     if not decision.accepted:
         if source_id is not None and store.source_id_stored(source_id):
             return Admission(True, "duplicate", "already recorded", 0)

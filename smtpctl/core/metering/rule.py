@@ -23,8 +23,8 @@ callers hold the counter's lock while they decide and record).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from smtpctl.core.model import money
 
@@ -33,68 +33,73 @@ REFUSED_TOO_MANY = "too_many_recipients"
 REFUSED_NO_CREDITS = "out_of_credits"  # a prepaid agency's balance is used up: temporary
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
-    """One limit in force for a message: what it counts (``scope``: the
-    account, ``window``: the day; or the agency's prepaid ``credits``), how
-    much is counted already, and its limit. A message adds ``per_email`` for
-    each email: 1 for a count of emails, the price of one email for credits.
-    A count is full only past its limit (the message that reaches it is
-    accepted); credits are used up at zero (``room_at_limit`` false)."""
+class Limit(NamedTuple):
+    """One limit in force for a message: what it caps (``scope``: the
+    account; ``window``: the day, or ``credits`` for a prepaid agency's
+    balance) and how much. A message adds ``per_email`` for each email to
+    what is used: 1 for a count of emails, the price of one email for
+    credits. A count is full only past its limit (the message that reaches it
+    is accepted); credits are used up at zero (``room_at_limit`` false). A
+    caller makes each limit once and passes what is used, message by message."""
 
     scope: str
     window: str
-    used: int | Decimal
     limit: int | Decimal
     per_email: int | Decimal = 1
     room_at_limit: bool = True
 
-    @property
-    def over(self) -> bool:
-        return self.used > self.limit if self.room_at_limit else self.used >= self.limit
 
-    def after(self, recipients: int) -> int | Decimal:
-        return self.used + recipients * self.per_email
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The rule's answer: ``accepted`` (and so counted), why not
-    (``refused``: ``over_limit`` or ``too_many_recipients``, with the counter
-    that refused it), and the counters this message takes over their limit."""
+    (``refused``: ``over_limit``, ``out_of_credits`` or ``too_many_recipients``,
+    with the limit that refused it and what it had used), and the limits this
+    message takes over."""
 
     accepted: bool
     refused: str = ""
-    refused_by: Counter | None = None
-    crossed: tuple[Counter, ...] = ()
+    refused_by: Limit | None = None
+    refused_used: int | Decimal = 0
+    crossed: tuple[Limit, ...] = ()
 
 
 _ACCEPTED = Decision(True)
+_TOO_MANY = Decision(False, REFUSED_TOO_MANY)
 
 
-def decide(recipients: int, max_recipients: int, counters: Sequence[Counter]) -> Decision:
+def too_many_recipients(recipients: int, max_recipients: int) -> bool:
+    """Step 1 of the rule alone: a caller that checks the message before it
+    looks anything up (``batch.py``: before its id) asks this, then ``decide``."""
+    return recipients > max_recipients
+
+
+def decide(recipients: int, max_recipients: int, limits: Sequence[Limit], used: Sequence[int | Decimal]) -> Decision:
     """Apply the cap rule to a message of ``recipients`` emails, given the
-    per-message cap and every counter in force for it (in the order they are
-    checked). Pure: the caller records an accepted message and applies what
-    each crossing means (``enforcement.py``)."""
-    if recipients > max_recipients:
-        return Decision(False, REFUSED_TOO_MANY)
-    for counter in counters:
-        if counter.over:
-            return Decision(False, REFUSED_NO_CREDITS if counter.window == "credits" else REFUSED_OVER_LIMIT, counter)
-    crossed = tuple(c for c in counters if c.after(recipients) > c.limit)
+    per-message cap, every limit in force for it (in the order they are
+    checked) and what each has used so far (``used[i]`` for ``limits[i]``).
+    Pure: the caller records an accepted message and applies what each
+    crossing means (``enforcement.py``). (One pass, nothing made for a message
+    that crosses nothing: an import decides a million messages.)"""
+    if too_many_recipients(recipients, max_recipients):
+        return _TOO_MANY
+    crossed: tuple[Limit, ...] = ()
+    for limit, so_far in zip(limits, used):
+        _, window, most, per_email, room_at_limit = limit
+        if so_far > most or (so_far == most and not room_at_limit):  # full already
+            return Decision(False, REFUSED_NO_CREDITS if window == "credits" else REFUSED_OVER_LIMIT, limit, so_far)
+        if so_far + recipients * per_email > most:
+            crossed += (limit,)
     return Decision(True, crossed=crossed) if crossed else _ACCEPTED
 
 
-def account_day(used: int, limit: int) -> Counter:
-    """The account's daily limit (the service's rule) as a counter."""
-    return Counter("account", "day", used, limit)
+def account_day(limit: int) -> Limit:
+    """The account's daily limit (the service's rule)."""
+    return Limit("account", "day", limit)
 
 
-def agency_credits(charges: Decimal, credits: Decimal, price_per_1000: Decimal) -> Counter:
-    """A prepaid agency's credits as a counter: what its emails cost to date
-    against what it paid in, each email of this message at today's price."""
-    return Counter("agency", "credits", charges, credits, price_per_1000 / 1000, room_at_limit=False)
+def agency_credits(credits: Decimal, price_per_1000: Decimal) -> Limit:
+    """A prepaid agency's credits: what its emails cost to date (the used
+    amount) against what it paid in, each email at the day's price."""
+    return Limit("agency", "credits", credits, price_per_1000 / 1000, room_at_limit=False)
 
 
 def refusal(decision: Decision, recipients: int, max_recipients: int, account: str = "", day: str = "",
@@ -103,11 +108,11 @@ def refusal(decision: Decision, recipients: int, max_recipients: int, account: s
     if decision.refused == REFUSED_TOO_MANY:
         return (f"{recipients:,} recipients in one message: more than the {max_recipients:,} allowed "
                 "(store setting max_recipients_per_message); not recorded")
-    counter = decision.refused_by
-    assert counter is not None
+    limit, used = decision.refused_by, decision.refused_used
+    assert limit is not None
     if decision.refused == REFUSED_NO_CREDITS:
-        balance = money.to_cents(counter.limit - counter.used) + 0  # (+ 0: no "-0.00" for a sliver below zero)
+        balance = money.to_cents(limit.limit - used) + 0  # (+ 0: no "-0.00" for a sliver below zero)
         return (f"agency {agency}'s prepaid credits are used up (balance {balance} USD): "
                 "message refused, not recorded; sending resumes once the agency is topped up")
-    return (f"account {account} is over its daily limit on {day} ({counter.used:,} of {counter.limit:,} emails): "
+    return (f"account {account} is over its daily limit on {day} ({used:,} of {limit.limit:,} emails): "
             "message refused, not recorded")

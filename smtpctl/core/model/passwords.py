@@ -98,12 +98,19 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
 
     Returns ``(matches, new_hash)``; ``new_hash`` is an argon2id hash to store
     when the password matched a deprecated scheme or weaker argon2 parameters.
+    Raises ``InvalidInput``, verifying nothing, for a stored hash that costs
+    more than the ceiling (one stored before the ceiling existed: a verify
+    would stall whoever waits for it).
     """
     ctx = context()
     try:
         scheme = ctx.identify(stored_hash, required=True)
     except ValueError:
         return False, None
+    costly = _over_ceiling(scheme, ctx.handler(scheme).from_string(stored_hash))
+    if costly:
+        raise InvalidInput(f"the stored {scheme_of(stored_hash)} hash costs more to verify than smtpctl accepts "
+                           f"({costly}); it is not verified: give the credential a new password (user reset)")
     secret: str | bytes = password
     if scheme == "bcrypt":
         # bcrypt only ever saw the first 72 bytes (and bcrypt 5 refuses more):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -20,7 +19,7 @@ from smtpctl.servers.delivery import Delivery, Taken
 from smtpctl.servers.guard import AuthThrottle, client_key
 from smtpctl.servers.metering import GroupCommit, ReadBatch
 from smtpctl.servers.metrics import NOOP, Metrics
-from smtpctl.servers.runtime import StoreWorker, log_event
+from smtpctl.servers.runtime import Lanes, StoreWorker, log_event
 from smtpctl.servers.submission.config import ServeConfig
 from smtpctl.servers.submission.protocol import peer_of
 
@@ -38,7 +37,9 @@ class SubmissionHandler:
         # Counted in the store, so every node on it shares the budget (core/store/throttle.py).
         self.throttle = AuthThrottle(worker, config.max_auth_failures, config.max_auth_failures_per_login,
                                      config.failure_window)
-        self.cpu = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="smtpctl-verify")
+        # Daemon threads (Lanes): a stop never waits for a verify in progress (a ThreadPoolExecutor's
+        # threads are joined at exit: SIGTERM waited for a hostile hash's 8 s verify; issue 23).
+        self.cpu = Lanes(os.cpu_count() or 2, "smtpctl-verify")
         self.meter = GroupCommit(worker, metrics)
         self.envelope_checks = ReadBatch(worker, envelope_check)
 
@@ -80,13 +81,15 @@ class SubmissionHandler:
             await throttle.renew_trust(client, login, verdict.trusted_for)
             return self._authenticated(session, mechanism, credential, "cache")
         try:
-            loop = asyncio.get_running_loop()
             if credential is None:
-                await loop.run_in_executor(self.cpu, passwords.decoy_verify, password or "")
+                await self.cpu.run(passwords.decoy_verify, password or "")
                 ok, new_hash, verified_by = False, None, "decoy"
             else:
-                ok, new_hash = await loop.run_in_executor(self.cpu, passwords.verify_password, password,
-                                                          credential.password_hash)
+                try:
+                    ok, new_hash = await self.cpu.run(passwords.verify_password, password, credential.password_hash)
+                except InvalidInput:  # a hash costlier than the ceiling: never verified, a failed guess
+                    log_event("auth_refused", peer=peer_of(session), login=login, reason="hash_too_costly")
+                    ok, new_hash = False, None
                 verified_by = "hash"
             if not ok:
                 await throttle.failed(attempt)
