@@ -7,21 +7,14 @@ admission histogram) and cost a lock and an add each. Every metric carries
 ``server="serve"`` or ``server="policy"``, so one dashboard can sum a fleet
 of both; docs/servers.md lists them.
 
-The endpoint is an asyncio handler on the server's own loop, serving a socket
-bound by ``runtime.listen_sockets`` (so a port in use is ``CannotListen``,
-exit 9, before anything starts): ``GET /metrics`` answers the text format;
-anything else gets 404 or 405. A request head larger than 8 KiB, or slower
-than 10 seconds, is dropped.
+The endpoint that serves them is ``servers/scrape.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import time
 from typing import Any, Callable
 
-from smtpctl.servers.runtime import log_event
 
 # Seconds: an admission transaction is a few milliseconds on a local SSD, and
 # seconds while another writer holds the store.
@@ -35,8 +28,6 @@ REFUSAL_REASONS = {
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus reads
 AUTH_RESULTS = ("ok", "failed", "throttled")
 POLICY_STATES = frozenset({"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"})
-MAX_HEAD = 8192
-READ_TIMEOUT = 10.0
 
 
 class Metrics:
@@ -180,42 +171,3 @@ def timed(fn: Callable[..., Any], metrics: Metrics) -> Callable[..., Any]:
             metrics.admission(time.perf_counter() - start, len(batch))
 
     return run
-
-
-# -- the endpoint --------------------------------------------------------------
-
-
-async def serve_endpoint(metrics: Metrics, sockets: list[socket.socket]) -> list[asyncio.AbstractServer]:
-    """Serve ``GET /metrics`` on ``sockets`` (bound already); log each address as ``listener=metrics``."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-            path = rest.split(" ", 1)[0].split("?", 1)[0]
-            if method not in ("GET", "HEAD"):
-                status, body, kind = "405 Method Not Allowed", b"GET /metrics\n", "text/plain; charset=utf-8"
-            elif path != "/metrics":
-                status, body, kind = "404 Not Found", b"GET /metrics\n", "text/plain; charset=utf-8"
-            else:
-                status, (body, kind) = "200 OK", metrics.exposition()
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + (b"" if method == "HEAD" else body))
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # a scraper that went away, or a stranger: nothing to answer
-        finally:
-            writer.close()
-
-    servers = []
-    for sock in sockets:
-        servers.append(await asyncio.start_server(handle, sock=sock, limit=MAX_HEAD))
-        host, port = sock.getsockname()[:2]
-        log_event("listening", listener="metrics", address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    return servers
-
-
-def close_endpoint(servers: list[asyncio.AbstractServer]) -> None:
-    # Not wait_closed: it would wait for a slow scraper's connection (up to READ_TIMEOUT) at every stop.
-    for server in servers:
-        server.close()

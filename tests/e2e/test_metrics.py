@@ -225,3 +225,47 @@ def test_without_metrics_prometheus_client_is_not_imported(world, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=os.environ).stdout
     assert out == "[]\n"
+
+
+def test_a_flood_on_the_metrics_port_leaves_mail_and_scrapes_served(world, tmp_path):
+    """issue 23: 400 connections to --metrics at `ulimit -n 256` took every descriptor of the process (Maildir
+    deliveries got 451) and asyncio logged ~20,000 tracebacks. The endpoint has a small cap of its own."""
+    import resource
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    server = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
+                      "--maildir", str(tmp_path / "maildir"), "--metrics", "127.0.0.1:0"], tmp_path / "serve.log",
+                     preexec_fn=low_limit)
+    flood = []
+    try:
+        for _ in range(400):
+            try:
+                flood.append(socket.create_connection(server.addresses["metrics"], timeout=5))
+            except OSError:
+                break
+        for _ in range(5):
+            client = submission(server)
+            client.login("bob@acme.test", PW)
+            assert client.sendmail("bob@acme.test", ["a@x.test"], "Subject: hi\r\n\r\nhi\r\n") == {}
+            client.quit()
+        for sock in flood:
+            sock.close()
+        flood = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the held slots go back as the flood's connections close
+            try:
+                assert scrape(server.addresses["metrics"])['smtpctl_messages_accepted_total{server="serve"}'] == 5
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("metrics not served after the flood")
+    finally:
+        for sock in flood:
+            sock.close()
+        assert server.stop() == 0
+    text = server.text()
+    assert "Traceback" not in text and text.count("\n") < 500
+    assert "event=connection_refused listener=metrics" in text

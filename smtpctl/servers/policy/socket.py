@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtpctl.core.model.errors import InvalidInput
-from smtpctl.servers.metrics import NOOP, close_endpoint, create_metrics, serve_endpoint
+from smtpctl.servers.metrics import NOOP, create_metrics
+from smtpctl.servers.scrape import serve_endpoint
 from smtpctl.servers.policy.protocol import PolicyServer
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event, parse_address
 
@@ -121,7 +122,7 @@ async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.
         await worker.call(lambda store: None)
         metrics = create_metrics("policy") if metrics_sockets else NOOP  # imports prometheus-client
         policy = PolicyServer(worker, metrics)
-        scrapes = await serve_endpoint(metrics, metrics_sockets) if metrics_sockets else []
+        scrapes = await serve_endpoint(metrics, metrics_sockets) if metrics_sockets else None
         inode = None
         if unix is not None:
             sock = bind_unix(unix)
@@ -142,7 +143,8 @@ async def serve_policy(store_path: Path, actor: str, listen: str, stop: asyncio.
             await stop.wait()
         finally:
             log_event("stopping")
-            close_endpoint(scrapes)
+            if scrapes is not None:
+                scrapes.close()
             for server in servers:
                 server.close()
             for server in servers:

@@ -10,7 +10,8 @@ from typing import Callable
 from smtpctl.servers import guard
 from smtpctl.servers.delivery import Delivery, MaildirDelivery, NextHop, RelayDelivery
 from smtpctl.servers.guard import ConnectionLimits, Listener
-from smtpctl.servers.metrics import NOOP, Metrics, close_endpoint, create_metrics, serve_endpoint
+from smtpctl.servers.metrics import NOOP, Metrics, create_metrics
+from smtpctl.servers.scrape import serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
 from smtpctl.servers.submission.config import ServeConfig
 from smtpctl.servers.submission.handler import SubmissionHandler
@@ -91,7 +92,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         start_adopting(conn, gate, gate.release)
 
     make_submission, make_smtps = factory("submission", False), factory("smtps", True)
-    scrapes = await serve_endpoint(metrics, config.metrics_bound) if config.metrics_bound else []
+    scrapes = await serve_endpoint(metrics, config.metrics_bound) if config.metrics_bound else None
     listening: list[Listener] = []
     for name, admitted, clear in (("submission", submission_admitted, True), ("smtps", smtps_admitted, False)):
         for sock in bound[name]:
@@ -108,8 +109,8 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         log_event("stopping")
         for listener in listening:
             listener.close()
-        if scrapes:
-            close_endpoint(scrapes)
+        if scrapes is not None:
+            scrapes.close()
         handler.close()
         worker.close()
         log_event("stopped")
