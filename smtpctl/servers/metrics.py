@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-
 # Seconds: an admission transaction is a few milliseconds on a local SSD, and
 # seconds while another writer holds the store.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

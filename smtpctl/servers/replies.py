@@ -41,6 +41,10 @@ def refusal(status: str) -> str:
     return REFUSALS.get(status, REFUSALS["invalid"])
 
 
+def header_from_not_owned(address: str, login: str) -> str:
+    return f"550 5.7.1 <{address}>: header From address not owned by user {login}"
+
+
 def sender_not_owned(address: str, login: str) -> str:
     return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {login}"
 

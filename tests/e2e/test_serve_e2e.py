@@ -363,6 +363,26 @@ def test_a_client_gone_right_after_starttls_is_one_log_line(server):
     assert "Traceback" not in server.text()
 
 
+def test_a_header_from_of_another_tenant_is_refused_at_the_end_of_data(server, run):
+    # issue 23: with the envelope aligned, a From header of another tenant's domain was delivered
+    run("agency", "add", "rival", check_rc=0)
+    run("account", "add", "rival-shop", "--agency", "rival", check_rc=0)
+    run("domain", "add", "rival.example", "--account", "rival-shop", check_rc=0)
+    client = submission(server)
+    client.login("app@d.example", PW)
+    forged = "From: Rival <ceo@rival.example>\r\nTo: a@x.test\r\nSubject: pay\r\n\r\nhi\r\n"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("app@d.example", ["a@x.test"], forged)
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        550, b"5.7.1 <ceo@rival.example>: header From address not owned by user app@d.example")
+    assert client.sendmail("app@d.example", ["a@x.test"], "From: App <app@d.example>\r\n\r\nok\r\n") == {}
+    run("store", "set", "sender_alignment", "off", check_rc=0)  # the same setting turns both checks off
+    assert client.sendmail("app@d.example", ["a@x.test"], forged) == {}
+    client.quit()
+    assert report(run)["total"]["emails"] == 2  # the refused message is not billed
+    assert "reason=header_from_mismatch" in server.text()
+
+
 def test_sigint_stops_cleanly(world, tmp_path):
     import signal
 

@@ -14,8 +14,14 @@ from smtpctl.core.directory.settings import effective_settings, store_zone
 from smtpctl.core.ingest.message import BadLine, UsageInput
 from smtpctl.core.metering.credits import prepaid_agencies
 from smtpctl.core.metering.enforcement import Crossing, enforce
-from smtpctl.core.metering.rule import (REFUSED_NO_CREDITS, REFUSED_OVER_LIMIT, account_day, decide, refusal,
-                                        too_many_recipients)
+from smtpctl.core.metering.rule import (
+    REFUSED_NO_CREDITS,
+    REFUSED_OVER_LIMIT,
+    account_day,
+    decide,
+    refusal,
+    too_many_recipients,
+)
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z, stored_time
 from smtpctl.core.model.errors import InvalidInput, LimitReached, NotFound

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.servers.metrics import NOOP, create_metrics
-from smtpctl.servers.scrape import serve_endpoint
 from smtpctl.servers.policy.protocol import PolicyServer
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event, parse_address
+from smtpctl.servers.scrape import serve_endpoint
 
 DEFAULT_SOCKET_MODE = 0o660
 MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)

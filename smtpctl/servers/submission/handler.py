@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -198,6 +200,9 @@ class SubmissionHandler:
         source_id = f"serve:{queue_id}"
         content = (f"Received: from {session.host_name or 'unknown'} ({peer_of(session)}) by {self.config.hostname} "
                    f"(smtpctl) with ESMTPSA id {queue_id}\r\n").encode() + (envelope.original_content or b"")
+        refused = await self._header_from_refused(session, envelope, login)
+        if refused is not None:
+            return refused
         try:  # Maildir: staged in tmp/, published once billed (docs/servers.md, crash safety); relay: the leg
             message = await self.delivery.take(envelope, queue_id, content)
         except OSError as exc:
@@ -208,6 +213,25 @@ class SubmissionHandler:
         # away (aiosmtpd cancels the handler): once billed, it is delivered.
         settle = asyncio.ensure_future(self._settle(login, recipients, queue_id, source_id, message))
         return await asyncio.shield(settle)
+
+    async def _header_from_refused(self, session: Session, envelope: Envelope, login: str) -> str | None:
+        """Sender alignment covers the header From too (issue 23: another
+        tenant's From was delivered when the envelope was aligned): each of its
+        addresses must be one the login may send from, by the same rule and
+        setting as MAIL FROM; else the message is refused at the end of DATA,
+        nothing delivered or billed."""
+        for address in header_from(envelope.original_content or b""):
+            try:
+                check = await self.envelope_checks.read(login, address)
+            except StoreError as exc:
+                log_event("store_error", peer=peer_of(session), login=login, error=exc.message)
+                return replies.STORE_UNAVAILABLE
+            if not check.sender_allowed:
+                log_event("message_refused", peer=peer_of(session), login=login, reason="header_from_mismatch",
+                          header_from=address)
+                self.metrics.refused("sender_mismatch")
+                return replies.header_from_not_owned(address, login)
+        return None
 
     async def _settle(self, login: str, recipients: list[str], queue_id: str, source_id: str,
                       message: Taken) -> str:
@@ -248,3 +272,9 @@ class SubmissionHandler:
     def close(self) -> None:
         self.cpu.shutdown(wait=False)
         self.delivery.close()
+
+
+def header_from(content: bytes) -> list[str]:
+    """The addresses of a message's From header(s) (only the header block is read)."""
+    headers = BytesHeaderParser().parsebytes(content)
+    return [address for _, address in getaddresses([str(v) for v in headers.get_all("From", [])]) if address]

@@ -11,8 +11,8 @@ from smtpctl.servers import guard
 from smtpctl.servers.delivery import Delivery, MaildirDelivery, NextHop, RelayDelivery
 from smtpctl.servers.guard import ConnectionLimits, Listener
 from smtpctl.servers.metrics import NOOP, Metrics, create_metrics
-from smtpctl.servers.scrape import serve_endpoint
 from smtpctl.servers.runtime import StoreWorker, listen_sockets, log_event
+from smtpctl.servers.scrape import serve_endpoint
 from smtpctl.servers.submission.config import ServeConfig
 from smtpctl.servers.submission.handler import SubmissionHandler
 from smtpctl.servers.submission.protocol import ImplicitTLSGate, SubmissionSMTP
