@@ -280,12 +280,54 @@ def test_idle_sessions_time_out_sooner_before_auth(world, tmp_path):
     assert "event=tls_failed listener=smtps peer=127.0.0.3:" in log
 
 
-def test_a_talking_session_outlives_its_timeout_and_then_idles_out(world, tmp_path):
-    """The timeout counts from the last command (serve moves one timer instead of making one per line):
-    commands every 0.3 s keep a session with a 1 s timeout open for 3 s; once it is silent it is closed."""
+def test_keep_alives_do_not_hold_a_slot_before_auth(world, tmp_path):
+    """issue 23: the pre-AUTH timeout was reset by every command, so NOOPs held a slot for ever. Before AUTH
+    the whole unauthenticated phase has one deadline: NOOPs every 0.3 s do not keep a 1 s session open."""
     server = start(tmp_path, "--pre-auth-timeout", "1", "--auth-delay", "0")
     try:
+        client = smtplib.SMTP(*server.addresses["submission"], timeout=10, source_address=("127.0.0.1", 0))
+        started = time.monotonic()
+        with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
+            for _ in range(20):
+                assert client.noop()[0] == 250
+                time.sleep(0.3)
+        assert time.monotonic() - started < 4
+        client.close()
+    finally:
+        log = stopped(server)
+    assert "event=timeout listener=submission peer=127.0.0.1:" in log
+
+
+def test_more_than_20_commands_before_auth_close_the_session(world, tmp_path):
+    """As Postfix's smtpd_junk_command_limit: a bounded number of command lines before AUTH."""
+    server = start(tmp_path, "--auth-delay", "0")
+    try:
+        raw = socket.create_connection(server.addresses["submission"], timeout=10, source_address=("127.0.0.1", 0))
+        stream = raw.makefile("rb")
+        assert stream.readline().startswith(b"220")
+        raw.sendall(b"NOOP\r\n" * 25)
+        replies = [stream.readline() for _ in range(21)]
+        assert replies[:20] == [b"250 OK\r\n"] * 20
+        assert b"421 4.7.0 Too many commands before authentication; closing\r\n" in replies[20:] + [stream.readline()]
+        assert closed_by_server(raw)
+        raw.close()
+        client = submission_from(server, "127.0.0.2")  # an honest client is served
+        client.login("app@d.example", PW)
+        for _ in range(25):  # once authenticated, no such bound
+            assert client.noop()[0] == 250
+        client.quit()
+    finally:
+        log = stopped(server)
+    assert "event=too_many_commands listener=submission peer=127.0.0.1:" in log
+
+
+def test_an_authenticated_talking_session_outlives_its_timeout_and_then_idles_out(world, tmp_path):
+    """Once authenticated the timeout counts from the last command (serve moves one timer instead of making one
+    per line): commands every 0.3 s keep a session with a 1 s timeout open for 3 s; silent, it is closed."""
+    server = start(tmp_path, "--timeout", "1", "--auth-delay", "0")
+    try:
         client = submission_from(server, "127.0.0.1")
+        client.login("app@d.example", PW)
         for _ in range(10):
             assert client.noop()[0] == 250
             time.sleep(0.3)

@@ -34,6 +34,11 @@ from smtpctl.servers.guard import ConnectionLimits
 from smtpctl.servers.runtime import log_event
 
 _DEFERRED = AuthResult(success=False, handled=True)
+# Command lines a client may send before it authenticates (EHLO, STARTTLS, EHLO, AUTH and its exchange take
+# about six), as Postfix's smtpd_junk_command_limit bounds NOOP/RSET/VRFY: past it the session is closed, so
+# keep-alives cannot hold a pre-AUTH slot (issue 23).
+MAX_PRE_AUTH_COMMANDS = 20
+TOO_MANY_PRE_AUTH = b"421 4.7.0 Too many commands before authentication; closing\r\n"
 
 
 # What nearly every client sends: ``<local@domain>``, alone or followed by its
@@ -59,6 +64,11 @@ class SubmissionSMTP(SMTP):
         self.slot: str | None = None  # the client this connection is counted under (guard.Listener), until it closes
         self._pending: tuple[str, Any] | None = None
         self._deadline, self._armed = 0.0, False  # _reset_timeout
+        # Before AUTH the whole unauthenticated phase has one deadline (set at connect), which no command
+        # moves, and at most MAX_PRE_AUTH_COMMANDS lines; once authenticated, the per-command timeout.
+        self._phase_deadline: float | None = None
+        self._pre_auth_lines = -1  # (aiosmtpd resets the timeout once when the session starts: no command)
+        self._junk = False
         super().__init__(handler, **kwargs)
         self.authenticated_timeout = self._timeout_duration
         if pre_auth_timeout:
@@ -69,6 +79,8 @@ class SubmissionSMTP(SMTP):
             transport.close()  # never offer AUTH on a clear channel
             return
         starttls = self._tls_protocol is not None  # aiosmtpd calls us again on the TLS transport
+        if self._phase_deadline is None and not starttls:
+            self._phase_deadline = self.loop.time() + self._timeout_duration
         super().connection_made(transport)
         log_event("starttls" if starttls else "connect", listener=self.listener, peer=peer_of(self.session))
 
@@ -91,6 +103,13 @@ class SubmissionSMTP(SMTP):
         timer and makes a new one each time. Here the deadline moves and one
         timer follows it: when it fires early it re-arms for the rest."""
         self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        if self._phase_deadline is not None:  # not authenticated yet
+            self._pre_auth_lines += 1
+            if self._pre_auth_lines > MAX_PRE_AUTH_COMMANDS and not self._junk:
+                self._junk = True  # this line's answer is the 421, and the session ends (push)
+                log_event("too_many_commands", listener=self.listener, peer=peer_of(self.session),
+                          note=f"more than {MAX_PRE_AUTH_COMMANDS} before AUTH; closed")
+            self._deadline = min(self._deadline, self._phase_deadline)
         handle = self._timeout_handle
         if handle is not None and not handle.cancelled() and self._armed and handle.when() <= self._deadline:
             return  # the armed timer fires first and re-arms itself for the rest
@@ -110,6 +129,17 @@ class SubmissionSMTP(SMTP):
         log_event("timeout", listener=self.listener, peer=peer_of(self.session),
                   login=self.session.auth_data if self.session and self.session.authenticated else None)
         super()._timeout_cb()
+
+    async def push(self, status: Any) -> None:
+        """Every reply goes out here: past the command bound before AUTH the
+        answer is the 421 and the connection closes, whatever the command (a
+        client that pipelines hundreds of NOOPs gets no other answer)."""
+        if self._junk:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(TOO_MANY_PRE_AUTH)
+                self.transport.close()
+            return
+        await super().push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The address of a MAIL FROM or RCPT TO argument, and the rest (its
@@ -147,6 +177,7 @@ class SubmissionSMTP(SMTP):
         result = await self.event_handler.authenticate(self.session, mechanism, data.login, data.password)
         if result.success:
             self._timeout_duration = self.authenticated_timeout
+            self._phase_deadline = None  # authenticated: each command has its own timeout from now on
             self._reset_timeout()  # the running timer was set with the pre-AUTH timeout
         return result
 
