@@ -46,6 +46,7 @@ DELIVERY_LANES = 32  # threads for the Maildir fsync, or the relay's sockets
 # A staged file: "TIME.MQUEUEIDPPID_TOKEN.HOST" (before 0.2: "TIME.MQUEUEIDPPID.HOST", no token).
 _STAGED = re.compile(r"^\d+\.M(?P<queue_id>[0-9A-F]{20})P(?P<owner>\d+(?:_[0-9a-f]{16})?)\.")
 _LOCK = ".smtpctl-{owner}.lock"  # in tmp/: held (flock) by the serving process whose files carry its owner
+_LOCK_FILE = re.compile(r"^\.smtpctl-(?P<owner>\d+_[0-9a-f]{16})\.lock$")
 
 
 class MaildirSpool:
@@ -121,6 +122,10 @@ class MaildirSpool:
         orphans: dict[str, str] = {}
         alive: dict[str, bool] = {}
         for entry in os.scandir(self.path / "tmp"):
+            lock = _LOCK_FILE.match(entry.name)
+            if lock is not None:  # a process's lock, with or without staged files: gone with its owner below
+                alive.setdefault(lock["owner"], lock["owner"] != self.owner and self._held(lock["owner"]))
+                continue
             m = _STAGED.match(entry.name)
             if m is None:
                 continue
