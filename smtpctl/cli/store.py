@@ -112,7 +112,7 @@ def backup(
     if json_out:
         print_json(result)
     else:
-        message(f"Backed up the store to {result['path']} ({result['size_bytes']} bytes).")
+        message(f"Backed up the store to {result['path']} ({result['size_bytes']:,} bytes).")
 
 
 @app.command("copy")
@@ -127,7 +127,7 @@ def copy(
         print_json(result)
     else:
         counts = result["counts"]
-        message(f"Copied the store to {result['destination']}: {counts['agencies']} agencies, "
-                f"{counts['accounts']} accounts, {counts['domains']} domains, {counts['credentials']} credentials, "
-                f"{counts['usage_events']} usage events ({result['usage']['event_emails']} emails), "
-                f"{counts['audit']} audit entries; verified.")
+        message(f"Copied the store to {result['destination']}: {counts['agencies']:,} agencies, "
+                f"{counts['accounts']:,} accounts, {counts['domains']:,} domains, {counts['credentials']:,} credentials, "
+                f"{counts['usage_events']:,} usage events ({result['usage']['event_emails']:,} emails), "
+                f"{counts['audit']:,} audit entries; verified.")

@@ -1,0 +1,57 @@
+"""What a person sees (issue 26): figures in tables, typed counts, the order
+of questions, help, completion, pager and progress, and the docs that say so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def busy(cli, tmp_path):
+    """An account with a limit of 5,000 a day that sent 2,997 emails today."""
+    cli("agency", "add", "acme")
+    cli("account", "add", "shop", "--agency", "acme", "--daily-limit", "5000")
+    cli("domain", "add", "d.example", "--account", "shop")
+    cli("user", "create", "a@d.example", "--generate")
+    lines = [json.dumps({"user": "a@d.example", "recipients": n}) for n in (999, 999, 999)]
+    src = tmp_path / "u.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    assert cli("usage", "import", str(src)).exit_code == 0
+
+
+def cells(stdout: str) -> list[list[str]]:
+    return [line.split("│") for line in stdout.splitlines() if "│" in line]
+
+
+def test_tables_print_figures_with_separators_right_aligned(busy, cli):
+    report = cli("usage", "report")
+    assert cells(report.stdout) == [
+        [" shop    ", "        3 ", "  2,997 ", "    2,997 ", "       0 ", " $2.02 "],
+        [" Total   ", "        3 ", "  2,997 ", "    2,997 ", "       0 ", " $2.02 "],
+    ]
+    header = report.stdout.splitlines()[1]
+    assert header.split("┃")[2] == " Emails " and header.split("┃")[-1].startswith("  Cost")
+    status = cli("usage", "status")
+    assert [c.strip() for c in cells(status.stdout)[0][2:5]] == ["2,997", "5,000", "2,003"]
+    assert cells(status.stdout)[0][3] == " 5,000 "  # right-aligned under "Limit"
+    assert "│       5,000 │" in cli("account", "list").stdout  # under "Daily limit"
+    # JSON and CSV keep plain numbers
+    assert json.loads(cli("usage", "report", "--json").stdout)["total"]["emails"] == 2997
+    assert cli("usage", "report", "--csv").stdout.splitlines()[1].startswith("shop,3,2997,2997,0,")
+
+
+def test_agency_show_and_store_copy_print_separators(busy, cli, tmp_path):
+    show = cli("agency", "show", "acme")
+    assert "│   2,997 │" in show.stdout
+    copied = cli("store", "copy", str(tmp_path / "copy.db"))
+    assert copied.exit_code == 0, copied.stderr
+    assert "3 usage events (2,997 emails)" in copied.stderr
+
+
+def test_big_amounts_read_with_separators():
+    from smtpctl.cli.table import figure_text
+
+    assert [figure_text(v) for v in (1598813, "$1079.20", "-$1079.20", "0.675", "1234567.5", "x1", True)] == [
+        "1,598,813", "$1,079.20", "-$1,079.20", "0.675", "1,234,567.5", None, None]
