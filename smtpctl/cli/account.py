@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
+from smtpctl.cli.options import Count, CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     confirm_destructive,
     fmt,
@@ -20,6 +20,7 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.model import rules
 from smtpctl.core.metering.enforcement import block_account, unblock_account
 from smtpctl.core.directory.accounts import (
     account_detail,
@@ -51,7 +52,7 @@ def add(
     name: Annotated[str, typer.Argument(help="Account name.")],
     agency: Annotated[str, typer.Option("--agency", help="The agency that owns the account.")],
     daily_limit: Annotated[Optional[int], typer.Option(
-        "--daily-limit", help="Emails per day (default: the store's default_daily_limit).")] = None,
+        "--daily-limit", click_type=Count(1, rules.MAX_DAILY_LIMIT, "daily limit"), metavar="N", help="Emails per day (default: the store's default_daily_limit).")] = None,
     exist_ok: ExistOkOption = False,
     json_out: JsonOption = False,
 ) -> None:

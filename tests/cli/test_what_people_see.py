@@ -55,3 +55,28 @@ def test_big_amounts_read_with_separators():
 
     assert [figure_text(v) for v in (1598813, "$1079.20", "-$1079.20", "0.675", "1234567.5", "x1", True)] == [
         "1,598,813", "$1,079.20", "-$1,079.20", "0.675", "1,234,567.5", None, None]
+
+
+@pytest.mark.parametrize("args", [
+    ["account", "add", "big", "--agency", "acme", "--daily-limit", "1,500"],
+    ["account", "add", "big", "--agency", "acme", "--daily-limit", "1_500"],
+    ["account", "add", "big", "--agency", "acme", "--daily-limit", " 1500 "],
+])
+def test_a_typed_count_takes_the_forms_set_limit_takes(cli, args):
+    cli("agency", "add", "acme")
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(cli("account", "show", "big", "--json").stdout)["daily_limit"] == 1500
+    set_limit = cli("account", "set-limit", "big", "1,500")
+    assert set_limit.exit_code == 0
+
+
+def test_pricing_and_other_counts_take_separators(cli):
+    data = json.loads(cli("pricing", "estimate", "--emails", "1,000,000", "--json").stdout)
+    assert data["emails"] == 1_000_000
+    data = json.loads(cli("pricing", "estimate", "--per-day", "1,500", "--days", "30", "--json").stdout)
+    assert data["emails"] == 45_000
+    assert cli("audit", "--limit", "1,000").exit_code == 0
+    bad = cli("account", "add", "x", "--agency", "acme", "--daily-limit", "1.5")
+    assert (bad.exit_code, bad.stderr) == (2, "Error: daily limit must be a whole number from 1 to 100,000,000, "
+                                              "not '1.5'\n")
