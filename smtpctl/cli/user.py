@@ -25,6 +25,7 @@ from smtpctl.core.directory.credentials import (
     verify_credential,
 )
 from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.model.rules import parse_login
 from smtpctl.core.provisioning import adopt
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
@@ -64,6 +65,7 @@ def create(
     json_out: JsonOption = False,
 ) -> None:
     """Create an SMTP credential on a sub-account's dedicated domain."""
+    parse_login(login)  # a malformed login fails before a password is asked for or read
     store = store_of(ctx)
     password = read_password(stdin=password_stdin, file=password_file, generate=generate)
     outcome = create_credential(store, login, password, exist_ok=exist_ok)

@@ -80,3 +80,29 @@ def test_pricing_and_other_counts_take_separators(cli):
     bad = cli("account", "add", "x", "--agency", "acme", "--daily-limit", "1.5")
     assert (bad.exit_code, bad.stderr) == (2, "Error: daily limit must be a whole number from 1 to 100,000,000, "
                                               "not '1.5'\n")
+
+
+def test_create_checks_the_login_before_asking_for_a_password(cli, isolated_store):
+    result = cli("user", "create", "bad")
+    assert (result.exit_code, result.stderr) == (2, "Error: invalid login 'bad': use the form name@domain\n")
+
+
+def test_reset_on_a_terminal_refuses_a_short_password_at_the_first_prompt(cli):
+    from tests.conftest import on_terminal
+
+    cli("agency", "add", "acme")
+    cli("account", "add", "shop", "--agency", "acme")
+    cli("domain", "add", "d.example", "--account", "shop")
+    cli("user", "create", "a@d.example", "--generate")
+    good = "a long enough password"
+    rc, screen = on_terminal(["user", "reset", "a@d.example"], [
+        ("Password:", "short"), ("Password:", good), ("Repeat for confirmation:", good + "x"),
+        ("Password:", good), ("Repeat for confirmation:", good)])
+    assert rc == 0, screen
+    lines = [line.strip() for line in screen.replace("\r", "").splitlines() if line.strip()]
+    assert lines == [
+        "Password:", "Error: the password is too short: it needs at least 12 characters; try again.",
+        "Password:", "Repeat for confirmation:", "Error: the two entered values do not match; try again.",
+        "Password:", "Repeat for confirmation:", "SMTP credential a@d.example reset."]
+    verify = cli("user", "verify", "a@d.example", "--password-stdin", input=good + "\n")
+    assert verify.exit_code == 0
