@@ -220,4 +220,9 @@ def import_(
         if counts["lines_rejected"] > len(counts["rejected"]):
             message(f"  ... and {counts['lines_rejected'] - len(counts['rejected']):,} more")
     if counts["lines_rejected"]:
+        # The last line says why the exit is 2, as usage import's does.
+        rejected = counts["lines_rejected"]
+        where = "in the JSON summary" if json_out else "listed above"
+        rest = "nothing was written" if dry_run else "every other line was imported"
+        sys.stderr.write(f"Error: {rejected:,} line{'s' if rejected != 1 else ''} rejected ({where}); {rest}\n")
         raise typer.Exit(code=2)
