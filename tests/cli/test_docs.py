@@ -60,3 +60,11 @@ def test_docs_index_links_resolve():
     index = (DOCS / "index.md").read_text()
     for target in re.findall(r"\]\(([\w.-]+\.md)\)", index):
         assert (DOCS / target).exists(), target
+
+
+def test_store_md_lists_every_setting_with_its_default():
+    from smtpctl.core.model.rules import SETTINGS
+
+    text = (DOCS / "store.md").read_text().split("## Settings", 1)[1]
+    table = re.findall(r"^\| `([a-z_0-9]+)` \| `([^`]*)` \|", text, flags=re.M)
+    assert table == [(key, str(setting.default)) for key, setting in SETTINGS.items()]

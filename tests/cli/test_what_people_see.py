@@ -106,3 +106,21 @@ def test_reset_on_a_terminal_refuses_a_short_password_at_the_first_prompt(cli):
         "Password:", "Repeat for confirmation:", "SMTP credential a@d.example reset."]
     verify = cli("user", "verify", "a@d.example", "--password-stdin", input=good + "\n")
     assert verify.exit_code == 0
+
+
+def test_settings_say_where_the_host_comes_from(cli):
+    shown = cli("settings")
+    assert shown.stdout.startswith("Server:   smtp.mailgun.org\n")
+    assert shown.stderr == ("Note: the server is the store setting smtp_host (smtp.mailgun.org, the default); set the "
+                            "host your users connect to with: smtpctl store set smtp_host HOST\n")
+    cli("store", "set", "smtp_host", "mail.example.net")
+    assert "(mail.example.net, set in this store)" in cli("settings").stderr
+    assert cli("settings", "--json").stderr == ""
+
+
+def test_readme_first_session_sets_the_host():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    session = readme.split("## A first session", 1)[1].split("```", 2)[1]
+    assert "smtpctl store set smtp_host" in session
