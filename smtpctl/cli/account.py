@@ -22,6 +22,7 @@ from smtpctl.cli.output import (
 from smtpctl.cli.state import store_of
 from smtpctl.core.model import rules
 from smtpctl.core.metering.enforcement import block_account, unblock_account
+from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.directory.accounts import (
     account_detail,
     account_removal_check,
@@ -73,6 +74,9 @@ def list_(
     """List accounts."""
     output = fmt(json_out, csv_out)
     rows = list_accounts(store_of(ctx, read_only=True), agency=agency, blocked=blocked)
+    if output == "table":  # whether each limit is the account's own or the store's default
+        rows = [{**r, "effective_daily_limit": f"{r['effective_daily_limit']:,}"
+                 + (" (default)" if r["daily_limit"] is None else "")} for r in rows]
     render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
                 empty="No blocked accounts." if blocked else "No accounts.",
                 drop=("agency", "block_kind") if blocked else None)
@@ -93,16 +97,17 @@ def set_limit(
     json_out: JsonOption = False,
 ) -> None:
     """Set an account's daily email limit; warns when today's count already reaches it."""
-    outcome = set_account_limit(store_of(ctx), name, limit)
+    store = store_of(ctx)
+    outcome = set_account_limit(store, name, limit)
     if json_out:
         print_json(outcome.as_dict())
     else:
-        message(_limit_line(outcome))
+        message(_limit_line(outcome, int(effective_settings(store)["default_daily_limit"])))
     for text in outcome.extra["warnings"]:
         warning(text)
 
 
-def _limit_line(outcome) -> str:
+def _limit_line(outcome, default_limit: int) -> str:
     def emails(n: int) -> str:
         return f"{n:,} email{'' if n == 1 else 's'}"
 
@@ -113,7 +118,7 @@ def _limit_line(outcome) -> str:
     if outcome.status == "unchanged":
         return f"Account {account.name!r} daily limit is already {shown(account.daily_limit)} (unchanged)."
     previous = outcome.extra["previous_daily_limit"]
-    was = emails(previous) if previous is not None else "the default"
+    was = emails(previous) if previous is not None else f"the default, {emails(default_limit)}"
     return f"Account {account.name!r} daily limit set to {shown(account.daily_limit)} a day (was {was})."
 
 

@@ -12,9 +12,10 @@ import tomli_w
 import typer
 
 from smtpctl.cli.options import JsonOption, YesOption
-from smtpctl.cli.output import confirm_destructive, message, print_json, render_list, warning
+from smtpctl.cli.output import confirm_destructive, details_text, message, print_json, render_list, warning
 from smtpctl.cli.state import store_of, writable_store_of
 
+from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.provisioning import export
 from smtpctl.core.model.errors import AlreadyExists, InvalidInput
@@ -100,7 +101,9 @@ def apply_command(
         if dry_run and refusal is not None:
             raise refusal
         return
-    render_list([{**c, "details": c["details"] or ""} for c in changes if c["action"] != "unchanged"],
+    default_limit = int(effective_settings(store)["default_daily_limit"])
+    render_list([{**c, "details": details_text(c["details"], default_limit)} for c in changes
+                 if c["action"] != "unchanged"],
                 [("action", "Action"), ("type", "Type"), ("name", "Name"), ("details", "Details")], output="table",
                 empty="Nothing to change.")
     done = "Plan" if dry_run else "Applied"

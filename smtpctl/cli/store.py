@@ -33,8 +33,8 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
         print_json({r["key"]: r["value"] for r in rows})
         return
     rows = [{k: v for k, v in row.items() if k != "fix"} for row in rows]
-    render_list(rows, [("key", "Setting"), ("value", "Value"), ("source", "Source"), ("description", "Meaning")],
-                output=output)
+    render_list(rows, [("key", "Setting"), ("value", "Value"), ("default", "Default"), ("source", "Source"),
+                       ("description", "Meaning")], output=output)
 
 
 @app.command("set")

@@ -42,7 +42,7 @@ def cell_text(value: Any) -> str:
 
 # Columns of numbers that are not figures: a port or an id reads as typed, with no separator.
 NOT_FIGURES = frozenset({"port", "id", "line", "number", "schema_version"})
-_FIGURE = re.compile(r"(-?\$?)(\d+)(\.\d+)?")
+_FIGURE = re.compile(r"(-?\$?)(\d[\d,]*)(\.\d+)?( \(default\))?")
 
 
 def figure_text(value: Any) -> str | None:
@@ -56,8 +56,8 @@ def figure_text(value: Any) -> str | None:
     if kind is str:
         match = _FIGURE.fullmatch(value)
         if match:
-            sign, whole, fraction = match.groups()
-            return f"{sign}{int(whole):,}{fraction or ''}"
+            sign, whole, fraction, default = match.groups()
+            return f"{sign}{int(whole.replace(',', '')):,}{fraction or ''}{default or ''}"
     return None
 
 

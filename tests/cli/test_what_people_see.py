@@ -124,3 +124,28 @@ def test_readme_first_session_sets_the_host():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     session = readme.split("## A first session", 1)[1].split("```", 2)[1]
     assert "smtpctl store set smtp_host" in session
+
+
+def test_defaults_are_named_with_their_number(cli, tmp_path):
+    cli("agency", "add", "acme")
+    cli("account", "add", "shop", "--agency", "acme")
+    cli("account", "add", "big", "--agency", "acme", "--daily-limit", "3000")
+    listed = cli("account", "list").stdout
+    assert "│ 1,500 (default) │" in listed and "│           3,000 │" in listed
+    assert cli("account", "list", "--csv").stdout.splitlines()[1].startswith("big,acme,3000,")
+    assert cli("account", "set-limit", "shop", "2000").stderr == (
+        "Account 'shop' daily limit set to 2,000 emails a day (was the default, 1,500 emails).\n")
+    audit = cli("audit").stdout
+    assert "new=2,000, old=default" in audit and "agency=acme, daily_limit=3,000" in audit
+    doc = tmp_path / "plan.toml"
+    doc.write_text('version = 1\n[[accounts]]\nname = "shop"\nagency = "acme"\n'
+                   '[[accounts]]\nname = "new"\nagency = "acme"\n')
+    plan = cli("apply", str(doc), "--dry-run").stdout
+    assert "daily_limit=2,000 → 1,500 (default)" in plan and "agency=acme, daily_limit=1,500 (default)" in plan
+
+
+def test_store_show_has_a_default_column(cli):
+    cli("store", "set", "timezone", "Europe/Berlin")
+    shown = cli("store", "show").stdout
+    assert shown.splitlines()[0].split("┃")[2].strip() == "Default"
+    assert [c.strip() for c in cells(shown)[1][:4]] == ["timezone", "Europe/Berlin", "UTC", "set"]
