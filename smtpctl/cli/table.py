@@ -211,7 +211,7 @@ def draw(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: st
     width = console.width if console is not None else int(os.environ.get("COLUMNS", "200"))
     fitted = _layout(texts, columns, width, drop)
     if fitted is None:
-        _render_blocks(rows, columns, title=title)
+        _render_blocks(rows, columns, title=title, width=width)
         return
     kept, need = fitted
     texts = [texts[columns.index(column)] for column in kept]
@@ -397,9 +397,12 @@ def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], titl
     return "\n".join(lines) + "\n"
 
 
-def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None) -> None:
+def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
+                   width: int = 200) -> None:
     """Rows too wide for the terminal: one ``Header: value`` line per field,
-    a blank line between rows; long values run past the edge rather than
+    a blank line between rows. A value too long for the line wraps between
+    its items (``a=1, b=2`` at the comma), each further line indented under
+    the first; one item longer than the line runs past the edge rather than
     being cut."""
     from rich.cells import cell_len
 
@@ -414,5 +417,25 @@ def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *,
             figure = figure_text(raw) if type(raw) in (int, Decimal) and key not in NOT_FIGURES else None
             value = figure if figure is not None else cell_text(raw)
             if value != "":
-                lines.append(f"{(header + ':').ljust(label_width)} {value}".rstrip())
+                label = (header + ":").ljust(label_width)
+                for number, text in enumerate(_wrap_items(value, width - label_width - 1)):
+                    lines.append(f"{label if number == 0 else ' ' * label_width} {text}".rstrip())
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _wrap_items(value: str, room: int) -> list[str]:
+    """``value`` in lines of at most ``room`` cells, broken only after the
+    comma between two items (``key=value, key=value``) or, for text without
+    items, between words; an item wider than ``room`` keeps its own line."""
+    if _width(value) <= room:
+        return [value]
+    separator = ", " if ", " in value else " "
+    items = value.split(separator)
+    lines: list[str] = []
+    for index, item in enumerate(items):
+        piece = item + (separator.rstrip() if index < len(items) - 1 else "")
+        if lines and _width(lines[-1]) + 1 + _width(piece) <= room:
+            lines[-1] += " " + piece
+        else:
+            lines.append(piece)
+    return lines

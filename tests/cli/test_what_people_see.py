@@ -149,3 +149,23 @@ def test_store_show_has_a_default_column(cli):
     shown = cli("store", "show").stdout
     assert shown.splitlines()[0].split("┃")[2].strip() == "Default"
     assert [c.strip() for c in cells(shown)[1][:4]] == ["timezone", "Europe/Berlin", "UTC", "set"]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_audit_blocks_wrap_between_fields(cli, tmp_path, monkeypatch, width):
+    doc = tmp_path / "n.toml"
+    doc.write_text('version = 1\n[[agencies]]\nname = "Northwind Traders"\n[[accounts]]\nname = "northwind-marketing"\n'
+                   'agency = "Northwind Traders"\n[[domains]]\nname = "mail.northwind-traders.example"\n'
+                   'account = "northwind-marketing"\n[[credentials]]\n'
+                   'login = "billing-reminders@mail.northwind-traders.example"\ngenerate = true\n')
+    assert cli("apply", str(doc), "--secrets-out", str(tmp_path / "s.toml")).exit_code == 0
+    monkeypatch.setenv("COLUMNS", str(width))
+    lines = cli("audit").stdout.splitlines()
+    assert "Details:" in "\n".join(lines)  # block form
+    assert max(map(len, lines)) <= width
+    assert not any(line.strip().startswith(",") for line in lines)
+    details = [line for line in lines if line.startswith(("Details:", " " * 12))]
+    text = " ".join(line[12:] for line in details)
+    assert "domain=mail.northwind-traders.example, generated=yes, hash_scheme=argon2id, via=apply" in text
+    for line in details:  # every line holds whole fields
+        assert all("=" in field for field in line[12:].rstrip(",").split(", ")), line
