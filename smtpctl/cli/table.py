@@ -249,7 +249,8 @@ def _rich_table(texts: Sequence[Sequence[str]], kept: Sequence[Column], need: di
     are right-aligned."""
     from rich.table import Table
 
-    table = Table(title=title, show_edge=False, header_style="bold")
+    # a title is text, not markup: "[/]" in a name must print as typed
+    table = Table(title=escape_markup(title) if title else title, show_edge=False, header_style="bold")
     for index, (key, header) in enumerate(kept):
         fixed: dict[str, Any] = {"width": widths[index]} if widths is not None else {}
         if key in right:
