@@ -92,7 +92,9 @@ def rich_console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "200"))
+    width = getattr(stream, "terminal_width", None)  # a table drawn for the pager (``pager.paged``)
+    if width is None and not stream.isatty():
+        width = int(os.environ.get("COLUMNS", "200"))
     return Console(file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
                    soft_wrap=False, emoji=False)  # data is shown as it is: ":x:" in a note stays ":x:"
 
@@ -201,7 +203,15 @@ def _layout(texts: Sequence[Sequence[str]], columns: Sequence[Column], width: in
 
 def draw(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
          drop: Sequence[str] | None) -> None:
-    """Draw ``rows`` (at least one) as a table on stdout; see ``output.render_list``."""
+    """Draw ``rows`` (at least one) as a table on stdout, through the pager
+    when it is longer than the terminal (``pager.paged``); see ``output.render_list``."""
+    from smtpctl.cli.pager import paged
+
+    paged(lambda: _draw(rows, columns, title=title, drop=drop))
+
+
+def _draw(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
+          drop: Sequence[str] | None) -> None:
     converted = [_column_texts(rows, key) for key, _ in columns]
     texts = [cells for cells, _ in converted]
     right = {key for (key, _), (_, figures) in zip(columns, converted) if figures}

@@ -265,8 +265,12 @@ def root(
     install_completion: Annotated[Optional[Shell], typer.Option(
         "--install-completion", metavar="SHELL", callback=_install_completion, is_eager=True, show_default=False,
         help="Install completion for SHELL in its start-up file and exit.")] = None,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Print long tables directly, not through the pager (SMTPCTL_PAGER, PAGER, less).")] = False,
 ) -> None:
     """Administer SMTP sending credentials and metered usage."""
+    if no_pager:
+        os.environ["SMTPCTL_NO_PAGER"] = "1"  # read where a table is drawn (smtpctl.cli.pager)
     state = AppState(db=db, config_path=config)
     ctx.obj = state
     ctx.call_on_close(state.close)

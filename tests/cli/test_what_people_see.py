@@ -169,3 +169,42 @@ def test_audit_blocks_wrap_between_fields(cli, tmp_path, monkeypatch, width):
     assert "domain=mail.northwind-traders.example, generated=yes, hash_scheme=argon2id, via=apply" in text
     for line in details:  # every line holds whole fields
         assert all("=" in field for field in line[12:].rstrip(",").split(", ")), line
+
+
+PAGER = {"PAGER": "sed 's/^/P:/'", "SMTPCTL_PAGER": "", "LINES": "10", "COLUMNS": "100"}
+
+
+def _many_audit_entries(cli, count=12):
+    for n in range(count):
+        cli("agency", "add", f"agency-{n:02d}")
+
+
+def test_long_tables_go_through_the_pager_on_a_terminal(cli, monkeypatch):
+    from tests.conftest import on_terminal
+
+    _many_audit_entries(cli)
+    env = {**PAGER, "SMTPCTL_PAGER": "sed 's/^/P:/'"}
+    rc, screen = on_terminal(["audit", "--limit", "0"], env=env)
+    lines = screen.replace("\r", "").splitlines()
+    assert rc == 0 and lines and all(line.startswith("P:") for line in lines), screen
+    assert sum("agency.create" in line for line in lines) == 12
+    rc, screen = on_terminal(["--no-pager", "audit", "--limit", "0"], env=env)
+    assert rc == 0 and "agency.create" in screen and "P:" not in screen
+    rc, screen = on_terminal(["audit", "--limit", "2"], env=env)  # fits the screen: printed directly
+    assert rc == 0 and "agency.create" in screen and "P:" not in screen
+    rc, screen = on_terminal(["audit", "--limit", "0"], env={**env, "SMTPCTL_PAGER": "cat"})  # cat: no pager
+    assert rc == 0 and "P:" not in screen
+    # not a terminal: never paged
+    monkeypatch.setenv("PAGER", "sed 's/^/P:/'")
+    assert "P:" not in cli("audit", "--limit", "0").stdout
+
+
+def test_store_copy_shows_progress_on_a_terminal_only(cli, tmp_path):
+    from tests.conftest import on_terminal
+
+    _many_audit_entries(cli, 2)
+    rc, screen = on_terminal(["store", "copy", str(tmp_path / "copy.db")])
+    assert rc == 0, screen
+    assert "Copying the store" in screen and "100%" in screen and "; verified." in screen
+    piped = cli("store", "copy", str(tmp_path / "copy2.db"))
+    assert piped.exit_code == 0 and "Copying" not in piped.stderr
