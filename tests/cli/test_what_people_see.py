@@ -208,3 +208,86 @@ def test_store_copy_shows_progress_on_a_terminal_only(cli, tmp_path):
     assert "Copying the store" in screen and "100%" in screen and "; verified." in screen
     piped = cli("store", "copy", str(tmp_path / "copy2.db"))
     assert piped.exit_code == 0 and "Copying" not in piped.stderr
+
+
+def _leaves():
+    import typer.main
+
+    from smtpctl.cli.typer_app import app
+
+    root = typer.main.get_command(app)
+    for name, command in root.commands.items():
+        subs = getattr(command, "commands", None)
+        if not subs:
+            yield name, command
+        else:
+            for sub in subs:
+                yield f"{name} {sub}", subs[sub]
+
+
+def test_every_leaf_command_has_a_real_example():
+    import shlex
+
+    for path, command in _leaves():
+        assert command.epilog and "Examples" in command.epilog, path
+        if command.hidden:  # the other verb (agency delete): the examples use the listed one
+            continue
+        for line in command.epilog.splitlines()[1:]:
+            words = shlex.split(line.replace("\\[", "[").split(" > ")[0].split(" | ")[-1])
+            assert words[:1 + len(path.split())] == ["smtpctl", *path.split()], (path, line)
+            options = {opt for param in command.params for opt in param.opts}
+            used = {w.split("=")[0] for w in words if w.startswith("--")}
+            assert used <= options, (line, used - options)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_help_reads_well(cli, monkeypatch, width):
+    import re
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    for path, _ in _leaves():
+        out = cli(*path.split(), "--help").stdout
+        assert not re.search(r"\{[a-z_]+\}", out), path  # placeholders are upper case
+        assert not re.search(r"(?:\s|^)--[a-z-]+\s+(?:-\w\s+)?<[a-z]", out), path  # no <str> for an option
+        assert "<toml|json" not in out and "postfix-sender-log " not in out, path  # choices never cut mid-word
+    # a command's summary is one paragraph: a hard line break shows in its group's listing
+    for path, command in _leaves():
+        assert "\n" not in (command.help or "").strip().split("\n\n")[0], path
+    policy = cli("policy", "--help").stdout
+    assert "foreign senders and too many" in " ".join(line.strip(" │") for line in policy.splitlines())
+
+
+def test_completion_offers_stored_names_and_choices(cli, run):
+    def complete(words):
+        env = {"_SMTPCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        return run(env=env, check_rc=0).stdout.split()
+
+    cli("agency", "add", "acme")
+    cli("agency", "add", "zeta")
+    cli("account", "add", "shop", "--agency", "acme")
+    cli("domain", "add", "d.example", "--account", "shop")
+    cli("user", "create", "app@d.example", "--generate")
+    assert complete("smtpctl agency show ") == ["acme", "zeta"]
+    assert complete("smtpctl account add x --agency a") == ["acme"]
+    assert complete("smtpctl account set-limit ") == ["shop"]
+    assert complete("smtpctl domain show ") == ["d.example"]
+    assert complete("smtpctl user reset ") == ["app@d.example"]
+    assert complete("smtpctl usage report --by d") == ["day", "domain", "direction"]
+    assert complete("smtpctl export --format ") == ["toml", "json", "dovecot",
+                                                                       "postfix-sender-logins"]
+
+
+def test_install_completion_zsh_writes_no_zstyle(cli, isolated_store):
+    import os
+    from pathlib import Path
+
+    home = Path(os.environ["HOME"])
+    (home / ".zshrc").write_text("export EDITOR=vi\n")
+    result = cli("--install-completion", "zsh")
+    assert result.exit_code == 0, result.stderr
+    zshrc = (home / ".zshrc").read_text()
+    assert "zstyle" not in zshrc
+    assert zshrc == "export EDITOR=vi\nfpath+=~/.zfunc; autoload -Uz compinit; compinit\n"
+    assert (home / ".zfunc" / "_smtpctl").read_text().startswith("#compdef smtpctl")
+    cli("--install-completion", "zsh")
+    assert (home / ".zshrc").read_text() == zshrc  # once
