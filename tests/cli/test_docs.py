@@ -68,3 +68,18 @@ def test_store_md_lists_every_setting_with_its_default():
     text = (DOCS / "store.md").read_text().split("## Settings", 1)[1]
     table = re.findall(r"^\| `([a-z_0-9]+)` \| `([^`]*)` \|", text, flags=re.M)
     assert table == [(key, str(setting.default)) for key, setting in SETTINGS.items()]
+
+
+def test_man_pages_are_generated_from_the_help_and_installed():
+    import tomllib
+
+    from smtpctl.cli.manpages import pages
+
+    root = DOCS.parent
+    committed = {path.name: path.read_text() for path in (root / "man").glob("*.1")}
+    generated = pages()
+    stale = sorted(name for name in set(committed) | set(generated) if committed.get(name) != generated.get(name))
+    assert stale == [], f"man pages out of date: run python -m smtpctl.cli.manpages man/ ({stale[:5]})"
+    assert "smtpctl-account-add.1" in generated and ".SH EXAMPLES" in generated["smtpctl-account-add.1"]
+    wheel = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["shared-data"] == {"man": "share/man/man1"}
