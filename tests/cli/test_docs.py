@@ -83,3 +83,14 @@ def test_man_pages_are_generated_from_the_help_and_installed():
     assert "smtpctl-account-add.1" in generated and ".SH EXAMPLES" in generated["smtpctl-account-add.1"]
     wheel = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
     assert wheel["shared-data"] == {"man": "share/man/man1"}
+
+
+def test_the_test_command_prints_a_short_summary():
+    import tomllib
+
+    root = DOCS.parent
+    addopts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    report = "".join(option[2:] for option in addopts.split() if option.startswith("-r"))
+    assert "s" not in report and "a" not in report and "A" not in report, addopts  # no line per skipped test
+    readme = (root / "README.md").read_text()
+    assert "-rs" in readme and "no PostgreSQL for the tests" in readme and ".ci/pg start" in readme
