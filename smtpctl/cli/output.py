@@ -153,9 +153,13 @@ def details_text(details: dict[str, Any] | None, default_limit: int | None = Non
     """A plan's or an audit entry's details for people: ``key=value`` pairs
     with figures as figures (``daily_limit=1,500 (default)``, ``daily_limit=3,000
     → 2,500``), a value left unset named as the default (with its number
-    when ``default_limit`` is known), yes/no for flags."""
+    when ``default_limit`` is known, or the entry kept it as
+    ``default_daily_limit``), yes/no for flags."""
     if not details:
         return ""
+    if "default_daily_limit" in details:  # an audit entry keeps the default then in force: shown where it applied
+        details = dict(details)
+        default_limit = details.pop("default_daily_limit")
 
     def shown(key: str, value: Any) -> str:
         if value is None and key in LIMIT_KEYS:

@@ -157,7 +157,8 @@ def test_audit_filters(cli, doc, tmp_path, monkeypatch):
     assert set(rows[0]) == {"id", "at", "actor", "action", "object_type", "object_name", "account", "details"}
     creds = json.loads(cli("audit", "--action", "credential", "--json").stdout)
     assert [r["object_name"] for r in creds] == ["ci@d.example", "app@d.example"]
-    assert json.loads(cli("audit", "--actor", "alice", "--json").stdout)[0]["details"] == {"old": None, "new": 50}
+    assert json.loads(cli("audit", "--actor", "alice", "--json").stdout)[0]["details"] == {"old": None, "new": 50,
+                                                                                          "default_daily_limit": 1500}
     assert len(json.loads(cli("audit", "--account", "shop", "--limit", "2", "--json").stdout)) == 2
     assert json.loads(cli("audit", "--since", "2999-01-01", "--json").stdout) == []
     assert len(json.loads(cli("audit", "--until", "2999-01-01", "--json", "--limit", "0").stdout)) == 6

@@ -136,7 +136,8 @@ def test_defaults_are_named_with_their_number(cli, tmp_path):
     assert cli("account", "set-limit", "shop", "2000").stderr == (
         "Account 'shop' daily limit set to 2,000 emails a day (was the default, 1,500 emails).\n")
     audit = cli("audit").stdout
-    assert "new=2,000, old=default" in audit and "agency=acme, daily_limit=3,000" in audit
+    assert "new=2,000, old=1,500 (default)" in audit and "agency=acme, daily_limit=3,000" in audit
+    assert "agency=acme, daily_limit=1,500 (default)" in audit and "default_daily_limit" not in audit
     doc = tmp_path / "plan.toml"
     doc.write_text('version = 1\n[[accounts]]\nname = "shop"\nagency = "acme"\n'
                    '[[accounts]]\nname = "new"\nagency = "acme"\n')
