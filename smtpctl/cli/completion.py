@@ -92,6 +92,9 @@ def polish(command: Any, path: str) -> Any:
             continue
         if param.metavar is None:
             param.metavar = _metavar(param)
+        if not is_option:  # the usage line: NAME, [ACCOUNT], as man pages write them (typer writes {NAME})
+            shown = param.metavar if param.required or param.metavar.startswith("[") else f"[{param.metavar}]"
+            param.make_metavar = lambda ctx=None, usage=False, shown=shown: shown
         if getattr(param, "_custom_shell_complete", None) is not None:
             continue
         if is_option:
