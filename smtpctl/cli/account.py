@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
+from smtpctl.cli.options import Count, CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     confirm_destructive,
     fmt,
@@ -20,6 +20,8 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.directory.settings import effective_settings
+from smtpctl.core.model import rules
 from smtpctl.core.directory.accounts import (
     account_detail,
     account_removal_check,
@@ -50,7 +52,7 @@ def add(
     name: Annotated[str, typer.Argument(help="Account name.")],
     agency: Annotated[str, typer.Option("--agency", help="The agency that owns the account.")],
     daily_limit: Annotated[Optional[int], typer.Option(
-        "--daily-limit", help="Emails per day (default: the store's default_daily_limit).")] = None,
+        "--daily-limit", click_type=Count(1, rules.MAX_DAILY_LIMIT, "daily limit"), metavar="N", help="Emails per day (default: the store's default_daily_limit).")] = None,
     exist_ok: ExistOkOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -71,6 +73,9 @@ def list_(
     """List accounts."""
     output = fmt(json_out, csv_out)
     rows = list_accounts(store_of(ctx, read_only=True), agency=agency, blocked=blocked)
+    if output == "table":  # whether each limit is the account's own or the store's default
+        rows = [{**r, "effective_daily_limit": f"{r['effective_daily_limit']:,}"
+                 + (" (default)" if r["daily_limit"] is None else "")} for r in rows]
     render_list(rows, BLOCKED_COLUMNS if blocked else COLUMNS, output=output,
                 empty="No blocked accounts." if blocked else "No accounts.",
                 drop=("agency", "block_kind") if blocked else None)
@@ -91,16 +96,17 @@ def set_limit(
     json_out: JsonOption = False,
 ) -> None:
     """Set an account's daily email limit; warns when today's count already reaches it."""
-    outcome = set_account_limit(store_of(ctx), name, limit)
+    store = store_of(ctx)
+    outcome = set_account_limit(store, name, limit)
     if json_out:
         print_json(outcome.as_dict())
     else:
-        message(_limit_line(outcome))
+        message(_limit_line(outcome, int(effective_settings(store)["default_daily_limit"])))
     for text in outcome.extra["warnings"]:
         warning(text)
 
 
-def _limit_line(outcome) -> str:
+def _limit_line(outcome, default_limit: int) -> str:
     def emails(n: int) -> str:
         return f"{n:,} email{'' if n == 1 else 's'}"
 
@@ -111,7 +117,7 @@ def _limit_line(outcome) -> str:
     if outcome.status == "unchanged":
         return f"Account {account.name!r} daily limit is already {shown(account.daily_limit)} (unchanged)."
     previous = outcome.extra["previous_daily_limit"]
-    was = emails(previous) if previous is not None else "the default"
+    was = emails(previous) if previous is not None else f"the default, {emails(default_limit)}"
     return f"Account {account.name!r} daily limit set to {shown(account.daily_limit)} a day (was {was})."
 
 

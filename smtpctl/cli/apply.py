@@ -12,8 +12,9 @@ import tomli_w
 import typer
 
 from smtpctl.cli.options import JsonOption, YesOption
-from smtpctl.cli.output import confirm_destructive, message, print_json, render_list, warning
-from smtpctl.cli.state import store_of
+from smtpctl.cli.output import confirm_destructive, details_text, message, print_json, render_list, warning
+from smtpctl.cli.state import store_of, writable_store_of
+from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model.errors import AlreadyExists, InvalidInput
 from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.provisioning import export
@@ -51,24 +52,25 @@ def apply_command(
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"cannot read {source}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     doc = provisioning.parse_document(text, base_dir=base)
-    # a dry run never creates a store, and needs none: a store not made yet plans against an empty one
-    store = store_of(ctx, read_only=dry_run, empty_ok=dry_run)
+    # Planned against the store, or against an empty one where none is made
+    # yet: a dry run never creates one, and a real run creates it only once
+    # the plan is accepted (a refused run leaves no empty store file behind).
+    store = store_of(ctx, read_only=True, empty_ok=True, note=dry_run)
     verify = provisioning.VerifyCache()
     plan = provisioning.make_plan(store, doc, prune=prune, verify=verify)
     deletions = [c for c in plan.changes if c.action == "delete"]
     generates = [c for c in plan.changes if c.kind == "credential" and c.action == "create"
                  and doc.credentials[c.name].generate]
+    refusal = _secrets_refusal(len(generates), secrets_out)
     if not dry_run:
         if plan.blocked and not skip_blocked:
             raise provisioning.blocked_error(plan)
-        if generates and secrets_out is None:
-            raise InvalidInput(f"the plan generates {len(generates)} password(s); give --secrets-out PATH to keep "
-                               "them (they are never printed)")
-        if generates and secrets_out.exists():
-            raise AlreadyExists(f"--secrets-out {secrets_out} already exists; move it away or choose another path")
+        if refusal is not None:
+            raise refusal
         if deletions:
             listed = ", ".join(f"{c.kind} {c.name}" for c in deletions)
             confirm_destructive(f"--prune will delete {len(deletions)} object(s): {listed}.", yes)
+        store = writable_store_of(ctx)
 
     pending: dict[str, Path] = {}
 
@@ -95,8 +97,12 @@ def apply_command(
         print_json({"dry_run": dry_run, "changes": changes, "summary": summary,
                     "secrets_out": str(secrets_out) if result.generated else None})
         _report_blocked(result, dry_run, skip_blocked)
+        if dry_run and refusal is not None:
+            raise refusal
         return
-    render_list([{**c, "details": c["details"] or ""} for c in changes if c["action"] != "unchanged"],
+    default_limit = int(effective_settings(store)["default_daily_limit"])
+    render_list([{**c, "details": details_text(c["details"], default_limit)} for c in changes
+                 if c["action"] != "unchanged"],
                 [("action", "Action"), ("type", "Type"), ("name", "Name"), ("details", "Details")], output="table",
                 empty="Nothing to change.")
     done = "Plan" if dry_run else "Applied"
@@ -108,6 +114,19 @@ def apply_command(
     if result.generated and not dry_run:
         message(f"Generated passwords for {len(result.generated)} credential(s) are in {secrets_out} (mode 0600).")
     _report_blocked(result, dry_run, skip_blocked)
+    if dry_run and refusal is not None:  # after the plan, as the real run would refuse it
+        raise refusal
+
+
+def _secrets_refusal(generates: int, secrets_out: Path | None) -> Exception | None:
+    """Why a plan that generates passwords cannot run (they must go to a new
+    --secrets-out file), or ``None``; a dry run refuses it too, after the plan."""
+    if generates and secrets_out is None:
+        return InvalidInput(f"the plan generates {generates} password(s); give --secrets-out PATH to keep them "
+                            "(they are never printed)")
+    if generates and secrets_out.exists():
+        return AlreadyExists(f"--secrets-out {secrets_out} already exists; move it away or choose another path")
+    return None
 
 
 def _report_blocked(result, dry_run: bool, skip_blocked: bool) -> None:

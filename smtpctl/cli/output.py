@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
@@ -142,6 +143,41 @@ def render_credits(credits: dict[str, Any]) -> None:
                              total[key]["cost"])
         if note:
             message(f"Note ({credits[key]['month']}): {note}")
+
+
+LIMIT_KEYS = frozenset({"daily_limit", "old", "new"})  # None there means "the store's default"
+_DEFAULT_OF = re.compile(r"default \((\d+)\)")  # how a plan names the default in force: "default (1500)"
+
+
+def details_text(details: dict[str, Any] | None, default_limit: int | None = None) -> str:
+    """A plan's or an audit entry's details for people: ``key=value`` pairs
+    with figures as figures (``daily_limit=1,500 (default)``, ``daily_limit=3,000
+    → 2,500``), a value left unset named as the default (with its number
+    when ``default_limit`` is known, or the entry kept it as
+    ``default_daily_limit``), yes/no for flags."""
+    if not details:
+        return ""
+    if "default_daily_limit" in details:  # an audit entry keeps the default then in force: shown where it applied
+        details = dict(details)
+        default_limit = details.pop("default_daily_limit")
+
+    def shown(key: str, value: Any) -> str:
+        if value is None and key in LIMIT_KEYS:
+            return f"{default_limit:,} (default)" if default_limit is not None else "default"
+        if isinstance(value, str):
+            match = _DEFAULT_OF.fullmatch(value)
+            return f"{int(match.group(1)):,} (default)" if match else value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:,}"
+        return table.cell_text(value)
+
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, list) and len(value) == 2 and key in LIMIT_KEYS:  # a change: [before, after]
+            parts.append(f"{key}={shown(key, value[0])} → {shown(key, value[1])}")
+        else:
+            parts.append(f"{key}={shown(key, value)}")
+    return ", ".join(parts)
 
 
 def _csv_cell(value: Any) -> str:

@@ -14,7 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.cli.output import word
 from smtpctl.core.directory import secret_input
+from smtpctl.core.model import passwords
 from smtpctl.core.model.errors import InvalidInput
 
 PasswordStdinOption = Annotated[bool, typer.Option(
@@ -51,7 +53,26 @@ def read_password(*, stdin: bool, file: Path | None, generate: bool = False, all
     if file is not None:
         return secret_input.read_secret_file(file, f"--password-file {file}")
     if sys.stdin.isatty():
-        typed = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm, err=True)
-        return secret_input.check_text(typed, "the password typed")
+        return _typed(confirm)
     wanted = SOURCES if allow_generate else "--password-stdin or --password-file PATH"
     raise InvalidInput(f"no password given and no terminal to prompt on: use {wanted}")
+
+
+def _typed(confirm: bool) -> str:
+    """The password typed at the terminal. A new password (``confirm``) is
+    checked as soon as it is typed, and asked for again, before the
+    confirmation: nobody types a refused password twice. A candidate (``user
+    verify``) is taken as typed."""
+    while True:
+        typed = secret_input.check_text(typer.prompt("Password", hide_input=True, err=True), "the password typed")
+        if not confirm:
+            return typed
+        try:
+            passwords.validate_password(typed)
+        except InvalidInput as exc:
+            sys.stderr.write(f"Error: {word(exc)}; try again.\n")
+            continue
+        again = typer.prompt("Repeat for confirmation", hide_input=True, err=True)
+        if again == typed:
+            return typed
+        sys.stderr.write("Error: the two entered values do not match; try again.\n")

@@ -29,15 +29,7 @@ def policy_serve(
         "--metrics", help="Serve Prometheus metrics at http://HOST:PORT/metrics (docs/servers.md, Metrics).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
 ) -> None:
-    """Answer Postfix policy requests in every state: refuse revoked credentials, foreign senders and
-    too many recipients; meter and cap the daily limit at END-OF-MESSAGE.
-
-    Examples:
-
-      smtpctl policy serve --listen 127.0.0.1:10040
-
-      smtpctl policy serve --listen unix:/var/spool/postfix/private/smtpctl-policy --socket-group postfix
-    """
+    """Answer Postfix policy requests in every state: refuse revoked credentials, foreign senders and too many recipients; meter and cap the daily limit at END-OF-MESSAGE."""
     unix = None
     if listen.startswith("unix:"):
         socket_path = listen[len("unix:"):]

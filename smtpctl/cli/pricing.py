@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.options import JsonOption
+from smtpctl.cli.options import Count, JsonOption
 from smtpctl.cli.output import dollars, fmt, message, print_json, render_list
 from smtpctl.cli.state import store_of
 from smtpctl.core.directory.settings import effective_settings
@@ -31,11 +31,11 @@ def _compare(values: list[str]) -> list[tuple[str, Decimal]]:
 @app.command("estimate")
 def estimate(
     ctx: typer.Context,
-    emails: Annotated[Optional[int], typer.Option("--emails", help="Total emails (recipients).")] = None,
-    per_day: Annotated[Optional[int], typer.Option("--per-day", help="Emails per day.")] = None,
-    days: Annotated[int, typer.Option("--days", help="Days, with --per-day.")] = 30,
-    messages: Annotated[Optional[int], typer.Option("--messages", help="Messages, with --recipients.")] = None,
-    recipients: Annotated[Optional[int], typer.Option("--recipients", help="Recipients per message.")] = None,
+    emails: Annotated[Optional[int], typer.Option("--emails", click_type=Count(what="--emails"), metavar="N", help="Total emails (recipients).")] = None,
+    per_day: Annotated[Optional[int], typer.Option("--per-day", click_type=Count(what="--per-day"), metavar="N", help="Emails per day.")] = None,
+    days: Annotated[int, typer.Option("--days", click_type=Count(what="--days"), metavar="N", help="Days, with --per-day.")] = 30,
+    messages: Annotated[Optional[int], typer.Option("--messages", click_type=Count(what="--messages"), metavar="N", help="Messages, with --recipients.")] = None,
+    recipients: Annotated[Optional[int], typer.Option("--recipients", click_type=Count(what="--recipients"), metavar="N", help="Recipients per message.")] = None,
     rate: Annotated[Optional[str], typer.Option("--rate", help="Price per 1,000 (default: the store's).")] = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="NAME=RATE to compare with (repeatable).")] = None,
     json_out: JsonOption = False,

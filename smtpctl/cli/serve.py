@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.cli.options import Count
 from smtpctl.cli.output import message
 from smtpctl.cli.state import AppState, store_of
 from smtpctl.core.model.errors import InvalidInput
@@ -37,28 +38,28 @@ def serve_command(
     auth_delay: Annotated[float, typer.Option("--auth-delay", min=0, max=60,
                                               help="Seconds a failed AUTH costs.")] = 1.0,
     auth_cache_size: Annotated[int, typer.Option(
-        "--auth-cache-size", min=0, max=10_000_000,
+        "--auth-cache-size", click_type=Count(0, 10_000_000, "--auth-cache-size"), metavar="N",
         help="Logins whose last successful verify is remembered (as a keyed digest bound to the stored hash, "
              "never the password), so a repeat login skips argon2; 0 turns the cache off.")] = 10_000,
     auth_cache_ttl: Annotated[float, typer.Option(
         "--auth-cache-ttl", min=1, max=86400, help="Seconds a remembered verify stays good.")] = 300.0,
     max_auth_failures: Annotated[int, typer.Option(
-        "--max-auth-failures", min=1, max=1_000_000,
+        "--max-auth-failures", click_type=Count(1, 1_000_000, "--max-auth-failures"), metavar="N",
         help="AUTH guesses one client (an IPv4 address or an IPv6 /64) may make in 5 minutes, counted when they "
              "start; then 454.")] = 5,
     max_auth_failures_per_login: Annotated[int, typer.Option(
-        "--max-auth-failures-per-login", min=1, max=1_000_000,
+        "--max-auth-failures-per-login", click_type=Count(1, 1_000_000, "--max-auth-failures-per-login"), metavar="N",
         help="Failed AUTHs on one login, from all clients together, in 5 minutes; then 454 for that login (a "
              "client that authenticated as it within a day is exempt).")] = 10,
     auth_failure_window: Annotated[float, typer.Option(
         "--auth-failure-window", min=1, max=86400,
         help="Seconds a failed AUTH counts against both caps (default 300: the 5 minutes above).")] = 300.0,
     max_connections: Annotated[Optional[int], typer.Option(
-        "--max-connections", min=1, max=1_000_000,
+        "--max-connections", click_type=Count(1, 1_000_000, "--max-connections"), metavar="N",
         help="Concurrent connections in all (default 1000, or fewer when the open files limit cannot hold them); "
              "past it 421.")] = None,
     max_connections_per_client: Annotated[int, typer.Option(
-        "--max-connections-per-client", min=1, max=1_000_000,
+        "--max-connections-per-client", click_type=Count(1, 1_000_000, "--max-connections-per-client"), metavar="N",
         help="Concurrent connections from one client (an IPv4 address or an IPv6 /64); past it 421.")] = 50,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=1, max=86400,

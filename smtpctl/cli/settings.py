@@ -10,12 +10,13 @@ import tomli_w
 import typer
 
 from smtpctl.cli.options import JsonOption
-from smtpctl.cli.output import print_json, render_list
+from smtpctl.cli.output import message, print_json, render_list
 from smtpctl.cli.state import store_of
 from smtpctl.cli.table import rich_console
 from smtpctl.core.directory.credentials import smtp_settings
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.directory.settings import settings_view
 
 
 class SettingsFormat(str, Enum):
@@ -71,3 +72,14 @@ def settings_command(
         sys.stdout.write(tomli_w.dumps({k: v for k, v in data.items() if v is not None}))
     else:
         render_settings(data)
+        message(host_note(store_of(ctx, read_only=True)))
+
+
+def host_note(store: Any) -> str:
+    """Where the server name comes from (the store setting smtp_host) and how
+    to change it: a store never set up shows the default, which is not the
+    host a local ``smtpctl serve`` listens on."""
+    row = next(r for r in settings_view(store) if r["key"] == "smtp_host")
+    source = "the default" if row["source"] == "default" else "set in this store"
+    return (f"Note: the server is the store setting smtp_host ({row['value']}, {source}); set the host your users "
+            "connect to with: smtpctl store set smtp_host HOST")

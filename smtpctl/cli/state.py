@@ -33,7 +33,8 @@ class AppState:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self, *, read_only: bool = False, must_exist: bool = False, empty_ok: bool = False) -> Store:
+    def store(self, *, read_only: bool = False, must_exist: bool = False, empty_ok: bool = False,
+              note: bool = True) -> Store:
         """The store, opened once per invocation.
 
         A read-only command never creates one. When the file does not exist:
@@ -43,7 +44,8 @@ class AppState:
         with ``must_exist``, ``NotFound`` naming the path. ``empty_ok`` is for
         a command that needs no stored object (``pricing estimate``, ``apply
         --dry-run``): at a given path it too gets an empty store, with the
-        default settings, and one ``Note:`` line on stderr says so.
+        default settings, and one ``Note:`` line on stderr says so (unless
+        ``note`` is false: a command that plans first and writes after).
         """
         if self._store is None:
             # Imported here, not at the top: --version and --help open no
@@ -61,7 +63,7 @@ class AppState:
                     by = f" (named by {named_by})" if named_by else ""
                     raise NotFound(f"there is no store at {path}{by}; a read-only command does not create one: "
                                    "check the path, or create the store with a command that writes")
-                if named_by is not None:
+                if named_by is not None and note:
                     message(f"Note: there is no store at {path} (named by {named_by}); running against an empty "
                             "store with the default settings (none is created).")
                 self._store = Store.empty(path, actor=actor)
@@ -76,11 +78,25 @@ class AppState:
 
 
 def store_of(ctx: typer.Context, *, read_only: bool = False, must_exist: bool = False,
-             empty_ok: bool = False) -> Store:
+             empty_ok: bool = False, note: bool = True) -> Store:
     """The invocation's store; ``read_only`` for commands that only read (see ``AppState.store``)."""
     state = ctx.find_object(AppState)
     if state is None:  # a command invoked without the root callback (tests)
         state = AppState()
         ctx.obj = state
         ctx.call_on_close(state.close)
-    return state.store(read_only=read_only, must_exist=must_exist, empty_ok=empty_ok)
+    return state.store(read_only=read_only, must_exist=must_exist, empty_ok=empty_ok, note=note)
+
+
+def writable_store_of(ctx: typer.Context) -> Store:
+    """The invocation's store for writing, after ``store_of(ctx, read_only=True,
+    empty_ok=True)`` planned against it: where that was an empty store in
+    memory (no store yet), the real one is created now, so a command refused
+    while planning leaves no empty store file behind."""
+    store = store_of(ctx, read_only=True, empty_ok=True, note=False)
+    if store.on_disk:
+        return store
+    state = ctx.find_object(AppState)
+    assert state is not None  # store_of made one
+    state.close()
+    return state.store()

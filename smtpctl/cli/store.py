@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from smtpctl.cli.options import JsonOption
 from smtpctl.cli.output import fmt, message, print_json, render_list, render_record, shell_command, warning
 from smtpctl.cli.state import store_of
+from smtpctl.cli.table import rich_console
 from smtpctl.core.billing.prices import set_price
 from smtpctl.core.directory.settings import PRICE_KEY, set_setting, settings_view, unset_setting
 from smtpctl.core.model.rules import DEFAULT_PRICE_PER_1000
@@ -33,8 +35,8 @@ def show(ctx: typer.Context, json_out: JsonOption = False) -> None:
         print_json({r["key"]: r["value"] for r in rows})
         return
     rows = [{k: v for k, v in row.items() if k != "fix"} for row in rows]
-    render_list(rows, [("key", "Setting"), ("value", "Value"), ("source", "Source"), ("description", "Meaning")],
-                output=output)
+    render_list(rows, [("key", "Setting"), ("value", "Value"), ("default", "Default"), ("source", "Source"),
+                       ("description", "Meaning")], output=output)
 
 
 @app.command("set")
@@ -112,7 +114,7 @@ def backup(
     if json_out:
         print_json(result)
     else:
-        message(f"Backed up the store to {result['path']} ({result['size_bytes']} bytes).")
+        message(f"Backed up the store to {result['path']} ({result['size_bytes']:,} bytes).")
 
 
 @app.command("copy")
@@ -122,12 +124,20 @@ def copy(
     json_out: JsonOption = False,
 ) -> None:
     """Copy the whole store into an empty one (SQLite or PostgreSQL), verified: move up, or back."""
-    result = copy_store(store_of(ctx, read_only=True, must_exist=True), dest)
+    store = store_of(ctx, read_only=True, must_exist=True)
+    if not sys.stderr.isatty():
+        result = copy_store(store, dest)
+    else:  # a progress bar for people; nothing for a script's stderr
+        from rich.progress import Progress  # here, not at the top: rich.progress is ~22 ms, for a terminal only
+
+        with Progress(transient=True, console=rich_console(stderr=True)) as progress:
+            task = progress.add_task("Copying the store", total=None)
+            result = copy_store(store, dest, lambda done, total: progress.update(task, completed=done, total=total))
     if json_out:
         print_json(result)
     else:
         counts = result["counts"]
-        message(f"Copied the store to {result['destination']}: {counts['agencies']} agencies, "
-                f"{counts['accounts']} accounts, {counts['domains']} domains, {counts['credentials']} credentials, "
-                f"{counts['usage_events']} usage events ({result['usage']['event_emails']} emails), "
-                f"{counts['audit']} audit entries; verified.")
+        message(f"Copied the store to {result['destination']}: {counts['agencies']:,} agencies, "
+                f"{counts['accounts']:,} accounts, {counts['domains']:,} domains, {counts['credentials']:,} credentials, "
+                f"{counts['usage_events']:,} usage events ({result['usage']['event_emails']:,} emails), "
+                f"{counts['audit']:,} audit entries; verified.")

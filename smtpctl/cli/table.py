@@ -11,6 +11,7 @@ drawn line by line, byte for byte as rich would (``_print_plain_table``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -39,6 +40,50 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+# Columns of numbers that are not figures: a port or an id reads as typed, with no separator.
+NOT_FIGURES = frozenset({"port", "id", "line", "number", "schema_version"})
+_FIGURE = re.compile(r"(-?\$?)(\d[\d,]*)(\.\d+)?( \(default\))?")
+
+
+def figure_text(value: Any) -> str | None:
+    """A count or an amount as people read it (``1,598,813``, ``$1,079.20``,
+    ``0.675``), or ``None`` when ``value`` is not one; JSON and CSV keep the plain value."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return f"{value:,}"
+    if kind is Decimal:
+        return format(value, ",f")
+    if kind is str:
+        match = _FIGURE.fullmatch(value)
+        if match:
+            sign, whole, fraction, default = match.groups()
+            return f"{sign}{int(whole.replace(',', '')):,}{fraction or ''}{default or ''}"
+    return None
+
+
+_FIGURE_KINDS = {int, float, Decimal, str, type(None)}
+
+
+def _figures(key: str, values: Sequence[Any]) -> list[str] | None:
+    """The cells of a column of figures with thousands separators, or ``None``
+    when the column holds anything else (blank cells, such as a total row's
+    group, are allowed)."""
+    if key in NOT_FIGURES or not set(map(type, values)) <= _FIGURE_KINDS:
+        return None
+    shown: dict[Any, str] = {}
+    for value in set(values):
+        if value is None or value == "":
+            shown[value] = ""
+            continue
+        text = figure_text(value)
+        if text is None:
+            return None
+        shown[value] = text
+    if not any(shown.values()):
+        return None
+    return [shown[value] for value in values]
+
+
 def rich_console(stderr: bool = False) -> Any:
     """A rich console on stdout (or stderr): no colour with NO_COLOR, COLUMNS wide off a terminal."""
     # rich is imported here and in the drawing functions, not at the top: a
@@ -47,7 +92,9 @@ def rich_console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "200"))
+    width = getattr(stream, "terminal_width", None)  # a table drawn for the pager (``pager.paged``)
+    if width is None and not stream.isatty():
+        width = int(os.environ.get("COLUMNS", "200"))
     return Console(file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
                    soft_wrap=False, emoji=False)  # data is shown as it is: ":x:" in a note stays ":x:"
 
@@ -66,15 +113,26 @@ def draw_record(record: dict[str, Any], fields: Iterable[Column]) -> None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")  # lists wrap between items; one long word folds only past the edge
     for key, label in fields:
-        table.add_row(label, escape_markup(cell_text(record.get(key))))
+        value = record.get(key)
+        text = figure_text(value) if type(value) in (int, Decimal) and key not in NOT_FIGURES else None
+        table.add_row(label, escape_markup(text if text is not None else cell_text(value)))
     rich_console().print(table)
 
 
 
-def _column_texts(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
-    """``cell_text`` of every row's ``key``; a column of strings or of integers
-    (most columns) is converted without a call per cell."""
+def _column_texts(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[str], bool]:
+    """``cell_text`` of every row's ``key``, and whether the column holds
+    figures (then shown with thousands separators, and right-aligned); a
+    column of strings or of integers (most columns) is converted without a
+    call per cell."""
     values = [row.get(key) for row in rows]
+    figures = _figures(key, values)
+    if figures is not None:
+        return figures, True
+    return _cells(values), False
+
+
+def _cells(values: list[Any]) -> list[str]:
     kinds = set(map(type, values))
     if kinds <= {str}:
         return values
@@ -145,21 +203,31 @@ def _layout(texts: Sequence[Sequence[str]], columns: Sequence[Column], width: in
 
 def draw(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
          drop: Sequence[str] | None) -> None:
-    """Draw ``rows`` (at least one) as a table on stdout; see ``output.render_list``."""
-    texts = [_column_texts(rows, key) for key, _ in columns]
+    """Draw ``rows`` (at least one) as a table on stdout, through the pager
+    when it is longer than the terminal (``pager.paged``); see ``output.render_list``."""
+    from smtpctl.cli.pager import paged
+
+    paged(lambda: _draw(rows, columns, title=title, drop=drop))
+
+
+def _draw(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
+          drop: Sequence[str] | None) -> None:
+    converted = [_column_texts(rows, key) for key, _ in columns]
+    texts = [cells for cells, _ in converted]
+    right = {key for (key, _), (_, figures) in zip(columns, converted) if figures}
     stream = sys.stdout
     plain = len(rows) >= FAST_ROWS and not stream.isatty() and not _is_terminal(stream)  # no styles: no rich
     console = None if plain else rich_console()
     width = console.width if console is not None else int(os.environ.get("COLUMNS", "200"))
     fitted = _layout(texts, columns, width, drop)
     if fitted is None:
-        _render_blocks(rows, columns, title=title)
+        _render_blocks(rows, columns, title=title, width=width)
         return
     kept, need = fitted
     texts = [texts[columns.index(column)] for column in kept]
-    if len(rows) >= FAST_ROWS and _print_plain_table(stream, console, width, texts, kept, need, title):
+    if len(rows) >= FAST_ROWS and _print_plain_table(stream, console, width, texts, kept, need, title, right):
         return
-    (console or rich_console()).print(_rich_table(texts, kept, need, title))
+    (console or rich_console()).print(_rich_table(texts, kept, need, title, right=right))
 
 
 # From this many rows on, a table is drawn line by line (``_print_plain_table``,
@@ -184,14 +252,19 @@ def _is_terminal(stream: Any) -> bool:
 
 
 def _rich_table(texts: Sequence[Sequence[str]], kept: Sequence[Column], need: dict[str, int],
-                title: str | None, widths: Sequence[int] | None = None) -> Any:
+                title: str | None, widths: Sequence[int] | None = None, right: frozenset[str] | set[str] = frozenset()
+                ) -> Any:
     """The rich table of ``texts`` (one list of cells per column of ``kept``);
-    ``widths`` fixes each column's width."""
+    ``widths`` fixes each column's width; the columns in ``right`` (figures)
+    are right-aligned."""
     from rich.table import Table
 
-    table = Table(title=title, show_edge=False, header_style="bold")
+    # a title is text, not markup: "[/]" in a name must print as typed
+    table = Table(title=escape_markup(title) if title else title, show_edge=False, header_style="bold")
     for index, (key, header) in enumerate(kept):
-        fixed = {"width": widths[index]} if widths is not None else {}
+        fixed: dict[str, Any] = {"width": widths[index]} if widths is not None else {}
+        if key in right:
+            fixed["justify"] = "right"
         if key in WRAPPABLE:
             table.add_column(header, min_width=need[key], overflow="fold", **fixed)
         else:
@@ -202,7 +275,8 @@ def _rich_table(texts: Sequence[Sequence[str]], kept: Sequence[Column], need: di
 
 
 def _print_plain_table(stream: Any, console: Any, width: int, texts: Sequence[Sequence[str]],
-                       kept: Sequence[Column], need: dict[str, int], title: str | None) -> bool:
+                       kept: Sequence[Column], need: dict[str, int], title: str | None,
+                       right: frozenset[str] | set[str] = frozenset()) -> bool:
     """Draw the table as rich would, in one pass over the cells; ``False``,
     drawing nothing, where rich's rules go beyond what is done here (a cell
     or header that is not one printable line, markup in a header, an
@@ -234,18 +308,20 @@ def _print_plain_table(stream: Any, console: Any, width: int, texts: Sequence[Se
         if (size > room and key not in WRAPPABLE) or any(_width(line) > room for line in lines):
             return False  # rich would cut an identifier or wrap a header: let it
     if console is not None:
-        console.print(_rich_table([], kept, need, title, inner))
+        console.print(_rich_table([], kept, need, title, inner, right))
     else:
-        head = _plain_head(stream, inner, kept, title, sum(widths) + len(widths) - 1)
+        head = _plain_head(stream, inner, kept, title, sum(widths) + len(widths) - 1, right)
         if head is None:
             return False
         stream.write(head)
     padded: list[list[Any]] = []
     wraps = False
-    for column, measured, room in zip(texts, sizes, inner):
+    for (key, _), column, measured, room in zip(kept, texts, sizes, inner):
         pad: dict[str, Any] = {}
         for text, size in measured.items():
-            if size <= room:
+            if size <= room and key in right:
+                pad[text] = f" {' ' * (room - size)}{text} "
+            elif size <= room:
                 pad[text] = f" {text}{' ' * (room - size)} "
             else:
                 console = console or rich_console()  # rich's text wrapping wants one
@@ -302,7 +378,7 @@ def _wrapped(console: Any, text: str, room: int) -> list[str]:
 
 
 def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], title: str | None,
-                table_width: int) -> str | None:
+                table_width: int, right: frozenset[str] | set[str] = frozenset()) -> str | None:
     """The title, header and rule rich draws above the rows when nothing is
     styled; ``None`` where rich would do more than pad (markup in a title
     or header, a title wider than the table, an output encoding that makes
@@ -323,17 +399,21 @@ def _plain_head(stream: Any, widths: Sequence[int], kept: Sequence[Column], titl
     height = max(len(h) for h in headers)
     for line in range(height):
         cells = []
-        for header, width in zip(headers, widths):
+        for (key, _), header, width in zip(kept, headers, widths):
             text = header[line - (height - len(header))] if line >= height - len(header) else ""  # bottom-aligned
-            cells.append(f" {text}{' ' * (width - _width(text))} ")
+            gap = " " * (width - _width(text))
+            cells.append(f" {gap}{text} " if key in right else f" {text}{gap} ")
         lines.append("┃".join(cells))
     lines.append("╇".join("━" * (width + 2) for width in widths))
     return "\n".join(lines) + "\n"
 
 
-def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None) -> None:
+def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None,
+                   width: int = 200) -> None:
     """Rows too wide for the terminal: one ``Header: value`` line per field,
-    a blank line between rows; long values run past the edge rather than
+    a blank line between rows. A value too long for the line wraps between
+    its items (``a=1, b=2`` at the comma), each further line indented under
+    the first; one item longer than the line runs past the edge rather than
     being cut."""
     from rich.cells import cell_len
 
@@ -344,7 +424,29 @@ def _render_blocks(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *,
         if index:
             lines.append("")
         for key, header in columns:
-            value = cell_text(row.get(key))
+            raw = row.get(key)
+            figure = figure_text(raw) if type(raw) in (int, Decimal) and key not in NOT_FIGURES else None
+            value = figure if figure is not None else cell_text(raw)
             if value != "":
-                lines.append(f"{(header + ':').ljust(label_width)} {value}".rstrip())
+                label = (header + ":").ljust(label_width)
+                for number, text in enumerate(_wrap_items(value, width - label_width - 1)):
+                    lines.append(f"{label if number == 0 else ' ' * label_width} {text}".rstrip())
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _wrap_items(value: str, room: int) -> list[str]:
+    """``value`` in lines of at most ``room`` cells, broken only after the
+    comma between two items (``key=value, key=value``) or, for text without
+    items, between words; an item wider than ``room`` keeps its own line."""
+    if _width(value) <= room:
+        return [value]
+    separator = ", " if ", " in value else " "
+    items = value.split(separator)
+    lines: list[str] = []
+    for index, item in enumerate(items):
+        piece = item + (separator.rstrip() if index < len(items) - 1 else "")
+        if lines and _width(lines[-1]) + 1 + _width(piece) <= room:
+            lines[-1] += " " + piece
+        else:
+            lines.append(piece)
+    return lines

@@ -26,6 +26,7 @@ from typer.core import TyperCommand, TyperGroup
 from typer.main import get_command_from_info, get_command_name, get_group_from_info
 
 from smtpctl import __version__
+from smtpctl.cli.completion import polish
 from smtpctl.cli.examples import examples
 from smtpctl.cli.output import word
 from smtpctl.cli.state import AppState
@@ -236,9 +237,27 @@ def _show_completion(value: Optional[Shell]) -> None:
 
 def _install_completion(value: Optional[Shell]) -> None:
     if value is not None:
-        shell, path = install(shell=value.value, prog_name="smtpctl", complete_var=COMPLETE_VAR)
+        if value is Shell.zsh:
+            shell, path = "zsh", _install_zsh()
+        else:
+            shell, path = install(shell=value.value, prog_name="smtpctl", complete_var=COMPLETE_VAR)
         sys.stderr.write(f"{shell} completion installed in {path}; it takes effect in a new shell.\n")
         raise typer.Exit()
+
+
+def _install_zsh() -> Path:
+    """typer's zsh install, without the ``zstyle ':completion:*' menu select``
+    it adds to .zshrc: how a person's menus look is theirs to choose. Writes
+    ~/.zfunc/_smtpctl and, once, the fpath/compinit line that loads it."""
+    zshrc = Path.home() / ".zshrc"
+    content = zshrc.read_text() if zshrc.is_file() else ""
+    line = "fpath+=~/.zfunc; autoload -Uz compinit; compinit"
+    if line not in content:
+        zshrc.write_text(f"{content.rstrip()}\n{line}\n" if content.strip() else f"{line}\n")
+    script = Path.home() / ".zfunc" / "_smtpctl"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(get_completion_script(prog_name="smtpctl", complete_var=COMPLETE_VAR, shell="zsh"))
+    return script
 
 
 def _version(value: bool) -> None:
@@ -251,11 +270,11 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     db: Annotated[Optional[str], typer.Option(
-        "--db", envvar="SMTPCTL_DB", help="Store file, or a postgresql:// DSN (default: the user data dir's "
+        "--db", envvar="SMTPCTL_DB", metavar="PATH|DSN", help="Store file, or a postgresql:// DSN (default: the user data dir's "
         "smtpctl/smtpctl.db).",
         show_default=False, dir_okay=True)] = None,
     config: Annotated[Optional[Path], typer.Option(
-        "--config", envvar="SMTPCTL_CONFIG", help="Client config TOML (keys: db, actor).",
+        "--config", envvar="SMTPCTL_CONFIG", metavar="PATH", help="Client config TOML (keys: db, actor).",
         show_default=False)] = None,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
@@ -265,8 +284,12 @@ def root(
     install_completion: Annotated[Optional[Shell], typer.Option(
         "--install-completion", metavar="SHELL", callback=_install_completion, is_eager=True, show_default=False,
         help="Install completion for SHELL in its start-up file and exit.")] = None,
+    no_pager: Annotated[bool, typer.Option(
+        "--no-pager", help="Print long tables directly, not through the pager (SMTPCTL_PAGER, PAGER, less).")] = False,
 ) -> None:
     """Administer SMTP sending credentials and metered usage."""
+    if no_pager:
+        os.environ["SMTPCTL_NO_PAGER"] = "1"  # read where a table is drawn (smtpctl.cli.pager)
     state = AppState(db=db, config_path=config)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -282,9 +305,9 @@ def build_command(name: str) -> Any:
     scratch = typer.Typer(name="smtpctl", rich_markup_mode=app.rich_markup_mode)
     if name in COMMANDS:
         scratch.command(name, epilog=examples(name))(target)
-        return get_command_from_info(scratch.registered_commands[0],
-                                     pretty_exceptions_short=app.pretty_exceptions_short,
-                                     rich_markup_mode=app.rich_markup_mode)
+        return polish(get_command_from_info(scratch.registered_commands[0],
+                                            pretty_exceptions_short=app.pretty_exceptions_short,
+                                            rich_markup_mode=app.rich_markup_mode), name)
     scratch.add_typer(target, name=name, epilog=examples(name))
     infos = {info.name or get_command_name(info.callback.__name__): info for info in target.registered_commands}
     registered, target.registered_commands = target.registered_commands, []
@@ -294,8 +317,9 @@ def build_command(name: str) -> Any:
     finally:
         target.registered_commands = registered
     # typer lists a group's commands before its sub-groups
-    lazy = LazyCommands([*infos, *group.commands], lambda sub: get_command_from_info(
-        infos[sub], pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode))
+    lazy = LazyCommands([*infos, *group.commands], lambda sub: polish(get_command_from_info(
+        infos[sub], pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode),
+        f"{name} {sub}"))
     for sub, command in group.commands.items():
         lazy[sub] = command
     group.commands = lazy

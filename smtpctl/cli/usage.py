@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from smtpctl.cli.options import CsvOption, JsonOption, YesOption
+from smtpctl.cli.options import Count, CsvOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     bar,
     bar_scale,
@@ -75,7 +75,7 @@ def record(
     to: Annotated[Addresses, typer.Option("--to", help="A To address (repeatable).")] = None,
     cc: Annotated[Addresses, typer.Option("--cc", help="A Cc address (repeatable).")] = None,
     bcc: Annotated[Addresses, typer.Option("--bcc", help="A Bcc address (repeatable).")] = None,
-    recipients: Annotated[Optional[int], typer.Option("--recipients", help="A count instead of addresses.")] = None,
+    recipients: Annotated[Optional[int], typer.Option("--recipients", click_type=Count(what="--recipients"), metavar="N", help="A count instead of addresses.")] = None,
     at: Annotated[Optional[str], typer.Option("--at", help="When (ISO 8601; default now; no offset = store zone).")] = None,
     source_id: Annotated[Optional[str], typer.Option("--id", help="Source message or queue id; recorded once.")] = None,
     json_out: JsonOption = False,
@@ -182,7 +182,7 @@ def import_(
     year: Annotated[Optional[int], typer.Option("--year", min=1970, max=9999,
                                                 help="postfix: the log's year (syslog lines have none).")] = None,
     log_timezone: Annotated[Optional[str], typer.Option("--log-timezone", help="postfix: the log's time zone (default: the store's).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Messages per transaction.")] = rules.IMPORT_BATCH_SIZE,
+    batch_size: Annotated[int, typer.Option("--batch-size", click_type=Count(1, 100_000, "--batch-size"), metavar="N", help="Messages per transaction.")] = rules.IMPORT_BATCH_SIZE,
     json_out: JsonOption = False,
 ) -> None:
     """Import messages from JSONL, CSV or a Postfix mail log.

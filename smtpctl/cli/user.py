@@ -25,6 +25,7 @@ from smtpctl.core.directory.credentials import (
     verify_credential,
 )
 from smtpctl.core.model.errors import InvalidInput
+from smtpctl.core.model.rules import parse_login
 from smtpctl.core.provisioning import adopt
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
@@ -64,6 +65,7 @@ def create(
     json_out: JsonOption = False,
 ) -> None:
     """Create an SMTP credential on a sub-account's dedicated domain."""
+    parse_login(login)  # a malformed login fails before a password is asked for or read
     store = store_of(ctx)
     password = read_password(stdin=password_stdin, file=password_file, generate=generate)
     outcome = create_credential(store, login, password, exist_ok=exist_ok)
@@ -218,4 +220,9 @@ def import_(
         if counts["lines_rejected"] > len(counts["rejected"]):
             message(f"  ... and {counts['lines_rejected'] - len(counts['rejected']):,} more")
     if counts["lines_rejected"]:
+        # The last line says why the exit is 2, as usage import's does.
+        rejected = counts["lines_rejected"]
+        where = "in the JSON summary" if json_out else "listed above"
+        rest = "nothing was written" if dry_run else "every other line was imported"
+        sys.stderr.write(f"Error: {rejected:,} line{'s' if rejected != 1 else ''} rejected ({where}); {rest}\n")
         raise typer.Exit(code=2)

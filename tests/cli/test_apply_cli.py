@@ -36,12 +36,13 @@ def doc(tmp_path, monkeypatch):
 
 
 def test_dry_run_then_apply_then_unchanged(cli, doc, tmp_path):
-    dry = cli("apply", str(doc), "--dry-run", "--json")
+    secrets = tmp_path / "secrets.toml"
+    dry = cli("apply", str(doc), "--dry-run", "--json", "--secrets-out", str(secrets))
     data = json.loads(dry.stdout)
     assert (dry.exit_code, data["dry_run"], data["summary"]) == (
         0, True, {"create": 5, "update": 0, "unchanged": 0, "delete": 0, "blocked": 0})
     assert cli("agency", "list", "--json").stdout == "[]\n"
-    secrets = tmp_path / "secrets.toml"
+    assert not secrets.exists()
     applied = cli("apply", str(doc), "--secrets-out", str(secrets))
     assert applied.exit_code == 0
     assert applied.stderr == ("Applied: 5 created, 0 updated, 0 unchanged, 0 deleted.\n"
@@ -59,10 +60,18 @@ def test_dry_run_then_apply_then_unchanged(cli, doc, tmp_path):
     assert again.stderr == "Nothing to change.\nApplied: 0 created, 0 updated, 5 unchanged, 0 deleted.\n"
 
 
-def test_generated_passwords_need_somewhere_to_go(cli, doc):
+def test_generated_passwords_need_somewhere_to_go(cli, doc, isolated_store):
+    error = "Error: the plan generates 1 password(s); give --secrets-out PATH to keep them (they are never printed)\n"
     result = cli("apply", str(doc))
-    assert (result.exit_code, result.stderr) == (
-        2, "Error: the plan generates 1 password(s); give --secrets-out PATH to keep them (they are never printed)\n")
+    assert (result.exit_code, result.stderr) == (2, error)
+    if not isinstance(isolated_store, str):  # a refused run leaves no empty store file behind
+        assert not isolated_store.exists() and not isolated_store.parent.exists()
+    # the dry run refuses what the real run refuses, after printing the plan
+    dry = cli("apply", str(doc), "--dry-run")
+    assert (dry.exit_code, dry.stderr) == (2, "Plan: 5 to create, 0 to update, 0 unchanged, 0 to delete.\n" + error)
+    assert "create │ credential │ app@d.example" in dry.stdout
+    dry_json = cli("apply", str(doc), "--dry-run", "--json")
+    assert (dry_json.exit_code, dry_json.stderr, json.loads(dry_json.stdout)["summary"]["create"]) == (2, error, 5)
     assert cli("agency", "list", "--json").stdout == "[]\n"
 
 
@@ -148,7 +157,8 @@ def test_audit_filters(cli, doc, tmp_path, monkeypatch):
     assert set(rows[0]) == {"id", "at", "actor", "action", "object_type", "object_name", "account", "details"}
     creds = json.loads(cli("audit", "--action", "credential", "--json").stdout)
     assert [r["object_name"] for r in creds] == ["ci@d.example", "app@d.example"]
-    assert json.loads(cli("audit", "--actor", "alice", "--json").stdout)[0]["details"] == {"old": None, "new": 50}
+    assert json.loads(cli("audit", "--actor", "alice", "--json").stdout)[0]["details"] == {"old": None, "new": 50,
+                                                                                          "default_daily_limit": 1500}
     assert len(json.loads(cli("audit", "--account", "shop", "--limit", "2", "--json").stdout)) == 2
     assert json.loads(cli("audit", "--since", "2999-01-01", "--json").stdout) == []
     assert len(json.loads(cli("audit", "--until", "2999-01-01", "--json", "--limit", "0").stdout)) == 6

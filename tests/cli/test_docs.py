@@ -60,3 +60,37 @@ def test_docs_index_links_resolve():
     index = (DOCS / "index.md").read_text()
     for target in re.findall(r"\]\(([\w.-]+\.md)\)", index):
         assert (DOCS / target).exists(), target
+
+
+def test_store_md_lists_every_setting_with_its_default():
+    from smtpctl.core.model.rules import SETTINGS
+
+    text = (DOCS / "store.md").read_text().split("## Settings", 1)[1]
+    table = re.findall(r"^\| `([a-z_0-9]+)` \| `([^`]*)` \|", text, flags=re.M)
+    assert table == [(key, str(setting.default)) for key, setting in SETTINGS.items()]
+
+
+def test_man_pages_are_generated_from_the_help_and_installed():
+    import tomllib
+
+    from smtpctl.cli.manpages import pages
+
+    root = DOCS.parent
+    committed = {path.name: path.read_text() for path in (root / "man").glob("*.1")}
+    generated = pages()
+    stale = sorted(name for name in set(committed) | set(generated) if committed.get(name) != generated.get(name))
+    assert stale == [], f"man pages out of date: run python -m smtpctl.cli.manpages man/ ({stale[:5]})"
+    assert "smtpctl-account-add.1" in generated and ".SH EXAMPLES" in generated["smtpctl-account-add.1"]
+    wheel = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["shared-data"] == {"man": "share/man/man1"}
+
+
+def test_the_test_command_prints_a_short_summary():
+    import tomllib
+
+    root = DOCS.parent
+    addopts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    report = "".join(option[2:] for option in addopts.split() if option.startswith("-r"))
+    assert "s" not in report and "a" not in report and "A" not in report, addopts  # no line per skipped test
+    readme = (root / "README.md").read_text()
+    assert "-rs" in readme and "no PostgreSQL for the tests" in readme and ".ci/pg start" in readme

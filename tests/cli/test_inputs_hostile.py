@@ -121,7 +121,7 @@ def test_store_set_accepts_and_stores_plain_values(cli, isolated_store, key, val
 # -- numbers and money: pricing estimate ----------------------------------------------------------
 
 @pytest.mark.parametrize("args, error", [
-    (["--emails", "1e23"], "Invalid value for '--emails': '1e23' is not a valid int."),
+    (["--emails", "1e23"], "--emails must be a whole number, not '1e23'"),
     (["--emails", "100000000000000000000000"],
      "--emails must be between 0 and 1,000,000,000,000, not 100000000000000000000000"),
     (["--emails", "-1"], "--emails must be between 0 and 1,000,000,000,000, not -1"),
@@ -517,7 +517,7 @@ def test_audit_action_matches_literally(cli):
     (["--limit", "99999999999999999999999"], "--limit must be between 0 and 1,000,000, not 99999999999999999999999"),
     (["--limit", "1000001"], "--limit must be between 0 and 1,000,000, not 1000001"),
     (["--limit", "-1"], "--limit must be between 0 and 1,000,000, not -1"),
-    (["--limit", "1e3"], "Invalid value for '--limit': '1e3' is not a valid int."),
+    (["--limit", "1e3"], "--limit must be a whole number, not '1e3'"),
     (["--since", "0001-01-01T00:00:00+14:00"], "date or time '0001-01-01T00:00:00+14:00' is out of range"),
     (["--until", "9999-12-31T23:59:59-12:00"], "date or time '9999-12-31T23:59:59-12:00' is out of range"),
     (["--since", "the day before"], "invalid date or time 'the day before': use 2026-11-26, today, yesterday, "

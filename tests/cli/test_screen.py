@@ -158,10 +158,10 @@ def test_agency_show_is_the_credits_view(northwind, run):
     assert f"Credits: {today().replace(day=1).isoformat()} to {today().isoformat()} and {last_m} (UTC)" in result.stdout
     table = [line.split("│") for line in lines if "│" in line]
     assert [[c.strip() for c in row] for row in table] == [
-        [ACCOUNT, "7", "$0.00", "2000", "$1.35"],
+        [ACCOUNT, "7", "$0.00", "2,000", "$1.35"],
         ["quiet", "0", "$0.00", "0", "$0.00"],
         ["(agency-assigned domains)", "3", "$0.00", "0", "$0.00"],
-        ["Total", "10", "$0.01", "2000", "$1.35"],
+        ["Total", "10", "$0.01", "2,000", "$1.35"],
     ]
     assert result.stderr == (f"Note ({this_m}): the rows, each rounded to the cent, add up to $0.00; the total "
                              "$0.01 is the exact sum $0.00675 rounded once, which is what is billed.\n")

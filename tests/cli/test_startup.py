@@ -318,7 +318,7 @@ def test_plain_table_is_what_rich_draws(capsys, monkeypatch, width, title):
     fast = draw(capsys, monkeypatch, ROWS, COLUMNS, title=title, fast=True, width=width)
     assert fast == draw(capsys, monkeypatch, ROWS, COLUMNS, title=title, fast=False, width=width)
     if width == 200 and title and "[" not in title:
-        assert fast.splitlines()[4].startswith(" acct000 │ Zeta        │ 0      │ yes     │ 0.000 ")
+        assert fast.splitlines()[4].startswith(" acct000 │ Zeta        │      0 │ yes     │ 0.000 ")
 
 
 BLOCKED = [

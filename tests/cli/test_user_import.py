@@ -61,7 +61,8 @@ def test_rejected_lines_exit_2_and_good_lines_are_kept(cli, world, tmp_path):
              "reason": "the {PLAIN} scheme is not accepted; smtpctl adopts argon2id, argon2i, bcrypt ($2y$, $2b$, "
                        "$2a$), SHA512-CRYPT ($6$) and SHA256-CRYPT ($5$) hashes (give this login a new password "
                        "instead)"}]}
-    assert result.stderr == "" and PW not in result.stdout and sha not in result.stdout
+    assert result.stderr == "Error: 3 lines rejected (in the JSON summary); every other line was imported\n"
+    assert PW not in result.stdout and sha not in result.stdout
     people = cli("user", "import", str(src), "--format", "dms")
     assert people.exit_code == 2
     assert people.stderr.splitlines()[:4] == [
@@ -71,6 +72,10 @@ def test_rejected_lines_exit_2_and_good_lines_are_kept(cli, world, tmp_path):
         "--account ACCOUNT)",
         "  line 3: y@shared.example: shared.example is an agency-assigned domain; SMTP credentials live on a "
         "sub-account's dedicated domain"]
+    assert people.stderr.splitlines()[-1] == "Error: 3 lines rejected (listed above); every other line was imported"
+    dry = cli("user", "import", str(src), "--format", "dms", "--dry-run")
+    assert (dry.exit_code, dry.stderr.splitlines()[-1]) == (
+        2, "Error: 3 lines rejected (listed above); nothing was written")
     assert PW not in people.stderr
 
 
@@ -82,7 +87,8 @@ def test_another_password_needs_update(cli, world, tmp_path):
     refused = cli("user", "import", str(second), "--format", "dovecot")
     assert (refused.exit_code, refused.stderr) == (
         2, "Nothing to change.\nImported: 0 created, 0 updated, 0 unchanged, 1 line rejected.\n"
-           "  line 1: a@d.example: exists with another password (--update replaces it)\n")
+           "  line 1: a@d.example: exists with another password (--update replaces it)\n"
+           "Error: 1 line rejected (listed above); every other line was imported\n")
     updated = cli("user", "import", str(second), "--format", "dovecot", "--update")
     assert (updated.exit_code, updated.stderr) == (0, "Imported: 0 created, 1 updated, 0 unchanged, 0 lines rejected.\n")
     verify = cli("user", "verify", "a@d.example", "--password-stdin", "--json", input="Another-Password-99\n")

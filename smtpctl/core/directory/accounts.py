@@ -44,6 +44,15 @@ def list_accounts(store: Store, agency: str | None = None, *, blocked: bool = Fa
     ]
 
 
+def default_in_force(store: Store, *limits: int | None) -> dict[str, int]:
+    """``{"default_daily_limit": N}`` when one of ``limits`` is unset (the
+    store's default applies), else ``{}``: kept in an audit entry, so it says
+    which number the default was then."""
+    if None not in limits:
+        return {}
+    return {"default_daily_limit": int(effective_settings(store)["default_daily_limit"])}
+
+
 def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None = None,
                 exist_ok: bool = False) -> Outcome:
     """Create an account under an agency.
@@ -71,7 +80,7 @@ def add_account(store: Store, name: str, agency: str, *, daily_limit: int | None
             raise AlreadyExists(f"account {existing.name!r} already exists (agency {existing.agency!r})")
         store.insert_account(name, owner.id, limit)
         store.audit("account.create", "account", name, account=name,
-                    details={"agency": owner.name, "daily_limit": limit})
+                    details={"agency": owner.name, "daily_limit": limit, **default_in_force(store, limit)})
         created = get_account(store, name)
     return Outcome(created, "created")
 
@@ -99,7 +108,8 @@ def set_account_limit(store: Store, name: str, limit: object) -> Outcome:
         if account.daily_limit != new:
             store.update_account(account.id, daily_limit=new)
             store.audit("account.set_limit", "account", account.name, account=account.name,
-                        details={"old": account.daily_limit, "new": new})
+                        details={"old": account.daily_limit, "new": new,
+                                 **default_in_force(store, account.daily_limit, new)})
             status = "updated"
         updated = get_account(store, name)
         effective = effective_limit(store, updated)

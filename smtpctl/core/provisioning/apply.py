@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from smtpctl.core.directory import secret_input
+from smtpctl.core.directory.accounts import default_in_force
 from smtpctl.core.directory.credentials import BLOCKED_MESSAGE
 from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model import passwords, rules
@@ -437,12 +438,14 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
             if change.action == "create":
                 store.insert_account(name, store.agency(agency).id, limit)
                 store.audit("account.create", "account", name, account=name,
-                            details={"agency": store.agency(agency).name, "daily_limit": limit, **via})
+                            details={"agency": store.agency(agency).name, "daily_limit": limit,
+                                     **default_in_force(store, limit), **via})
             else:
                 account = store.account(change.name)
                 store.update_account(account.id, daily_limit=limit)
                 store.audit("account.set_limit", "account", account.name, account=account.name,
-                            details={"old": account.daily_limit, "new": limit, **via})
+                            details={"old": account.daily_limit, "new": limit,
+                                     **default_in_force(store, account.daily_limit, limit), **via})
         elif change.kind == "domain":
             spec = doc.domains[change.name]
             account, agency = spec.account, spec.agency

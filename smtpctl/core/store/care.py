@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,13 @@ def backup_store(store: Store, target: str | os.PathLike[str], *, force: bool = 
     return {"path": str(target_path), "size_bytes": target_path.stat().st_size}
 
 
-def copy_store(store: Store, dest: str | os.PathLike[str]) -> dict[str, Any]:
+def copy_store(store: Store, dest: str | os.PathLike[str],
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Copy the whole store to the empty store at ``dest`` (a path or a
     PostgreSQL DSN, created and migrated if new), in one transaction on
     ``dest``, and verify it: every table's row count, the usage totals, the
-    last audit id and the settings equal. Audited on the source.
+    last audit id and the settings equal. Audited on the source. ``progress``
+    is called with the rows copied and the rows in all (``copy_into``).
 
     Raises ``InvalidInput`` (``dest`` is the store itself, or a folder),
     ``AlreadyExists`` (``dest`` holds data), ``StoreError`` (cannot open
@@ -83,7 +86,7 @@ def copy_store(store: Store, dest: str | os.PathLike[str]) -> dict[str, Any]:
             if not is_empty(copy):
                 raise AlreadyExists(f"the copy destination {copy.location} already holds data; "
                                     "store copy writes only into an empty store")
-            verified = copy_into(store, copy)
+            verified = copy_into(store, copy, progress)
             where = copy.location
     except BaseException:
         if created and isinstance(target, Path):

@@ -5,6 +5,7 @@ before it commits."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Iterator
 
 from smtpctl.core.model.errors import StoreError
@@ -50,19 +51,27 @@ def is_empty(store: "Store") -> bool:
     return all(int(store.scalar(f"SELECT count(*) FROM {table}")) == 0 for table in COPIED_TABLES)
 
 
-def copy_into(source: "Store", dest: "Store") -> dict[str, Any]:
+def copy_into(source: "Store", dest: "Store",
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Copy ``source`` into the empty ``dest``; returns the verified fingerprint.
 
     Holds the source's write lock for the copy, so the copy is one consistent
-    moment of a store other processes keep writing to. Raises ``StoreError``
-    when the copy does not verify (nothing is kept in ``dest``)."""
+    moment of a store other processes keep writing to. ``progress``, when
+    given, is called with the rows copied so far and the rows in all after
+    each page. Raises ``StoreError`` when the copy does not verify (nothing
+    is kept in ``dest``)."""
     with source.write(), dest.write():
+        total = sum(int(source.scalar(f"SELECT count(*) FROM {t}")) for t in COPIED_TABLES) if progress else 0
+        done = 0
         for table in COPIED_TABLES:
             columns = source.columns(table)
             marks = ", ".join("?" * len(columns))
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
             for page in _rows(source, table, columns):
                 dest.backend.executemany(sql, page)
+                if progress:
+                    done += len(page)
+                    progress(done, total)
         dest.backend.reset_identities()
         expected, got = fingerprint(source), fingerprint(dest)
         if expected != got:
