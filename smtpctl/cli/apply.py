@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,9 +17,8 @@ from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model.errors import AlreadyExists, InvalidInput
 from smtpctl.core.provisioning import apply as provisioning
 from smtpctl.core.provisioning import export
-from smtpctl.core.store.paths import read_bounded
+from smtpctl.core.store.paths import read_source
 
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # far above any real fleet; /dev/zero fails fast
 
 
 def _secrets_text(generated: dict[str, str], as_json: bool) -> str:
@@ -41,12 +39,8 @@ def apply_command(
     json_out: JsonOption = False,
 ) -> None:
     """Create and update objects so the store matches FILE (idempotent)."""
-    if source == "-":
-        data, base = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1), Path.cwd()
-        if len(data) > MAX_DOCUMENT_BYTES:
-            raise InvalidInput(f"the document on stdin is larger than {MAX_DOCUMENT_BYTES:,} bytes")
-    else:
-        data, base = read_bounded(Path(source), MAX_DOCUMENT_BYTES, "the document"), Path(source).resolve().parent
+    data = read_source(source, "the document")
+    base = Path.cwd() if source == "-" else Path(source).resolve().parent
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -27,6 +26,7 @@ from smtpctl.core.directory.credentials import (
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.model.rules import parse_login
 from smtpctl.core.provisioning import adopt
+from smtpctl.core.store.paths import read_source
 
 app = typer.Typer(help="SMTP credentials: create, list, show, reset, delete, verify.", no_args_is_help=True)
 
@@ -191,13 +191,7 @@ def import_(
     Exit 0 when every line was created, updated or unchanged, 2 when any line was
     rejected (the good lines are imported either way). Hashes are never printed.
     """
-    if source == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            raw = Path(source).read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    raw = read_source(source, "the accounts file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

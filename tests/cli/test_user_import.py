@@ -103,7 +103,7 @@ def test_stdin_and_bad_invocations(cli, world, tmp_path):
              input=f"a@d.example:{doveadm_hash('ARGON2ID')}\n")
     assert (ok.exit_code, json.loads(ok.stdout)["created"]) == (0, 1)
     missing = cli("user", "import", str(tmp_path / "nope"), "--format", "dovecot")
-    assert (missing.exit_code, missing.stderr) == (2, f"Error: cannot read {tmp_path / 'nope'}: No such file or directory\n")
+    assert (missing.exit_code, missing.stderr) == (2, f"Error: cannot read the accounts file {tmp_path / 'nope'}: No such file or directory\n")
     binary = tmp_path / "bin"
     binary.write_bytes(b"\xff\xfe\x00")
     assert cli("user", "import", str(binary), "--format", "dms").stderr == f"Error: {binary} is not UTF-8 text\n"
@@ -131,3 +131,52 @@ def test_apply_password_hash_end_to_end_through_the_cli(cli, world, tmp_path):
     assert "5f4dcc3b" not in refused.stderr
     for output in (created, again):
         assert bare(blf) not in output.stdout + output.stderr
+
+
+# -- issue 23 item 6: every read of an import is bounded ---------------------------------------
+
+def _limited_run(args, stdin):
+    """The installed smtpctl in a real process under a 1 GiB address-space limit:
+    an unbounded read of /dev/zero would die with MemoryError (exit 1) here."""
+    import resource
+    import subprocess
+
+    from tests.conftest import smtpctl_binary
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run([smtpctl_binary(), *args], stdin=stdin, capture_output=True, timeout=60, preexec_fn=limit)
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "-"])
+def test_user_import_of_an_endless_input_fails_with_one_line_and_changes_nothing(cli, world, source):
+    before = cli("user", "list", "--json").stdout
+    with open("/dev/zero", "rb") as stdin:
+        proc = _limited_run(["user", "import", source, "--format", "dovecot"], stdin)
+    where = "/dev/zero" if source != "-" else "on stdin"
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, b"", f"Error: the accounts file {where} is larger than 67,108,864 bytes\n".encode())
+    assert cli("user", "list", "--json").stdout == before
+
+
+def test_apply_of_an_endless_stdin_fails_with_one_line(cli, world):
+    with open("/dev/zero", "rb") as stdin:
+        proc = _limited_run(["apply", "-", "--dry-run"], stdin)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, b"", b"Error: the document on stdin is larger than 67,108,864 bytes\n")
+
+
+def test_an_overlong_line_is_rejected_unquoted_and_the_rest_imported(cli, world, tmp_path):
+    sha = mkpasswd_hash("sha-512")
+    secret_tail = "S" * 70_000
+    src = tmp_path / "users"
+    src.write_text(f"long@d.example:{sha}:{secret_tail}\nok@d.example:{sha}\n")
+    result = cli("user", "import", str(src), "--format", "dovecot", "--json")
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert (data["created"], data["lines_rejected"]) == (1, 1)
+    assert data["rejected"] == [{"line": 1, "login": "", "reason":
+                                 f"line of {len(src.read_text().splitlines()[0]):,} characters is longer than 65,536"}]
+    assert "SSSS" not in result.stdout + result.stderr and bare(sha) not in result.stdout + result.stderr
+    assert [u["login"] for u in json.loads(cli("user", "list", "--json").stdout)] == ["ok@d.example"]

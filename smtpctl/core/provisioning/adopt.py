@@ -51,6 +51,12 @@ class LineResult:
     hash_scheme: str = ""
 
 
+# A passwd-file line is a login, a hash and a few userdb fields: well under
+# 1 KiB. 64 Ki characters leaves room for long extra fields and still keeps a
+# hostile line from being split and parsed.
+MAX_ACCOUNT_LINE = 64 * 1024
+
+
 def read_accounts(text: str, fmt: str) -> tuple[list[Entry], list[LineResult]]:
     """Parse a Dovecot passwd-file (``dovecot``) or docker-mailserver accounts file (``dms``).
 
@@ -65,6 +71,10 @@ def read_accounts(text: str, fmt: str) -> tuple[list[Entry], list[LineResult]]:
     rejected: list[LineResult] = []
     first_seen: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
+        if len(raw) > MAX_ACCOUNT_LINE:  # never parsed, never quoted: it may hold a hash
+            rejected.append(LineResult(number, "", "rejected",
+                                       f"line of {len(raw):,} characters is longer than {MAX_ACCOUNT_LINE:,}"))
+            continue
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -48,6 +48,26 @@ def parse_toml(data: bytes, what: str) -> dict[str, Any]:
         raise InvalidInput(f"{what} is not valid TOML: arrays or tables nested too deep") from None
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # an apply document or accounts file: far above any real fleet
+
+
+def read_source(source: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """At most ``limit`` bytes of ``source``, a path or ``-`` for stdin.
+
+    The one reader of whole-document inputs (``apply``, ``user import``):
+    /dev/zero, an endless pipe or a huge file fails fast with ``InvalidInput``
+    instead of growing until the process is killed.
+    """
+    if source != "-":
+        return read_bounded(Path(source), limit, what)
+    import sys
+
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"{what} on stdin is larger than {limit:,} bytes")
+    return data
+
+
 def read_bounded(path: Path, limit: int, what: str) -> bytes:
     """At most ``limit`` bytes of ``path``; raises ``InvalidInput`` when it holds
     more (so /dev/zero or a huge file fails fast) or cannot be read."""
