@@ -8,11 +8,24 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from smtpctl.cli.output import message
+from smtpctl.cli.output import message, warning
 from smtpctl.core.model.errors import NotFound
 
 if TYPE_CHECKING:
     from smtpctl.core.store import Store
+
+
+def warn_if_password_on_argv(location: str | None, what: str) -> None:
+    """Warn (once, on stderr) when a PostgreSQL DSN given on the command line
+    holds a password: argv is visible to every local user in ``ps``. The
+    command still runs; docs/store.md gives the ways without one."""
+    if not location or "://" not in location:
+        return
+    from smtpctl.core.store.dsn import dsn_passwords
+
+    if location.lower().startswith(("postgresql://", "postgres://")) and dsn_passwords(location):
+        warning(f"{what} holds a password, which every local user can read in ps; give it in PGPASSWORD, "
+                "~/.pgpass or a service file instead (docs/store.md)")
 
 
 @dataclass

@@ -10,7 +10,7 @@ import typer
 
 from smtpctl.cli.options import JsonOption
 from smtpctl.cli.output import fmt, message, print_json, render_list, render_record, shell_command, warning
-from smtpctl.cli.state import store_of
+from smtpctl.cli.state import store_of, warn_if_password_on_argv
 from smtpctl.cli.table import rich_console
 from smtpctl.core.billing.prices import set_price
 from smtpctl.core.directory.settings import PRICE_KEY, set_setting, settings_view, unset_setting
@@ -124,6 +124,7 @@ def copy(
     json_out: JsonOption = False,
 ) -> None:
     """Copy the whole store into an empty one (SQLite or PostgreSQL), verified: move up, or back."""
+    warn_if_password_on_argv(dest, "the destination DSN")
     store = store_of(ctx, read_only=True, must_exist=True)
     if not sys.stderr.isatty():
         result = copy_store(store, dest)

@@ -29,12 +29,14 @@ from smtpctl import __version__
 from smtpctl.cli.completion import polish
 from smtpctl.cli.examples import examples
 from smtpctl.cli.output import word
-from smtpctl.cli.state import AppState
+from smtpctl.cli.state import AppState, warn_if_password_on_argv
 from smtpctl.core.model.errors import ExitCode, InvalidInput, SmtpctlError
 
 try:  # recent typer (0.28 here) vendors click as typer._click, and raises its exceptions
+    from typer._click.core import ParameterSource
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - an older typer (pyproject allows >= 0.20) raises the click package's
+    from click.core import ParameterSource
     from click.exceptions import ClickException
 from typer import Abort
 
@@ -290,6 +292,8 @@ def root(
     """Administer SMTP sending credentials and metered usage."""
     if no_pager:
         os.environ["SMTPCTL_NO_PAGER"] = "1"  # read where a table is drawn (smtpctl.cli.pager)
+    if db and ctx.get_parameter_source("db") is ParameterSource.COMMANDLINE:
+        warn_if_password_on_argv(db, "the --db DSN")
     state = AppState(db=db, config_path=config)
     ctx.obj = state
     ctx.call_on_close(state.close)

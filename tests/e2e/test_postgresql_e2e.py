@@ -107,14 +107,43 @@ def test_store_copy_sqlite_to_postgresql_and_back(pg_dsn, run, tmp_path):
     assert len(json.loads(run("--db", pg_dsn, "agency", "list", "--json", check_rc=0).stdout)) == 2
 
 
+ARGV_WARNING = ("Warning: {what} holds a password, which every local user can read in ps; give it in PGPASSWORD, "
+                "~/.pgpass or a service file instead (docs/store.md)")
+
+
+def test_a_password_on_argv_is_warned_about_and_nowhere_else(pg_dsn, run, tmp_path):
+    """--db and store copy's destination are argv; SMTPCTL_DB, PGPASSWORD and a
+    password-less DSN are not warned about."""
+    run("--db", pg_dsn, "agency", "add", "acme", check_rc=0)
+    quiet = run("--db", pg_dsn, "agency", "list", "--json", check_rc=0)
+    assert quiet.stderr == ""
+    with_password = pg_dsn + ("&" if "?" in pg_dsn else "?") + "password=hunter2"
+    # trust authentication on the test cluster: the password is ignored, the command works
+    listed = run("--db", with_password, "agency", "list", "--json")
+    assert listed.returncode == 0 and [a["name"] for a in json.loads(listed.stdout)] == ["acme"]
+    assert listed.stderr.splitlines() == [ARGV_WARNING.format(what="the --db DSN")]
+    assert "hunter2" not in listed.stderr
+    env_only = run("agency", "list", "--json", env={"SMTPCTL_DB": with_password})
+    assert "Warning" not in env_only.stderr
+    run("--db", str(tmp_path / "s.db"), "agency", "add", "other", check_rc=0)
+    copied = run("--db", str(tmp_path / "s.db"), "store", "copy", with_password)
+    assert copied.returncode == 4  # the destination holds data: refused, after the warning
+    assert copied.stderr.splitlines()[0] == ARGV_WARNING.format(what="the destination DSN")
+    assert "hunter2" not in copied.stderr
+
+
 def test_postgresql_down_is_exit_7_one_line_and_nothing_written(pg_dsn, run, tmp_path):
     gone = f"postgresql://smtpctl:secret@/smtpctl?host={tmp_path}&connect_timeout=2"
     for args in (["agency", "add", "acme"], ["account", "list"], ["usage", "report"]):
-        result = run("--db", gone, *args)
+        result = run(*args, env={"SMTPCTL_DB": gone})
         assert result.returncode == 7, (args, result.stderr)
         assert result.stdout == ""
         assert result.stderr.startswith("Error: cannot reach the PostgreSQL store postgresql://smtpctl@/smtpctl")
         assert result.stderr.count("\n") == 1 and "secret" not in result.stderr
+        # The same DSN on argv (visible in ps): the same error, after a warning that says so (issue 23 item 8).
+        on_argv = run("--db", gone, *args)
+        assert (on_argv.returncode, on_argv.stdout) == (7, "")
+        assert on_argv.stderr.splitlines() == [ARGV_WARNING.format(what="the --db DSN"), result.stderr.rstrip("\n")]
     # SMTPCTL_DB and postgres:// name the same store
     run("agency", "add", "acme", env={"SMTPCTL_DB": pg_dsn.replace("postgresql://", "postgres://")}, check_rc=0)
     listed = json.loads(run("--db", pg_dsn, "agency", "list", "--json", check_rc=0).stdout)

@@ -29,12 +29,13 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
+from smtpctl.core.store.dsn import dsn_secrets
 from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.schema import MIGRATION_SET, Migration
 from smtpctl.core.store.sqlite import env_busy_timeout
@@ -284,21 +285,8 @@ def _connect(dsn: str, busy_timeout: float) -> psycopg.Connection:
             raise StoreError(f"the PostgreSQL database {missing[1]!r} does not exist on {label}; create it first "
                              f"(as a role that may: createdb {shlex.quote(missing[1])}, with the same host and "
                              "user), then run the command again") from None
-        raise StoreError(_describe(exc, label, secrets=_secrets(dsn))) from None
+        raise StoreError(_describe(exc, label, secrets=dsn_secrets(dsn))) from None
     return conn
-
-
-def _secrets(dsn: str) -> list[str]:
-    """What of ``dsn`` an error text must never show: the DSN itself and its
-    password, as written and decoded (psycopg quotes either back when it
-    cannot parse them: "invalid percent-encoded token", a bad IPv6 host)."""
-    found = [dsn]
-    userinfo = re.match(r"^[A-Za-z]+://([^@/?#]*)@", dsn)
-    if userinfo and ":" in userinfo[1]:
-        found.append(userinfo[1].split(":", 1)[1])
-    found += re.findall(r"(?i)(?:^|[?&])password=([^&]*)", dsn)
-    found += [unquote(s) for s in found]
-    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def _describe(exc: BaseException, label: str, secrets: list[str] = ()) -> str:
