@@ -383,6 +383,23 @@ def test_a_header_from_of_another_tenant_is_refused_at_the_end_of_data(server, r
     assert "reason=header_from_mismatch" in server.text()
 
 
+def test_a_body_over_the_size_limit_is_552_and_not_billed(server, run):
+    """docs/servers.md: SIZE is advertised; a body over 25 MiB is refused after
+    DATA (its lines are dropped as they arrive, not held) and bills nothing."""
+    client = submission(server)
+    assert int(client.esmtp_features["size"]) == 25 * 1024 * 1024
+    client.login("app@d.example", PW)
+    line = b"x" * 998 + b"\r\n"
+    body = b"From: App <app@d.example>\r\n\r\n" + line * (26 * 1024 * 1024 // len(line))
+    client.mail("app@d.example")
+    client.rcpt("a@x.test")
+    code, reply = client.data(body)
+    assert (code, reply) == (552, b"Error: Too much mail data")
+    assert client.sendmail("app@d.example", ["a@x.test"], "From: App <app@d.example>\r\n\r\nok\r\n") == {}
+    client.quit()
+    assert report(run)["total"]["emails"] == 1
+
+
 def test_sigint_stops_cleanly(world, tmp_path):
     import signal
 
