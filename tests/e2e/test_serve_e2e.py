@@ -383,6 +383,29 @@ def test_a_header_from_of_another_tenant_is_refused_at_the_end_of_data(server, r
     assert "reason=header_from_mismatch" in server.text()
 
 
+def test_a_prepaid_agency_out_of_credits_gets_451_keeps_its_session_and_resumes_on_top_up(server, run):
+    """issue 24 over real SMTP: out of credits is temporary (451 4.7.1), not a
+    revocation; a top-up lets the very next MAIL through on the same session."""
+    run("billing", "set-mode", "acme", "prepaid", check_rc=0)
+    run("account", "set-limit", "shop", "1000", check_rc=0)  # the daily limit out of the way
+    run("billing", "credit", "acme", "0.01", check_rc=0)  # 14.8 emails at $0.675 per 1,000
+    client = submission(server)
+    client.login("app@d.example", PW)
+    body = "From: App <app@d.example>\r\n\r\nhi\r\n"
+    for _ in range(5):  # 3 emails each: the fifth takes the balance below zero and is the one crossing
+        assert client.sendmail("app@d.example", ["a@x.test", "b@x.test", "c@x.test"], body) == {}
+    with pytest.raises(smtplib.SMTPDataError) as refused:  # decided at the end of DATA, as the daily limit is
+        client.sendmail("app@d.example", ["a@x.test"], body)
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        451, b"4.7.1 Your agency's prepaid credits are used up; sending resumes once it is topped up; try again later")
+    run("billing", "credit", "acme", "1", check_rc=0)
+    assert client.sendmail("app@d.example", ["a@x.test"], body) == {}
+    client.quit()
+    assert report(run)["total"]["emails"] == 16
+    listed = json.loads(run("user", "list", "--json", check_rc=0).stdout)
+    assert len(listed) == 2  # credentials kept
+
+
 def test_a_body_over_the_size_limit_is_552_and_not_billed(server, run):
     """docs/servers.md: SIZE is advertised; a body over 25 MiB is refused after
     DATA (its lines are dropped as they arrive, not held) and bills nothing."""
