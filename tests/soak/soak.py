@@ -556,6 +556,9 @@ def soak(duration: float, seed: int, keep: bool) -> int:
         print(f"graceful stop exit codes: {stop_codes}; staged in tmp/ before the reconciling start: {left}; "
               f"reconciled: {reconciled or 'nothing logged'}")
         tracebacks = [p.name for p in work.glob("*.log") if "Traceback" in p.read_text()]
+        on_restart = [f"{p.name}: {line.split(' event=', 1)[1]}" for p in sorted(work.glob("serve*.log"))
+                      for line in p.read_text().splitlines() if "event=reconciled" in line]
+        print(f"reconciled by every serve start: {on_restart or 'nothing logged'}")
         for error in chaos.errors:
             print(f"chaos: {error}")
 
