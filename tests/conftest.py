@@ -230,7 +230,8 @@ def store_untouched(where: str | os.PathLike[str]) -> bool:
     """Nothing was written to the test's store: no SQLite file was created at
     ``where``; for a PostgreSQL DSN (the database exists, migrated, from the
     start), every table is still empty, the settings included."""
-    from smtpctl.core.store import Store, is_dsn
+    from smtpctl.core.store import Store
+    from smtpctl.core.store.dsn import is_dsn
 
     if not is_dsn(where):
         return not Path(where).exists()
@@ -242,7 +243,7 @@ def store_untouched(where: str | os.PathLike[str]) -> bool:
 
 def store_exists(where: str | os.PathLike[str]) -> bool:
     """A store is at ``where`` (the SQLite file exists; a DSN's database always does)."""
-    from smtpctl.core.store import is_dsn
+    from smtpctl.core.store.dsn import is_dsn
 
     return is_dsn(where) or Path(where).exists()
 

@@ -19,11 +19,9 @@ def warn_if_password_on_argv(location: str | None, what: str) -> None:
     """Warn (once, on stderr) when a PostgreSQL DSN given on the command line
     holds a password: argv is visible to every local user in ``ps``. The
     command still runs; docs/store.md gives the ways without one."""
-    if not location or "://" not in location:
-        return
-    from smtpctl.core.store.dsn import dsn_passwords
+    from smtpctl.core.store.dsn import dsn_passwords, is_dsn
 
-    if location.lower().startswith(("postgresql://", "postgres://")) and dsn_passwords(location):
+    if location and is_dsn(location) and dsn_passwords(location):
         warning(f"{what} holds a password, which every local user can read in ps; give it in PGPASSWORD, "
                 "~/.pgpass or a service file instead (docs/store.md)")
 

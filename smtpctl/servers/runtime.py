@@ -18,7 +18,8 @@ from typing import Any, Callable, TypeVar
 
 from smtpctl.core.model.clock import iso_z
 from smtpctl.core.model.errors import CannotListen, InvalidInput
-from smtpctl.core.store import Store, is_dsn
+from smtpctl.core.store import Store
+from smtpctl.core.store.dsn import is_dsn
 
 T = TypeVar("T")
 

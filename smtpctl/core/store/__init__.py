@@ -32,21 +32,16 @@ from smtpctl.core.model.errors import StoreError
 from smtpctl.core.store.audit import AuditQueries
 from smtpctl.core.store.billing import BillingQueries
 from smtpctl.core.store.directory import DirectoryQueries, DomainOwner
+from smtpctl.core.store.dsn import is_dsn
 from smtpctl.core.store.schema import MIGRATION_NAMES, MIGRATION_SET, MIGRATIONS, known_migrations
 from smtpctl.core.store.sqlite import DEFAULT_BUSY_TIMEOUT, SqliteBackend
 from smtpctl.core.store.usage import UsageQueries
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT", "MIGRATIONS", "MIGRATION_NAMES", "MIGRATION_SET", "DomainOwner", "Store",
-    "default_actor", "is_dsn", "known_migrations",
+    "default_actor", "known_migrations",
 ]
 
-DSN_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_dsn(location: str | os.PathLike[str]) -> bool:
-    """True for a PostgreSQL connection URI (``postgresql://…``, ``postgres://…``)."""
-    return isinstance(location, str) and location.lower().startswith(DSN_SCHEMES)
 
 
 class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries):

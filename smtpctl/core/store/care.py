@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from smtpctl.core.model.errors import AlreadyExists, InvalidInput, StoreError
-from smtpctl.core.store import Store, is_dsn
+from smtpctl.core.store import Store
+from smtpctl.core.store.dsn import is_dsn
 from smtpctl.core.store.copy import copy_into, is_empty
 
 

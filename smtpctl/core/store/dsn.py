@@ -1,4 +1,4 @@
-"""What of a PostgreSQL DSN is secret: the one place that finds its password.
+"""PostgreSQL DSNs: what is one, and what of it is secret (its passwords).
 
 A plain module (``re`` and ``urllib.parse`` only) so the CLI can warn about a
 password on the command line without importing psycopg.
@@ -6,8 +6,16 @@ password on the command line without importing psycopg.
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import unquote
+
+DSN_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_dsn(location: str | os.PathLike[str]) -> bool:
+    """True for a PostgreSQL connection URI (``postgresql://…``, ``postgres://…``)."""
+    return isinstance(location, str) and location.lower().startswith(DSN_SCHEMES)
 
 
 def dsn_passwords(dsn: str) -> list[str]:

@@ -117,7 +117,7 @@ def store_location(cli_db: str | Path | None, config: dict[str, Any]) -> tuple[P
     """Where the store is, and who named it: ``--db``/``SMTPCTL_DB``, the
     config's ``db``, or ``None`` for the default path. A PostgreSQL DSN
     (``postgresql://…``) is returned as the string it is."""
-    from smtpctl.core.store import is_dsn
+    from smtpctl.core.store.dsn import is_dsn
 
     if cli_db is not None:
         return (str(cli_db) if is_dsn(str(cli_db)) else Path(cli_db).expanduser()), "--db/SMTPCTL_DB"
