@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.cli.limits import ClearOption, limit_or_clear, report_window_limit, window_option
 from smtpctl.cli.options import Count, CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     confirm_destructive,
@@ -32,6 +33,7 @@ from smtpctl.core.directory.accounts import (
     rename_account,
     set_account_limit,
 )
+from smtpctl.core.directory.limits import set_window_limit
 from smtpctl.core.metering.enforcement import block_account, unblock_account
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
@@ -92,12 +94,24 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account n
 def set_limit(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Account name.")],
-    limit: Annotated[str, typer.Argument(help="Emails per day, or 'default' for the store's default.")],
+    limit: Annotated[Optional[str], typer.Argument(
+        help="Emails per window; for the day, 'default' for the store's default.")] = None,
+    window: Annotated[str, window_option("hour, day or month", "day")] = "day",
+    clear: ClearOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Set an account's daily email limit; warns when today's count already reaches it."""
+    """Set an account's email limit in a window (default: its daily limit); warns when today's count already reaches
+    the daily one.
+
+    The daily limit is the service's rule: crossing it revokes the account's credentials. An hourly or monthly limit
+    refuses mail until the window resets and deletes nothing.
+    """
     store = store_of(ctx)
-    outcome = set_account_limit(store, name, limit)
+    limit = limit_or_clear(limit, clear)
+    if window != "day":
+        report_window_limit(set_window_limit(store, "account", name, window, limit), json_out)
+        return
+    outcome = set_account_limit(store, name, "default" if limit is None else limit)
     if json_out:
         print_json(outcome.as_dict())
     else:

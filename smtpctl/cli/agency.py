@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.cli.limits import ClearOption, limit_or_clear, report_window_limit, window_option
 from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import (
     confirm_destructive,
@@ -22,6 +23,7 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
+from smtpctl.core.directory.limits import set_window_limit
 from smtpctl.core.directory.agencies import (
     add_agency,
     agency_removal_check,
@@ -75,6 +77,23 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency na
                                                     for s in view["statements"]) + "\n")
     for notice in billing["warnings"]:
         warning(notice)
+
+
+@app.command("set-limit")
+def set_limit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Agency name.")],
+    limit: Annotated[Optional[str], typer.Argument(help="Emails per month, all the agency's accounts together.")] = None,
+    window: Annotated[str, window_option("month", "month")] = "month",
+    clear: ClearOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Set an agency's monthly email limit (its accounts together); --clear removes it.
+
+    Reaching it refuses its accounts' mail until the month ends; it deletes nothing.
+    """
+    report_window_limit(set_window_limit(store_of(ctx), "agency", name, window, limit_or_clear(limit, clear)),
+                        json_out)
 
 
 @app.command("rename")

@@ -8,11 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from smtpctl.cli.limits import ClearOption, limit_or_clear, report_window_limit, window_option
 from smtpctl.cli.options import CsvOption, ExistOkOption, JsonOption, YesOption
 from smtpctl.cli.output import confirm_destructive, fmt, message, print_json, render_list, render_record
 from smtpctl.cli.password_input import GenerateOption, PasswordFileOption, PasswordStdinOption, read_password
 from smtpctl.cli.settings import render_settings
 from smtpctl.cli.state import store_of
+from smtpctl.core.directory.limits import set_window_limit
 from smtpctl.core.directory.credentials import (
     create_credential,
     credential_deletion_plan,
@@ -148,6 +150,24 @@ def delete(
 
 app.command("delete")(delete)
 app.command("remove", hidden=True)(delete)  # the other verb, for people who type it
+
+
+@app.command("set-limit")
+def set_limit(
+    ctx: typer.Context,
+    login: Login,
+    limit: Annotated[Optional[str], typer.Argument(help="Emails per window for this credential alone.")] = None,
+    window: Annotated[str, window_option("hour or day", "day")] = "day",
+    clear: ClearOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Cap one SMTP credential's emails per hour or day; --clear removes the cap.
+
+    Reaching it refuses that credential's mail until the window resets; the account and its other credentials go
+    on sending, and nothing is deleted.
+    """
+    report_window_limit(set_window_limit(store_of(ctx), "credential", login, window, limit_or_clear(limit, clear)),
+                        json_out)
 
 
 @app.command("verify")

@@ -9,6 +9,8 @@ a next hop's own reply is passed on by ``relayed``.
 
 from __future__ import annotations
 
+from smtpctl.core.metering.rule import Limit
+
 # -- serve: SMTP replies --------------------------------------------------------
 
 OK = "250 OK"
@@ -32,12 +34,25 @@ REFUSALS = {
     # temporary (4xx): a top-up lets the client's retry through, credentials are kept
     "out_of_credits": "451 4.7.1 Your agency's prepaid credits are used up; sending resumes once it is topped up; "
                       "try again later",
+    # temporary (4xx): an hour, a credential's day, a month, until the window resets; nothing is revoked
+    "over_window_limit": "451 4.7.1 Sending limit reached; try again later",
     "invalid": "550 5.7.1 Message refused",
 }
 
 
-def refusal(status: str) -> str:
-    """The reply refusing a message the store did not admit (``Admission.status``)."""
+def window_full(limit: Limit) -> str:
+    """What a window refusal says: whose limit, which window, until when
+    (docs/limits.md). The same words in both servers after the code."""
+    adjective = {"hour": "hourly", "day": "daily", "month": "monthly"}[limit.window]
+    return (f"{adjective.capitalize()} sending limit of {limit.scope} {limit.subject} reached "
+            f"({limit.limit:,} emails); try again after {limit.resets_at}")
+
+
+def refusal(status: str, limit: Limit | None = None) -> str:
+    """The reply refusing a message the store did not admit (``Admission.status``
+    and, for a window, the limit that refused it)."""
+    if status == "over_window_limit" and limit is not None:
+        return "451 4.7.1 " + window_full(limit)
     return REFUSALS.get(status, REFUSALS["invalid"])
 
 
@@ -78,12 +93,16 @@ REJECTS = {
     # DEFER_IF_PERMIT: temporary, Postfix keeps the message queued and retries; a top-up lets it through
     "out_of_credits": "DEFER_IF_PERMIT 4.7.1 Agency's prepaid credits are used up; sending resumes once it is "
                       "topped up",
+    "over_window_limit": "DEFER_IF_PERMIT 4.7.1 Sending limit reached; try again later",
     "invalid": "REJECT 5.7.1 Message refused",
 }
 
 
-def reject(status: str) -> str:
-    """The action refusing a message the store did not admit (``Admission.status``)."""
+def reject(status: str, limit: Limit | None = None) -> str:
+    """The action refusing a message the store did not admit (``Admission.status``
+    and, for a window, the limit that refused it)."""
+    if status == "over_window_limit" and limit is not None:
+        return "DEFER_IF_PERMIT 4.7.1 " + window_full(limit)
     return REJECTS.get(status, REJECTS["invalid"])
 
 

@@ -17,11 +17,14 @@ from smtpctl.core.metering.enforcement import Crossing, enforce
 from smtpctl.core.metering.rule import (
     REFUSED_NO_CREDITS,
     REFUSED_OVER_LIMIT,
+    REFUSED_WINDOW,
     account_day,
     decide,
     refusal,
     too_many_recipients,
 )
+from smtpctl.core.metering.windows import Counter, Hours, Periods, SenderWindows, in_force
+from smtpctl.core.store.usage import WindowLimits
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z, stored_time
 from smtpctl.core.model.errors import InvalidInput, LimitReached, NotFound
@@ -160,8 +163,11 @@ class _Days:
         return first.date().isoformat()
 
 
+LIMIT_REFUSALS = (REFUSED_OVER_LIMIT, REFUSED_WINDOW, REFUSED_NO_CREDITS)  # exit 5 (LimitReached), not 2
+
+
 def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, resolver: _Resolver,
-           zone: ZoneInfo, keep_events: bool = False, days: _Days | None = None,
+           zone: ZoneInfo, keep_events: bool = False, days: _Days | None = None, hours: Hours | None = None,
            speculate: bool = False) -> BatchResult:
     """Check and record one batch, and enforce the limit; call inside ``store.write()``.
 
@@ -184,6 +190,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     now = store.now()  # the store's clock: one day boundary for every node of a fleet
     latest = now + FUTURE_TOLERANCE
     days = days or _Days(zone)
+    hours = hours or Hours(zone)
     current_day = now.astimezone(zone).date().isoformat()
     settings = effective_settings(store)
     max_recipients = int(settings["max_recipients_per_message"])
@@ -194,18 +201,20 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
 
     def reject(item: UsageInput | BadLine, reason: str, kind: str) -> None:
         if strict:
-            raise (LimitReached if kind in (REFUSED_OVER_LIMIT, REFUSED_NO_CREDITS) else InvalidInput)(
+            raise (LimitReached if kind in LIMIT_REFUSALS else InvalidInput)(
                 f"line {item.line}: {reason}" if item.line else reason)
         result.rejected.append(BadLine(item.line, reason))
         result.kinds.append(kind)
 
     # First pass: who and when, without touching the totals.
-    accepted: list[tuple[UsageInput, _Target, str, str, int]] = []  # item, target, time as stored, day, emails
+    accepted: list[tuple[UsageInput, _Target, str, str, int, str]] = []  # item, target, time as stored, day,
+    #                                                                      emails, local hour (outbound)
     accept = accepted.append
     touched_keys: set[tuple[int, str]] = set()
     touch = touched_keys.add
     senders = resolver.senders
     day_of_text = days.by_text.get
+    hour_of_text = hours.by_text.get
     for item in items:
         if isinstance(item, BadLine):
             reject(item, item.reason, "invalid")
@@ -244,9 +253,11 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             reject(item, f"usage dated {day} is before {horizon}: the raw events of those months were pruned after "
                          "they were billed, so this line could be billed twice; not recorded", "pruned")
             continue
+        hour = ""
         if item.direction == "outbound":
             touch((target.account_id, day))
-        accept((item, target, at_text, day, emails))
+            hour = hour_of_text(at_text[:15]) or hours.of_text(at, at_text)
+        accept((item, target, at_text, day, emails, hour))
     if not accepted:
         return result
 
@@ -263,20 +274,29 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     rows: list[tuple] = []
     append = rows.append
     total_emails = 0
-    prepaid = prepaid_agencies(store, {target.agency_id for _, target, _, _, _ in accepted})
-    day_limits = {account_id: (account_day(limit),) for account_id, limit in limits.items()}
+    prepaid = prepaid_agencies(store, {target.agency_id for _, target, _, _, _, _ in accepted})
+    day_limits = {account_id: (account_day(limit, accounts[account_id].name),) for account_id, limit in limits.items()}
+    windows = store.window_limits(list(accounts), list({t.login for _, t, _, _, _, _ in accepted if t.login}),
+                                  list({t.agency_id for _, t, _, _, _, _ in accepted}))
+    plans: dict[tuple[str, str, str], tuple[tuple, tuple[Counter, ...]]] = {}  # (login, day, hour) -> in force
+    counted: dict[Counter, int] = {}  # what each limit but the account's day has used, kept up to date
     daily: dict[tuple, list[int]] = {}  # what the rows add to the per-day rollup
-    for item, target, at_text, day, emails in accepted:
+    hourly: dict[tuple, int] = {}  # what the outbound rows add to the hourly rollup
+    for item, target, at_text, day, emails, hour in accepted:
         direction = item.direction
         credits = prepaid.get(target.agency_id)
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
-            if credits is None:
-                decision = decide(emails, max_recipients, day_limits[target.account_id], (total,))
-            else:
-                decision = decide(emails, max_recipients, (*day_limits[target.account_id], credits.limit(day)),
-                                  (total, credits.charges))
+            plan = plans.get((target.login, day, hour))
+            if plan is None:
+                plan = plans[(target.login, day, hour)] = _plan(target, limits, windows, day_limits,
+                                                                Periods(hour, day, day[:7]), zone)
+            limits_in_force, counters = plan
+            used = (total, *[_counted(store, counted, c) for c in counters[1:]]) if counters else (total,)
+            if credits is not None:
+                limits_in_force, used = (*limits_in_force, credits.limit(day)), (*used, credits.charges)
+            decision = decide(emails, max_recipients, limits_in_force, used)
             if not decision.accepted:
                 if decision.refused == REFUSED_OVER_LIMIT:
                     refused_over[key] = total
@@ -284,8 +304,12 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                                      credits.name if credits else ""), decision.refused)
                 continue
             running[key] = total + emails
-            if decision.crossed and any(counter.window == "day" for counter in decision.crossed):
+            for counter in counters[1:]:
+                counted[counter] += emails
+            if decision.crossed and any(limit.permanent for limit in decision.crossed):
                 crossed_at[key] = total + emails
+            hour_key = (target.account_id, hour, target.login)
+            hourly[hour_key] = hourly.get(hour_key, 0) + emails
         if credits is not None:
             credits.charge(emails, day)
         total_emails += emails
@@ -305,9 +329,9 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                                   "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": emails})
     result.recorded = result.messages = len(rows)
     result.emails = total_emails
-    if rows and not store.insert_usage(rows, daily, only_new=speculate and bool(wanted_ids)):
+    if rows and not store.insert_usage(rows, daily, hourly, only_new=speculate and bool(wanted_ids)):
         again = _apply(store, items, strict=strict, resolver=resolver, zone=zone, keep_events=keep_events,
-                       days=days)
+                       days=days, hours=hours)
         again.found_old_ids = True
         return again
     # A refusal on today's total also re-applies the rule: an account unblocked
@@ -316,6 +340,32 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         crossed_at.setdefault(key, total)
     result.crossings = enforce(store, crossed_at, before, accounts, limits, current_day)
     return result
+
+
+def _plan(target: _Target, limits: dict[int, int], windows: WindowLimits, day_limits: dict[int, tuple],
+          when: Periods, zone: ZoneInfo) -> tuple[tuple, tuple[Counter, ...]]:
+    """The limits in force for ``target``'s messages in ``when`` and their
+    counters (``windows.in_force``); a sender with only its account's daily
+    limit needs no counter but the day's total (``()``)."""
+    account_id, login, agency_id = target.account_id, target.login, target.agency_id
+    account_windows = windows.accounts.get(account_id)
+    credential_windows = windows.credentials.get(login)
+    agency = windows.agencies.get(agency_id)
+    if account_windows is None and credential_windows is None and agency is None:
+        return day_limits[account_id], ()
+    account_hour, account_month = account_windows or (None, None)
+    credential_hour, credential_day = credential_windows or (None, None)
+    agency_name, agency_month = agency or ("", None)
+    sender = SenderWindows(account_id, target.account or "", agency_id, agency_name, login, limits[account_id],
+                           account_hour, account_month, credential_hour, credential_day, agency_month)
+    return in_force(sender, when, zone)
+
+
+def _counted(store: Store, counted: dict[Counter, int], counter: Counter) -> int:
+    found = counted.get(counter)
+    if found is None:
+        found = counted[counter] = store.window_total(*counter)
+    return found
 
 
 def record_usage(store: Store, item: UsageInput) -> BatchResult:
@@ -333,7 +383,7 @@ def record_usage(store: Store, item: UsageInput) -> BatchResult:
         result = _apply(store, [item], strict=False, resolver=resolver, zone=zone, keep_events=True)
     if result.rejected:  # raised after the commit: a refusal still re-applies the limit rule
         kind, reason = result.kinds[0], result.rejected[0].reason
-        raise (LimitReached if kind in (REFUSED_OVER_LIMIT, REFUSED_NO_CREDITS) else InvalidInput)(reason)
+        raise (LimitReached if kind in LIMIT_REFUSALS else InvalidInput)(reason)
     return result
 
 
@@ -370,7 +420,7 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
     the line, and nothing of its batch is kept (earlier batches stay).
     """
     zone = store_zone(store)
-    days = _Days(zone)
+    days, hours = _Days(zone), Hours(zone)
     resolver = _Resolver(store, bulk=True)
     summary = ImportSummary()
     batch: list[UsageInput | BadLine] = []
@@ -380,7 +430,7 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
 
     def flush() -> None:
         with store.write():
-            result = _apply(store, batch, strict=strict, resolver=resolver, zone=zone, days=days,
+            result = _apply(store, batch, strict=strict, resolver=resolver, zone=zone, days=days, hours=hours,
                             speculate=speculate[0])
         if result.found_old_ids:
             speculate[0] = False

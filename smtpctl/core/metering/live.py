@@ -12,7 +12,8 @@ from typing import Any
 from smtpctl.core.directory.settings import effective_settings, zone_of
 from smtpctl.core.metering.credits import PrepaidAgency, prepaid_agencies
 from smtpctl.core.metering.enforcement import AccountState, Crossing, enforce
-from smtpctl.core.metering.rule import REFUSED_NO_CREDITS, account_day, decide, refusal
+from smtpctl.core.metering.rule import REFUSED_OVER_LIMIT, Limit, decide, refusal
+from smtpctl.core.metering.windows import Counter, Periods, SenderWindows, in_force, periods
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import stored_time
 from smtpctl.core.model.errors import InvalidInput
@@ -33,6 +34,8 @@ class _Sender:
     daily_limit: int | None
     blocked: bool
     live: bool  # the credential exists
+    agency: str = ""
+    windows: tuple[int | None, ...] = (None,) * 5  # account hour, month; credential hour, day; agency month
 
 
 _UNKNOWN = "unknown"  # in the transaction memo: a login whose domain is not a dedicated one of ours
@@ -68,7 +71,8 @@ def _sender(store: Store, login: str) -> _Sender | None:
         return None
     account_id = row.account_id
     sender = _Sender(full, domain_name, account_id, row.agency_id, row.account, row.daily_limit, row.blocked,
-                     row.live)
+                     row.live, row.agency or "", (row.account_hour, row.account_month, row.credential_hour,
+                                                  row.credential_day, row.agency_month))
     if memo is not None and store.holds_account(account_id):
         memo[("sender", login)] = sender
     return sender
@@ -127,10 +131,12 @@ class Admission:
     """The answer to one live message: accepted (and recorded) or refused (and not)."""
 
     accepted: bool
-    status: str  # accepted | duplicate | over_limit | too_many_recipients | revoked | unknown | invalid
+    status: str  # accepted | duplicate | over_limit | over_window_limit | out_of_credits | too_many_recipients
+    #              | revoked | unknown | invalid
     reason: str = ""
     emails: int = 0
     crossings: tuple[Crossing, ...] = ()
+    refused_by: Limit | None = None  # the window that refused it (over_window_limit)
 
 
 def admit_message(store: Store, login: str, recipients: int, source_id: str) -> Admission:
@@ -213,14 +219,14 @@ def _txn_now(store: Store) -> datetime:
     return now
 
 
-def _stamp(now: datetime, settings: Any, memo: dict[Any, Any]) -> tuple[str, str]:
-    """The day ``now`` falls on in the store's zone and its time as stored:
-    worked out once per metering transaction (``memo``), whose messages share
-    one instant and one zone setting."""
+def _stamp(now: datetime, settings: Any, memo: dict[Any, Any]) -> tuple[Periods, str]:
+    """The hour, day and month ``now`` falls in in the store's zone and its
+    time as stored: worked out once per metering transaction (``memo``), whose
+    messages share one instant and one zone setting."""
     key = ("stamp", now, settings["timezone"])
     stamp = memo.get(key)
     if stamp is None:
-        stamp = memo[key] = (now.astimezone(zone_of(settings)).date().isoformat(), stored_time(now))
+        stamp = memo[key] = (periods(now, zone_of(settings)), stored_time(now))
     return stamp
 
 
@@ -250,43 +256,57 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
     if not cap.accepted:
         return Admission(False, cap.refused, refusal(cap, recipients, max_recipients))
     memo = store.txn_memo if store.metering else {}
-    day, at = _stamp(_txn_now(store), settings, memo)
-    account_id = sender.account_id
-    key = (account_id, day)
-    total = memo.get(("total", key))
-    if total is None:
-        total = store.outbound_totals([key])[key]
+    when, at = _stamp(_txn_now(store), settings, memo)
+    day, account_id = when.day, sender.account_id
     limit = sender.daily_limit if sender.daily_limit is not None else int(settings["default_daily_limit"])
+    account_hour, account_month, credential_hour, credential_day, agency_month = sender.windows
+    held = SenderWindows(account_id, sender.account, sender.agency_id, sender.agency, sender.login, limit,
+                         account_hour, account_month, credential_hour, credential_day, agency_month)
+    if held.needs_agency_lock:
+        store.lock_agency(sender.agency_id)  # its other accounts, on other nodes, count in its month too
+    limits, counters = in_force(held, when, zone_of(settings))
+    used = [_used(store, counter, memo) for counter in counters]
     credits = _prepaid(store, sender.agency_id, memo)
-    if credits is None:
-        decision = decide(recipients, max_recipients, (account_day(limit),), (total,))
-    else:
-        decision = decide(recipients, max_recipients, (account_day(limit), credits.limit(day)),
-                          (total, credits.charges))
+    if credits is not None:
+        limits, used = (*limits, credits.limit(day)), [*used, credits.charges]
+    decision = decide(recipients, max_recipients, limits, used)
+    key, total = (account_id, day), used[0]  # the account's day comes first (windows.in_force)
     if not decision.accepted:
         if source_id is not None and store.source_id_stored(source_id):
             return Admission(True, "duplicate", "already recorded", 0)
-        if decision.refused == REFUSED_NO_CREDITS:  # temporary: nothing to enforce, credentials kept
-            return Admission(False, decision.refused, refusal(decision, recipients, max_recipients,
-                                                              agency=credits.name if credits else ""))
+        text = refusal(decision, recipients, max_recipients, sender.account, day,
+                       agency=credits.name if credits else "")
+        if decision.refused != REFUSED_OVER_LIMIT:  # temporary: nothing to enforce, credentials kept
+            return Admission(False, decision.refused, text, refused_by=decision.refused_by)
         # A refusal on today's total also re-applies the rule: an account unblocked
         # while over today's limit is revoked and blocked again by its next message.
         account = {account_id: AccountState(sender.account, sender.blocked)}
         crossings = enforce(store, {key: total}, {key: total}, account, {account_id: limit}, day)
-        return Admission(False, decision.refused, refusal(decision, recipients, max_recipients, sender.account, day),
-                         0, tuple(crossings))
+        return Admission(False, decision.refused, text, 0, tuple(crossings))
     if not store.record_admission(EventRow(source_id, at, day, "outbound", sender.agency_id, account_id,
-                                           sender.domain, sender.login, recipients, 0, 0, recipients, at)):
+                                           sender.domain, sender.login, recipients, 0, 0, recipients, at), when.hour):
         return Admission(True, "duplicate", "already recorded", 0)
     if store.metering:
-        memo[("total", key)] = total + recipients
+        for counter, so_far in zip(counters, used):
+            memo[counter] = so_far + recipients
     if credits is not None:
         credits.charge(recipients, day)
     crossings = ()
-    if any(counter.window == "day" for counter in decision.crossed):
+    if any(limit.permanent for limit in decision.crossed):
         account = {account_id: AccountState(sender.account, sender.blocked)}
         crossings = tuple(enforce(store, {key: total + recipients}, {key: total}, account, {account_id: limit}, day))
     return Admission(True, "accepted", "", recipients, crossings)
+
+
+def _used(store: Store, counter: Counter, memo: dict[Any, Any]) -> int:
+    """What ``counter`` holds: from the transaction's memo (kept up to date as
+    it records) or the store, under the locks the caller holds."""
+    found = memo.get(counter)
+    if found is None:
+        found = store.window_total(*counter)
+        if store.metering:
+            memo[counter] = found
+    return found
 
 
 def _prepaid(store: Store, agency_id: int, memo: dict[Any, Any]) -> PrepaidAgency | None:

@@ -31,12 +31,14 @@ from smtpctl.core.model import money
 REFUSED_OVER_LIMIT = "over_limit"
 REFUSED_TOO_MANY = "too_many_recipients"
 REFUSED_NO_CREDITS = "out_of_credits"  # a prepaid agency's balance is used up: temporary
+REFUSED_WINDOW = "over_window_limit"  # any limit but the account's day is full: temporary, until it resets
 
 
 class Limit(NamedTuple):
     """One limit in force for a message: what it caps (``scope``: the
-    account; ``window``: the day, or ``credits`` for a prepaid agency's
-    balance) and how much. A message adds ``per_email`` for each email to
+    credential, the account or the agency; ``window``: the hour, day or
+    month, or ``credits`` for a prepaid agency's balance; ``subject``: whose,
+    by name) and how much. A message adds ``per_email`` for each email to
     what is used: 1 for a count of emails, the price of one email for
     credits. A count is full only past its limit (the message that reaches it
     is accepted); credits are used up at zero (``room_at_limit`` false). A
@@ -47,11 +49,20 @@ class Limit(NamedTuple):
     limit: int | Decimal
     per_email: int | Decimal = 1
     room_at_limit: bool = True
+    subject: str = ""
+    resets_at: str = ""  # when a window other than the account's day ends (ISO 8601 UTC)
+
+    @property
+    def permanent(self) -> bool:
+        """The account's daily limit: the service's rule (crossing it revokes
+        the account's credentials). Every other limit refuses until it resets."""
+        return self.scope == "account" and self.window == "day"
 
 
 class Decision(NamedTuple):
     """The rule's answer: ``accepted`` (and so counted), why not
-    (``refused``: ``over_limit``, ``out_of_credits`` or ``too_many_recipients``,
+    (``refused``: ``over_limit``, ``over_window_limit``, ``out_of_credits`` or
+    ``too_many_recipients``,
     with the limit that refused it and what it had used), and the limits this
     message takes over."""
 
@@ -83,17 +94,19 @@ def decide(recipients: int, max_recipients: int, limits: Sequence[Limit], used: 
         return _TOO_MANY
     crossed: tuple[Limit, ...] = ()
     for limit, so_far in zip(limits, used):
-        _, window, most, per_email, room_at_limit = limit
+        scope, window, most, per_email, room_at_limit = limit[:5]
         if so_far > most or (so_far == most and not room_at_limit):  # full already
-            return Decision(False, REFUSED_NO_CREDITS if window == "credits" else REFUSED_OVER_LIMIT, limit, so_far)
+            kind = (REFUSED_NO_CREDITS if window == "credits"
+                    else REFUSED_OVER_LIMIT if scope == "account" and window == "day" else REFUSED_WINDOW)
+            return Decision(False, kind, limit, so_far)
         if so_far + recipients * per_email > most:
             crossed += (limit,)
     return Decision(True, crossed=crossed) if crossed else _ACCEPTED
 
 
-def account_day(limit: int) -> Limit:
+def account_day(limit: int, account: str = "") -> Limit:
     """The account's daily limit (the service's rule)."""
-    return Limit("account", "day", limit)
+    return Limit("account", "day", limit, subject=account)
 
 
 def agency_credits(credits: Decimal, price_per_1000: Decimal) -> Limit:
@@ -114,5 +127,9 @@ def refusal(decision: Decision, recipients: int, max_recipients: int, account: s
         balance = money.to_cents(limit.limit - used) + 0  # (+ 0: no "-0.00" for a sliver below zero)
         return (f"agency {agency}'s prepaid credits are used up (balance {balance} USD): "
                 "message refused, not recorded; sending resumes once the agency is topped up")
+    if decision.refused == REFUSED_WINDOW:
+        adjective = {"hour": "hourly", "day": "daily", "month": "monthly"}[limit.window]
+        return (f"{limit.scope} {limit.subject} has reached its {adjective} limit ({used:,} of {limit.limit:,} emails "
+                f"until {limit.resets_at}): message refused, not recorded; sending resumes then")
     return (f"account {account} is over its daily limit on {day} ({used:,} of {limit.limit:,} emails): "
             "message refused, not recorded")

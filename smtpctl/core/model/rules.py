@@ -133,6 +133,16 @@ def validate_daily_limit(value: object) -> int:
     return whole_number(value, "daily limit", 1, MAX_DAILY_LIMIT)
 
 
+MAX_WINDOW_LIMIT = {"hour": MAX_DAILY_LIMIT, "day": MAX_DAILY_LIMIT, "month": 31 * MAX_DAILY_LIMIT}
+WINDOW_ADJECTIVE = {"hour": "hourly", "day": "daily", "month": "monthly"}
+
+
+def validate_window_limit(value: object, window: str) -> int:
+    """A limit in ``window`` is a whole number of emails from 1 to 100,000,000
+    (an hour, a day) or 3,100,000,000 (a month: 31 days at the most)."""
+    return whole_number(value, f"{WINDOW_ADJECTIVE[window]} limit", 1, MAX_WINDOW_LIMIT[window])
+
+
 MAX_PRICE_PER_1000 = Decimal(1000)
 PRICE_PLACES = 6
 MAX_EMAILS = 10**12  # a trillion emails: far beyond any one estimate or account, small enough for exact money

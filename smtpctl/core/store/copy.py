@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from smtpctl.core.store import Store
 
 # In the order foreign keys need; the audit trail in id order (append-only).
-COPIED_TABLES = ("settings", "agencies", "accounts", "domains", "credentials", "usage_events", "usage_daily", "audit",
-                 "prices", "agency_billing", "credits", "statements", "billed", "months_closed", "usage_pruned")
+COPIED_TABLES = ("settings", "agencies", "accounts", "domains", "credentials", "usage_events", "usage_daily",
+                 "usage_hourly", "audit", "prices", "agency_billing", "credits", "statements", "billed",
+                 "months_closed", "usage_pruned")
 _ORDER = {"settings": "key", "usage_daily": "day, agency_id, account_id, domain, login, direction",
+          "usage_hourly": "account_id, hour, login",
           "agency_billing": "agency_id", "billed": "statement_id, agency_id, account_id, day, direction",
           "months_closed": "month"}
 BATCH = 5000

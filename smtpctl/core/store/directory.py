@@ -58,6 +58,22 @@ class DirectoryQueries:
     def delete_agency(self, agency_id: int) -> None:
         self.backend.execute("DELETE FROM agencies WHERE id = ?", [agency_id])
 
+    # -- limits in more windows (directory/limits.py) ---------------------------
+    _LIMIT_COLUMNS = {"accounts": ("hourly_limit", "daily_limit", "monthly_limit"),
+                      "credentials": ("hourly_limit", "daily_limit"), "agencies": ("monthly_limit",)}
+
+    def limit_columns(self, table: str, row_id: int, columns: list[str]) -> list[int | None]:
+        assert set(columns) <= set(self._LIMIT_COLUMNS[table])  # names from the code, never from input
+        rows = self._rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id = ?", [row_id])
+        return list(rows[0]) if rows else [None] * len(columns)
+
+    def set_limit_column(self, table: str, row_id: int, column: str, value: int | None) -> None:
+        assert column in self._LIMIT_COLUMNS[table]
+        # (not a credential's updated_at: it tells a reset password from the one a session authenticated with)
+        extra = ", updated_at = ?" if table == "accounts" else ""
+        params = [value, now_iso()] if extra else [value]
+        self.backend.execute(f"UPDATE {table} SET {column} = ?{extra} WHERE id = ?", [*params, row_id])
+
     # -- accounts ------------------------------------------------------------
     _ACCOUNT_SQL = """
         SELECT a.id, a.name, g.name AS agency, a.daily_limit, a.blocked_at, a.block_kind,

@@ -275,6 +275,32 @@ INSERT INTO prices (kind, agency_id, from_day, price_per_1000, set_at)
 DELETE FROM settings WHERE key = 'price_per_1000';
 """
 
+# Limits in more windows (docs/limits.md): the account's hour and month
+# beside its day, a credential's own hour and day, an agency's month (its
+# accounts together). A column of the object it caps, so a deleted
+# credential takes its limits with it. usage_hourly is the outbound rollup
+# per account, local hour and login that hourly limits read, kept in the same
+# transaction as the events; ``hour`` is the UTC instant the store zone's
+# hour starts. Existing events are rolled up by UTC hour (the same as the
+# local hour in every zone a whole number of hours from UTC).
+_WINDOWS = """
+ALTER TABLE accounts ADD COLUMN hourly_limit {int} CHECK (hourly_limit IS NULL OR hourly_limit > 0);
+ALTER TABLE accounts ADD COLUMN monthly_limit {int} CHECK (monthly_limit IS NULL OR monthly_limit > 0);
+ALTER TABLE credentials ADD COLUMN hourly_limit {int} CHECK (hourly_limit IS NULL OR hourly_limit > 0);
+ALTER TABLE credentials ADD COLUMN daily_limit {int} CHECK (daily_limit IS NULL OR daily_limit > 0);
+ALTER TABLE agencies ADD COLUMN monthly_limit {int} CHECK (monthly_limit IS NULL OR monthly_limit > 0);
+CREATE TABLE usage_hourly (
+    account_id {int} NOT NULL,
+    hour TEXT NOT NULL,
+    login TEXT NOT NULL,
+    emails {int} NOT NULL,
+    PRIMARY KEY (account_id, hour, login)
+){without_rowid};
+INSERT INTO usage_hourly (account_id, hour, login, emails)
+    SELECT account_id, substr(at, 1, 13) || ':00:00Z', login, SUM(emails) FROM usage_events
+    WHERE direction = 'outbound' GROUP BY account_id, substr(at, 1, 13) || ':00:00Z', login;
+"""
+
 _APPEND_ONLY_SQLITE = """
 CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
 BEGIN SELECT RAISE(ABORT, 'billing history is append-only'); END;
@@ -316,6 +342,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0003_usage", **_both(_USAGE)),
     Migration("0004_auth_throttle", **_both(_AUTH_THROTTLE)),
     Migration("0005_billing", **_billing()),
+    Migration("0006_windows", **_both(_WINDOWS)),
 )
 
 # The schema steps this smtpctl knows, in order.

@@ -35,6 +35,21 @@ class SenderRow(NamedTuple):
     daily_limit: int | None
     blocked: bool
     live: bool  # the credential exists
+    agency: str | None = None
+    account_hour: int | None = None  # the limits in more windows (None: not set)
+    account_month: int | None = None
+    credential_hour: int | None = None
+    credential_day: int | None = None
+    agency_month: int | None = None
+
+
+class WindowLimits(NamedTuple):
+    """The limits set in more windows, by the ids of what they cap (an import
+    reads them once per batch for the senders it meets)."""
+
+    accounts: dict[int, tuple[int | None, int | None]]  # account id -> (hourly, monthly)
+    credentials: dict[str, tuple[int | None, int | None]]  # login -> (hourly, daily)
+    agencies: dict[int, tuple[str, int | None]]  # agency id -> (name, monthly)
 
 
 USAGE_COLUMNS = EventRow._fields
@@ -50,13 +65,16 @@ class UsageQueries:
                 f"SELECT source_id FROM usage_events WHERE source_id IN ({marks})", chunk))
         return found
 
-    def insert_usage(self, rows: list[tuple], daily: dict[tuple, list[int]], *, only_new: bool = False) -> bool:
+    def insert_usage(self, rows: list[tuple], daily: dict[tuple, list[int]], hourly: dict[tuple, int] | None = None,
+                     *, only_new: bool = False) -> bool:
         """Insert events and add them to the per-day rollup, in the caller's
         transaction. ``rows`` are each event's values in ``EventRow``'s field
         order (the statement's parameters); ``daily`` is what they add to the
         rollup: (day, agency id, account id, domain, login, direction) ->
         [messages, emails], summed by the caller as it made the rows (an import
-        makes a million: reading them back by name cost a tenth of it).
+        makes a million: reading them back by name cost a tenth of it);
+        ``hourly`` what the outbound ones add to the hourly rollup: (account
+        id, hour, login) -> emails.
 
         With ``only_new`` the caller has not checked the source ids against
         the store (an import of new messages need not look each one up: the
@@ -80,6 +98,8 @@ class UsageQueries:
             "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
             "emails = usage_daily.emails + excluded.emails",
             [(*key, m, e) for key, (m, e) in sorted(daily.items())])
+        if hourly:
+            backend.executemany(_UPSERT_HOURLY, [(*key, e) for key, e in sorted(hourly.items())])
         return True
 
     # -- the live paths' admission (usage.admit_message) -------------------------
@@ -88,14 +108,65 @@ class UsageQueries:
         domain is not in the store."""
         rows = self._rows(  # outside a transaction (MAIL's check on a reader) an error is a StoreError
             "SELECT d.account_id, a.agency_id, a.name, a.daily_limit, "
-            "CASE WHEN a.blocked_at IS NULL THEN 0 ELSE 1 END, "
-            "CASE WHEN EXISTS (SELECT 1 FROM credentials c WHERE c.login = ?) THEN 1 ELSE 0 END "
-            "FROM domains d LEFT JOIN accounts a ON a.id = d.account_id WHERE d.name = ?",
+            "CASE WHEN a.blocked_at IS NULL THEN 0 ELSE 1 END, CASE WHEN c.id IS NULL THEN 0 ELSE 1 END, "
+            "g.name, a.hourly_limit, a.monthly_limit, c.hourly_limit, c.daily_limit, g.monthly_limit "
+            "FROM domains d LEFT JOIN accounts a ON a.id = d.account_id "
+            "LEFT JOIN agencies g ON g.id = a.agency_id "
+            "LEFT JOIN credentials c ON c.login = ? AND c.domain_id = d.id WHERE d.name = ?",
             (login, domain))
         if not rows:
             return None
-        account_id, agency_id, account, daily_limit, blocked, live = rows[0]
-        return SenderRow(account_id, agency_id, account, daily_limit, bool(blocked), bool(live))
+        account_id, agency_id, account, daily_limit, blocked, live, *windows = rows[0]
+        return SenderRow(account_id, agency_id, account, daily_limit, bool(blocked), bool(live), *windows)
+
+    def window_limits(self, account_ids: list[int], logins: list[str], agency_ids: list[int]) -> WindowLimits:
+        """The limits set in more windows on these accounts, credentials and
+        agencies (only those that have one)."""
+        found = WindowLimits({}, {}, {})
+        for chunk in _chunks(sorted(set(account_ids))):
+            marks = ",".join("?" * len(chunk))
+            for account_id, hourly, monthly in self.backend.execute(
+                    f"SELECT id, hourly_limit, monthly_limit FROM accounts WHERE id IN ({marks}) "
+                    "AND (hourly_limit IS NOT NULL OR monthly_limit IS NOT NULL)", chunk):
+                found.accounts[account_id] = (hourly, monthly)
+        for chunk in _chunks(sorted(set(logins))):
+            marks = ",".join("?" * len(chunk))
+            for login, hourly, daily in self.backend.execute(
+                    f"SELECT login, hourly_limit, daily_limit FROM credentials WHERE login IN ({marks}) "
+                    "AND (hourly_limit IS NOT NULL OR daily_limit IS NOT NULL)", chunk):
+                found.credentials[login] = (hourly, daily)
+        for chunk in _chunks(sorted(set(agency_ids))):
+            marks = ",".join("?" * len(chunk))
+            for agency_id, name, monthly in self.backend.execute(
+                    f"SELECT id, name, monthly_limit FROM agencies WHERE id IN ({marks}) "
+                    "AND monthly_limit IS NOT NULL", chunk):
+                found.agencies[agency_id] = (name, monthly)
+        return found
+
+    def window_total(self, scope: str, subject: int | str, window: str, period: str, account_id: int) -> int:
+        """Outbound emails counted against one limit (``windows.Counter``'s
+        fields): an account's or a credential's hour (the hourly rollup), a
+        credential's day, an account's or an agency's month (the daily rollup).
+        An account's day is ``outbound_totals``."""
+        if window == "hour":
+            if scope == "account":
+                sql, params = ("SELECT SUM(emails) FROM usage_hourly WHERE account_id = ? AND hour = ?",
+                               (subject, period))
+            else:
+                sql, params = ("SELECT SUM(emails) FROM usage_hourly WHERE account_id = ? AND hour = ? AND login = ?",
+                               (account_id, period, subject))
+        elif window == "day" and scope == "credential":
+            hint = " INDEXED BY usage_daily_account_day" if self.backend.engine == "sqlite" else ""
+            sql, params = (f"SELECT SUM(emails) FROM usage_daily{hint} WHERE account_id = ? AND day = ? "
+                           "AND direction = 'outbound' AND login = ?", (account_id, period, subject))
+        elif window == "day":
+            return self.outbound_totals([(int(subject), period)])[(int(subject), period)]
+        else:
+            column = "account_id" if scope == "account" else "agency_id"
+            sql, params = (f"SELECT SUM(emails) FROM usage_daily WHERE {column} = ? AND day >= ? AND day <= ? "
+                           "AND direction = 'outbound'", (subject, period + "-01", period + "-31"))
+        (emails,) = self.backend.execute(sql, params).fetchone()
+        return int(emails or 0)
 
     def accounts_of_domains(self, domains: list[str]) -> list[int]:
         """The accounts the dedicated domains among ``domains`` belong to."""
@@ -106,18 +177,21 @@ class UsageQueries:
                 f"SELECT account_id FROM domains WHERE name IN ({marks}) AND account_id IS NOT NULL", chunk))
         return sorted(found)
 
-    def record_admission(self, row: EventRow) -> bool:
+    def record_admission(self, row: EventRow, hour: str) -> bool:
         """Insert one event (a tuple in ``USAGE_COLUMNS`` order) and add it to
         the rollup, in the caller's transaction; False (nothing written) when
-        its source id is already stored. Two statements: the insert checks the
-        id itself (a node racing the same id waits for the other's commit)."""
+        its source id is already stored; an outbound one is added to the hourly
+        rollup under ``hour`` too. Three statements: the insert checks the id
+        itself (a node racing the same id waits for the other's commit)."""
         execute = self.backend.execute
         if self.backend.engine == "postgresql":  # one statement, so one round trip to the server
-            return execute(_RECORD_ONE_PG, row).rowcount == 1
+            return execute(_RECORD_ONE_PG, (*row, hour)).rowcount == 1
         if execute(_INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING", row).rowcount != 1:
             return False
         execute(_UPSERT_DAILY, (row.day, row.agency_id, row.account_id, row.domain, row.login, row.direction, 1,
                                 row.emails))
+        if row.direction == "outbound":
+            execute(_UPSERT_HOURLY, (row.account_id, hour, row.login, row.emails))
         return True
 
     def source_id_stored(self, source_id: str) -> bool:
@@ -126,7 +200,7 @@ class UsageQueries:
 
     def delete_usage_event(self, source_id: str) -> bool:
         """Remove one event and take it out of the rollup, in the caller's transaction."""
-        rows = self.query("SELECT day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
+        rows = self.query("SELECT at, day, agency_id, account_id, domain, login, direction, emails FROM usage_events "
                           "WHERE source_id = ?", [source_id])
         if not rows:
             return False
@@ -138,6 +212,11 @@ class UsageQueries:
         self.backend.execute(f"UPDATE usage_daily SET messages = messages - 1, emails = emails - ? WHERE {key}",
                              [emails, *key_values])
         self.backend.execute(f"DELETE FROM usage_daily WHERE {key} AND messages <= 0", key_values)
+        if event["direction"] == "outbound":  # admitted in its hour: the hour its time falls in (windows.hour_start)
+            self.backend.execute("UPDATE usage_hourly SET emails = emails - ? WHERE account_id = ? AND login = ? "
+                                 "AND hour = (SELECT MAX(hour) FROM usage_hourly WHERE account_id = ? AND login = ? "
+                                 "AND hour <= ?)", [emails, event["account_id"], event["login"], event["account_id"],
+                                                    event["login"], event["at"]])
         return True
 
     def outbound_totals(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -258,16 +337,23 @@ _UPSERT_DAILY = ("INSERT INTO usage_daily (day, agency_id, account_id, domain, l
 _INSERT_EVENT = ("INSERT INTO usage_events (source_id, at, day, direction, agency_id, account_id, domain, login, "
                  "to_count, cc_count, bcc_count, emails, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
-# PostgreSQL: the event and its rollup row in one statement; the rollup row
-# is written only when the event was (a stored id inserts neither: 0 rows).
+_UPSERT_HOURLY = ("INSERT INTO usage_hourly (account_id, hour, login, emails) VALUES (?,?,?,?) "
+                  "ON CONFLICT (account_id, hour, login) DO UPDATE SET emails = usage_hourly.emails + excluded.emails")
+
+# PostgreSQL: the event and its rollup rows in one statement; the rollup rows
+# are written only when the event was (a stored id inserts none: 0 rows).
+# The last parameter is the hour (windows.hour_start).
 _RECORD_ONE_PG = (
     "WITH event AS (" + _INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING "
-    "RETURNING day, agency_id, account_id, domain, login, direction, emails) "
-    "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+    "RETURNING day, agency_id, account_id, domain, login, direction, emails), "
+    "daily AS (INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
     "SELECT day, agency_id, account_id, domain, login, direction, 1, emails FROM event "
     "ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
     "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
-    "emails = usage_daily.emails + excluded.emails")
+    "emails = usage_daily.emails + excluded.emails RETURNING 1) "
+    "INSERT INTO usage_hourly (account_id, hour, login, emails) "
+    "SELECT account_id, ?, login, emails FROM event WHERE direction = 'outbound' "
+    "ON CONFLICT (account_id, hour, login) DO UPDATE SET emails = usage_hourly.emails + excluded.emails")
 
 # Up to this many accounts a day, outbound_totals reads each through the
 # account index; past it, the whole day's rollup in one pass.

@@ -174,7 +174,7 @@ def settle(answer: Answer, metrics: Metrics = NOOP) -> tuple[str, dict[str, Any]
     if info["metered"]:  # not a duplicate instance: Postfix asked again about a message already counted
         metrics.accepted(admission.emails)
     if not admission.accepted:
-        return reject(admission.status), {**info, "reason": admission.status}
+        return reject(admission.status, admission.refused_by), {**info, "reason": admission.status}
     # The message that crosses the limit is accepted (it is recorded and
     # billed); every later one is refused by admit_message.
     return DUNNO, info

@@ -260,7 +260,7 @@ class SubmissionHandler:
             log_event("message_refused", login=login, queue_id=queue_id, recipients=len(recipients),
                       reason=admission.status)
             self.metrics.refused(admission.status)
-            return replies.refusal(admission.status)
+            return replies.refusal(admission.status, admission.refused_by)
         refused = await message.deliver(login, queue_id, source_id)
         if refused is not None:
             return refused

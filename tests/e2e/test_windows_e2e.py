@@ -1,0 +1,118 @@
+"""Limits in more windows through the real servers and the real command,
+with several processes on one store (issue 25): at most one message crosses
+each window, every later one is deferred (4xx, DEFER_IF_PERMIT, exit 5), and
+nothing is revoked. On SQLite and, with SMTPCTL_TEST_BACKEND=postgresql, on
+one PostgreSQL database shared by every process."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import pytest
+
+from smtpctl.core.directory.limits import set_window_limit
+from smtpctl.core.store import Store
+from tests.conftest import smtpctl_binary
+from tests.e2e.servers import Running
+from tests.e2e.test_policy_hostile import build, race
+
+pytestmark = pytest.mark.e2e
+
+PW = "a good long password"
+
+
+def clear_of_the_hour() -> None:
+    """An hour window race must not straddle two hours: wait out the last 40 seconds of one."""
+    now = datetime.now(timezone.utc)
+    if now.minute == 59 and now.second >= 20:
+        time.sleep(61 - now.second)
+
+
+def live_logins(db) -> set[str]:
+    with Store.open(db) as store:
+        return {c.login for c in store.credentials()}
+
+
+def test_two_policy_servers_hold_an_hourly_limit_and_defer_the_rest(run, tmp_path, isolated_store):
+    login = "app@race.test"
+    build(isolated_store, {"race": (10**6, ["race.test"], [login])})
+    with Store.open(isolated_store) as store:
+        set_window_limit(store, "account", "race", "hour", 100)
+    clear_of_the_hour()
+    servers = [Running(["policy", "serve", "--listen", "127.0.0.1:0"], tmp_path / f"p{i}.log") for i in range(2)]
+    try:
+        answers = race(servers, login, "hour")
+    finally:
+        codes = [server.stop() for server in servers]
+    assert codes == [0, 0]
+    assert answers.count("action=DUNNO") == 11, answers  # 10 under the limit + the one that crosses it
+    deferred = [a for a in answers if a != "action=DUNNO"]
+    assert len(deferred) == 29
+    assert all(a.startswith("action=DEFER_IF_PERMIT 4.7.1 Hourly sending limit of account race reached "
+                            "(100 emails); try again after ") for a in deferred), deferred
+    status = json.loads(run("usage", "status", "race", "--json", check_rc=0).stdout)[0]
+    assert (status["sent"], status["blocked"], status["live_credentials"]) == (110, False, 1)
+    for server in servers:
+        assert "Traceback" not in server.text()
+
+
+def test_a_credentials_hourly_cap_in_serve_is_a_451_for_it_alone(run, tmp_path, isolated_store):
+    build(isolated_store, {"shop": (10**6, ["shop.test"], ["app@shop.test", "ops@shop.test"])})
+    run("user", "set-limit", "app@shop.test", "2", "--window", "hour", check_rc=0)
+    clear_of_the_hour()
+    server = Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--auth-delay", "0",
+                      "--maildir", str(tmp_path / "maildir")], tmp_path / "serve.log")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+
+    def send(login: str) -> tuple[int, str]:
+        smtp = smtplib.SMTP(*server.addresses["submission"], timeout=60)
+        try:
+            smtp.starttls(context=context)
+            smtp.login(login, PW)
+            smtp.sendmail(login, ["x@example.org"], f"From: {login}\r\nSubject: w\r\n\r\nhi\r\n")
+            return 250, ""
+        except smtplib.SMTPDataError as exc:
+            return exc.smtp_code, exc.smtp_error.decode()
+        finally:
+            smtp.close()
+
+    try:
+        codes = [send("app@shop.test") for _ in range(4)]
+        other = send("ops@shop.test")
+    finally:
+        assert server.stop() == 0
+    assert [c for c, _ in codes] == [250, 250, 250, 451]  # 1, 2, 3 (crosses), then deferred
+    assert codes[3][1].startswith("4.7.1 Hourly sending limit of credential app@shop.test reached (2 emails); "
+                                  "try again after ")
+    assert other == (250, "")
+    assert live_logins(isolated_store) == {"app@shop.test", "ops@shop.test"}
+    assert "reason=over_window_limit" in server.text() and "Traceback" not in server.text()
+
+
+def test_parallel_usage_record_processes_cross_an_hour_once(tmp_path, isolated_store):
+    build(isolated_store, {"shop": (10**6, ["shop.test"], ["app@shop.test"])})
+    with Store.open(isolated_store) as store:
+        set_window_limit(store, "account", "shop", "hour", 20)
+    clear_of_the_hour()
+
+    def record(n: int) -> tuple[int, str]:
+        done = subprocess.run([smtpctl_binary(), "usage", "record", "--user", "app@shop.test", "--recipients", "3",
+                               "--id", f"rec-{n}"], capture_output=True, text=True, timeout=120)
+        return done.returncode, done.stderr
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(record, range(18)))
+    codes = sorted(code for code, _ in results)
+    assert codes == [0] * 7 + [5] * 11, results  # 0, 3, ..., 18 -> 21: seven, the 7th crossing
+    assert all(err.startswith("Error: account shop has reached its hourly limit (21 of 20 emails until ")
+               for code, err in results if code == 5), results
+    with Store.open(isolated_store) as store:
+        assert store.scalar("SELECT SUM(emails) FROM usage_hourly") == 21
+        assert store.scalar("SELECT SUM(emails) FROM usage_events") == 21
