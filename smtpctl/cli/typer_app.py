@@ -53,6 +53,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("export", "export_command",
                "Export the store as TOML or JSON (no secrets), a Dovecot passwd-file, or a Postfix sender-login "
                "table."),
+    "why": ("why", "why_command",
+            "Say whether a credential or an account can send now, and every reason it cannot, each with its fix."),
     "serve": ("serve", "serve_command",
               "Run an SMTP submission server that authenticates and meters against the store."),
 }
