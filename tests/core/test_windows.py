@@ -208,6 +208,15 @@ def test_an_agencys_month_counts_its_accounts_together(store):
     assert periods(now, ZoneInfo("UTC")).month == store.now().strftime("%Y-%m")
 
 
+def test_an_import_interleaving_an_agencys_accounts_counts_their_month_once(store):
+    """One counter for the agency, whichever account a line is from: kept up
+    to date by the batch as it goes (a counter per account would go stale)."""
+    set_window_limit(store, "agency", "acme", "month", 20)
+    logins = ["a@shop.test", "c@blog.test"] * 4
+    summary = import_usage(store, [_msg(login, 6, _at(9, n), n + 1) for n, login in enumerate(logins)])
+    assert summary.messages == 4 and [r["line"] for r in summary.rejected_lines] == [5, 6, 7, 8]
+
+
 def test_an_accounts_month_spans_its_days(store):
     set_window_limit(store, "account", "shop", "month", 10)
     items = [_msg("a@shop.test", 4, _at(9, day=d), d) for d in (1, 2, 3, 4)]

@@ -35,8 +35,10 @@ ADJECTIVE = {"hour": "hourly", "day": "daily", "month": "monthly"}
 class Counter(NamedTuple):
     """What one limit has used is the outbound emails of ``subject`` in
     ``period``. ``subject``: the account id, the credential's login or the
-    agency id; ``account_id`` is the sender's account (the store's index for
-    a credential's counts); ``period`` as the module docstring says."""
+    agency id; ``account_id`` is the account a credential's or an account's
+    counts are kept under (0 for an agency's: the counter is one for all its
+    accounts, and callers keep it up to date by this key); ``period`` as the
+    module docstring says."""
 
     scope: str
     subject: int | str
@@ -151,5 +153,5 @@ def in_force(sender: SenderWindows, when: Periods, zone: ZoneInfo) -> tuple[tupl
     if sender.agency_month is not None:
         found.append((Limit("agency", "month", sender.agency_month, subject=sender.agency,
                             resets_at=resets_at("month", when.month, zone)),
-                      Counter("agency", sender.agency_id, "month", when.month, account_id)))
+                      Counter("agency", sender.agency_id, "month", when.month)))  # (one counter for all its accounts)
     return tuple(limit for limit, _ in found), tuple(counter for _, counter in found)
