@@ -565,6 +565,57 @@ def case_policy(ctx: Context) -> None:
              f"{common.CLIENTS / commit * 1000:,.0f}/s")
 
 
+def _every_window(build: Build, env: dict[str, str]) -> None:
+    """An hour and a month beside the account's day, an hour and a day on each credential and a
+    month on the agency: every counter the cap rule can have, none of them near its limit."""
+    common.run([build.command, "account", "set-limit", "bench", "100000000", "--window", "hour"], env)
+    common.run([build.command, "account", "set-limit", "bench", "3000000000", "--window", "month"], env)
+    common.run([build.command, "agency", "set-limit", "bench", "3000000000", "--window", "month"], env)
+    for login in common.LIVE_LOGINS:
+        for window in ("hour", "day"):
+            common.run([build.command, "user", "set-limit", login, "100000000", "--window", window], env)
+
+
+def case_windows(ctx: Context) -> None:
+    """``serve`` messages/s and ``policy serve`` requests/s with every window set (hour, day and
+    month on the account, hour and day on each credential, month on the agency) against the
+    same server with the daily limit only, side by side in turns: goal >= 0.85x (issue 25)."""
+    build = ctx.builds[0]  # (the windows exist in this build only)
+    rounds, messages, per_client = (3, 30, 100) if ctx.quick else (5, 50, 200)
+    for server in ("serve", "policy"):
+        procs: dict[str, tuple[subprocess.Popen, int]] = {}
+        try:
+            for variant in ("daily only", "every window"):
+                folder = ctx.sub(f"windows-{server}-{variant.replace(' ', '-')}")
+                env = common.isolated_env(folder, folder / "live.db")
+                common.live_store(build, env, folder)
+                if variant == "every window":
+                    _every_window(build, env)
+                port = common.free_port()
+                command = (serve_cmd(build, port, folder) if server == "serve"
+                           else [build.command, "policy", "serve", "--listen", f"127.0.0.1:{port}"])
+                procs[variant] = (common.start(command, env, "event=ready" if server == "serve"
+                                               else "event=listening"), port)
+            seen: dict[str, list[tuple[float, float]]] = {name: [] for name in procs}
+            order = list(procs.items())
+            for r in range(rounds):
+                for name, (proc, port) in order if r % 2 == 0 else order[::-1]:
+                    load = (lambda p=port: common.send_load(p, messages)) if server == "serve" else \
+                        (lambda p=port: common.policy_load(p, per_client, "END-OF-MESSAGE"))
+                    seen[name].append(common.loaded(proc, load))
+        finally:
+            for proc, _ in procs.values():
+                common.stop(proc)
+        total = common.CLIENTS * (messages if server == "serve" else per_client)
+        daily = total / statistics.median([s for s, _ in seen["daily only"]])
+        every = total / statistics.median([s for s, _ in seen["every window"]])
+        cpu = statistics.median([c for _, c in seen["every window"]])
+        what = "serve messages/s" if server == "serve" else "policy requests/s"
+        ctx.rows.append(ratio_row("windows", f"{what}, every window set", build.label, f"{every:,.0f}/s",
+                                  f"daily limit only {daily:,.0f}/s", every / daily, 0.85, False, every,
+                                  total / cpu))
+
+
 # --- credentials and apply ------------------------------------------------------------
 
 
@@ -631,6 +682,7 @@ CASES = {
     "serve": case_serve,
     "auth": case_auth,
     "policy": case_policy,
+    "windows": case_windows,
     "credentials": case_credentials,
     "apply": case_apply,
 }

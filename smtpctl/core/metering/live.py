@@ -264,7 +264,10 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
                          account_hour, account_month, credential_hour, credential_day, agency_month)
     if held.needs_agency_lock:
         store.lock_agency(sender.agency_id)  # its other accounts, on other nodes, count in its month too
-    limits, counters = in_force(held, when, zone_of(settings))
+    found = memo.get(("in_force", held, when))  # a group commit's messages of one sender share them
+    if found is None:
+        found = memo[("in_force", held, when)] = in_force(held, when, zone_of(settings))
+    limits, counters = found
     used = [_used(store, counter, memo) for counter in counters]
     credits = _prepaid(store, sender.agency_id, memo)
     if credits is not None:

@@ -13,6 +13,7 @@ change of offset). Each limit in force is one ``rule.Limit`` with the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -114,6 +115,7 @@ class Hours:
         return hour if hour is not None else hour_start(at, self.zone)
 
 
+@lru_cache(maxsize=4096)  # pure; the live paths ask it for every message (measured: serve 0.82x -> see perf doc)
 def resets_at(window: str, period: str, zone: ZoneInfo) -> str:
     """When the window named by ``period`` ends (ISO 8601 UTC): the next
     local hour, midnight or first of the month."""
