@@ -165,3 +165,46 @@ def test_parallel_imports_of_one_hour_refuse_past_its_limit_once(tmp_path, isola
     with Store.open(isolated_store) as store:
         assert store.query("SELECT hour, emails FROM usage_hourly") == [{"hour": "2026-12-01T10:00:00Z",
                                                                           "emails": 505}]
+
+
+def test_two_serve_processes_hold_a_credentials_hour_between_them(run, tmp_path, isolated_store):
+    """Two `serve` nodes on one store, 20 sessions at once each sending one
+    message of 3 recipients against a credential's hourly cap of 30: 11 are
+    accepted (the 11th crosses, 33), 9 get the 451, nothing is revoked."""
+    build(isolated_store, {"shop": (10**6, ["shop.test"], ["app@shop.test"])})
+    with Store.open(isolated_store) as store:
+        set_window_limit(store, "credential", "app@shop.test", "hour", 30)
+    clear_of_the_hour()
+    servers = [Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--auth-delay", "0",
+                        "--maildir", str(tmp_path / f"maildir{i}")], tmp_path / f"serve{i}.log") for i in range(2)]
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    import threading
+
+    barrier = threading.Barrier(20)
+
+    def send(i: int) -> int:
+        smtp = smtplib.SMTP(*servers[i % 2].addresses["submission"], timeout=60)
+        try:
+            smtp.starttls(context=context)
+            smtp.login("app@shop.test", PW)
+            smtp.mail("app@shop.test")
+            for r in range(3):
+                smtp.rcpt(f"r{r}@example.org")
+            barrier.wait()
+            code, _ = smtp.data(b"From: app@shop.test\r\nSubject: w\r\n\r\nhi\r\n")
+            return code
+        finally:
+            smtp.close()
+
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            codes = sorted(pool.map(send, range(20)))
+    finally:
+        assert [server.stop() for server in servers] == [0, 0]
+    assert codes == [250] * 11 + [451] * 9, codes
+    with Store.open(isolated_store) as store:
+        assert store.scalar("SELECT SUM(emails) FROM usage_events") == 33
+    assert live_logins(isolated_store) == {"app@shop.test"}
+    delivered = sum(1 for i in range(2) for sub in ("new", "cur") for _ in (tmp_path / f"maildir{i}" / sub).glob("*"))
+    assert delivered == 11  # delivered = billed
