@@ -100,10 +100,9 @@ def set_limit(
     clear: ClearOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Set an account's email limit in a window (default: its daily limit); warns when today's count already reaches
-    the daily one.
+    """Set an account's email limit per day (the default), hour or month.
 
-    The daily limit is the service's rule: crossing it revokes the account's credentials. An hourly or monthly limit
+    Setting the daily limit warns when today's count already reaches it. The daily limit is the service's rule: crossing it revokes the account's credentials. An hourly or monthly limit
     refuses mail until the window resets and deletes nothing.
     """
     store = store_of(ctx)
