@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import resource
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from smtpctl.core.model.clients import client_key
 from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.store import throttle
 from smtpctl.servers.metrics import NOOP, Metrics
@@ -34,25 +34,6 @@ LISTEN_BACKLOG = 1024  # capped by net.core.somaxconn
 ACCEPT_BATCH = 64  # accepts per wake-up, so a flood does not starve the sessions already admitted
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_count_limit
-DEFAULT_MAX_AUTH_FAILURES = 5
-DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
-DEFAULT_FAILURE_WINDOW = 300.0
-
-
-def client_key(peer: Any) -> str:
-    """The client a cap counts: its IPv4 address, or its IPv6 /64 (one
-    subscriber's network: counting single IPv6 addresses would hand a client
-    2^64 fresh budgets)."""
-    host = peer[0] if isinstance(peer, tuple) and peer else str(peer)
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if address.version == 6:
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 def file_budget() -> int | None:
@@ -205,6 +186,7 @@ PROVEN = Attempt(id=0, client="", login=None, settled=True)
 POLL_FIRST, POLL_MOST = 0.02, 0.5  # a guess waiting for a slot asks the store again after these (doubling)
 PRUNE_EVERY = 30.0  # seconds between two prunings of the store's aged-out rows by one node
 TRUST_RENEW = 3600.0  # a cache-verified login renews its client's trust once it is this old
+BLOCKED_HERE_FOR = 5.0  # seconds a node refuses a client on its own memory before it asks the store again
 
 
 class AuthThrottle:
@@ -226,9 +208,10 @@ class AuthThrottle:
     that budget with it. Unknown logins are counted like known ones.
 
     What this node remembers is only a cheap first gate: a client the store
-    refused, until the failure that filled its budget ages out
-    (``blocked_here``), is refused again without a store call; nothing is
-    ever let through on local knowledge.
+    refused, until the failure that filled its budget ages out or
+    ``BLOCKED_HERE_FOR`` passes, whichever is sooner (``blocked_here``), is
+    refused again without a store call; nothing is ever let through on local
+    knowledge.
     """
 
     def __init__(self, worker: Any, per_client: int, per_login: int, window: float,
@@ -258,7 +241,9 @@ class AuthThrottle:
         (a refusal of the login's budget is not remembered: it depends on the client's trust)."""
         now = self._sweep()
         if verdict.status == "refused" and verdict.refused_by == "client" and verdict.retry_in > 0:
-            self.blocked[client] = now + verdict.retry_in
+            # At most BLOCKED_HERE_FOR: `smtpctl auth throttle clear` empties the store's rows, and
+            # every node must see that soon, at one store read per refused client that often.
+            self.blocked[client] = now + min(verdict.retry_in, BLOCKED_HERE_FOR)
 
     def _sweep(self) -> float:
         """Forget, now and then, what no longer applies: memory follows recent refusals and waits only."""

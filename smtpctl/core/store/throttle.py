@@ -28,6 +28,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from smtpctl.core.store import Store
 
+# serve's caps unless told otherwise (--max-auth-failures, --max-auth-failures-per-login, --auth-failure-window)
+DEFAULT_MAX_AUTH_FAILURES = 5
+DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
+DEFAULT_FAILURE_WINDOW = 300.0
 TRUSTED_FOR = 86400.0  # a client that authenticated as a login passes that login's cap for a day
 STALE_AFTER = 60.0  # a guess still pending after this long counts as failed (a verify takes ~40 ms)
 
@@ -185,3 +189,52 @@ def _trust(store: "Store", login: str, client: str) -> None:
     store.execute(f"INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, {_NOW[store.engine]} + ?) "
                   "ON CONFLICT (login, client) DO UPDATE SET expires = excluded.expires",
                   [login, client, TRUSTED_FOR])
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One guess that counts now against a budget: ``state`` is ``failed``
+    (a stale pending guess included) or ``pending`` (being verified);
+    ``ends`` when a failure stops counting (seconds since the epoch)."""
+    client: str
+    login: str | None
+    state: str
+    ends: float | None
+
+
+def counted(store: "Store", limits: Limits, client: str | None = None,
+            login: str | None = None) -> tuple[float, list[Counted]]:
+    """The store's time now, and the guesses that count now (against
+    ``limits``' window), of ``client`` or ``login`` when given (either
+    matches), else of everyone."""
+    where, params = _matching(client, login)
+    now = float(store.scalar(f"SELECT {_NOW[store.engine]}"))
+    rows = store.query(f"SELECT client, login, state, at FROM auth_attempts WHERE at > ? {where} ORDER BY at, id",
+                       [now - limits.window - limits.stale, *params])
+    guesses = []
+    for row in rows:
+        at = float(row["at"])
+        if row["state"] == "pending" and at > now - limits.stale:
+            guesses.append(Counted(row["client"], row["login"], "pending", None))
+            continue
+        ends = at + limits.window if row["state"] == "failed" else at + limits.stale + limits.window
+        if ends > now:
+            guesses.append(Counted(row["client"], row["login"], "failed", ends))
+    return now, guesses
+
+
+def clear(store: "Store", client: str | None, login: str | None) -> int:
+    """Delete every row of ``client``'s and ``login``'s guesses (either
+    matches; at least one given), counting or not; call inside ``write()``.
+    Returns the number of rows deleted."""
+    if client is None and login is None:
+        raise ValueError("clear needs a client or a login")
+    where, params = _matching(client, login)
+    return store.execute(f"DELETE FROM auth_attempts WHERE 1 = 1 {where}", params)
+
+
+def _matching(client: str | None, login: str | None) -> tuple[str, list[str]]:
+    terms = [(column, value) for column, value in (("client", client), ("login", login)) if value is not None]
+    if not terms:
+        return "", []
+    return "AND (" + " OR ".join(f"{column} = ?" for column, _ in terms) + ")", [value for _, value in terms]

@@ -13,12 +13,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from smtpctl.core.directory.credentials import store_rehash
 from smtpctl.core.metering.live import credential_stamp, envelope_check
 from smtpctl.core.model import passwords, rules
+from smtpctl.core.model.clients import client_key
 from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.model.records import Credential
 from smtpctl.servers import guard, replies
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.delivery import Delivery, Taken
-from smtpctl.servers.guard import AuthThrottle, client_key
+from smtpctl.servers.guard import AuthThrottle
 from smtpctl.servers.metering import GroupCommit, ReadBatch
 from smtpctl.servers.metrics import NOOP, Metrics
 from smtpctl.servers.runtime import Lanes, StoreWorker, log_event

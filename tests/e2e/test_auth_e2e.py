@@ -1,0 +1,96 @@
+"""AUTH as a sender meets it, with real `smtpctl serve` processes and smtplib:
+`auth throttle clear` lets a locked-out client in again."""
+
+import base64
+import json
+import smtplib
+import ssl
+import time
+
+import pytest
+
+from tests.e2e.servers import Running
+
+pytestmark = pytest.mark.e2e
+
+PW = "Correct-Horse-Battery-Staple-42"
+WRONG = PW + "x"
+INVALID = b"5.7.8 Authentication credentials invalid"
+TOO_MANY_AUTH = b"4.7.0 Too many failed authentications; try again later"
+TLS = ssl.create_default_context()
+TLS.check_hostname, TLS.verify_mode = False, ssl.CERT_NONE  # the server's self-signed certificate
+
+
+@pytest.fixture
+def world(run):
+    run("agency", "add", "acme", check_rc=0)
+    run("account", "add", "shop", "--agency", "acme", "--daily-limit", "10", check_rc=0)
+    run("domain", "add", "d.example", "--account", "shop", check_rc=0)
+    run("account", "add", "keep", "--agency", "acme", check_rc=0)
+    run("domain", "add", "k.example", "--account", "keep", check_rc=0)
+    for login in ("app@d.example", "other@d.example", "live@k.example"):
+        run("user", "create", login, "--password-stdin", input=PW + "\n", check_rc=0)
+
+
+@pytest.fixture
+def serve(world, tmp_path):
+    """``serve(*options)``: a running `smtpctl serve` on free ports, stopped (exit 0) at the end."""
+    started = []
+
+    def start(*options):
+        log = tmp_path / f"serve{len(started)}.log"
+        started.append(Running(["serve", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0", "--auth-delay",
+                                "0.05", "--maildir", str(tmp_path / "maildir"), *options], log))
+        return started[-1]
+
+    yield start
+    for server in started:
+        assert server.stop() == 0, server.text()
+        assert PW not in server.text()
+
+
+def session(server, source="127.0.0.1"):
+    client = smtplib.SMTP(*server.addresses["submission"], timeout=60, source_address=(source, 0))
+    client.ehlo()
+    client.starttls(context=TLS)
+    client.ehlo()
+    return client
+
+
+def auth(server, login, password, source="127.0.0.1"):
+    """One AUTH PLAIN on a new session: (code, text) as the client reads it."""
+    client = session(server, source)
+    try:
+        return client.docmd("AUTH", "PLAIN " + base64.b64encode(f"\0{login}\0{password}".encode()).decode())
+    finally:
+        client.close()
+
+
+def events(server, event):
+    return [line for line in server.text().splitlines() if f" event={event} " in line + " "]
+
+
+def throttle_list(run, *args):
+    return json.loads(run("auth", "throttle", "list", *args, "--json", check_rc=0).stdout)
+
+
+def test_clear_lets_a_locked_out_client_in_again(serve, run):
+    server = serve("--max-auth-failures", "2")
+    for _ in range(2):
+        assert auth(server, "app@d.example", WRONG) == (535, INVALID)
+    assert auth(server, "app@d.example", PW) == (454, TOO_MANY_AUTH)
+    [entry] = throttle_list(run, "--client", "127.0.0.1", "--max-auth-failures", "2")  # as serve runs
+    assert (entry["failures"], entry["blocking"]) == (2, True)
+    cleared = json.loads(run("auth", "throttle", "clear", "--client", "127.0.0.1", "--yes", "--json",
+                             check_rc=0).stdout)
+    assert (cleared["client"], cleared["removed"]) == ("127.0.0.1", 2)
+    # The node remembers the refusal for a few seconds at most, then asks the store again.
+    answers = []
+    for _ in range(100):
+        answers.append(auth(server, "app@d.example", PW)[0])
+        if answers[-1] != 454:
+            break
+        time.sleep(0.2)
+    assert answers[-1] == 235 and set(answers[:-1]) <= {454}
+    audit = json.loads(run("audit", "--json", check_rc=0).stdout)
+    assert [e["action"] for e in audit if e["action"].startswith("auth.")] == ["auth.throttle_clear"]
