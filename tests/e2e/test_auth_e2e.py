@@ -1,5 +1,6 @@
 """AUTH as a sender meets it, with real `smtpctl serve` processes and smtplib:
-`auth throttle clear` lets a locked-out client in again."""
+a revoked credential is told why (and is no guess), `auth throttle clear`
+lets a locked-out client in again."""
 
 import base64
 import json
@@ -72,6 +73,57 @@ def events(server, event):
 
 def throttle_list(run, *args):
     return json.loads(run("auth", "throttle", "list", *args, "--json", check_rc=0).stdout)
+
+
+def cross_the_limit(run):
+    """Send 11 emails on a limit of 10 with `usage record`: the crossing revokes shop's credentials."""
+    result = json.loads(run("usage", "record", "--user", "app@d.example", "--recipients", "11", "--json",
+                            check_rc=0).stdout)
+    [crossing] = result["crossings"]
+    assert crossing["revoked_credentials"] == ["app@d.example", "other@d.example"]
+    return crossing["day"]
+
+
+def test_a_revoked_credential_is_told_why_and_a_wrong_password_stays_a_guess(serve, run):
+    server = serve()
+    day = cross_the_limit(run)
+    revoked = f"5.7.8 Authentication credentials revoked: daily sending limit exceeded on {day}; contact support"
+    assert auth(server, "App@D.Example", PW) == (535, revoked.encode())
+    assert auth(server, "app@d.example", WRONG) == (535, INVALID)
+    [line] = events(server, "auth_revoked")
+    assert "mechanism=PLAIN login=app@d.example reason=daily_limit" in line and f"day={day}" in line
+    assert len(events(server, "auth_failed")) == 1
+    # only the wrong password was counted as a guess, for the client and for the login
+    assert [(e["scope"], e["key"], e["failures"]) for e in throttle_list(run)] == [
+        ("client", "127.0.0.1", 1), ("login", "app@d.example", 1)]
+
+
+@pytest.mark.parametrize("cache", ["0", "10000"])
+def test_retrying_a_revoked_credential_never_trips_the_throttle(serve, run, cache):
+    server = serve("--max-auth-failures", "2", "--max-auth-failures-per-login", "2", "--auth-cache-size", cache)
+    day = cross_the_limit(run)
+    for _ in range(6):  # three times either cap
+        code, text = auth(server, "app@d.example", PW)
+        assert (code, text) == (535, f"5.7.8 Authentication credentials revoked: daily sending limit exceeded on "
+                                     f"{day}; contact support".encode())
+    assert auth(server, "live@k.example", PW)[0] == 235  # the same address, another account's credential
+    assert throttle_list(run) == []
+    lines = events(server, "auth_revoked")
+    assert len(lines) == 6 and not events(server, "auth_throttled") and not events(server, "auth_failed")
+    verified = [line.rsplit("verified=", 1)[1] for line in lines]
+    assert verified == (["hash"] * 6 if cache == "0" else ["hash"] + ["cache"] * 5)
+
+
+def test_an_operators_revoking_block_is_told_as_such_and_a_delete_is_not(serve, run):
+    server = serve()
+    run("user", "delete", "live@k.example", "--yes", check_rc=0)
+    run("account", "block", "shop", "--reason", "internal: chargeback 4242", "--revoke", "--yes", check_rc=0)
+    assert auth(server, "other@d.example", PW) == (
+        535, b"5.7.8 Authentication credentials revoked by an operator; contact support")
+    assert auth(server, "live@k.example", PW) == (535, INVALID)  # deleted by hand: nothing to explain
+    [line] = events(server, "auth_revoked")
+    assert "login=other@d.example reason=operator_block" in line
+    assert "chargeback" not in server.text()  # the operator's reason is not told
 
 
 def test_clear_lets_a_locked_out_client_in_again(serve, run):

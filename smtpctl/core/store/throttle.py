@@ -78,7 +78,7 @@ class Verdict:
 # The store's clock in seconds since the epoch, read by the statement itself
 # (one round trip less than Store.now(), which is the same clock: the
 # machine's for an SQLite file, the server's on PostgreSQL).
-_NOW = {
+EPOCH_NOW = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
     "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
 }
@@ -106,7 +106,7 @@ _FAILED = "(a.state = 'failed' OR a.at <= n.now - n.s)"
 _PENDING = "(a.state = 'pending' AND a.at > n.now - n.s)"
 _ENDS = "(CASE WHEN a.state = 'failed' THEN a.at + n.w ELSE a.at + n.s + n.w END)"
 _USAGE_SQL = {engine: _USAGE.format(failed=_FAILED, pending=_PENDING, ends=_ENDS, now=now)
-              for engine, now in _NOW.items()}
+              for engine, now in EPOCH_NOW.items()}
 
 
 def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, float, Budget, Budget]:
@@ -150,12 +150,14 @@ def reserve(store: "Store", client: str, login: str | None, limits: Limits, prun
     """Count a guess that is about to be verified, in one write transaction:
     a ``pending`` row for the client (and the login, unless the client is
     trusted for it) when their budgets have room. ``prune`` first deletes
-    what has aged out of all counting (the caller does it now and then)."""
-    now_sql = _NOW[store.engine]
+    what has aged out of all counting, and the expired records of revoked
+    credentials (the caller does it now and then)."""
+    now_sql = EPOCH_NOW[store.engine]
     with store.write():
         if prune:
             store.execute(f"DELETE FROM auth_attempts WHERE at <= {now_sql} - ?", [limits.window + limits.stale])
             store.execute(f"DELETE FROM auth_trusted WHERE expires <= {now_sql}")
+            store.prune_revoked_credentials()  # serve's other short-lived AUTH state (revoked.py)
         now, verdict = _judge(store, client, login, limits)
         if verdict.status != "ok":
             return verdict
@@ -168,7 +170,7 @@ def settle(store: "Store", attempt: int, failed: bool, trust: tuple[str, str] | 
     """End a guess: ``failed`` keeps its row as a failure from now on; else
     the row goes (its slot comes back) and ``trust`` (login, client), when
     given, is trusted for a day from now."""
-    now_sql = _NOW[store.engine]
+    now_sql = EPOCH_NOW[store.engine]
     with store.write():
         if failed:
             store.execute(f"UPDATE auth_attempts SET state = 'failed', at = {now_sql} "
@@ -186,7 +188,7 @@ def trust(store: "Store", login: str, client: str) -> None:
 
 
 def _trust(store: "Store", login: str, client: str) -> None:
-    store.execute(f"INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, {_NOW[store.engine]} + ?) "
+    store.execute(f"INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, {EPOCH_NOW[store.engine]} + ?) "
                   "ON CONFLICT (login, client) DO UPDATE SET expires = excluded.expires",
                   [login, client, TRUSTED_FOR])
 
@@ -208,7 +210,7 @@ def counted(store: "Store", limits: Limits, client: str | None = None,
     ``limits``' window), of ``client`` or ``login`` when given (either
     matches), else of everyone."""
     where, params = _matching(client, login)
-    now = float(store.scalar(f"SELECT {_NOW[store.engine]}"))
+    now = float(store.scalar(f"SELECT {EPOCH_NOW[store.engine]}"))
     rows = store.query(f"SELECT client, login, state, at FROM auth_attempts WHERE at > ? {where} ORDER BY at, id",
                        [now - limits.window - limits.stale, *params])
     guesses = []
