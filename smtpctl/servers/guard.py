@@ -257,17 +257,19 @@ class AuthThrottle:
         return now
 
     # -- on the store's thread -----------------------------------------------------
-    def check(self, store: Any, client: str, login: str | None) -> Any:
-        """Read only: is the client, or the login for this client, out of guesses? (``throttle.check``)"""
-        return throttle.check(store, client, login, self.limits)
+    def check(self, store: Any, client: str, login: str | None, exempt: bool = False) -> Any:
+        """Read only: is the client (unless ``exempt``), or the login for this client, out of guesses?
+        (``throttle.check``)"""
+        return throttle.check(store, client, login, self.limits, exempt)
 
     # -- a guess ---------------------------------------------------------------------
     async def begin(self, client: str, login: str | None,
-                    proven: Callable[[], bool] | None = None) -> Attempt | None:
+                    proven: Callable[[], bool] | None = None, exempt: bool = False) -> Attempt | None:
         """Reserve a slot for a guess; None when the client or the login is out
         of guesses (answer 454, verify nothing); ``PROVEN`` when ``proven()``
-        turned true while waiting for a slot. Raises ``StoreError`` (nothing
-        counted) when the store cannot be written."""
+        turned true while waiting for a slot. ``exempt``: the client is in a
+        trusted network, out of the per-client cap (never the per-login one).
+        Raises ``StoreError`` (nothing counted) when the store cannot be written."""
         # A slot held by a dead node's guess frees (or counts as failed) within `stale`.
         deadline = self.clock() + self.limits.stale + 5.0
         pause = POLL_FIRST
@@ -279,7 +281,7 @@ class AuthThrottle:
             prune = now - self._pruned >= PRUNE_EVERY
             if prune:
                 self._pruned = now
-            verdict = await self.worker.call(throttle.reserve, client, login, self.limits, prune)
+            verdict = await self.worker.call(throttle.reserve, client, login, self.limits, prune, exempt)
             keys = [("client", client)] + ([("login", verdict.counted)] if verdict.counted else [])
             if verdict.status == "ok":
                 self.full_at.pop(pair, None)

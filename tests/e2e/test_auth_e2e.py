@@ -1,6 +1,7 @@
 """AUTH as a sender meets it, with real `smtpctl serve` processes and smtplib:
 a revoked credential is told why (and is no guess), `auth throttle clear`
-lets a locked-out client in again."""
+lets a locked-out client in again, `--trusted-network` lifts the per-client
+cap only."""
 
 import base64
 import json
@@ -146,3 +147,39 @@ def test_clear_lets_a_locked_out_client_in_again(serve, run):
     assert answers[-1] == 235 and set(answers[:-1]) <= {454}
     audit = json.loads(run("audit", "--json", check_rc=0).stdout)
     assert [e["action"] for e in audit if e["action"].startswith("auth.")] == ["auth.throttle_clear"]
+
+
+def test_a_trusted_network_lifts_the_per_client_cap_not_the_per_login_one(serve, run):
+    server = serve("--max-auth-failures", "2", "--max-auth-failures-per-login", "3",
+                   "--trusted-network", "127.0.0.0/24", "--trusted-network", "2001:db8::/32")
+    for i in range(5):  # more than the per-client cap, on logins of nobody's
+        assert auth(server, f"nobody{i}@d.example", WRONG) == (535, INVALID)
+    assert auth(server, "app@d.example", PW)[0] == 235
+    for _ in range(3):
+        assert auth(server, "other@d.example", WRONG) == (535, INVALID)
+    assert auth(server, "other@d.example", PW) == (454, TOO_MANY_AUTH)  # the login's cap holds
+    # outside the trusted network the per-client cap holds as ever
+    for i in range(2):
+        assert auth(server, f"stranger{i}@d.example", WRONG, source="127.0.1.1") == (535, INVALID)
+    assert auth(server, "app@d.example", PW, source="127.0.1.1") == (454, TOO_MANY_AUTH)
+    listed = {(e["scope"], e["key"]): (e["failures"], e["blocking"]) for e in throttle_list(
+        run, "--max-auth-failures", "2", "--max-auth-failures-per-login", "3")}
+    assert listed[("client", "127.0.0.1")] == (8, True)  # counted and listed, not applied to it
+    assert listed[("login", "other@d.example")] == (3, True)
+    assert listed[("client", "127.0.1.1")] == (2, True)
+
+
+@pytest.mark.parametrize("network", ["10.0.0.1/8", "nonsense", "10.0.0.0/33"])
+def test_a_bad_trusted_network_is_exit_2_in_one_line(world, run, network):
+    result = run("serve", "--trusted-network", network, "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
+                 "--check")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"Error: --trusted-network takes a network in CIDR notation such as "
+                                    f"10.0.0.0/8 or 2001:db8::/32, not {network!r} (")
+    assert result.stderr.count("\n") == 1
+
+
+def test_check_names_the_trusted_networks(world, run):
+    result = run("serve", "--trusted-network", "10.0.0.0/8", "--submission", "127.0.0.1:0", "--smtps",
+                 "127.0.0.1:0", "--check", check_rc=0)
+    assert "(no per-client cap for 10.0.0.0/8)" in result.stderr

@@ -9,7 +9,8 @@ removes a client's or a login's guesses, so an innocent sender locked out
 shared host) is let in again at once, on every node.
 
 The caps are serve's options, not stored: both take ``limits`` (serve's
-defaults unless given).
+defaults unless given), and a client that ``serve --trusted-network``
+exempts is never refused by its per-client cap, whatever is listed here.
 """
 
 from __future__ import annotations

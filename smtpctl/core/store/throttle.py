@@ -120,11 +120,12 @@ def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tup
     return now, max(expires - now, 0.0) if expires is not None else 0.0, budgets[0], budgets[1]
 
 
-def _judge(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, Verdict]:
+def _judge(store: "Store", client: str, login: str | None, limits: Limits,
+           exempt: bool) -> tuple[float, Verdict]:
     now, trusted_for, by_client, by_login = usage(store, client, login, limits)
     counted = login if trusted_for <= 0 else None
     full = False
-    for name, used, limit in (("client", by_client, limits.per_client),
+    for name, used, limit in (("client", None if exempt else by_client, limits.per_client),
                               ("login", by_login if counted else None, limits.per_login)):
         if used is None:
             continue
@@ -136,20 +137,24 @@ def _judge(store: "Store", client: str, login: str | None, limits: Limits) -> tu
     return now, Verdict("full" if full else "ok", counted=counted, trusted_for=trusted_for)
 
 
-def check(store: "Store", client: str, login: str | None, limits: Limits) -> Verdict:
-    """Read only: is ``client`` (or ``login``, unless the client is trusted
-    for it) out of guesses? ``status`` is ``refused``, or ``ok`` whatever is
-    pending (a right password proven otherwise than by a verify is no guess)."""
-    _, verdict = _judge(store, client, login, limits)
+def check(store: "Store", client: str, login: str | None, limits: Limits, exempt: bool = False) -> Verdict:
+    """Read only: is ``client`` (unless ``exempt``: a trusted network) or
+    ``login`` (unless the client is trusted for it) out of guesses?
+    ``status`` is ``refused``, or ``ok`` whatever is pending (a right
+    password proven otherwise than by a verify is no guess)."""
+    _, verdict = _judge(store, client, login, limits, exempt)
     if verdict.status == "full":
         return Verdict("ok", counted=verdict.counted, trusted_for=verdict.trusted_for)
     return verdict
 
 
-def reserve(store: "Store", client: str, login: str | None, limits: Limits, prune: bool = False) -> Verdict:
+def reserve(store: "Store", client: str, login: str | None, limits: Limits, prune: bool = False,
+            exempt: bool = False) -> Verdict:
     """Count a guess that is about to be verified, in one write transaction:
     a ``pending`` row for the client (and the login, unless the client is
-    trusted for it) when their budgets have room. ``prune`` first deletes
+    trusted for it) when their budgets have room; ``exempt`` (a client in a
+    trusted network) leaves the client's budget out of the check, never the
+    login's (the row still names the client, so it is seen and listed). ``prune`` first deletes
     what has aged out of all counting, and the expired records of revoked
     credentials (the caller does it now and then)."""
     now_sql = EPOCH_NOW[store.engine]
@@ -158,7 +163,7 @@ def reserve(store: "Store", client: str, login: str | None, limits: Limits, prun
             store.execute(f"DELETE FROM auth_attempts WHERE at <= {now_sql} - ?", [limits.window + limits.stale])
             store.execute(f"DELETE FROM auth_trusted WHERE expires <= {now_sql}")
             store.prune_revoked_credentials()  # serve's other short-lived AUTH state (revoked.py)
-        now, verdict = _judge(store, client, login, limits)
+        now, verdict = _judge(store, client, login, limits, exempt)
         if verdict.status != "ok":
             return verdict
         attempt = store._insert("auth_attempts", {"client": client, "login": verdict.counted, "state": "pending",

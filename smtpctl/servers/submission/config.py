@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smtpctl.core.model.clients import Network
 from smtpctl.core.store import throttle
 from smtpctl.servers import authcache, guard
 
@@ -33,6 +34,8 @@ class ServeConfig:
     max_auth_failures: int = throttle.DEFAULT_MAX_AUTH_FAILURES
     max_auth_failures_per_login: int = throttle.DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN
     failure_window: float = throttle.DEFAULT_FAILURE_WINDOW
+    # --trusted-network: clients there are out of the per-client AUTH cap (never the per-login one)
+    trusted_networks: tuple[Network, ...] = ()
     data_size_limit: int = 25 * 1024 * 1024
     max_connections: int | None = None  # None: guard.default_max_connections
     max_connections_per_client: int = guard.DEFAULT_MAX_CONNECTIONS_PER_CLIENT

@@ -13,7 +13,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from smtpctl.core.directory.credentials import store_rehash
 from smtpctl.core.metering.live import credential_stamp, envelope_check
 from smtpctl.core.model import passwords, rules
-from smtpctl.core.model.clients import client_key
+from smtpctl.core.model.clients import client_key, in_networks
 from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.model.records import Credential, RevokedCredential
 from smtpctl.core.store import Store
@@ -61,7 +61,7 @@ class SubmissionHandler:
             return self._throttled(session, mechanism, login)
         try:
             credential, revoked, verdict = await self.worker.read(
-                lambda store: self._read_login(store, client, login))
+                lambda store: self._read_login(store, client, login, session))
         except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
             return self._store_error(session, login, exc)
         if verdict.status == "refused":  # out of guesses: even a right password is refused, unverified
@@ -82,7 +82,7 @@ class SubmissionHandler:
             return self._authenticated(session, mechanism, credential, "cache")
         # A guess: counted in the store before it is verified, so parallel sessions on every node share one budget.
         try:
-            attempt = await throttle.begin(client, login, proven=cached)
+            attempt = await throttle.begin(client, login, proven=cached, exempt=self._exempt(session))
         except StoreError as exc:
             return self._store_error(session, login, exc)
         if attempt is None:
@@ -123,12 +123,16 @@ class SubmissionHandler:
         finally:
             throttle.abandoned(attempt)  # left mid-verify (client gone, store error): it was a guess
 
-    def _read_login(self, store: Store, client: str, login: str | None) -> tuple:
+    def _read_login(self, store: Store, client: str, login: str | None, session: Session) -> tuple:
         """On the store's thread, one call: the live credential, else the record of its revocation
         (read only for a login that is no live credential), and the throttle's verdict."""
         credential = store.credential(login) if login else None
         revoked = store.revoked_credential(login) if login and credential is None else None
-        return credential, revoked, self.throttle.check(store, client, login)
+        return credential, revoked, self.throttle.check(store, client, login, exempt=self._exempt(session))
+
+    def _exempt(self, session: Session) -> bool:
+        """Is the client in a ``--trusted-network`` (exempt from the per-client cap, never the per-login one)?"""
+        return in_networks(session.peer, self.config.trusted_networks)
 
     def _revoked(self, session: Session, mechanism: str, revoked: RevokedCredential, verified_by: str) -> AuthResult:
         log_event("auth_revoked", peer=peer_of(session), mechanism=mechanism, login=revoked.login,
