@@ -1,7 +1,7 @@
 """AUTH as a sender meets it, with real `smtpctl serve` processes and smtplib:
 a revoked credential is told why (and is no guess), `auth throttle clear`
 lets a locked-out client in again, `--trusted-network` lifts the per-client
-cap only."""
+cap only, and EHLO offers exactly the mechanisms there are."""
 
 import base64
 import json
@@ -183,3 +183,23 @@ def test_check_names_the_trusted_networks(world, run):
     result = run("serve", "--trusted-network", "10.0.0.0/8", "--submission", "127.0.0.1:0", "--smtps",
                  "127.0.0.1:0", "--check", check_rc=0)
     assert "(no per-client cap for 10.0.0.0/8)" in result.stderr
+
+
+EHLO_AFTER_TLS = b"localhost\nSIZE 26214400\n8BITMIME\nAUTH LOGIN PLAIN\nHELP"
+EHLO_BEFORE_TLS = b"localhost\nSIZE 26214400\n8BITMIME\nSTARTTLS\nHELP"
+
+
+def test_ehlo_after_starttls_offers_exactly_login_and_plain(serve):
+    server = serve()
+    client = smtplib.SMTP(*server.addresses["submission"], timeout=60)
+    assert client.ehlo("client.example") == (250, EHLO_BEFORE_TLS)  # no AUTH before TLS
+    client.starttls(context=TLS)
+    assert client.ehlo("client.example") == (250, EHLO_AFTER_TLS)
+    client.quit()
+
+
+def test_ehlo_on_implicit_tls_offers_exactly_login_and_plain(serve):
+    server = serve()
+    client = smtplib.SMTP_SSL(*server.addresses["smtps"], context=TLS, timeout=60)
+    assert client.ehlo("client.example") == (250, EHLO_AFTER_TLS)
+    client.quit()
