@@ -8,6 +8,7 @@ import json
 import smtplib
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -113,6 +114,20 @@ def test_retrying_a_revoked_credential_never_trips_the_throttle(serve, run, cach
     assert len(lines) == 6 and not events(server, "auth_throttled") and not events(server, "auth_failed")
     verified = [line.rsplit("verified=", 1)[1] for line in lines]
     assert verified == (["hash"] * 6 if cache == "0" else ["hash"] + ["cache"] * 5)
+
+
+def test_parallel_retries_of_a_revoked_credential_are_all_told_why_and_lock_nobody_out(serve, run):
+    """20 connections at once with the revoked login's right password, on a per-client cap of 2: each
+    holds a slot only while it is verified, so each waits its turn and hears why; none gets 454."""
+    server = serve("--max-auth-failures", "2", "--auth-cache-size", "0")
+    day = cross_the_limit(run)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: auth(server, "other@d.example", PW), range(20)))
+    assert set(answers) == {(535, f"5.7.8 Authentication credentials revoked: daily sending limit exceeded on "
+                                  f"{day}; contact support".encode())}
+    assert len(events(server, "auth_revoked")) == 20 and not events(server, "auth_throttled")
+    assert auth(server, "live@k.example", PW)[0] == 235
+    assert throttle_list(run) == []
 
 
 def test_an_operators_revoking_block_is_told_as_such_and_a_delete_is_not(serve, run):
