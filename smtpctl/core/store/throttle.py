@@ -154,9 +154,9 @@ def reserve(store: "Store", client: str, login: str | None, limits: Limits, prun
     a ``pending`` row for the client (and the login, unless the client is
     trusted for it) when their budgets have room; ``exempt`` (a client in a
     trusted network) leaves the client's budget out of the check, never the
-    login's (the row still names the client, so it is seen and listed). ``prune`` first deletes
-    what has aged out of all counting, and the expired records of revoked
-    credentials (the caller does it now and then)."""
+    login's (the row still names the client, so it is seen and listed).
+    ``prune`` first deletes what has aged out of all counting, and the
+    expired records of revoked credentials (the caller does it now and then)."""
     now_sql = EPOCH_NOW[store.engine]
     with store.write():
         if prune:
