@@ -83,6 +83,11 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
         "smtpctl billing close 2026-11",
         "smtpctl billing statement 'Acme Agency' 2026-11 --html november.html",
     ),
+    "auth": (
+        "smtpctl auth throttle list",
+        "smtpctl auth throttle list --login app@mail.acme.example --json",
+        "smtpctl auth throttle clear --client 203.0.113.7 --yes",
+    ),
     "store": (
         "smtpctl store show",
         "smtpctl store set timezone Europe/Berlin",
@@ -94,6 +99,10 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
 # One or two real examples per leaf command, shown at the foot of its --help
 # and in its man page ("account add" is the command smtpctl account add).
 _LEAF_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "auth throttle list": ("smtpctl auth throttle list --client 203.0.113.7",
+                           "smtpctl auth throttle list --max-auth-failures 10 --json"),
+    "auth throttle clear": ("smtpctl auth throttle clear --login app@mail.acme.example --yes",
+                            "smtpctl auth throttle clear --client 203.0.113.7 --login app@mail.acme.example --yes --json"),
     "agency add": ("smtpctl agency add 'Acme Agency'", "smtpctl agency add 'Acme Agency' --exist-ok --json"),
     "agency list": ("smtpctl agency list", "smtpctl agency list --csv > agencies.csv"),
     "agency show": ("smtpctl agency show 'Acme Agency'", "smtpctl agency show 'Acme Agency' --json"),

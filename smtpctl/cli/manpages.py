@@ -96,6 +96,11 @@ def pages() -> dict[str, str]:
             sub = command.commands[sub_name]
             if not sub.hidden:
                 found[f"smtpctl-{name}-{sub_name}.1"] = page(f"smtpctl {name} {sub_name}", sub)
+            for leaf_name in getattr(sub, "commands", {}) or {}:  # a sub-group's commands (auth throttle list)
+                leaf = sub.commands[leaf_name]
+                if not leaf.hidden:
+                    found[f"smtpctl-{name}-{sub_name}-{leaf_name}.1"] = page(f"smtpctl {name} {sub_name} {leaf_name}",
+                                                                             leaf)
     return found
 
 

@@ -12,6 +12,7 @@ import typer
 from smtpctl.cli.options import Count
 from smtpctl.cli.output import message
 from smtpctl.cli.state import AppState, store_of
+from smtpctl.core.model.clients import parse_networks
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.store.paths import default_store_path
 from smtpctl.servers import guard, runtime, tls
@@ -51,6 +52,10 @@ def serve_command(
         "--max-auth-failures-per-login", click_type=Count(1, 1_000_000, "--max-auth-failures-per-login"), metavar="N",
         help="Failed AUTHs on one login, from all clients together, in 5 minutes; then 454 for that login (a "
              "client that authenticated as it within a day is exempt).")] = 10,
+    trusted_network: Annotated[Optional[list[str]], typer.Option(
+        "--trusted-network", metavar="CIDR",
+        help="A network whose clients are exempt from --max-auth-failures (e.g. an office NAT or an app "
+             "fleet behind one address); never from --max-auth-failures-per-login (repeatable).")] = None,
     auth_failure_window: Annotated[float, typer.Option(
         "--auth-failure-window", min=1, max=86400,
         help="Seconds a failed AUTH counts against both caps (default 300: the 5 minutes above).")] = 300.0,
@@ -84,6 +89,7 @@ def serve_command(
                             ("--auth-failure-window", auth_failure_window)):
         if math.isnan(seconds):  # a range check lets NaN through
             raise InvalidInput(f"{option} takes a number of seconds, not {seconds}")
+    trusted_networks = parse_networks(trusted_network or ())
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("give both --tls-cert and --tls-key, or neither (a self-signed pair is made)")
     if store.engine == "sqlite":
@@ -110,6 +116,7 @@ def serve_command(
         hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
         auth_cache_size=auth_cache_size, auth_cache_ttl=auth_cache_ttl,
         max_auth_failures_per_login=max_auth_failures_per_login, failure_window=auth_failure_window,
+        trusted_networks=trusted_networks,
         max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
     config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
@@ -128,7 +135,9 @@ def serve_command(
                 f"delivery {'relay ' + relay if relay else 'maildir ' + str(box)}; "
                 f"connections at most {config.max_connections} ({max_connections_per_client} per client); "
                 f"AUTH failures at most {max_auth_failures} per client and {max_auth_failures_per_login} per "
-                f"login in {_window(auth_failure_window)}; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
+                f"login in {_window(auth_failure_window)}"
+                + (f" (no per-client cap for {', '.join(map(str, trusted_networks))})" if trusted_networks else "")
+                + f"; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
                 f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s"
                 + (f"; metrics on {metrics_address}." if metrics_address else "."))
         return

@@ -69,6 +69,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "policy": ("policy", "app", "Postfix SMTP access policy delegation, using the store live."),
     "store": ("store", "app", "Service settings and care of the store file."),
     "billing": ("billing", "app", "Billing: prices in force, prepaid credits, and closed monthly statements."),
+    "auth": ("auth", "app", "AUTH of serve: what its password-guess throttle holds, and clearing it."),
 }
 
 COMPLETE_VAR = "_SMTPCTL_COMPLETE"
@@ -328,6 +329,8 @@ def build_command(name: str) -> Any:
         f"{name} {sub}"))
     for sub, command in group.commands.items():
         lazy[sub] = command
+        for leaf, leaf_command in (getattr(command, "commands", None) or {}).items():  # a sub-group's commands
+            polish(leaf_command, f"{name} {sub} {leaf}")
     group.commands = lazy
     return group
 

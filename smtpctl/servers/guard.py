@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import resource
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from smtpctl.core.model.clients import client_key
 from smtpctl.core.model.errors import InvalidInput, StoreError
 from smtpctl.core.store import throttle
 from smtpctl.servers.metrics import NOOP, Metrics
@@ -34,25 +34,6 @@ LISTEN_BACKLOG = 1024  # capped by net.core.somaxconn
 ACCEPT_BATCH = 64  # accepts per wake-up, so a flood does not starve the sessions already admitted
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 50  # Postfix's smtpd_client_connection_count_limit
-DEFAULT_MAX_AUTH_FAILURES = 5
-DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
-DEFAULT_FAILURE_WINDOW = 300.0
-
-
-def client_key(peer: Any) -> str:
-    """The client a cap counts: its IPv4 address, or its IPv6 /64 (one
-    subscriber's network: counting single IPv6 addresses would hand a client
-    2^64 fresh budgets)."""
-    host = peer[0] if isinstance(peer, tuple) and peer else str(peer)
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if address.version == 6:
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 def file_budget() -> int | None:
@@ -205,6 +186,7 @@ PROVEN = Attempt(id=0, client="", login=None, settled=True)
 POLL_FIRST, POLL_MOST = 0.02, 0.5  # a guess waiting for a slot asks the store again after these (doubling)
 PRUNE_EVERY = 30.0  # seconds between two prunings of the store's aged-out rows by one node
 TRUST_RENEW = 3600.0  # a cache-verified login renews its client's trust once it is this old
+BLOCKED_HERE_FOR = 5.0  # seconds a node refuses a client on its own memory before it asks the store again
 
 
 class AuthThrottle:
@@ -226,9 +208,10 @@ class AuthThrottle:
     that budget with it. Unknown logins are counted like known ones.
 
     What this node remembers is only a cheap first gate: a client the store
-    refused, until the failure that filled its budget ages out
-    (``blocked_here``), is refused again without a store call; nothing is
-    ever let through on local knowledge.
+    refused, until the failure that filled its budget ages out or
+    ``BLOCKED_HERE_FOR`` passes, whichever is sooner (``blocked_here``), is
+    refused again without a store call; nothing is ever let through on local
+    knowledge.
     """
 
     def __init__(self, worker: Any, per_client: int, per_login: int, window: float,
@@ -258,7 +241,9 @@ class AuthThrottle:
         (a refusal of the login's budget is not remembered: it depends on the client's trust)."""
         now = self._sweep()
         if verdict.status == "refused" and verdict.refused_by == "client" and verdict.retry_in > 0:
-            self.blocked[client] = now + verdict.retry_in
+            # At most BLOCKED_HERE_FOR: `smtpctl auth throttle clear` empties the store's rows, and
+            # every node must see that soon, at one store read per refused client that often.
+            self.blocked[client] = now + min(verdict.retry_in, BLOCKED_HERE_FOR)
 
     def _sweep(self) -> float:
         """Forget, now and then, what no longer applies: memory follows recent refusals and waits only."""
@@ -272,17 +257,19 @@ class AuthThrottle:
         return now
 
     # -- on the store's thread -----------------------------------------------------
-    def check(self, store: Any, client: str, login: str | None) -> Any:
-        """Read only: is the client, or the login for this client, out of guesses? (``throttle.check``)"""
-        return throttle.check(store, client, login, self.limits)
+    def check(self, store: Any, client: str, login: str | None, exempt: bool = False) -> Any:
+        """Read only: is the client (unless ``exempt``), or the login for this client, out of guesses?
+        (``throttle.check``)"""
+        return throttle.check(store, client, login, self.limits, exempt)
 
     # -- a guess ---------------------------------------------------------------------
     async def begin(self, client: str, login: str | None,
-                    proven: Callable[[], bool] | None = None) -> Attempt | None:
+                    proven: Callable[[], bool] | None = None, exempt: bool = False) -> Attempt | None:
         """Reserve a slot for a guess; None when the client or the login is out
         of guesses (answer 454, verify nothing); ``PROVEN`` when ``proven()``
-        turned true while waiting for a slot. Raises ``StoreError`` (nothing
-        counted) when the store cannot be written."""
+        turned true while waiting for a slot. ``exempt``: the client is in a
+        trusted network, out of the per-client cap (never the per-login one).
+        Raises ``StoreError`` (nothing counted) when the store cannot be written."""
         # A slot held by a dead node's guess frees (or counts as failed) within `stale`.
         deadline = self.clock() + self.limits.stale + 5.0
         pause = POLL_FIRST
@@ -294,7 +281,7 @@ class AuthThrottle:
             prune = now - self._pruned >= PRUNE_EVERY
             if prune:
                 self._pruned = now
-            verdict = await self.worker.call(throttle.reserve, client, login, self.limits, prune)
+            verdict = await self.worker.call(throttle.reserve, client, login, self.limits, prune, exempt)
             keys = [("client", client)] + ([("login", verdict.counted)] if verdict.counted else [])
             if verdict.status == "ok":
                 self.full_at.pop(pair, None)

@@ -25,7 +25,7 @@ REFUSAL_REASONS = {
     "policy": ("revoked", "sender_mismatch", "too_many_recipients", "over_limit", "store_error", "malformed"),
 }
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus reads
-AUTH_RESULTS = ("ok", "failed", "throttled")
+AUTH_RESULTS = ("ok", "failed", "throttled", "revoked")
 POLICY_STATES = frozenset({"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"})
 
 

@@ -40,6 +40,16 @@ REFUSALS = {
 }
 
 
+def auth_revoked(reason: str, day: str | None) -> str:
+    """The 535 for the right password of a credential revoked lately
+    (core/store/revoked.py): why it no longer works, where a plain 535 would
+    read as a wrong password. An operator's reason for a block is not told
+    (it may be an internal note); the limit's day is."""
+    if reason == "daily_limit":
+        return f"535 5.7.8 Authentication credentials revoked: daily sending limit exceeded on {day}; contact support"
+    return "535 5.7.8 Authentication credentials revoked by an operator; contact support"
+
+
 def window_full(limit: Limit) -> str:
     """What a window refusal says: whose limit, which window, until when
     (docs/limits.md). The same words in both servers after the code."""

@@ -42,3 +42,18 @@ def test_contract(cli):
 def test_timestamps_are_utc_z(cli):
     data = j(cli, "agency", "add", "acme")
     assert len(data["created_at"]) == 20 and data["created_at"].endswith("Z")
+
+
+THROTTLED = {"scope", "key", "failures", "pending", "limit", "blocking", "unblocks_at", "clears_at"}
+
+
+def test_auth_throttle_contract(cli, isolated_store):
+    from smtpctl.core.store import Store, throttle
+
+    with Store.open(isolated_store) as store:
+        verdict = throttle.reserve(store, "203.0.113.7", "app@d.example", throttle.Limits(5, 10, 300.0))
+        throttle.settle(store, verdict.attempt, True)
+    listed = j(cli, "auth", "throttle", "list")
+    assert [set(e) for e in listed] == [THROTTLED, THROTTLED]
+    cleared = j(cli, "auth", "throttle", "clear", "--client", "203.0.113.7", "--yes")
+    assert set(cleared) == {"client", "login", "removed", "before"} and set(cleared["before"][0]) == THROTTLED

@@ -316,3 +316,23 @@ def test_config_fuzzed(cli, store, tmp_path, data, write):
     result = cli("--config", str(config), *args)
     check(result, store, before)
     assert result.exit_code in (0, 2, 3, 7), result.stderr
+
+
+# -- auth throttle list / clear ----------------------------------------------------------------------
+
+addresses = st.one_of(text, st.ip_addresses().map(str), st.from_regex(r"\A[0-9a-f:.%/]{1,45}\Z"))
+
+
+@FUZZ
+@given(client=opt("--client", addresses), login=opt("--login", text),
+       caps=opt("--max-auth-failures", numberish), window=opt("--auth-failure-window", numberish),
+       clear=st.booleans())
+def test_auth_throttle_list_and_clear(cli, store, client, login, caps, window, clear):
+    before = snapshot(store)
+    args = ["auth", "throttle", "clear", "--yes"] if clear else ["auth", "throttle", "list"]
+    result = cli(*args, *client, *login, *caps, *window, "--json")
+    check(result, store, before)
+    assert result.exit_code in (0, 2), (result.exit_code, result.stderr)
+    if result.exit_code == 0 and clear:
+        assert snapshot(store)[-1][-1]["action"] == "auth.throttle_clear"  # one audit entry, and nothing else
+        assert snapshot(store)[:-1] == before[:-1]

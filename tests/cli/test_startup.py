@@ -158,7 +158,7 @@ def test_root_help_lines_are_the_commands_own_help():
 
 def test_unknown_command_still_suggests(run):
     result = run("acount", "list")
-    assert (result.returncode, result.stderr) == (2, "Error: No such command 'acount'. Did you mean 'account'?\n")
+    assert (result.returncode, result.stderr) == (2, "Error: No such command 'acount'. Did you mean 'account', 'auth'?\n")
     result = run("account", "lst")
     assert (result.returncode, result.stderr) == (2, "Error: No such command 'lst'. Did you mean 'list'?\n")
 

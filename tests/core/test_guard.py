@@ -12,7 +12,8 @@ import pytest
 from smtpctl.core.model.errors import CannotListen, ExitCode, InvalidInput
 from smtpctl.core.store import Store, throttle
 from smtpctl.servers import guard
-from smtpctl.servers.guard import AuthThrottle, ConnectionLimits, client_key
+from smtpctl.core.model.clients import client_key
+from smtpctl.servers.guard import AuthThrottle, ConnectionLimits
 from smtpctl.servers.runtime import StoreWorker, listen_sockets
 
 

@@ -43,6 +43,7 @@ EXPECTED_TABLES = {
     "billed": ["statement_id", "agency_id", "account_id", "day", "direction", "messages", "emails"],
     "months_closed": ["month", "closed_at"],
     "usage_pruned": ["id", "before_day", "pruned_at"],
+    "revoked_credentials": ["login", "password_hash", "reason", "day", "revoked_at", "expires"],
 }
 
 

@@ -121,6 +121,7 @@ def test_serve_metrics_count_what_happened(world, tmp_path):
             'smtpctl_auth_attempts_total{result="ok",server="serve"}': 1.0,
             'smtpctl_auth_attempts_total{result="failed",server="serve"}': 1.0,
             'smtpctl_auth_attempts_total{result="throttled",server="serve"}': 1.0,
+            'smtpctl_auth_attempts_total{result="revoked",server="serve"}': 0.0,
         }
         assert after['smtpctl_group_commit_batch_size_bucket{le="1.0",server="serve"}'] == 1.0
         assert after['smtpctl_store_admission_seconds_bucket{le="+Inf",server="serve"}'] == 1.0

@@ -284,9 +284,10 @@ def test_revoking_block_stops_authentication(server, run):
     client.user, client.password = "app@d.example", PW
     with pytest.raises(smtplib.SMTPAuthenticationError) as err:
         client.auth("PLAIN", client.auth_plain)
-    assert err.value.smtp_code == 535
+    assert (err.value.smtp_code, err.value.smtp_error) == (
+        535, b"5.7.8 Authentication credentials revoked by an operator; contact support")
     client.close()
-    assert "event=auth_failed" in server.text()
+    assert "event=auth_revoked" in server.text() and "event=auth_failed" not in server.text()
 
 
 def test_a_credential_revoked_between_messages_is_refused_at_the_next_mail(server, run):

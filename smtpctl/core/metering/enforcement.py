@@ -50,7 +50,7 @@ def enforce(store: Store, crossed_at: dict[tuple[int, str], int], before: dict[t
         if not live and account.blocked:
             continue  # already revoked and blocked: nothing outlives the crossing
         reason = f"daily limit of {limit:,} emails exceeded on {day} ({count:,} sent)"
-        store.revoke_account_credentials(account_id)
+        store.revoke_account_credentials(account_id, "daily_limit", day)
         for key in [k for k in store.txn_memo if k[0] == "sender"]:
             del store.txn_memo[key]  # the admissions after this one see the credentials gone
         if not account.blocked:
@@ -77,7 +77,7 @@ def block_account(store: Store, name: str, reason: str, *, revoke: bool = False)
         account = get_account(store, name)
         revoked = store.account_logins(account.id) if revoke else []
         if revoke:
-            store.revoke_account_credentials(account.id)
+            store.revoke_account_credentials(account.id, "operator_block")
         status = "unchanged"
         if not account.blocked:
             store.update_account(account.id, blocked_at=now_iso(), block_kind="manual", block_reason=reason)

@@ -143,3 +143,18 @@ class Outcome:
         data["status"] = self.status
         data.update(self.extra)
         return data
+
+
+class RevokedCredential(NamedTuple):
+    """A credential revoked lately, kept for a while so that ``serve`` can tell
+    its sender why its right password no longer works (core/store/revoked.py).
+    ``password_hash`` is the revoked credential's stored hash, never a password."""
+
+    login: str
+    password_hash: str
+    reason: str  # "daily_limit" or "operator_block"
+    day: str | None  # the day whose daily limit was exceeded (daily_limit)
+    revoked_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"login": self.login, "reason": self.reason, "day": self.day, "revoked_at": self.revoked_at}

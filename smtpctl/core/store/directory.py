@@ -126,7 +126,11 @@ class DirectoryQueries:
             "WHERE d.account_id = ? ORDER BY c.login", [account_id])
         return [r[0] for r in rows]
 
-    def revoke_account_credentials(self, account_id: int) -> None:
+    def revoke_account_credentials(self, account_id: int, reason: str, day: str | None = None) -> None:
+        """Delete every credential of the account, keeping a short-lived record
+        of each (``revoked.py``: ``serve`` tells their senders ``reason``), in
+        the caller's transaction."""
+        self.record_revoked_credentials(account_id, reason, day)
         self.backend.execute(
             "DELETE FROM credentials WHERE domain_id IN (SELECT id FROM domains WHERE account_id = ?)", [account_id])
 

@@ -28,6 +28,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from smtpctl.core.store import Store
 
+# serve's caps unless told otherwise (--max-auth-failures, --max-auth-failures-per-login, --auth-failure-window)
+DEFAULT_MAX_AUTH_FAILURES = 5
+DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN = 10
+DEFAULT_FAILURE_WINDOW = 300.0
 TRUSTED_FOR = 86400.0  # a client that authenticated as a login passes that login's cap for a day
 STALE_AFTER = 60.0  # a guess still pending after this long counts as failed (a verify takes ~40 ms)
 
@@ -74,7 +78,7 @@ class Verdict:
 # The store's clock in seconds since the epoch, read by the statement itself
 # (one round trip less than Store.now(), which is the same clock: the
 # machine's for an SQLite file, the server's on PostgreSQL).
-_NOW = {
+EPOCH_NOW = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
     "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
 }
@@ -102,7 +106,7 @@ _FAILED = "(a.state = 'failed' OR a.at <= n.now - n.s)"
 _PENDING = "(a.state = 'pending' AND a.at > n.now - n.s)"
 _ENDS = "(CASE WHEN a.state = 'failed' THEN a.at + n.w ELSE a.at + n.s + n.w END)"
 _USAGE_SQL = {engine: _USAGE.format(failed=_FAILED, pending=_PENDING, ends=_ENDS, now=now)
-              for engine, now in _NOW.items()}
+              for engine, now in EPOCH_NOW.items()}
 
 
 def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, float, Budget, Budget]:
@@ -116,11 +120,12 @@ def usage(store: "Store", client: str, login: str | None, limits: Limits) -> tup
     return now, max(expires - now, 0.0) if expires is not None else 0.0, budgets[0], budgets[1]
 
 
-def _judge(store: "Store", client: str, login: str | None, limits: Limits) -> tuple[float, Verdict]:
+def _judge(store: "Store", client: str, login: str | None, limits: Limits,
+           exempt: bool) -> tuple[float, Verdict]:
     now, trusted_for, by_client, by_login = usage(store, client, login, limits)
     counted = login if trusted_for <= 0 else None
     full = False
-    for name, used, limit in (("client", by_client, limits.per_client),
+    for name, used, limit in (("client", None if exempt else by_client, limits.per_client),
                               ("login", by_login if counted else None, limits.per_login)):
         if used is None:
             continue
@@ -132,27 +137,33 @@ def _judge(store: "Store", client: str, login: str | None, limits: Limits) -> tu
     return now, Verdict("full" if full else "ok", counted=counted, trusted_for=trusted_for)
 
 
-def check(store: "Store", client: str, login: str | None, limits: Limits) -> Verdict:
-    """Read only: is ``client`` (or ``login``, unless the client is trusted
-    for it) out of guesses? ``status`` is ``refused``, or ``ok`` whatever is
-    pending (a right password proven otherwise than by a verify is no guess)."""
-    _, verdict = _judge(store, client, login, limits)
+def check(store: "Store", client: str, login: str | None, limits: Limits, exempt: bool = False) -> Verdict:
+    """Read only: is ``client`` (unless ``exempt``: a trusted network) or
+    ``login`` (unless the client is trusted for it) out of guesses?
+    ``status`` is ``refused``, or ``ok`` whatever is pending (a right
+    password proven otherwise than by a verify is no guess)."""
+    _, verdict = _judge(store, client, login, limits, exempt)
     if verdict.status == "full":
         return Verdict("ok", counted=verdict.counted, trusted_for=verdict.trusted_for)
     return verdict
 
 
-def reserve(store: "Store", client: str, login: str | None, limits: Limits, prune: bool = False) -> Verdict:
+def reserve(store: "Store", client: str, login: str | None, limits: Limits, prune: bool = False,
+            exempt: bool = False) -> Verdict:
     """Count a guess that is about to be verified, in one write transaction:
     a ``pending`` row for the client (and the login, unless the client is
-    trusted for it) when their budgets have room. ``prune`` first deletes
-    what has aged out of all counting (the caller does it now and then)."""
-    now_sql = _NOW[store.engine]
+    trusted for it) when their budgets have room; ``exempt`` (a client in a
+    trusted network) leaves the client's budget out of the check, never the
+    login's (the row still names the client, so it is seen and listed).
+    ``prune`` first deletes what has aged out of all counting, and the
+    expired records of revoked credentials (the caller does it now and then)."""
+    now_sql = EPOCH_NOW[store.engine]
     with store.write():
         if prune:
             store.execute(f"DELETE FROM auth_attempts WHERE at <= {now_sql} - ?", [limits.window + limits.stale])
             store.execute(f"DELETE FROM auth_trusted WHERE expires <= {now_sql}")
-        now, verdict = _judge(store, client, login, limits)
+            store.prune_revoked_credentials()  # serve's other short-lived AUTH state (revoked.py)
+        now, verdict = _judge(store, client, login, limits, exempt)
         if verdict.status != "ok":
             return verdict
         attempt = store._insert("auth_attempts", {"client": client, "login": verdict.counted, "state": "pending",
@@ -164,7 +175,7 @@ def settle(store: "Store", attempt: int, failed: bool, trust: tuple[str, str] | 
     """End a guess: ``failed`` keeps its row as a failure from now on; else
     the row goes (its slot comes back) and ``trust`` (login, client), when
     given, is trusted for a day from now."""
-    now_sql = _NOW[store.engine]
+    now_sql = EPOCH_NOW[store.engine]
     with store.write():
         if failed:
             store.execute(f"UPDATE auth_attempts SET state = 'failed', at = {now_sql} "
@@ -182,6 +193,55 @@ def trust(store: "Store", login: str, client: str) -> None:
 
 
 def _trust(store: "Store", login: str, client: str) -> None:
-    store.execute(f"INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, {_NOW[store.engine]} + ?) "
+    store.execute(f"INSERT INTO auth_trusted (login, client, expires) VALUES (?, ?, {EPOCH_NOW[store.engine]} + ?) "
                   "ON CONFLICT (login, client) DO UPDATE SET expires = excluded.expires",
                   [login, client, TRUSTED_FOR])
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One guess that counts now against a budget: ``state`` is ``failed``
+    (a stale pending guess included) or ``pending`` (being verified);
+    ``ends`` when a failure stops counting (seconds since the epoch)."""
+    client: str
+    login: str | None
+    state: str
+    ends: float | None
+
+
+def counted(store: "Store", limits: Limits, client: str | None = None,
+            login: str | None = None) -> tuple[float, list[Counted]]:
+    """The store's time now, and the guesses that count now (against
+    ``limits``' window), of ``client`` or ``login`` when given (either
+    matches), else of everyone."""
+    where, params = _matching(client, login)
+    now = float(store.scalar(f"SELECT {EPOCH_NOW[store.engine]}"))
+    rows = store.query(f"SELECT client, login, state, at FROM auth_attempts WHERE at > ? {where} ORDER BY at, id",
+                       [now - limits.window - limits.stale, *params])
+    guesses = []
+    for row in rows:
+        at = float(row["at"])
+        if row["state"] == "pending" and at > now - limits.stale:
+            guesses.append(Counted(row["client"], row["login"], "pending", None))
+            continue
+        ends = at + limits.window if row["state"] == "failed" else at + limits.stale + limits.window
+        if ends > now:
+            guesses.append(Counted(row["client"], row["login"], "failed", ends))
+    return now, guesses
+
+
+def clear(store: "Store", client: str | None, login: str | None) -> int:
+    """Delete every row of ``client``'s and ``login``'s guesses (either
+    matches; at least one given), counting or not; call inside ``write()``.
+    Returns the number of rows deleted."""
+    if client is None and login is None:
+        raise ValueError("clear needs a client or a login")
+    where, params = _matching(client, login)
+    return store.execute(f"DELETE FROM auth_attempts WHERE 1 = 1 {where}", params)
+
+
+def _matching(client: str | None, login: str | None) -> tuple[str, list[str]]:
+    terms = [(column, value) for column, value in (("client", client), ("login", login)) if value is not None]
+    if not terms:
+        return "", []
+    return "AND (" + " OR ".join(f"{column} = ?" for column, _ in terms) + ")", [value for _, value in terms]

@@ -7,6 +7,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smtpctl.core.model.clients import Network
+from smtpctl.core.store import throttle
 from smtpctl.servers import authcache, guard
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
@@ -29,9 +31,11 @@ class ServeConfig:
     auth_delay: float = 1.0
     auth_cache_size: int = authcache.DEFAULT_SIZE  # 0: every AUTH verifies
     auth_cache_ttl: float = authcache.DEFAULT_TTL
-    max_auth_failures: int = guard.DEFAULT_MAX_AUTH_FAILURES
-    max_auth_failures_per_login: int = guard.DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN
-    failure_window: float = guard.DEFAULT_FAILURE_WINDOW
+    max_auth_failures: int = throttle.DEFAULT_MAX_AUTH_FAILURES
+    max_auth_failures_per_login: int = throttle.DEFAULT_MAX_AUTH_FAILURES_PER_LOGIN
+    failure_window: float = throttle.DEFAULT_FAILURE_WINDOW
+    # --trusted-network: clients there are out of the per-client AUTH cap (never the per-login one)
+    trusted_networks: tuple[Network, ...] = ()
     data_size_limit: int = 25 * 1024 * 1024
     max_connections: int | None = None  # None: guard.default_max_connections
     max_connections_per_client: int = guard.DEFAULT_MAX_CONNECTIONS_PER_CLIENT

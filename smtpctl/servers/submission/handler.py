@@ -13,12 +13,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from smtpctl.core.directory.credentials import store_rehash
 from smtpctl.core.metering.live import credential_stamp, envelope_check
 from smtpctl.core.model import passwords, rules
+from smtpctl.core.model.clients import client_key, in_networks
 from smtpctl.core.model.errors import InvalidInput, StoreError
-from smtpctl.core.model.records import Credential
+from smtpctl.core.model.records import Credential, RevokedCredential
+from smtpctl.core.store import Store
 from smtpctl.servers import guard, replies
 from smtpctl.servers.authcache import AuthCache
 from smtpctl.servers.delivery import Delivery, Taken
-from smtpctl.servers.guard import AuthThrottle, client_key
+from smtpctl.servers.guard import AuthThrottle
 from smtpctl.servers.metering import GroupCommit, ReadBatch
 from smtpctl.servers.metrics import NOOP, Metrics
 from smtpctl.servers.runtime import Lanes, StoreWorker, log_event
@@ -58,37 +60,45 @@ class SubmissionHandler:
         if throttle.blocked_here(client):  # the store refused this client lately: no store call
             return self._throttled(session, mechanism, login)
         try:
-            credential, verdict = await self.worker.read(
-                lambda store: (store.credential(login) if login else None, throttle.check(store, client, login)))
+            credential, revoked, verdict = await self.worker.read(
+                lambda store: self._read_login(store, client, login, session))
         except StoreError as exc:  # the store is down or locked: not the client's fault, and no guess
             return self._store_error(session, login, exc)
         if verdict.status == "refused":  # out of guesses: even a right password is refused, unverified
             throttle.note(client, verdict)
             return self._throttled(session, mechanism, login)
+        # The hash a right password verifies against: the live credential's, else a revoked one's
+        # (core/store/revoked.py: its sender is told why, and it is no guess).
+        stored_hash = credential.password_hash if credential is not None else (
+            revoked.password_hash if revoked is not None else None)
 
         def cached() -> bool:  # the password verified against this very stored hash, within the TTL
-            return credential is not None and self.verified_logins.verified(login, password, credential.password_hash)
+            return stored_hash is not None and self.verified_logins.verified(login, password, stored_hash)
 
         if cached():  # a right password is no guess: no slot, no store write
+            if credential is None:
+                return self._revoked(session, mechanism, revoked, "cache")
             await throttle.renew_trust(client, login, verdict.trusted_for)
             return self._authenticated(session, mechanism, credential, "cache")
         # A guess: counted in the store before it is verified, so parallel sessions on every node share one budget.
         try:
-            attempt = await throttle.begin(client, login, proven=cached)
+            attempt = await throttle.begin(client, login, proven=cached, exempt=self._exempt(session))
         except StoreError as exc:
             return self._store_error(session, login, exc)
         if attempt is None:
             return self._throttled(session, mechanism, login)
         if attempt is guard.PROVEN:  # a parallel session verified it meanwhile
+            if credential is None:
+                return self._revoked(session, mechanism, revoked, "cache")
             await throttle.renew_trust(client, login, verdict.trusted_for)
             return self._authenticated(session, mechanism, credential, "cache")
         try:
-            if credential is None:
+            if stored_hash is None:
                 await self.cpu.run(passwords.decoy_verify, password or "")
                 ok, new_hash, verified_by = False, None, "decoy"
             else:
                 try:
-                    ok, new_hash = await self.cpu.run(passwords.verify_password, password, credential.password_hash)
+                    ok, new_hash = await self.cpu.run(passwords.verify_password, password, stored_hash)
                 except InvalidInput:  # a hash costlier than the ceiling: never verified, a failed guess
                     log_event("auth_refused", peer=peer_of(session), login=login, reason="hash_too_costly")
                     ok, new_hash = False, None
@@ -99,6 +109,10 @@ class SubmissionHandler:
                 self.metrics.auth("failed")
                 await asyncio.sleep(self.config.auth_delay)  # a failed AUTH costs the client time
                 return AuthResult(success=False, handled=False)
+            if credential is None:  # the right password of a revoked credential: no guess, and no trust
+                await throttle.succeeded(attempt)
+                self.verified_logins.remember(login, password, stored_hash)
+                return self._revoked(session, mechanism, revoked, verified_by)
             await throttle.succeeded(attempt, login)  # a right password is no guess to count
             # The credential was just read: it exists, on a dedicated domain (a manual block does not stop
             # sending, docs/rules.md); DATA checks again in the transaction that records the message.
@@ -108,6 +122,23 @@ class SubmissionHandler:
             return self._authenticated(session, mechanism, credential, verified_by)
         finally:
             throttle.abandoned(attempt)  # left mid-verify (client gone, store error): it was a guess
+
+    def _read_login(self, store: Store, client: str, login: str | None, session: Session) -> tuple:
+        """On the store's thread, one call: the live credential, else the record of its revocation
+        (read only for a login that is no live credential), and the throttle's verdict."""
+        credential = store.credential(login) if login else None
+        revoked = store.revoked_credential(login) if login and credential is None else None
+        return credential, revoked, self.throttle.check(store, client, login, exempt=self._exempt(session))
+
+    def _exempt(self, session: Session) -> bool:
+        """Is the client in a ``--trusted-network`` (exempt from the per-client cap, never the per-login one)?"""
+        return in_networks(session.peer, self.config.trusted_networks)
+
+    def _revoked(self, session: Session, mechanism: str, revoked: RevokedCredential, verified_by: str) -> AuthResult:
+        log_event("auth_revoked", peer=peer_of(session), mechanism=mechanism, login=revoked.login,
+                  reason=revoked.reason, day=revoked.day, revoked_at=revoked.revoked_at, verified=verified_by)
+        self.metrics.auth("revoked")
+        return AuthResult(success=False, handled=False, message=replies.auth_revoked(revoked.reason, revoked.day))
 
     def _authenticated(self, session: Session, mechanism: str, credential: Credential,
                        verified_by: str) -> AuthResult:
