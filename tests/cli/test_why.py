@@ -119,3 +119,29 @@ def test_subjects_it_cannot_answer_for(shop, run, subject, rc, error):
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
     if error:
         assert result.stderr == error
+
+
+def test_a_login_out_of_password_guesses_is_a_reason_with_its_clear(shop, run, isolated_store):
+    """Failed AUTH guesses written by the throttle's own code (as serve does),
+    from several clients: a note while under serve's default per-login cap
+    (10), a reason at it, and `auth throttle clear` lifts it."""
+    from smtpctl.core.store import Store, throttle
+
+    limits = throttle.Limits(100, 10, 300.0)
+
+    def guesses(n: int) -> None:
+        with Store.open(isolated_store) as store:
+            for i in range(n):
+                verdict = throttle.reserve(store, f"192.0.2.{i + 1}", "app@shop.test", limits)
+                throttle.settle(store, verdict.attempt, True)
+
+    guesses(3)
+    answer = why(run, "app@shop.test")
+    assert answer["can_send"] is True and "auth_failures" in kinds(answer, "notes")
+    guesses(7)
+    answer = why(run, "app@shop.test")
+    assert answer["can_send"] is False and kinds(answer) == ["auth_throttled"]
+    assert answer["reasons"][0]["detail"].startswith("app@shop.test has 10 failed password guesses counted (cap 10)")
+    assert answer["reasons"][0]["fix"] == "smtpctl auth throttle clear --login app@shop.test"
+    run("auth", "throttle", "clear", "--login", "app@shop.test", "--yes", check_rc=0)
+    assert why(run, "app@shop.test")["can_send"] is True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def count(n: int, noun: str) -> str:
-    """``1 account``, ``2 accounts``, ``1,500 emails``."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+    """``1 account``, ``2 accounts``, ``1,500 emails``, ``3 guesses``."""
+    return f"{n:,} {noun if n == 1 else noun + ('es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's')}"
 
 
 def listing(names: list[str], most: int = 10) -> str:

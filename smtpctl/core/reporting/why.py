@@ -19,6 +19,8 @@ from smtpctl.core.metering.windows import ADJECTIVE, SenderWindows, in_force, pe
 from smtpctl.core.model import money, rules
 from smtpctl.core.model.errors import Fix, InvalidInput, NotFound
 from smtpctl.core.model.records import Account
+from smtpctl.core.model.words import count
+from smtpctl.core.reporting.throttle import throttled
 from smtpctl.core.store import Store
 
 WARN_SHARE = 0.8  # a limit this full is a note (the next messages may reach it)
@@ -72,6 +74,8 @@ def why(store: Store, subject: str) -> Answer:
     if account.blocked:
         _block(store, account, answer, stops=not credentials)
     _limits(store, account, login if login in credentials else None, answer)
+    if login is not None:
+        _throttle(store, login, answer)
     _alignment(store, account, login, answer)
     answer.can_send = not answer.reasons
     return answer
@@ -92,7 +96,7 @@ def _missing_credential(store: Store, account: Account, login: str) -> Reason:
             return Reason("credential_deleted", f"{login} was deleted at {entry['at']} by {entry['actor']}",
                           _create_fix(account, login))
     return Reason("credential_missing", f"{login} is not an SMTP credential (account {account.name} has "
-                  f"{_count(len(store.account_logins(account.id)), 'credential')})", _create_fix(account, login))
+                  f"{count(len(store.account_logins(account.id)), 'credential')})", _create_fix(account, login))
 
 
 def _create_fix(account: Account, login: str) -> Fix:
@@ -163,6 +167,25 @@ def _limits(store: Store, account: Account, login: str | None, answer: Answer) -
                                          Fix(("billing", "credit", agency.name, "AMOUNT"))))
 
 
+def _throttle(store: Store, login: str, answer: Answer) -> None:
+    """serve's AUTH throttle on this login (at serve's default caps: the
+    caps are serve's options; ``auth throttle list`` takes them)."""
+    for budget in throttled(store, login=login):
+        if budget.scope != "login" or not budget.failures:
+            continue
+        fix = Fix(("auth", "throttle", "clear", "--login", login))
+        if budget.blocking:
+            answer.reasons.append(Reason(
+                "auth_throttled", f"{login} has {count(budget.failures, 'failed password guess')} counted (cap "
+                f"{budget.limit}): serve answers its AUTH with 454 from every untrusted client until "
+                f"{budget.unblocks_at}", fix))
+        else:
+            answer.notes.append(Reason(
+                "auth_failures", f"{login} has {count(budget.failures, 'failed password guess')} counted of the "
+                f"{budget.limit} serve allows before it refuses the login's AUTH (until {budget.clears_at})", fix,
+                stops=False))
+
+
 def _alignment(store: Store, account: Account, login: str | None, answer: Answer) -> None:
     if effective_settings(store)["sender_alignment"] == "off":
         return
@@ -170,10 +193,6 @@ def _alignment(store: Store, account: Account, login: str | None, answer: Answer
     who = login or f"account {account.name}'s credentials"
     answer.notes.append(Reason("sender_alignment", f"{who} may send only as addresses in {', '.join(domains)} "
                                "(store setting sender_alignment; header From too)", None, stops=False))
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def as_dict(answer: Answer, word_fix) -> dict[str, Any]:
