@@ -41,6 +41,10 @@ EXPECTED_TABLES = {
     "billed": ["statement_id", "agency_id", "account_id", "day", "direction", "messages", "emails"],
     "months_closed": ["month", "closed_at"],
     "usage_pruned": ["id", "before_day", "pruned_at"],
+    "notices": ["id", "msg_id", "kind", "data", "created_at", "once_key"],
+    "notify_endpoints": ["id", "url", "events", "secret", "created_at"],
+    "notice_deliveries": ["notice_id", "endpoint_id", "status", "attempts", "next_attempt_at", "lease_until",
+                          "lease_token", "last_http_status", "last_error", "updated_at"],
 }
 
 
