@@ -67,6 +67,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "policy": ("policy", "app", "Postfix SMTP access policy delegation, using the store live."),
     "store": ("store", "app", "Service settings and care of the store file."),
     "billing": ("billing", "app", "Billing: prices in force, prepaid credits, and closed monthly statements."),
+    "notify": ("notify", "app",
+               "Webhook notices: where they go, what was delivered, and the worker that delivers them."),
 }
 
 COMPLETE_VAR = "_SMTPCTL_COMPLETE"
