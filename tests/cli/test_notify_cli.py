@@ -24,8 +24,9 @@ def kinds(where) -> list[str]:
 
 def snapshot(where) -> dict[str, list]:
     with Store.open(where) as store:
-        return {table: store.query(f"SELECT * FROM {table}")
-                for table in ("notices", "notify_endpoints", "notice_deliveries", "audit")}
+        return {table: store.query(f"SELECT * FROM {table} ORDER BY {order}")
+                for table, order in (("notices", "id"), ("notify_endpoints", "id"),
+                                     ("notice_deliveries", "notice_id, endpoint_id"), ("audit", "id"))}
 
 
 @pytest.fixture
