@@ -117,7 +117,7 @@ def test_missing_endpoint_is_exit_3(run, seeded):
     for command in ("remove", "test"):
         proc = run("notify", command, "7")
         assert (proc.returncode, proc.stderr) == (
-            3, "Error: webhook endpoint 7 not found (smtpctl notify list shows them)\n")
+            3, "Error: webhook endpoint 7 not found; list them with: smtpctl notify list\n")
     proc = run("notify", "remove", "x")
     assert proc.returncode == 2 and proc.stderr.startswith("Error: the endpoint id must be a whole number")
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from smtpctl.core.directory.secret_input import read_secret_file
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z
-from smtpctl.core.model.errors import InvalidInput, NotFound
+from smtpctl.core.model.errors import Fix, InvalidInput, NotFound
 from smtpctl.core.model.records import Outcome
 from smtpctl.core.notices.outbox import KINDS
 from smtpctl.core.store import Store
@@ -140,7 +140,7 @@ def get_endpoint(store: Store, endpoint_id: object) -> Endpoint:
     """Raises ``InvalidInput`` (not an id) or ``NotFound``."""
     row = store.endpoint(parse_id(endpoint_id))
     if row is None:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found (smtpctl notify list shows them)")
+        raise NotFound(f"webhook endpoint {endpoint_id} not found", fix=Fix(("notify", "list"), "list them with"))
     return _endpoint(row)
 
 
