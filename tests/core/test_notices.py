@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from standardwebhooks import Webhook
 
 from smtpctl.core.directory.agencies import add_agency
+from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.notices import delivery, endpoints
 from smtpctl.core.notices.outbox import KINDS, emit
 from smtpctl.core.store import Store
@@ -81,3 +85,32 @@ def test_every_kind_is_documented():
     text = (Path(__file__).resolve().parents[2] / "docs" / "notices.md").read_text()
     for kind in (*KINDS, "notify.test"):
         assert f"| `{kind}` |" in text, kind
+
+
+# -- the parsers of notify add: any text is a value or InvalidInput, never another error ---------------------
+
+URLISH = st.one_of(st.text(max_size=80), st.builds(lambda scheme, rest: scheme + rest,
+                                                   st.sampled_from(["http://", "https://", "ftp://", "HTTP://", ""]),
+                                                   st.text(max_size=60)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(URLISH, st.booleans())
+def test_parse_url_takes_or_refuses_any_text(url, insecure):
+    try:
+        parsed = endpoints.parse_url(url, allow_insecure=insecure)
+    except InvalidInput:
+        return
+    assert parsed == url and url.lower().startswith(("http://", "https://"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=120), st.builds(lambda b: "whsec_" + b, st.text(max_size=100))))
+def test_parse_secret_takes_or_refuses_any_text(text):
+    try:
+        secret = endpoints.parse_secret(text, "the secret")
+    except InvalidInput as exc:
+        if len(text.strip()) >= 12:
+            assert text.strip() not in str(exc)  # a secret is never in a message
+        return
+    Webhook(secret)  # whatever parse_secret takes, the reference library takes too
