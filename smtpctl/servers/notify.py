@@ -1,7 +1,7 @@
 """``notify run``: the worker that delivers notices (docs/notices.md).
 
-The store and the HTTP client live on one thread (``runtime.StoreWorker``),
-so the loop only waits: for a delivery, for the next one to fall due (it
+The store lives on one thread (``runtime.StoreWorker``), where each request
+is sent too, so the loop only waits: for a delivery, for the next one to fall due (it
 looks once a second: the first retry is due 5 seconds after a failure), or
 for SIGTERM/SIGINT, after which the delivery in flight (at most
 ``delivery.TIMEOUT`` seconds) is finished and recorded, and the worker stops.
@@ -35,10 +35,9 @@ def _log(attempt: delivery.Attempt) -> None:
 def drain(store: Any) -> dict[str, int]:
     """``notify run --once``: deliver everything due now, then return what was done."""
     done = {"delivered": 0, "retrying": 0, "failed": 0}
-    with delivery.new_client() as client:
-        while (attempt := delivery.deliver_next(store, client)) is not None:
-            _log(attempt)
-            done["delivered" if attempt.ok else "retrying" if attempt.status == "pending" else "failed"] += 1
+    while (attempt := delivery.deliver_next(store)) is not None:
+        _log(attempt)
+        done["delivered" if attempt.ok else "retrying" if attempt.status == "pending" else "failed"] += 1
     return done
 
 
@@ -49,13 +48,12 @@ async def serve_notices(path: Path | str, actor: str, stop: asyncio.Event, scrap
 
     worker = StoreWorker(path, actor, readers=0)
     endpoint = await serve_endpoint(metrics, scrape) if scrape else None
-    client = delivery.new_client()
     log_event("started", server="notify")
     counted = 0.0
     try:
         while not stop.is_set():
             try:
-                attempt = await worker.call(delivery.deliver_next, client)
+                attempt = await worker.call(delivery.deliver_next)
                 if metrics is not NOOP and time.monotonic() - counted >= COUNT_EVERY:
                     metrics.deliveries(await worker.call(delivery.delivery_counts))
                     counted = time.monotonic()
@@ -74,6 +72,5 @@ async def serve_notices(path: Path | str, actor: str, stop: asyncio.Event, scrap
     finally:
         if endpoint is not None:
             endpoint.close()
-        await worker.call(lambda _store: client.close())
         worker.close()
         log_event("stopped", server="notify")

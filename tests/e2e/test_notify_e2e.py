@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from smtpctl.core.notices.delivery import RETRY_DELAYS
+from smtpctl.core.notices.delivery import RETRY_DELAYS, TIMEOUT
 from smtpctl.core.notices.outbox import emit
 from smtpctl.core.store import Store
 from tests.conftest import smtpctl_binary
@@ -147,6 +147,18 @@ def test_notify_test_reports_the_answer(run, seeded, receiver_on):
     proc = run("notify", "test", "1")
     assert (proc.returncode, proc.stderr) == (10, "Error: endpoint 1 did not take the test notice: HTTP 500\n")
     assert log(run) == []  # a test is not in the outbox
+
+
+def test_a_receiver_that_never_answers_is_cut_off_and_retried(run, seeded, receiver_on):
+    # httpx's timeouts are per read: the request as a whole is bounded, so no lease runs out under it
+    receiver = receiver_on(hold=threading.Event())
+    receiver.secret = add_endpoint(run, receiver.url)
+    emit_many(seeded, 1)
+    run("notify", "run", "--once", check_rc=0)
+    [row] = log(run)
+    assert (row["status"], row["attempts"], row["last_http_status"], row["last_error"]) == (
+        "pending", 1, None, f"no answer within {TIMEOUT:g} seconds")
+    assert receiver.arrived.is_set()
 
 
 def start_worker(*args: str) -> subprocess.Popen:

@@ -15,6 +15,7 @@ recognises a repeat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from smtpctl.core.store import Store
 # within 10 seconds, then backing off to 8 hours; about 23.7 hours from the
 # first attempt to the last (the 11th), after which the delivery is failed.
 RETRY_DELAYS = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
-TIMEOUT = 10.0  # seconds for one request, connecting included
+TIMEOUT = 10.0  # seconds for one request, from connecting to the answer's status line
 LEASE_SECONDS = 60  # longer than any request: a lease runs out only when its worker died
 MAX_ERROR = 200
 
@@ -103,10 +104,17 @@ def claim(store: Store) -> Claim | None:
                  body(row["kind"], row["created_at"], json.loads(row["data"])), int(row["attempts"]), token)
 
 
-def send(client: Any, msg_id: str, url: str, secret: str, payload: bytes) -> tuple[int | None, str | None]:
-    """POST ``payload`` signed with ``secret``: ``(http status, None)``, or
-    ``(status or None, error)`` when it was not a 2xx answer. ``client`` is an
-    ``httpx.Client``; redirects are not followed (a 3xx is a failure)."""
+def send(msg_id: str, url: str, secret: str, payload: bytes) -> tuple[int | None, str | None]:
+    """POST ``payload`` signed with ``secret``: ``(http status, None)`` for a
+    2xx answer, else ``(status or None, error)``. Redirects are not followed
+    (a 3xx is a failure). The whole request, from connecting to the answer's
+    status line, takes at most ``TIMEOUT`` seconds (httpx's own timeouts are
+    per read: a receiver dripping its answer could hold a request past the
+    lease), so asyncio cancels it at the deadline."""
+    return asyncio.run(_send(msg_id, url, secret, payload))
+
+
+async def _send(msg_id: str, url: str, secret: str, payload: bytes) -> tuple[int | None, str | None]:
     import httpx
     from standardwebhooks import Webhook
 
@@ -119,8 +127,12 @@ def send(client: Any, msg_id: str, url: str, secret: str, payload: bytes) -> tup
         "user-agent": f"smtpctl/{__version__}",
     }
     try:
-        with client.stream("POST", url, content=payload, headers=headers) as response:
-            status = response.status_code  # the body is not read: nothing in it is used
+        async with asyncio.timeout(TIMEOUT):
+            async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
+                async with client.stream("POST", url, content=payload, headers=headers) as response:
+                    status = response.status_code  # the body is not read: nothing in it is used
+    except TimeoutError:
+        return None, f"no answer within {TIMEOUT:g} seconds"
     except httpx.HTTPError as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return None, f"{type(exc).__name__}: {text}"[:MAX_ERROR]
@@ -152,18 +164,12 @@ def record(store: Store, held: Claim, http_status: int | None, error: str | None
                    changes["status"], attempts, next_at)
 
 
-def new_client() -> Any:
-    import httpx
-
-    return httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
-
-
-def deliver_next(store: Store, client: Any) -> Attempt | None:
+def deliver_next(store: Store) -> Attempt | None:
     """Claim, send and record one due delivery; None when nothing is due."""
     held = claim(store)
     if held is None:
         return None
-    http_status, error = send(client, held.msg_id, held.url, held.secret, held.body)
+    http_status, error = send(held.msg_id, held.url, held.secret, held.body)
     return record(store, held, http_status, error)
 
 
@@ -174,8 +180,7 @@ def send_test(store: Store, endpoint_id: object) -> Attempt:
     secret = endpoint_secret(store, endpoint.id)
     msg_id = new_msg_id()
     payload = body(TEST_KIND, iso_z(store.now()), {"endpoint": endpoint.id, "url": endpoint.url})
-    with new_client() as client:
-        http_status, error = send(client, msg_id, endpoint.url, secret, payload)
+    http_status, error = send(msg_id, endpoint.url, secret, payload)
     return Attempt(msg_id, TEST_KIND, endpoint.id, endpoint.url, error is None, http_status, error,
                    "delivered" if error is None else "failed", 1)
 
