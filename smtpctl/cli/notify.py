@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from smtpctl.cli.options import Count, JsonOption
+from smtpctl.cli.options import Count, CsvOption, JsonOption
 from smtpctl.cli.output import fmt, message, print_json, render_list, warning
 from smtpctl.cli.state import AppState, store_of
 from smtpctl.core.model.errors import DeliveryFailed
@@ -16,7 +16,7 @@ from smtpctl.core.notices import delivery, endpoints
 app = typer.Typer(help="Webhook notices: where they go, what was delivered, and the worker that delivers them.",
                   no_args_is_help=True)
 
-COLUMNS = [("id", "ID"), ("url", "URL"), ("events_text", "Events"), ("created_at", "Created (UTC)")]
+COLUMNS = [("id", "ID"), ("url", "URL"), ("events", "Events"), ("created_at", "Created (UTC)")]
 LOG_COLUMNS = [("id", "Notice"), ("type", "Type"), ("endpoint", "Endpoint"), ("status", "Status"),
                ("attempts", "Attempts"), ("last_http_status", "HTTP"), ("last_error", "Last error"),
                ("next_attempt_at", "Next attempt (UTC)")]
@@ -47,12 +47,13 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json_out: JsonOption = False) -> None:
+def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption = False) -> None:
     """List webhook endpoints (never their secrets)."""
+    output = fmt(json_out, csv_out)
     rows = [e.as_dict() for e in endpoints.list_endpoints(store_of(ctx, read_only=True))]
-    if not json_out:
-        rows = [{**row, "events_text": ", ".join(row["events"]) if row["events"] else "all"} for row in rows]
-    render_list(rows, COLUMNS, output=fmt(json_out),
+    if output != "json":
+        rows = [{**row, "events": " ".join(row["events"]) if row["events"] else "all"} for row in rows]
+    render_list(rows, COLUMNS, output=output,
                 empty="No webhook endpoints yet. Add one with: smtpctl notify add URL")
 
 
@@ -86,10 +87,12 @@ def log(
     failed: Annotated[bool, typer.Option("--failed", help="Only the deliveries that gave up after every retry.")] = False,
     limit: Annotated[int, typer.Option("--limit", click_type=Count(), help="At most N rows, newest first; 0: all.")] = 50,
     json_out: JsonOption = False,
+    csv_out: CsvOption = False,
 ) -> None:
     """Show notice deliveries, newest first: status, attempts, the last answer."""
+    output = fmt(json_out, csv_out)
     rows = delivery.delivery_log(store_of(ctx, read_only=True), failed=failed, limit=limit)
-    render_list(rows, LOG_COLUMNS, output=fmt(json_out),
+    render_list(rows, LOG_COLUMNS, output=output,
                 empty="No failed deliveries." if failed else "No notices delivered or pending.")
 
 

@@ -46,6 +46,9 @@ def test_add_list_remove_and_their_json(run, seeded):
     listed = json.loads(run("notify", "list", "--json", check_rc=0).stdout)
     assert listed == [{key: added[key] for key in ENDPOINT}]  # no secret
     assert added["secret"] not in run("notify", "list", check_rc=0).stdout
+    assert run("notify", "list", "--csv", check_rc=0).stdout == (
+        f"id,url,events,created_at\n{added['id']},https://hooks.example.net/x,credential.created limit.crossed,"
+        f"{added['created_at']}\n")
     # a generated secret goes to stdout once, as data, without --json too
     plain = run("notify", "add", "http://127.0.0.1:9/hook", check_rc=0)
     assert plain.stdout.startswith("whsec_") and len(plain.stdout.splitlines()) == 1

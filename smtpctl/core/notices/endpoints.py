@@ -35,10 +35,6 @@ class Endpoint:
     events: tuple[str, ...] | None
     created_at: str
 
-    @property
-    def name(self) -> str:
-        return str(self.id)
-
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "url": self.url, "events": list(self.events) if self.events else None,
                 "created_at": self.created_at}
