@@ -88,6 +88,11 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
         "smtpctl auth throttle list --login app@mail.acme.example --json",
         "smtpctl auth throttle clear --client 203.0.113.7 --yes",
     ),
+    "notify": (
+        "smtpctl notify add https://hooks.example.net/smtpctl --event limit.crossed --event account.blocked",
+        "smtpctl notify log --failed --json",
+        "smtpctl notify run --metrics 127.0.0.1:9467",
+    ),
     "store": (
         "smtpctl store show",
         "smtpctl store set timezone Europe/Berlin",
@@ -99,6 +104,7 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
 # One or two real examples per leaf command, shown at the foot of its --help
 # and in its man page ("account add" is the command smtpctl account add).
 _LEAF_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "auth throttle": ("smtpctl auth throttle list",),  # (the group within auth; its commands' examples follow)
     "auth throttle list": ("smtpctl auth throttle list --client 203.0.113.7",
                            "smtpctl auth throttle list --max-auth-failures 10 --json"),
     "auth throttle clear": ("smtpctl auth throttle clear --login app@mail.acme.example --yes",
@@ -168,6 +174,13 @@ _LEAF_EXAMPLES: dict[str, tuple[str, ...]] = {
     "billing statement": ("smtpctl billing statement 'Acme Agency' 2026-11",
                           "smtpctl billing statement 'Acme Agency' 2026-11 --html november.html"),
     "billing statements": ("smtpctl billing statements --agency 'Acme Agency'",),
+    "notify add": ("smtpctl notify add https://hooks.example.net/smtpctl",
+                   "smtpctl notify add https://hooks.example.net/smtpctl --event credits.low --secret-file secret.txt"),
+    "notify list": ("smtpctl notify list", "smtpctl notify list --json"),
+    "notify remove": ("smtpctl notify remove 1",),
+    "notify test": ("smtpctl notify test 1",),
+    "notify log": ("smtpctl notify log", "smtpctl notify log --failed --limit 20 --json"),
+    "notify run": ("smtpctl notify run --metrics 127.0.0.1:9467", "smtpctl notify run --once"),
 }
 # the other verb of remove/delete shows the same examples
 for _group, _verb, _other in (("agency", "remove", "delete"), ("account", "remove", "delete"),

@@ -70,6 +70,8 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "store": ("store", "app", "Service settings and care of the store file."),
     "billing": ("billing", "app", "Billing: prices in force, prepaid credits, and closed monthly statements."),
     "auth": ("auth", "app", "AUTH of serve: what its password-guess throttle holds, and clearing it."),
+    "notify": ("notify", "app",
+               "Webhook notices: where they go, what was delivered, and the worker that delivers them."),
 }
 
 COMPLETE_VAR = "_SMTPCTL_COMPLETE"
@@ -329,6 +331,7 @@ def build_command(name: str) -> Any:
         f"{name} {sub}"))
     for sub, command in group.commands.items():
         lazy[sub] = command
+        command.epilog = command.epilog or examples(f"{name} {sub}")  # a sub-group (auth throttle)
         for leaf, leaf_command in (getattr(command, "commands", None) or {}).items():  # a sub-group's commands
             polish(leaf_command, f"{name} {sub} {leaf}")
     group.commands = lazy

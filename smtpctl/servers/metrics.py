@@ -1,4 +1,4 @@
-"""Prometheus metrics for both servers (``--metrics HOST:PORT``).
+"""Prometheus metrics for both servers and the notice worker (``--metrics HOST:PORT``).
 
 ``NOOP`` stands in when ``--metrics`` is not given, so the servers call the
 same methods either way and prometheus-client is imported only by
@@ -59,6 +59,12 @@ class Metrics:
     def connections_from(self, count: Callable[[], float]) -> None:
         """Read the open connections from ``count`` at each scrape: the server counts them anyway."""
 
+    def deliveries(self, counts: dict[str, int]) -> None:
+        """The notice deliveries in the store by state (``notify run``)."""
+
+    def attempt(self, ok: bool) -> None:
+        """A notice delivery attempt ended (``notify run``)."""
+
     def exposition(self) -> tuple[bytes, str]:
         """The body and content type of ``GET /metrics``."""
         return b"", CONTENT_TYPE
@@ -67,16 +73,24 @@ class Metrics:
 NOOP = Metrics()
 
 
+def _registry() -> Any:
+    """A registry with the process's own metrics, as every smtpctl endpoint serves them."""
+    import prometheus_client as prom
+
+    prom.disable_created_metrics()  # the *_created series only double what a scraper knows
+    registry = prom.CollectorRegistry()
+    prom.ProcessCollector(registry=registry)
+    prom.PlatformCollector(registry=registry)
+    prom.GCCollector(registry=registry)
+    return registry
+
+
 class PrometheusMetrics(Metrics):
     def __init__(self, server: str):
         import prometheus_client as prom
         from prometheus_client import Counter, Gauge, Histogram
 
-        prom.disable_created_metrics()  # the *_created series only double what a scraper knows
-        self.registry = registry = prom.CollectorRegistry()
-        prom.ProcessCollector(registry=registry)
-        prom.PlatformCollector(registry=registry)
-        prom.GCCollector(registry=registry)
+        self.registry = registry = _registry()
         self._generate = prom.generate_latest
         s = ("server",)
         self._accepted = Counter("smtpctl_messages_accepted", "Messages admitted and recorded.", s,
@@ -146,6 +160,39 @@ class PrometheusMetrics(Metrics):
 
     def connections_from(self, count: Callable[[], float]) -> None:
         self._open.set_function(count)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return self._generate(self.registry), CONTENT_TYPE
+
+
+NOTICE_STATES = ("pending", "delivered", "failed")
+
+
+class NoticeMetrics(Metrics):
+    """``notify run --metrics``: the deliveries in the store by status, as
+    gauges (``smtpctl_notice_deliveries{state=...}``), which the worker sets
+    from one count query at most once a second: a scrape reads them and
+    never touches the store (the worker's connection is its own thread's)."""
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.registry = _registry()
+        self._generate = prom.generate_latest
+        family = prom.Gauge("smtpctl_notice_deliveries", "Notice deliveries in the store, by state.",
+                            ("server", "state"), registry=self.registry)
+        self._states = {state: family.labels("notify", state) for state in NOTICE_STATES}
+        self._attempts = prom.Counter("smtpctl_notice_attempts", "Delivery attempts made by this worker, by result.",
+                                      ("server", "result"), registry=self.registry)
+        for result in ("ok", "failed"):
+            self._attempts.labels("notify", result)
+
+    def deliveries(self, counts: dict[str, int]) -> None:
+        for state, gauge in self._states.items():
+            gauge.set(counts.get(state, 0))
+
+    def attempt(self, ok: bool) -> None:
+        self._attempts.labels("notify", "ok" if ok else "failed").inc()
 
     def exposition(self) -> tuple[bytes, str]:
         return self._generate(self.registry), CONTENT_TYPE

@@ -30,8 +30,33 @@ def units() -> dict[str, configparser.ConfigParser]:
 UNITS = units()
 
 
-def test_both_units_are_documented():
-    assert sorted(UNITS) == ["smtpctl-policy.service", "smtpctl-serve.service"]
+def test_the_units_are_documented():
+    assert sorted(UNITS) == ["smtpctl-notify.service", "smtpctl-policy.service", "smtpctl-serve.service"]
+
+
+def test_notify_unit_runs_the_worker_hardened():
+    unit = UNITS["smtpctl-notify.service"]
+    service = unit["Service"]
+    words, ctx = parsed(unit)
+    assert words == ["notify", "run"]
+    assert ctx.params["once"] is False  # a service: it runs until SIGTERM
+    assert ctx.params["metrics_address"].startswith("127.0.0.1:")
+    assert (service["Type"], service["User"], service["Group"]) == ("simple", "smtpctl", "smtpctl")
+    assert (service["Restart"], service["RestartPreventExitStatus"]) == ("on-failure", "2")
+    for option, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+                          "PrivateTmp": "yes", "RestrictSUIDSGID": "yes", "UMask": "0077",
+                          "CapabilityBoundingSet": ""}.items():
+        assert service[option] == value, option
+    environment = dict(pair.split("=", 1) for pair in shlex.split(service["Environment"]))
+    assert service["ReadWritePaths"].split() == [str(Path(environment["SMTPCTL_DB"]).parent)]
+    # SIGTERM lets the request in flight finish: systemd must wait longer than one request.
+    from smtpctl.core.notices.delivery import TIMEOUT
+
+    assert int(service["TimeoutStopSec"]) > TIMEOUT
+    # Three services, three metrics ports.
+    ports = {shlex.split(u["Service"]["ExecStart"])[-1] for u in UNITS.values()}
+    assert len(ports) == 3
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
 def parsed(unit: configparser.ConfigParser):

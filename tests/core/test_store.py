@@ -44,6 +44,10 @@ EXPECTED_TABLES = {
     "months_closed": ["month", "closed_at"],
     "usage_pruned": ["id", "before_day", "pruned_at"],
     "revoked_credentials": ["login", "password_hash", "reason", "day", "revoked_at", "expires"],
+    "notices": ["id", "msg_id", "kind", "data", "created_at", "once_key"],
+    "notify_endpoints": ["id", "url", "events", "secret", "created_at"],
+    "notice_deliveries": ["notice_id", "endpoint_id", "status", "attempts", "next_attempt_at", "lease_until",
+                          "lease_token", "last_http_status", "last_error", "updated_at"],
 }
 
 

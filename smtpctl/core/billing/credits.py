@@ -14,6 +14,7 @@ from smtpctl.core.directory.settings import service_prices, today
 from smtpctl.core.model import money, rules
 from smtpctl.core.model.errors import AlreadyExists, Fix, InvalidInput, Notice
 from smtpctl.core.model.records import Agency, Outcome
+from smtpctl.core.notices import events
 from smtpctl.core.store import Store
 from smtpctl.core.store.billing import AgencyBilling
 
@@ -136,6 +137,22 @@ def low_notice(balance: Balance) -> Notice | None:
                   Fix(("billing", "credit", balance.agency, "AMOUNT"), "top up with"))
 
 
+def notify_balance(store: Store, owner: Agency, balance: Balance) -> None:
+    """Inside a write that may have lowered ``owner``'s balance or raised its
+    warning level: the ``credits.low`` and ``credits.exhausted`` notices its
+    balance calls for, each once per episode. An episode ends with a top-up
+    (a new ledger entry) and, for ``credits.low``, a new warning level: so a
+    balance that stays low is told of once, not at every charge."""
+    if not (balance.low or balance.exhausted):
+        return
+    entries = len(store.credits(owner.id))
+    data = balance.as_dict()
+    if balance.exhausted:
+        events.credits_notice(store, "credits.exhausted", data, f"credits.exhausted:{owner.id}:{entries}")
+    if balance.low:
+        events.credits_notice(store, "credits.low", data, f"credits.low:{owner.id}:{entries}:{balance.warn_below}")
+
+
 def _usd(amount: Decimal) -> str:
     """An amount for people, in cents: ``$1.44``, ``-$1.44`` (not ``$-1.44``)."""
     cents = money.to_cents(amount)
@@ -207,6 +224,8 @@ def set_mode(store: Store, agency: str, mode: object) -> Outcome:
             store.audit("billing.set_mode", "agency", owner.name, details={"old": current.mode, "new": wanted})
             status = "updated"
         after = balance_of(store, owner)
+        if status == "updated":
+            notify_balance(store, owner, after)
     notice = low_notice(after)
     return Outcome(after, status, {"warnings": [notice] if notice else []})
 
@@ -226,5 +245,7 @@ def set_warn(store: Store, agency: str, amount: object) -> Outcome:
             store.audit("billing.set_warn", "agency", owner.name, details={"old": current.warn_below, "new": new})
             status = "updated"
         after = balance_of(store, owner)
+        if status == "updated":
+            notify_balance(store, owner, after)
     notice = low_notice(after)
     return Outcome(after, status, {"warnings": [notice] if notice else []})

@@ -26,6 +26,7 @@ from smtpctl.core.model import money, rules
 from smtpctl.core.model.errors import InvalidInput, NotFound
 from smtpctl.core.model.prices import BEGINNING, PriceSchedule
 from smtpctl.core.model.records import Agency, Outcome
+from smtpctl.core.notices import events
 from smtpctl.core.store import Store
 from smtpctl.core.store.billing import DayUsage
 
@@ -201,6 +202,7 @@ def close(store: Store, month: object, *, agency: str | None = None) -> list[Out
             store.insert_billed(statement_id, owner.id, billed)
             store.audit("billing.close", "statement", number,
                         details={"agency": owner.name, "month": month, "total": document["total"]})
+            events.statement_closed(store, number, owner.name, month, document["total"], document["closed_at"])
             outcomes.append(Outcome(_Closed(document), "created"))
         if agency is None:
             store.close_month(month)

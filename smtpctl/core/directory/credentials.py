@@ -11,8 +11,9 @@ from smtpctl.core.directory.domains import dependent_logins, get_domain
 from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import FIX, AlreadyExists, AuthFailed, Blocked, Fix, InvalidInput, LimitReached, NotFound
-from smtpctl.core.model.records import Account, Credential, Missing, Outcome
+from smtpctl.core.model.records import Account, Credential, Domain, Missing, Outcome
 from smtpctl.core.model.words import count, listing
+from smtpctl.core.notices import events
 from smtpctl.core.store import Store
 
 BLOCKED_MESSAGE = "SMTP Credential creation is blocked. Please contact support…"
@@ -76,9 +77,8 @@ def create_credential(store: Store, login: str, password: str | None, *, exist_o
                 f"{domain.name} already holds {len(live)} SMTP credentials, the most a domain may hold ({cap}): "
                 f"{', '.join(live)}; delete one first"
             )
-        store.insert_credential(domain.id, name, full_login, password_hash)
-        store.audit("credential.create", "credential", full_login, account=account.name,
-                    details={"domain": domain.name, "hash_scheme": "argon2id", "generated": generated})
+        write_created(store, domain, name, full_login, password_hash,
+                      {"hash_scheme": "argon2id", "generated": generated})
         credential = get_credential(store, full_login)
     return Outcome(credential, "created", {"password": secret} if generated else {})
 
@@ -94,9 +94,7 @@ def reset_credential(store: Store, login: str, password: str | None) -> Outcome:
     password_hash = passwords.hash_password(secret)
     with store.write():
         credential = get_credential(store, login)
-        store.update_credential_hash(credential.id, password_hash)
-        store.audit("credential.reset", "credential", credential.login, account=credential.account,
-                    details={"hash_scheme": "argon2id", "generated": generated})
+        write_reset(store, credential, password_hash, {"hash_scheme": "argon2id", "generated": generated})
         credential = get_credential(store, login)
     return Outcome(credential, "updated", {"password": secret} if generated else {})
 
@@ -105,10 +103,53 @@ def delete_credential(store: Store, login: str) -> Outcome:
     """Delete a credential; audited. Raises ``NotFound``."""
     with store.write():
         credential = get_credential(store, login)
-        store.delete_credential(credential.id)
-        store.audit("credential.delete", "credential", credential.login, account=credential.account,
-                    details={"domain": credential.domain})
+        write_deleted(store, credential, {})
     return Outcome(credential, "deleted")
+
+
+# Every path that creates, resets or deletes a credential (user, apply, user
+# import, a limit crossing, a block, a domain's removal) writes it through
+# these, so its audit row and its notice are written with it, in its transaction.
+def write_created(store: Store, domain: Domain, name: str, login: str, password_hash: str,
+                  details: dict[str, Any]) -> None:
+    """Insert a credential on a dedicated ``domain``; audited, with its
+    ``credential.created`` notice. Call inside ``store.write()``, checks done."""
+    store.insert_credential(domain.id, name, login, password_hash)
+    store.audit("credential.create", "credential", login, account=domain.account,
+                details={"domain": domain.name, **details})
+    events.credential_changed(store, "credential.created", login, domain.name, domain.account, details.get("via"))
+
+
+def write_reset(store: Store, credential: Credential, password_hash: str, details: dict[str, Any]) -> None:
+    """Replace a credential's password hash; audited, with its ``credential.reset`` notice."""
+    store.update_credential_hash(credential.id, password_hash)
+    store.audit("credential.reset", "credential", credential.login, account=credential.account, details=details)
+    events.credential_changed(store, "credential.reset", credential.login, credential.domain, credential.account,
+                      details.get("via"))
+
+
+def write_deleted(store: Store, credential: Credential, details: dict[str, Any]) -> None:
+    """Delete a credential; audited, with its ``credential.deleted`` notice."""
+    store.delete_credential(credential.id)
+    store.audit("credential.delete", "credential", credential.login, account=credential.account,
+                details={"domain": credential.domain, **details})
+    events.credential_changed(store, "credential.deleted", credential.login, credential.domain, credential.account,
+                      details.get("via"))
+
+
+def revoke_account_credentials(store: Store, account_id: int, account: str, via: str,
+                               day: str | None = None) -> list[str]:
+    """Delete every credential of an account (``via``: ``daily_limit``, the
+    crossing of ``day``'s limit, or ``block``, an operator's block with
+    revoke): the logins, each with its ``credential.deleted`` notice and its
+    short-lived revoked record (``serve`` tells its sender why). The caller
+    audits the revocation as one entry."""
+    revoked = store.account_logins(account_id)
+    store.revoke_account_credentials(account_id, "daily_limit" if via == "daily_limit" else "operator_block", day)
+    for login in revoked:
+        events.credential_changed(store, "credential.deleted", login, login.split("@", 1)[1], account, via)
+    return revoked
+
 
 
 def credential_deletion_plan(store: Store, logins: list[str], *,

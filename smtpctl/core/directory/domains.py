@@ -9,6 +9,7 @@ from smtpctl.core.directory.agencies import get_agency
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import AlreadyExists, InvalidInput, NotFound
 from smtpctl.core.model.records import Domain, Outcome
+from smtpctl.core.notices import events
 from smtpctl.core.store import Store
 
 
@@ -95,4 +96,6 @@ def remove_domain(store: Store, name: str, *, expected: list[str] | None = None)
         store.delete_domain(domain.id)
         store.audit("domain.delete", "domain", domain.name, account=domain.account,
                     details={"kind": domain.kind, "deleted_credentials": logins})
+        for login in logins:
+            events.credential_changed(store, "credential.deleted", login, domain.name, domain.account, "domain.remove")
     return Outcome(domain, "deleted", {"deleted_credentials": logins})

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from smtpctl.core.directory.accounts import effective_limit, get_account, limit_warning, sent_today
+from smtpctl.core.directory.credentials import revoke_account_credentials
 from smtpctl.core.model.clock import now_iso
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.model.records import Account
+from smtpctl.core.notices import events
 from smtpctl.core.store import Store
 
 
@@ -44,21 +46,26 @@ def enforce(store: Store, crossed_at: dict[tuple[int, str], int], before: dict[t
         account, limit = accounts[account_id], limits[account_id]
         if day != current_day:
             if before.get((account_id, day), 0) <= limit:  # newly over, on a day already past
-                crossings.append(Crossing(account.name, day, count, limit, enforced=False))
+                crossing = Crossing(account.name, day, count, limit, enforced=False)
+                events.limit_crossed(store, {**crossing.as_dict(), "blocked": False})
+                crossings.append(crossing)
             continue
         live = store.account_logins(account_id)
         if not live and account.blocked:
             continue  # already revoked and blocked: nothing outlives the crossing
         reason = f"daily limit of {limit:,} emails exceeded on {day} ({count:,} sent)"
-        store.revoke_account_credentials(account_id, "daily_limit", day)
+        revoke_account_credentials(store, account_id, account.name, "daily_limit", day)
         for key in [k for k in store.txn_memo if k[0] == "sender"]:
             del store.txn_memo[key]  # the admissions after this one see the credentials gone
         if not account.blocked:
             store.update_account(account_id, blocked_at=now_iso(), block_kind="limit", block_reason=reason)
+            events.account_blocked(store, account.name, "limit", reason, live)
         store.audit("account.limit_exceeded", "account", account.name, account=account.name,
                     details={"day": day, "emails": count, "limit": limit, "revoked_credentials": live,
                              "blocked": not account.blocked})
-        crossings.append(Crossing(account.name, day, count, limit, enforced=True, revoked_credentials=tuple(live)))
+        crossing = Crossing(account.name, day, count, limit, enforced=True, revoked_credentials=tuple(live))
+        events.limit_crossed(store, {**crossing.as_dict(), "blocked": not account.blocked})
+        crossings.append(crossing)
     return crossings
 
 
@@ -75,12 +82,11 @@ def block_account(store: Store, name: str, reason: str, *, revoke: bool = False)
         raise InvalidInput("the reason is longer than 500 characters")
     with store.write():
         account = get_account(store, name)
-        revoked = store.account_logins(account.id) if revoke else []
-        if revoke:
-            store.revoke_account_credentials(account.id, "operator_block")
+        revoked = revoke_account_credentials(store, account.id, account.name, "block") if revoke else []
         status = "unchanged"
         if not account.blocked:
             store.update_account(account.id, blocked_at=now_iso(), block_kind="manual", block_reason=reason)
+            events.account_blocked(store, account.name, "manual", reason, revoked)
             status = "blocked"
         if status == "blocked" or revoked:
             store.audit("account.block", "account", account.name, account=account.name,
@@ -104,6 +110,8 @@ def unblock_account(store: Store, name: str) -> dict[str, Any]:
             store.audit("account.unblock", "account", account.name, account=account.name,
                         details={"was": account.block_kind, "reason": account.block_reason,
                                  "since": account.blocked_at})
+            events.account_unblocked(store, account.name, account.block_kind, account.block_reason,
+                                     account.blocked_at)
             account = get_account(store, name)
             status = "unblocked"
         sent, limit = sent_today(store, account), effective_limit(store, account)

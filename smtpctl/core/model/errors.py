@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     STORE = 7
     AUTH_FAILED = 8
     CANNOT_LISTEN = 9
+    DELIVERY_FAILED = 10
 
 
 class Fix(NamedTuple):
@@ -131,3 +132,9 @@ class CannotListen(SmtpctlError):
     """A server cannot bind one of its addresses (in use, not permitted, not on this host)."""
 
     exit_code = ExitCode.CANNOT_LISTEN
+
+
+class DeliveryFailed(SmtpctlError):
+    """A webhook endpoint did not answer 2xx (``notify test``)."""
+
+    exit_code = ExitCode.DELIVERY_FAILED

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from smtpctl.core.directory.credentials import write_created, write_reset
 from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.model.records import Credential
@@ -248,14 +249,10 @@ def import_accounts(store: Store, text: str, fmt: str, *, update: bool = False, 
                 entry = by_login.get(result.login)
                 if result.status == "created":
                     name, domain_name = result.login.split("@", 1)
-                    domain = store.domain(domain_name)
-                    store.insert_credential(domain.id, name, result.login, entry.password_hash)
-                    store.audit("credential.create", "credential", result.login, account=domain.account,
-                                details={"domain": domain_name, **audit_details(entry.password_hash), "via": "import"})
+                    write_created(store, store.domain(domain_name), name, result.login, entry.password_hash,
+                                  {**audit_details(entry.password_hash), "via": "import"})
                 elif result.status == "updated":
-                    credential = store.credential(result.login)
-                    store.update_credential_hash(credential.id, entry.password_hash)
-                    store.audit("credential.reset", "credential", credential.login, account=credential.account,
-                                details={**audit_details(entry.password_hash), "via": "import"})
+                    write_reset(store, store.credential(result.login), entry.password_hash,
+                                {**audit_details(entry.password_hash), "via": "import"})
     lines = sorted([*planned, *bad], key=lambda r: r.line)
     return ImportSummary(fmt, dry_run, lines)

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from smtpctl.core.directory import secret_input
 from smtpctl.core.directory.accounts import default_in_force
-from smtpctl.core.directory.credentials import BLOCKED_MESSAGE
+from smtpctl.core.directory.credentials import BLOCKED_MESSAGE, write_created, write_deleted, write_reset
 from smtpctl.core.directory.settings import effective_settings
 from smtpctl.core.model import passwords, rules
 from smtpctl.core.model.errors import AlreadyExists, Blocked, Fix, InvalidInput, LimitReached, NotFound
@@ -417,10 +417,7 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
     """Write the plan's changes; call inside ``store.write()``. Audited, via apply."""
     via = {"via": "apply"}
     for change in [c for c in plan.changes if c.action == "delete" and c.kind == "credential"]:
-        credential = store.credential(change.name)
-        store.delete_credential(credential.id)
-        store.audit("credential.delete", "credential", credential.login, account=credential.account,
-                    details={"domain": credential.domain, **via})
+        write_deleted(store, store.credential(change.name), via)
     for change in [c for c in plan.changes if c.action == "delete" and c.kind == "domain"]:
         domain = store.domain(change.name)
         store.delete_domain(domain.id)
@@ -459,15 +456,11 @@ def execute_plan(store: Store, plan: Plan, doc: Document) -> None:
             spec = doc.credentials[change.name]
             if change.action == "create":
                 name, domain_name = change.name.split("@", 1)
-                domain = store.domain(domain_name)
-                store.insert_credential(domain.id, name, change.name, plan.hashes[change.name])
-                store.audit("credential.create", "credential", change.name, account=domain.account,
-                            details={"domain": domain_name, **_hash_details(spec), **via})
+                write_created(store, store.domain(domain_name), name, change.name, plan.hashes[change.name],
+                              {**_hash_details(spec), **via})
             else:
-                credential = store.credential(change.name)
-                store.update_credential_hash(credential.id, plan.hashes[change.name])
-                store.audit("credential.reset", "credential", credential.login, account=credential.account,
-                            details={**_hash_details(spec), **via})
+                write_reset(store, store.credential(change.name), plan.hashes[change.name],
+                            {**_hash_details(spec), **via})
 
 
 def _hash_details(spec: CredentialSpec) -> dict[str, Any]:

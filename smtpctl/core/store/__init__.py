@@ -5,7 +5,8 @@ write SQL. It is composed of a backend (``sqlite.py``, ``postgresql.py``:
 the connection, transactions, migrations, errors, backup) and the queries
 by subject (``directory.py``: agencies, accounts, domains, credentials;
 ``usage.py``: events, the daily rollup and totals; ``audit.py``: the audit
-trail and settings; ``revoked.py``: credentials revoked lately), written once in SQL both engines run; ``?`` marks a
+trail and settings; ``revoked.py``: credentials revoked lately;
+``notices.py``: the outbox and its deliveries), written once in SQL both engines run; ``?`` marks a
 parameter on both.
 
 ``Store.open`` creates the store on first use, refuses one written by a
@@ -34,6 +35,7 @@ from smtpctl.core.store.billing import BillingQueries
 from smtpctl.core.store.directory import DirectoryQueries, DomainOwner
 from smtpctl.core.store.dsn import is_dsn
 from smtpctl.core.store.revoked import RevokedQueries
+from smtpctl.core.store.notices import NoticeQueries
 from smtpctl.core.store.schema import MIGRATION_NAMES, MIGRATION_SET, MIGRATIONS, known_migrations
 from smtpctl.core.store.sqlite import DEFAULT_BUSY_TIMEOUT, SqliteBackend
 from smtpctl.core.store.usage import UsageQueries
@@ -45,7 +47,7 @@ __all__ = [
 
 
 
-class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries, RevokedQueries):
+class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries, RevokedQueries, NoticeQueries):
     """An open store. Use ``Store.open``; close it with ``close()`` or ``with``."""
 
     def __init__(self, backend: Any, actor: str):

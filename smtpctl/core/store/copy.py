@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 # In the order foreign keys need; the audit trail in id order (append-only).
 COPIED_TABLES = ("settings", "agencies", "accounts", "domains", "credentials", "usage_events", "usage_daily",
                  "usage_hourly", "audit", "prices", "agency_billing", "credits", "statements", "billed",
-                 "months_closed", "usage_pruned")
+                 "months_closed", "usage_pruned", "notices", "notify_endpoints", "notice_deliveries")
 _ORDER = {"settings": "key", "usage_daily": "day, agency_id, account_id, domain, login, direction",
           "usage_hourly": "account_id, hour, login",
           "agency_billing": "agency_id", "billed": "statement_id, agency_id, account_id, day, direction",
-          "months_closed": "month"}
+          "months_closed": "month", "notice_deliveries": "notice_id, endpoint_id"}
 BATCH = 5000
 
 

@@ -267,7 +267,7 @@ class PostgresBackend:
         """After rows were inserted with their ids (``store copy``): let each
         identity continue after the largest id."""
         for table in ("agencies", "accounts", "domains", "credentials", "usage_events", "audit", "prices", "credits",
-                      "statements"):
+                      "statements", "notices", "notify_endpoints"):
             self.conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"GREATEST((SELECT max(id) FROM {table}), 1), (SELECT max(id) FROM {table}) IS NOT NULL)")
