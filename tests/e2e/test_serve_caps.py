@@ -309,4 +309,6 @@ def test_auth_cache_serves_repeat_logins_and_forgets_across_processes(tenants, t
         assert _auth(server, "app@d.example", PW) == 535
     finally:
         assert server.stop() == 0
-    assert server.text().count("verified=cache") == 2
+    assert sum("event=auth_ok" in line and "verified=cache" in line for line in server.text().splitlines()) == 2
+    # the revoked credential's record keeps its hash: its right password is told it was revoked (from the cache)
+    assert "event=auth_revoked" in server.text() and "reason=operator_block" in server.text()
