@@ -18,12 +18,14 @@ from smtpctl.core.metering.rule import (
     REFUSED_NO_CREDITS,
     REFUSED_OVER_LIMIT,
     REFUSED_WINDOW,
+    WARN_AT,
     account_day,
     decide,
     refusal,
     too_many_recipients,
 )
-from smtpctl.core.metering.windows import Counter, Hours, Periods, SenderWindows, in_force
+from smtpctl.core.metering.notices import tell, tell_credits
+from smtpctl.core.metering.windows import Counter, Hours, Periods, SenderWindows, in_force, periods
 from smtpctl.core.store.usage import WindowLimits
 from smtpctl.core.model import rules
 from smtpctl.core.model.clock import iso_z, stored_time
@@ -282,6 +284,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     counted: dict[Counter, int] = {}  # what each limit but the account's day has used, kept up to date
     daily: dict[tuple, list[int]] = {}  # what the rows add to the per-day rollup
     hourly: dict[tuple, int] = {}  # what the outbound rows add to the hourly rollup
+    tells: list[tuple] = []  # the recorded messages that may warn or cross (metering/notices.py)
+    credit_spans: dict[int, list] = {}  # prepaid agency id -> [its credits, its charges before this batch]
     for item, target, at_text, day, emails, hour in accepted:
         direction = item.direction
         credits = prepaid.get(target.agency_id)
@@ -308,9 +312,18 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 counted[counter] += emails
             if decision.crossed and any(limit.permanent for limit in decision.crossed):
                 crossed_at[key] = total + emails
+            if counters:  # every limit in force: its notices, if it is one of the windows now
+                if decision.crossed or any((u + emails) * 100 >= WARN_AT[0] * lim.limit
+                                           for lim, u in zip(limits_in_force, used)):
+                    tells.append((limits_in_force[:len(counters)], counters, used[:len(counters)], emails,
+                                  decision.crossed))
+            elif (total + emails) * 100 >= WARN_AT[0] * limits[target.account_id] and day == current_day:
+                tells.append((limits_in_force[:1], (Counter("account", target.account_id, "day", day,
+                                                            target.account_id),), (total,), emails, ()))
             hour_key = (target.account_id, hour, target.login)
             hourly[hour_key] = hourly.get(hour_key, 0) + emails
         if credits is not None:
+            credit_spans.setdefault(target.agency_id, [credits, credits.charges])
             credits.charge(emails, day)
         total_emails += emails
         agency_id, account_id, domain, login = target.agency_id, target.account_id, target.domain, target.login
@@ -334,6 +347,15 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                        days=days, hours=hours)
         again.found_old_ids = True
         return again
+    now_periods = periods(now, zone)
+    current = {"hour": now_periods.hour, "day": now_periods.day, "month": now_periods.month}
+    for limits_told, counters_told, before_told, emails_told, crossed_told in tells:
+        now_only = [i for i, c in enumerate(counters_told) if c.period == current[c.window]]  # past windows: no
+        if now_only:
+            tell(store, [limits_told[i] for i in now_only], [counters_told[i] for i in now_only],
+                 [before_told[i] for i in now_only], emails_told, crossed_told)
+    for credits_told, charged_before in credit_spans.values():  # a level crossed within the batch is crossed by it
+        tell_credits(store, credits_told, charged_before, credits_told.charges)
     # A refusal on today's total also re-applies the rule: an account unblocked
     # while over today's limit is revoked and blocked again by its next message.
     for key, total in refused_over.items():

@@ -25,6 +25,7 @@ class PrepaidAgency:
     credits: Decimal
     charges: Decimal  # what its emails cost so far: the credits limit's used amount
     prices: PriceSchedule
+    warn_below: Decimal | None = None  # the agency's warning level (credits.low)
     _limits: dict[str, Limit] = field(default_factory=dict)
 
     def limit(self, day: str) -> Limit:
@@ -45,5 +46,11 @@ def prepaid_agencies(store: Store, agency_ids: Iterable[int]) -> dict[int, Prepa
         return {}
     prices = service_prices(store)
     return {agency_id: PrepaidAgency(name, store.credit_total(agency_id),
-                                     charges(store, agency_id, until=ALL_RECORDED), prices)
+                                     charges(store, agency_id, until=ALL_RECORDED), prices,
+                                     _warn_below(store, agency_id))
             for agency_id, name in found.items()}
+
+
+def _warn_below(store: Store, agency_id: int) -> Decimal | None:
+    warn_below = store.agency_billing(agency_id).warn_below
+    return Decimal(warn_below) if warn_below is not None else None

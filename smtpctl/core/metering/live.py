@@ -12,6 +12,7 @@ from typing import Any
 from smtpctl.core.directory.settings import effective_settings, zone_of
 from smtpctl.core.metering.credits import PrepaidAgency, prepaid_agencies
 from smtpctl.core.metering.enforcement import AccountState, Crossing, enforce
+from smtpctl.core.metering.notices import tell, tell_credits
 from smtpctl.core.metering.rule import REFUSED_OVER_LIMIT, Limit, decide, refusal
 from smtpctl.core.metering.windows import Counter, Periods, SenderWindows, in_force, periods
 from smtpctl.core.model import rules
@@ -292,8 +293,11 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
     if store.metering:
         for counter, so_far in zip(counters, used):
             memo[counter] = so_far + recipients
+    tell(store, limits, counters, used, recipients, decision.crossed)
     if credits is not None:
+        charged = credits.charges
         credits.charge(recipients, day)
+        tell_credits(store, credits, charged, credits.charges)
     crossings = ()
     if any(limit.permanent for limit in decision.crossed):
         account = {account_id: AccountState(sender.account, sender.blocked)}

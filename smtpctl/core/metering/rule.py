@@ -104,6 +104,17 @@ def decide(recipients: int, max_recipients: int, limits: Sequence[Limit], used: 
     return Decision(True, crossed=crossed) if crossed else _ACCEPTED
 
 
+WARN_AT = (80, 95)  # percent of a limit: a limit.warning notice at each, once per window (docs/notices.md)
+
+
+def warning_levels(limit: Limit, before: int | Decimal, after: int | Decimal) -> tuple[int, ...]:
+    """The warning levels (percent of ``limit``) a message took its counter
+    from below to at or past; none for credits (billing tells of those)."""
+    if limit.window == "credits":
+        return ()
+    return tuple(level for level in WARN_AT if before * 100 < level * limit.limit <= after * 100)
+
+
 def account_day(limit: int, account: str = "") -> Limit:
     """The account's daily limit (the service's rule)."""
     return Limit("account", "day", limit, subject=account)

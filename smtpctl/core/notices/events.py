@@ -28,8 +28,11 @@ def account_unblocked(store: Store, account: str, was: str | None, reason: str |
 
 
 def limit_crossed(store: Store, crossing: dict[str, Any]) -> None:
-    """``limit.crossed``: the account's daily limit; ``crossing`` is ``Crossing.as_dict()``."""
-    emit(store, "limit.crossed", {"window": "day", **crossing})
+    """``limit.crossed`` for the account's daily limit (``crossing`` is
+    ``Crossing.as_dict()``), in the shape every window's has
+    (metering/notices.py): scope, subject, window, period first."""
+    emit(store, "limit.crossed", {"scope": "account", "subject": crossing["account"], "window": "day",
+                                  "period": crossing["day"], **crossing})
 
 
 def statement_closed(store: Store, number: str, agency: str, month: str, total: str, closed_at: str) -> None:
