@@ -185,13 +185,16 @@ def test_crossing_the_daily_limit(run, seeded):
     crossed = [n for n in notices if n["kind"] == "limit.crossed"]
     assert len(crossed) == 1
     day = crossed[0]["data"]["day"]
-    assert crossed[0]["data"] == {"window": "day", "account": "shop", "day": day, "emails": 3, "limit": 2,
+    assert crossed[0]["data"] == {"scope": "account", "subject": "shop", "window": "day", "period": day,
+                                  "account": "shop", "day": day, "emails": 3, "limit": 2,
                                   "enforced": True, "blocked": True,
                                   "revoked_credentials": ["a@d.example", "b@d.example"]}
-    assert [n["kind"] for n in notices] == ["credential.deleted", "credential.deleted", "account.blocked",
-                                            "limit.crossed"]
-    assert {n["data"]["via"] for n in notices[:2]} == {"daily_limit"}
-    assert notices[2]["data"]["block_kind"] == "limit"
+    # 0 -> 3 of 2: past 80% and 95% in one message (metering/notices.py), then the crossing's own notices
+    assert [n["kind"] for n in notices] == ["limit.warning", "limit.warning", "credential.deleted",
+                                            "credential.deleted", "account.blocked", "limit.crossed"]
+    assert [n["data"]["level"] for n in notices[:2]] == [80, 95]
+    assert {n["data"]["via"] for n in notices[2:4]} == {"daily_limit"}
+    assert notices[4]["data"]["block_kind"] == "limit"
 
 
 def test_domain_removal_tells_of_its_credentials(run, seeded):
