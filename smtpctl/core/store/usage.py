@@ -122,25 +122,21 @@ class UsageQueries:
     def window_limits(self, account_ids: list[int], logins: list[str], agency_ids: list[int]) -> WindowLimits:
         """The limits set in more windows on these accounts, credentials and
         agencies (only those that have one)."""
-        found = WindowLimits({}, {}, {})
-        for chunk in _chunks(sorted(set(account_ids))):
+        return WindowLimits(
+            self._set_limits("accounts", "id", ("hourly_limit", "monthly_limit"), account_ids),
+            self._set_limits("credentials", "login", ("hourly_limit", "daily_limit"), logins),
+            self._set_limits("agencies", "id", ("name", "monthly_limit"), agency_ids, only=("monthly_limit",)))
+
+    def _set_limits(self, table: str, key: str, columns: tuple[str, str], wanted: list, *,
+                    only: tuple[str, ...] | None = None) -> dict:
+        """``key`` -> ``columns`` of the rows of ``table`` among ``wanted`` with a limit set (any of ``only``)."""
+        found = {}
+        limited = " OR ".join(f"{column} IS NOT NULL" for column in only or columns)
+        for chunk in _chunks(sorted(set(wanted))):
             marks = ",".join("?" * len(chunk))
-            for account_id, hourly, monthly in self.backend.execute(
-                    f"SELECT id, hourly_limit, monthly_limit FROM accounts WHERE id IN ({marks}) "
-                    "AND (hourly_limit IS NOT NULL OR monthly_limit IS NOT NULL)", chunk):
-                found.accounts[account_id] = (hourly, monthly)
-        for chunk in _chunks(sorted(set(logins))):
-            marks = ",".join("?" * len(chunk))
-            for login, hourly, daily in self.backend.execute(
-                    f"SELECT login, hourly_limit, daily_limit FROM credentials WHERE login IN ({marks}) "
-                    "AND (hourly_limit IS NOT NULL OR daily_limit IS NOT NULL)", chunk):
-                found.credentials[login] = (hourly, daily)
-        for chunk in _chunks(sorted(set(agency_ids))):
-            marks = ",".join("?" * len(chunk))
-            for agency_id, name, monthly in self.backend.execute(
-                    f"SELECT id, name, monthly_limit FROM agencies WHERE id IN ({marks}) "
-                    "AND monthly_limit IS NOT NULL", chunk):
-                found.agencies[agency_id] = (name, monthly)
+            for row_key, first, second in self.backend.execute(
+                    f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key} IN ({marks}) AND ({limited})", chunk):
+                found[row_key] = (first, second)
         return found
 
     def window_total(self, scope: str, subject: int | str, window: str, period: str, account_id: int) -> int:
