@@ -34,7 +34,13 @@ def test_unicode_form_is_shown_back():
     assert rules.domain_unicode("plain.example") == "plain.example"
 
 
-label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+# An LDH label; "--" in the 3rd and 4th places is IDNA 2008's reserved form (xn--...), refused below.
+label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True).filter(lambda s: s[2:4] != "--")
+
+
+def test_hyphens_in_the_third_and_fourth_places_are_refused():
+    with pytest.raises(InvalidInput, match="disallowed hyphens in 3rd and 4th position"):
+        rules.normalise_domain("00--0.example")
 
 
 @given(st.lists(label, min_size=1, max_size=4), st.from_regex(r"[a-z]{2,10}", fullmatch=True))
