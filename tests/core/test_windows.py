@@ -271,3 +271,17 @@ def test_docs_limits_page_quotes_the_replies_as_they_are():
     assert f"`{replies.reject('over_window_limit', hour)[:60]}" in page
     refused = refusal(Decision(False, REFUSED_WINDOW, hour, 301), 1, 1000)
     assert f"`Error: {refused}`" in page
+
+
+@pytest.mark.parametrize("scope,name", [("account", "shop"), ("credential", "a@shop.test")])
+def test_an_hourly_limit_set_mid_hour_counts_what_the_hour_has_sent(store, scope, name):
+    """The hourly rollup counts only senders with an hourly limit: a new one is
+    made from the events at once, so the hour's earlier messages count."""
+    for n in range(4):
+        assert admit_message(store, "a@shop.test", 2, f"early{n}").status == "accepted"
+    admit_message(store, "b@shop.test", 1, "other")  # the account's, not the credential's
+    assert store.scalar("SELECT count(*) FROM usage_hourly") == 0  # nobody had an hourly limit
+    result = set_window_limit(store, scope, name, "hour", 10)
+    assert result["used"] == (9 if scope == "account" else 8)
+    assert admit_message(store, "a@shop.test", 3, "late1").status == "accepted"  # crosses: 11 or 12 of 10
+    assert admit_message(store, "a@shop.test", 1, "late2").status == REFUSED_WINDOW

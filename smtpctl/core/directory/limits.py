@@ -7,13 +7,14 @@ default). What each limit has used is ``metering.windows``' counter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from smtpctl.core.directory.accounts import get_account
 from smtpctl.core.directory.agencies import get_agency
 from smtpctl.core.directory.credentials import get_credential
 from smtpctl.core.directory.settings import store_zone
-from smtpctl.core.metering.windows import SCOPE_WINDOWS, Counter, periods, resets_at
+from smtpctl.core.metering.windows import SCOPE_WINDOWS, Counter, Hours, periods, resets_at
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.store import Store
@@ -77,6 +78,21 @@ def used_now(store: Store, subject: Subject, window: str) -> tuple[int, str]:
     return used, resets_at(window, period, zone)
 
 
+def _count_hours(store: Store, subject: Subject) -> None:
+    """Make the hourly rollup of an account (or of one credential) from its
+    events: the rollup counts only the messages of senders with an hourly
+    limit (metering/batch.py, live.py), so a new one starts from what was sent
+    already, this hour and every hour an import may still fill in. One scan of
+    the events, in the transaction that sets the limit."""
+    hours = Hours(store_zone(store))
+    login = subject.name if subject.scope == "credential" else None
+    sums: dict[tuple[str, str], int] = {}
+    for at, event_login, emails in store.outbound_event_times(subject.account_id, login):
+        key = (hours.of_text(datetime.fromisoformat(at.replace("Z", "+00:00")), at), event_login)
+        sums[key] = sums.get(key, 0) + int(emails)
+    store.replace_hourly(subject.account_id, login, sums)
+
+
 def set_window_limit(store: Store, scope: str, name: str, window: str, limit: object | None) -> dict[str, Any]:
     """Set (``limit``) or clear (None) one limit in a window other than an
     account's day; audited as ``<scope>.set_limit``. Raises ``InvalidInput``
@@ -90,6 +106,8 @@ def set_window_limit(store: Store, scope: str, name: str, window: str, limit: ob
         status = "unchanged"
         if old != new:
             store.set_limit_column(_TABLE[scope], subject.id, _COLUMN[window], new)
+            if window == "hour" and old is None:  # counted from now on: the hours so far, from the events
+                _count_hours(store, subject)
             store.audit(f"{scope}.set_limit", scope, subject.name, account=subject.account,
                         details={"window": window, "old": old, "new": new})
             status = "cleared" if new is None else "updated"

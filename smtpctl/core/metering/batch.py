@@ -209,14 +209,13 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         result.kinds.append(kind)
 
     # First pass: who and when, without touching the totals.
-    accepted: list[tuple[UsageInput, _Target, str, str, int, str]] = []  # item, target, time as stored, day,
-    #                                                                      emails, local hour (outbound)
+    accepted: list[tuple[UsageInput, _Target, str, str, int, datetime]] = []  # item, target, time as stored,
+    #                                                                           day, emails, time
     accept = accepted.append
     touched_keys: set[tuple[int, str]] = set()
     touch = touched_keys.add
     senders = resolver.senders
     day_of_text = days.by_text.get
-    hour_of_text = hours.by_text.get
     for item in items:
         if isinstance(item, BadLine):
             reject(item, item.reason, "invalid")
@@ -255,11 +254,9 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
             reject(item, f"usage dated {day} is before {horizon}: the raw events of those months were pruned after "
                          "they were billed, so this line could be billed twice; not recorded", "pruned")
             continue
-        hour = ""
         if item.direction == "outbound":
             touch((target.account_id, day))
-            hour = hour_of_text(at_text[:15]) or hours.of_text(at, at_text)
-        accept((item, target, at_text, day, emails, hour))
+        accept((item, target, at_text, day, emails, at))
     if not accepted:
         return result
 
@@ -280,24 +277,34 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     day_limits = {account_id: (account_day(limit, accounts[account_id].name),) for account_id, limit in limits.items()}
     windows = store.window_limits(list(accounts), list({t.login for _, t, _, _, _, _ in accepted if t.login}),
                                   list({t.agency_id for _, t, _, _, _, _ in accepted}))
+    # Only senders with a limit beyond their account's day need more than the day's total: the others
+    # (``windowed`` false) take the rule with their day alone, as every sender did before windows.
+    windowed = {login: account_id in windows.accounts or login in windows.credentials or agency_id in windows.agencies
+                for login, account_id, agency_id in {(t.login, t.account_id, t.agency_id)
+                                                     for _, t, _, _, _, _ in accepted if t.login}}
     plans: dict[tuple[str, str, str], tuple[tuple, tuple[Counter, ...]]] = {}  # (login, day, hour) -> in force
     counted: dict[Counter, int] = {}  # what each limit but the account's day has used, kept up to date
     daily: dict[tuple, list[int]] = {}  # what the rows add to the per-day rollup
-    hourly: dict[tuple, int] = {}  # what the outbound rows add to the hourly rollup
+    hourly: dict[tuple, int] = {}  # what the rows of senders with an hourly limit add to the hourly rollup
     tells: list[tuple] = []  # the recorded messages that may warn or cross (metering/notices.py)
     credit_spans: dict[int, list] = {}  # prepaid agency id -> [its credits, its charges before this batch]
-    for item, target, at_text, day, emails, hour in accepted:
+    warn_from = {account_id: WARN_AT[0] * limit for account_id, limit in limits.items()}  # (x 100)
+    for item, target, at_text, day, emails, at in accepted:
         direction = item.direction
         credits = prepaid.get(target.agency_id)
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
-            plan = plans.get((target.login, day, hour))
-            if plan is None:
-                plan = plans[(target.login, day, hour)] = _plan(target, limits, windows, day_limits,
-                                                                Periods(hour, day, day[:7]), zone)
-            limits_in_force, counters = plan
-            used = (total, *[_counted(store, counted, c) for c in counters[1:]]) if counters else (total,)
+            if windowed[target.login]:
+                hour = hours.by_text.get(at_text[:15]) or hours.of_text(at, at_text)
+                plan = plans.get((target.login, day, hour))
+                if plan is None:
+                    plan = plans[(target.login, day, hour)] = _plan(target, limits, windows, day_limits,
+                                                                    Periods(hour, day, day[:7]), zone)
+                limits_in_force, counters = plan
+                used = (total, *[_counted(store, counted, c) for c in counters[1:]])
+            else:
+                limits_in_force, counters, used = day_limits[target.account_id], (), (total,)
             if credits is not None:
                 limits_in_force, used = (*limits_in_force, credits.limit(day)), (*used, credits.charges)
             decision = decide(emails, max_recipients, limits_in_force, used)
@@ -308,20 +315,22 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                                      credits.name if credits else ""), decision.refused)
                 continue
             running[key] = total + emails
-            for counter in counters[1:]:
-                counted[counter] += emails
             if decision.crossed and any(limit.permanent for limit in decision.crossed):
                 crossed_at[key] = total + emails
-            if counters:  # every limit in force: its notices, if it is one of the windows now
+            if counters:
+                for counter in counters[1:]:
+                    counted[counter] += emails
+                # every limit in force: its notices, if it is one of the windows now
                 if decision.crossed or any((u + emails) * 100 >= WARN_AT[0] * lim.limit
                                            for lim, u in zip(limits_in_force, used)):
                     tells.append((limits_in_force[:len(counters)], counters, used[:len(counters)], emails,
                                   decision.crossed))
-            elif (total + emails) * 100 >= WARN_AT[0] * limits[target.account_id] and day == current_day:
+                if any(c.window == "hour" for c in counters):  # (its account's or its own hourly limit)
+                    hour_key = (target.account_id, hour, target.login)
+                    hourly[hour_key] = hourly.get(hour_key, 0) + emails
+            elif (total + emails) * 100 >= warn_from[target.account_id] and day == current_day:
                 tells.append((limits_in_force[:1], (Counter("account", target.account_id, "day", day,
                                                             target.account_id),), (total,), emails, ()))
-            hour_key = (target.account_id, hour, target.login)
-            hourly[hour_key] = hourly.get(hour_key, 0) + emails
         if credits is not None:
             credit_spans.setdefault(target.agency_id, [credits, credits.charges])
             credits.charge(emails, day)

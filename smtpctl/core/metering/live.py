@@ -288,7 +288,8 @@ def _admit(store: Store, login: str, recipients: int, source_id: str) -> Admissi
         crossings = enforce(store, {key: total}, {key: total}, account, {account_id: limit}, day)
         return Admission(False, decision.refused, text, 0, tuple(crossings))
     if not store.record_admission(EventRow(source_id, at, day, "outbound", sender.agency_id, account_id,
-                                           sender.domain, sender.login, recipients, 0, 0, recipients, at), when.hour):
+                                           sender.domain, sender.login, recipients, 0, 0, recipients, at),
+                                  when.hour if held.hourly else None):
         return Admission(True, "duplicate", "already recorded", 0)
     if store.metering:
         for counter, so_far in zip(counters, used):

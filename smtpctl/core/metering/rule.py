@@ -94,7 +94,7 @@ def decide(recipients: int, max_recipients: int, limits: Sequence[Limit], used: 
         return _TOO_MANY
     crossed: tuple[Limit, ...] = ()
     for limit, so_far in zip(limits, used):
-        scope, window, most, per_email, room_at_limit = limit[:5]
+        scope, window, most, per_email, room_at_limit, _, _ = limit
         if so_far > most or (so_far == most and not room_at_limit):  # full already
             kind = (REFUSED_NO_CREDITS if window == "credits"
                     else REFUSED_OVER_LIMIT if scope == "account" and window == "day" else REFUSED_WINDOW)

@@ -72,6 +72,11 @@ class SenderWindows:
         return self.agency_month is not None
 
     @property
+    def hourly(self) -> bool:
+        """Its messages are counted in the hourly rollup (its account or it has an hourly limit)."""
+        return self.account_hour is not None or self.credential_hour is not None
+
+    @property
     def day_only(self) -> bool:
         return (self.account_hour, self.account_month, self.credential_hour, self.credential_day,
                 self.agency_month) == (None, None, None, None, None)

@@ -280,9 +280,10 @@ DELETE FROM settings WHERE key = 'price_per_1000';
 # accounts together). A column of the object it caps, so a deleted
 # credential takes its limits with it. usage_hourly is the outbound rollup
 # per account, local hour and login that hourly limits read, kept in the same
-# transaction as the events; ``hour`` is the UTC instant the store zone's
-# hour starts. Existing events are rolled up by UTC hour (the same as the
-# local hour in every zone a whole number of hours from UTC).
+# transaction as the events of the senders that have an hourly limit (their
+# account's or their own), and made from the events when such a limit is set
+# (directory/limits.py); ``hour`` is the UTC instant the store zone's hour
+# starts.
 _WINDOWS = """
 ALTER TABLE accounts ADD COLUMN hourly_limit {int} CHECK (hourly_limit IS NULL OR hourly_limit > 0);
 ALTER TABLE accounts ADD COLUMN monthly_limit {int} CHECK (monthly_limit IS NULL OR monthly_limit > 0);
@@ -296,9 +297,6 @@ CREATE TABLE usage_hourly (
     emails {int} NOT NULL,
     PRIMARY KEY (account_id, hour, login)
 ){without_rowid};
-INSERT INTO usage_hourly (account_id, hour, login, emails)
-    SELECT account_id, substr(at, 1, 13) || ':00:00Z', login, SUM(emails) FROM usage_events
-    WHERE direction = 'outbound' GROUP BY account_id, substr(at, 1, 13) || ':00:00Z', login;
 """
 
 _APPEND_ONLY_SQLITE = """

@@ -139,6 +139,25 @@ class UsageQueries:
                 found[row_key] = (first, second)
         return found
 
+    def outbound_event_times(self, account_id: int, login: str | None = None) -> Iterator[tuple[str, str, int]]:
+        """(time as stored, login, emails) of every outbound event of an account (or one login of it):
+        what the hourly rollup is made from when an hourly limit is set (a scan of the events)."""
+        sql = "SELECT at, login, emails FROM usage_events WHERE account_id = ? AND direction = 'outbound'"
+        params: list[Any] = [account_id]
+        if login is not None:
+            sql += " AND login = ?"
+            params.append(login)
+        yield from self.backend.execute(sql, params)
+
+    def replace_hourly(self, account_id: int, login: str | None, sums: dict[tuple[str, str], int]) -> None:
+        """The hourly rollup of an account (or of one login of it) made anew: ``sums`` is (hour, login) -> emails."""
+        if login is None:
+            self.backend.execute("DELETE FROM usage_hourly WHERE account_id = ?", [account_id])
+        else:
+            self.backend.execute("DELETE FROM usage_hourly WHERE account_id = ? AND login = ?", [account_id, login])
+        self.backend.executemany(_UPSERT_HOURLY, [(account_id, hour, row_login, emails)
+                                                  for (hour, row_login), emails in sorted(sums.items())])
+
     def window_total(self, scope: str, subject: int | str, window: str, period: str, account_id: int) -> int:
         """Outbound emails counted against one limit (``windows.Counter``'s
         fields): an account's or a credential's hour (the hourly rollup), a
@@ -173,20 +192,23 @@ class UsageQueries:
                 f"SELECT account_id FROM domains WHERE name IN ({marks}) AND account_id IS NOT NULL", chunk))
         return sorted(found)
 
-    def record_admission(self, row: EventRow, hour: str) -> bool:
+    def record_admission(self, row: EventRow, hour: str | None = None) -> bool:
         """Insert one event (a tuple in ``USAGE_COLUMNS`` order) and add it to
         the rollup, in the caller's transaction; False (nothing written) when
-        its source id is already stored; an outbound one is added to the hourly
-        rollup under ``hour`` too. Three statements: the insert checks the id
-        itself (a node racing the same id waits for the other's commit)."""
+        its source id is already stored; with an ``hour`` (a sender with an
+        hourly limit: windows.SenderWindows.hourly) it is added to the hourly
+        rollup too. Two or three statements: the insert checks the id itself
+        (a node racing the same id waits for the other's commit)."""
         execute = self.backend.execute
         if self.backend.engine == "postgresql":  # one statement, so one round trip to the server
-            return execute(_RECORD_ONE_PG, (*row, hour)).rowcount == 1
+            if hour is None:
+                return execute(_RECORD_ONE_PG, row).rowcount == 1
+            return execute(_RECORD_ONE_PG_HOURLY, (*row, hour)).rowcount == 1
         if execute(_INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING", row).rowcount != 1:
             return False
         execute(_UPSERT_DAILY, (row.day, row.agency_id, row.account_id, row.domain, row.login, row.direction, 1,
                                 row.emails))
-        if row.direction == "outbound":
+        if hour is not None:
             execute(_UPSERT_HOURLY, (row.account_id, hour, row.login, row.emails))
         return True
 
@@ -336,19 +358,21 @@ _INSERT_EVENT = ("INSERT INTO usage_events (source_id, at, day, direction, agenc
 _UPSERT_HOURLY = ("INSERT INTO usage_hourly (account_id, hour, login, emails) VALUES (?,?,?,?) "
                   "ON CONFLICT (account_id, hour, login) DO UPDATE SET emails = usage_hourly.emails + excluded.emails")
 
-# PostgreSQL: the event and its rollup rows in one statement; the rollup rows
-# are written only when the event was (a stored id inserts none: 0 rows).
-# The last parameter is the hour (windows.hour_start).
-_RECORD_ONE_PG = (
-    "WITH event AS (" + _INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING "
-    "RETURNING day, agency_id, account_id, domain, login, direction, emails), "
-    "daily AS (INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
+# PostgreSQL: the event and its rollup row(s) in one statement; a rollup row
+# is written only when the event was (a stored id inserts none: 0 rows).
+_RECORD_EVENT_PG = ("WITH event AS (" + _INSERT_EVENT + " ON CONFLICT (source_id) DO NOTHING "
+                    "RETURNING day, agency_id, account_id, domain, login, direction, emails)")
+_DAILY_FROM_EVENT_PG = (
+    "INSERT INTO usage_daily (day, agency_id, account_id, domain, login, direction, messages, emails) "
     "SELECT day, agency_id, account_id, domain, login, direction, 1, emails FROM event "
     "ON CONFLICT (day, agency_id, account_id, domain, login, direction) "
     "DO UPDATE SET messages = usage_daily.messages + excluded.messages, "
-    "emails = usage_daily.emails + excluded.emails RETURNING 1) "
-    "INSERT INTO usage_hourly (account_id, hour, login, emails) "
-    "SELECT account_id, ?, login, emails FROM event WHERE direction = 'outbound' "
+    "emails = usage_daily.emails + excluded.emails")
+_RECORD_ONE_PG = _RECORD_EVENT_PG + " " + _DAILY_FROM_EVENT_PG
+# ... and the hourly rollup's row (the last parameter is the hour: windows.hour_start)
+_RECORD_ONE_PG_HOURLY = (
+    _RECORD_EVENT_PG + ", daily AS (" + _DAILY_FROM_EVENT_PG + " RETURNING 1) "
+    "INSERT INTO usage_hourly (account_id, hour, login, emails) SELECT account_id, ?, login, emails FROM event "
     "ON CONFLICT (account_id, hour, login) DO UPDATE SET emails = usage_hourly.emails + excluded.emails")
 
 # Up to this many accounts a day, outbound_totals reads each through the
