@@ -16,7 +16,6 @@ from smtpctl.core.model.errors import AlreadyExists, Fix, InvalidInput, Notice
 from smtpctl.core.model.records import Agency, Outcome
 from smtpctl.core.notices import events
 from smtpctl.core.store import Store
-from smtpctl.core.store.billing import AgencyBilling
 
 MODES = ("postpaid", "prepaid")
 MAX_AMOUNT = Decimal("1000000000")  # a billion dollars: past it an amount is a typo
@@ -214,20 +213,7 @@ def add_credit(store: Store, agency: str, amount: object, *, note: str | None = 
 def set_mode(store: Store, agency: str, mode: object) -> Outcome:
     """Make an agency prepaid (its accounts send while its balance is above
     zero) or postpaid (billed afterwards, today's behaviour); audited."""
-    wanted = parse_mode(mode)
-    with store.write():
-        owner = get_agency(store, agency)
-        current = store.agency_billing(owner.id)
-        status = "unchanged"
-        if current.mode != wanted:
-            store.put_agency_billing(owner.id, AgencyBilling(wanted, current.warn_below))
-            store.audit("billing.set_mode", "agency", owner.name, details={"old": current.mode, "new": wanted})
-            status = "updated"
-        after = balance_of(store, owner)
-        if status == "updated":
-            notify_balance(store, owner, after)
-    notice = low_notice(after)
-    return Outcome(after, status, {"warnings": [notice] if notice else []})
+    return _change_billing(store, agency, "mode", parse_mode(mode), "billing.set_mode")
 
 
 def set_warn(store: Store, agency: str, amount: object) -> Outcome:
@@ -235,14 +221,21 @@ def set_warn(store: Store, agency: str, amount: object) -> Outcome:
     agency's balance is below ``amount`` (``0`` or ``none``: never); audited."""
     off = str(amount).strip().lower() in ("none", "off")
     value = None if off else parse_amount(amount, "the warning level", zero=True)
+    return _change_billing(store, agency, "warn_below", str(value) if value is not None else None,
+                           "billing.set_warn")
+
+
+def _change_billing(store: Store, agency: str, field: str, new: str | None, action: str) -> Outcome:
+    """Set one field of an agency's billing (its mode or warning level), audited
+    with the old and new value; the credits notices the new balance calls for."""
     with store.write():
         owner = get_agency(store, agency)
         current = store.agency_billing(owner.id)
-        new = str(value) if value is not None else None
+        old = getattr(current, field)
         status = "unchanged"
-        if current.warn_below != new:
-            store.put_agency_billing(owner.id, AgencyBilling(current.mode, new))
-            store.audit("billing.set_warn", "agency", owner.name, details={"old": current.warn_below, "new": new})
+        if old != new:
+            store.put_agency_billing(owner.id, current._replace(**{field: new}))
+            store.audit(action, "agency", owner.name, details={"old": old, "new": new})
             status = "updated"
         after = balance_of(store, owner)
         if status == "updated":
