@@ -10,6 +10,7 @@ a next hop's own reply is passed on by ``relayed``.
 from __future__ import annotations
 
 from smtpctl.core.metering.rule import Limit
+from smtpctl.core.model.rules import WINDOW_ADJECTIVE
 
 # -- serve: SMTP replies --------------------------------------------------------
 
@@ -53,7 +54,7 @@ def auth_revoked(reason: str, day: str | None) -> str:
 def window_full(limit: Limit) -> str:
     """What a window refusal says: whose limit, which window, until when
     (docs/limits.md). The same words in both servers after the code."""
-    adjective = {"hour": "hourly", "day": "daily", "month": "monthly"}[limit.window]
+    adjective = WINDOW_ADJECTIVE[limit.window]
     return (f"{adjective.capitalize()} sending limit of {limit.scope} {limit.subject} reached "
             f"({limit.limit:,} emails); try again after {limit.resets_at}")
 

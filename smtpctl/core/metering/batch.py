@@ -299,7 +299,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 hour = hours.by_text.get(at_text[:15]) or hours.of_text(at, at_text)
                 plan = plans.get((target.login, day, hour))
                 if plan is None:
-                    plan = plans[(target.login, day, hour)] = _plan(target, limits, windows, day_limits,
+                    plan = plans[(target.login, day, hour)] = _plan(target, limits, windows,
                                                                     Periods(hour, day, day[:7]), zone)
                 limits_in_force, counters = plan
                 used = (total, *[_counted(store, counted, c) for c in counters[1:]])
@@ -373,20 +373,15 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     return result
 
 
-def _plan(target: _Target, limits: dict[int, int], windows: WindowLimits, day_limits: dict[int, tuple],
-          when: Periods, zone: ZoneInfo) -> tuple[tuple, tuple[Counter, ...]]:
-    """The limits in force for ``target``'s messages in ``when`` and their
-    counters (``windows.in_force``); a sender with only its account's daily
-    limit needs no counter but the day's total (``()``)."""
+def _plan(target: _Target, limits: dict[int, int], windows: WindowLimits, when: Periods,
+          zone: ZoneInfo) -> tuple[tuple, tuple[Counter, ...]]:
+    """The limits in force for the messages in ``when`` of ``target``, a
+    sender with a limit beyond its account's day (``_apply``'s ``windowed``),
+    and their counters (``windows.in_force``)."""
     account_id, login, agency_id = target.account_id, target.login, target.agency_id
-    account_windows = windows.accounts.get(account_id)
-    credential_windows = windows.credentials.get(login)
-    agency = windows.agencies.get(agency_id)
-    if account_windows is None and credential_windows is None and agency is None:
-        return day_limits[account_id], ()
-    account_hour, account_month = account_windows or (None, None)
-    credential_hour, credential_day = credential_windows or (None, None)
-    agency_name, agency_month = agency or ("", None)
+    account_hour, account_month = windows.accounts.get(account_id) or (None, None)
+    credential_hour, credential_day = windows.credentials.get(login) or (None, None)
+    agency_name, agency_month = windows.agencies.get(agency_id) or ("", None)
     sender = SenderWindows(account_id, target.account or "", agency_id, agency_name, login, limits[account_id],
                            account_hour, account_month, credential_hour, credential_day, agency_month)
     return in_force(sender, when, zone)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-from smtpctl.core.model import money
+from smtpctl.core.model import money, rules
 
 REFUSED_OVER_LIMIT = "over_limit"
 REFUSED_TOO_MANY = "too_many_recipients"
@@ -139,7 +139,7 @@ def refusal(decision: Decision, recipients: int, max_recipients: int, account: s
         return (f"agency {agency}'s prepaid credits are used up (balance {balance} USD): "
                 "message refused, not recorded; sending resumes once the agency is topped up")
     if decision.refused == REFUSED_WINDOW:
-        adjective = {"hour": "hourly", "day": "daily", "month": "monthly"}[limit.window]
+        adjective = rules.WINDOW_ADJECTIVE[limit.window]
         return (f"{limit.scope} {limit.subject} has reached its {adjective} limit ({used:,} of {limit.limit:,} emails "
                 f"until {limit.resets_at}): message refused, not recorded; sending resumes then")
     return (f"account {account} is over its daily limit on {day} ({used:,} of {limit.limit:,} emails): "

@@ -30,7 +30,6 @@ SCOPE_WINDOWS: dict[str, tuple[str, ...]] = {
     "agency": ("month",),
 }
 WINDOWS = ("hour", "day", "month")
-ADJECTIVE = {"hour": "hourly", "day": "daily", "month": "monthly"}
 
 
 class Counter(NamedTuple):
@@ -75,11 +74,6 @@ class SenderWindows:
     def hourly(self) -> bool:
         """Its messages are counted in the hourly rollup (its account or it has an hourly limit)."""
         return self.account_hour is not None or self.credential_hour is not None
-
-    @property
-    def day_only(self) -> bool:
-        return (self.account_hour, self.account_month, self.credential_hour, self.credential_day,
-                self.agency_month) == (None, None, None, None, None)
 
 
 class Periods(NamedTuple):

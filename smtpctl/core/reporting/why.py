@@ -15,7 +15,7 @@ from typing import Any
 from smtpctl.core.directory.accounts import effective_limit, get_account
 from smtpctl.core.directory.settings import effective_settings, store_zone
 from smtpctl.core.metering.credits import prepaid_agencies
-from smtpctl.core.metering.windows import ADJECTIVE, SenderWindows, in_force, periods, resets_at
+from smtpctl.core.metering.windows import SenderWindows, in_force, periods, resets_at
 from smtpctl.core.model import money, rules
 from smtpctl.core.model.errors import Fix, InvalidInput, NotFound
 from smtpctl.core.model.records import Account
@@ -137,7 +137,7 @@ def _limits(store: Store, account: Account, login: str | None, answer: Answer) -
         resets = limit.resets_at or resets_at(limit.window, counter.period, zone)
         answer.limits.append({"scope": limit.scope, "subject": limit.subject, "window": limit.window, "used": used,
                               "limit": limit.limit, "resets_at": resets})
-        adjective = ADJECTIVE[limit.window]
+        adjective = rules.WINDOW_ADJECTIVE[limit.window]
         fix_scope = {"account": ("account", "set-limit", account.name), "agency": ("agency", "set-limit", agency.name),
                      "credential": ("user", "set-limit", login or "")}[limit.scope]
         window_arg = () if limit.permanent else ("--window", limit.window)
