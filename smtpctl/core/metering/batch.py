@@ -7,18 +7,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from smtpctl.core.directory.settings import effective_settings, store_zone
 from smtpctl.core.ingest.message import BadLine, UsageInput
-from smtpctl.core.metering.credits import prepaid_agencies
+from smtpctl.core.metering.credits import PrepaidAgency, prepaid_agencies
 from smtpctl.core.metering.enforcement import Crossing, enforce
 from smtpctl.core.metering.rule import (
     REFUSED_NO_CREDITS,
     REFUSED_OVER_LIMIT,
     REFUSED_WINDOW,
     WARN_AT,
+    Limit,
     account_day,
     decide,
     refusal,
@@ -51,8 +53,13 @@ class BatchResult:
     found_old_ids: bool = False  # a batch recorded with speculate=True held ids already stored
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Target:
+    """Who a message belongs to. Compared by identity: the resolver makes one
+    for each sender, and a batch gathers its senders as the set of its
+    messages' targets, made in C (0.04 us a message, where four sets of the
+    targets' fields, each made a message, took 0.24 us)."""
+
     agency_id: int
     account_id: int  # 0: none (inbound to an agency-assigned domain)
     account: str | None
@@ -273,29 +280,32 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     rows: list[tuple] = []
     append = rows.append
     total_emails = 0
-    prepaid = prepaid_agencies(store, {target.agency_id for _, target, _, _, _, _ in accepted})
-    day_limits = {account_id: (account_day(limit, accounts[account_id].name),) for account_id, limit in limits.items()}
-    windows = store.window_limits(list(accounts), list({t.login for _, t, _, _, _, _ in accepted if t.login}),
-                                  list({t.agency_id for _, t, _, _, _, _ in accepted}))
+    targets = set(map(itemgetter(1), accepted))  # the batch's senders and receiving domains
+    agency_ids = {t.agency_id for t in targets}
+    prepaid = prepaid_agencies(store, agency_ids)
+    windows = store.window_limits(list(accounts), list({t.login for t in targets if t.login}), list(agency_ids))
+    # What the loop below needs of each target, looked up once a batch: four
+    # look-ups a message before (0.2 us of its 1 us in this loop).
     # Only senders with a limit beyond their account's day need more than the day's total: the others
     # (``windowed`` false) take the rule with their day alone, as every sender did before windows.
-    windowed = {login: account_id in windows.accounts or login in windows.credentials or agency_id in windows.agencies
-                for login, account_id, agency_id in {(t.login, t.account_id, t.agency_id)
-                                                     for _, t, _, _, _, _ in accepted if t.login}}
+    facts = {t: _Facts(prepaid.get(t.agency_id),
+                       bool(t.login) and (t.account_id in windows.accounts or t.login in windows.credentials
+                                          or t.agency_id in windows.agencies),
+                       (account_day(limits[t.account_id], accounts[t.account_id].name),) if t.login else (),
+                       WARN_AT[0] * limits[t.account_id] if t.login else 0, {})
+             for t in targets}
     plans: dict[tuple[str, str, str], tuple[tuple, tuple[Counter, ...]]] = {}  # (login, day, hour) -> in force
     counted: dict[Counter, int] = {}  # what each limit but the account's day has used, kept up to date
-    daily: dict[tuple, list[int]] = {}  # what the rows add to the per-day rollup
     hourly: dict[tuple, int] = {}  # what the rows of senders with an hourly limit add to the hourly rollup
     tells: list[tuple] = []  # the recorded messages that may warn or cross (metering/notices.py)
     credit_spans: dict[int, list] = {}  # prepaid agency id -> [its credits, its charges before this batch]
-    warn_from = {account_id: WARN_AT[0] * limit for account_id, limit in limits.items()}  # (x 100)
     for item, target, at_text, day, emails, at in accepted:
         direction = item.direction
-        credits = prepaid.get(target.agency_id)
+        credits, windowed, day_limit, warn_from, daily = facts[target]
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
-            if windowed[target.login]:
+            if windowed:
                 hour = hours.by_text.get(at_text[:15]) or hours.of_text(at, at_text)
                 plan = plans.get((target.login, day, hour))
                 if plan is None:
@@ -304,7 +314,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 limits_in_force, counters = plan
                 used = (total, *[_counted(store, counted, c) for c in counters[1:]])
             else:
-                limits_in_force, counters, used = day_limits[target.account_id], (), (total,)
+                limits_in_force, counters, used = day_limit, (), (total,)
             if credits is not None:
                 limits_in_force, used = (*limits_in_force, credits.limit(day)), (*used, credits.charges)
             decision = decide(emails, max_recipients, limits_in_force, used)
@@ -328,7 +338,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                 if any(c.window == "hour" for c in counters):  # (its account's or its own hourly limit)
                     hour_key = (target.account_id, hour, target.login)
                     hourly[hour_key] = hourly.get(hour_key, 0) + emails
-            elif (total + emails) * 100 >= warn_from[target.account_id] and day == current_day:
+            elif (total + emails) * 100 >= warn_from and day == current_day:
                 tells.append((limits_in_force[:1], (Counter("account", target.account_id, "day", day,
                                                             target.account_id),), (total,), emails, ()))
         if credits is not None:
@@ -338,10 +348,9 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         agency_id, account_id, domain, login = target.agency_id, target.account_id, target.domain, target.login
         append((item.source_id, at_text, day, direction, agency_id, account_id, domain, login, item.to, item.cc,
                 item.bcc, emails, recorded_at))  # an EventRow's fields, in order: the insert's parameters
-        key = (day, agency_id, account_id, domain, login, direction)
-        counts = daily.get(key)
+        counts = daily.get(day)  # (the target's own rollup: a day's key, not a tuple of six made a message)
         if counts is None:
-            daily[key] = [1, emails]
+            daily[day] = [1, emails]
         else:
             counts[0] += 1
             counts[1] += emails
@@ -351,7 +360,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                                   "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": emails})
     result.recorded = result.messages = len(rows)
     result.emails = total_emails
-    if rows and not store.insert_usage(rows, daily, hourly, only_new=speculate and bool(wanted_ids)):
+    if rows and not store.insert_usage(rows, _daily_rollup(facts), hourly, only_new=speculate and bool(wanted_ids)):
         again = _apply(store, items, strict=strict, resolver=resolver, zone=zone, keep_events=keep_events,
                        days=days, hours=hours)
         again.found_old_ids = True
@@ -371,6 +380,31 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         crossed_at.setdefault(key, total)
     result.crossings = enforce(store, crossed_at, before, accounts, limits, current_day)
     return result
+
+
+class _Facts(NamedTuple):
+    """What ``_apply`` needs of one target in a batch (``credits`` and the
+    rollup for every target; the rest for a sender)."""
+
+    credits: PrepaidAgency | None  # its agency's, when prepaid
+    windowed: bool  # a limit beyond its account's day is set on it, its account or its agency
+    day_limit: tuple[Limit, ...]  # its account's daily limit, alone: the limits in force when not windowed
+    warn_from: int  # 100 x the daily total at which its messages may warn (the first of WARN_AT)
+    daily: dict[str, list[int]]  # day -> [messages, emails] its rows add to the per-day rollup
+
+
+def _daily_rollup(facts: dict[_Target, _Facts]) -> dict[tuple, list[int]]:
+    """What the rows add to the per-day rollup, by its key: (day, agency id,
+    account id, domain, login, direction) -> [messages, emails]."""
+    rollup: dict[tuple, list[int]] = {}
+    for target, found in facts.items():
+        direction = "outbound" if target.login else "inbound"  # (a receiving domain's target has no login)
+        for day, (messages, emails) in found.daily.items():
+            key = (day, target.agency_id, target.account_id, target.domain, target.login, direction)
+            counts = rollup.setdefault(key, [0, 0])  # (two targets of one sender, named in two ways)
+            counts[0] += messages
+            counts[1] += emails
+    return rollup
 
 
 def _plan(target: _Target, limits: dict[int, int], windows: WindowLimits, when: Periods,
