@@ -205,8 +205,11 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     max_recipients = int(settings["max_recipients_per_message"])
     horizon = store.pruned_before()  # usage before it can no longer be told from what was billed
     seen_ids: set[str] = set()
-    wanted_ids = [i.source_id for i in items if isinstance(i, UsageInput) and i.source_id]
-    existing = store.existing_source_ids(wanted_ids) if wanted_ids and not speculate else set()
+    if speculate:
+        existing: set[str] = set()
+    else:
+        wanted_ids = [i.source_id for i in items if isinstance(i, UsageInput) and i.source_id]
+        existing = store.existing_source_ids(wanted_ids) if wanted_ids else set()
 
     def reject(item: UsageInput | BadLine, reason: str, kind: str) -> None:
         if strict:
@@ -279,20 +282,20 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     recorded_at = iso_z(now)
     rows: list[tuple] = []
     append = rows.append
-    total_emails = 0
     targets = set(map(itemgetter(1), accepted))  # the batch's senders and receiving domains
     agency_ids = {t.agency_id for t in targets}
     prepaid = prepaid_agencies(store, agency_ids)
     windows = store.window_limits(list(accounts), list({t.login for t in targets if t.login}), list(agency_ids))
-    # What the loop below needs of each target, looked up once a batch: four
-    # look-ups a message before (0.2 us of its 1 us in this loop).
+    # What the loop below needs of each target, looked up once a batch, where
+    # eight look-ups a message took ~0.2 us of it.
     # Only senders with a limit beyond their account's day need more than the day's total: the others
     # (``windowed`` false) take the rule with their day alone, as every sender did before windows.
     facts = {t: _Facts(prepaid.get(t.agency_id),
                        bool(t.login) and (t.account_id in windows.accounts or t.login in windows.credentials
                                           or t.agency_id in windows.agencies),
                        (account_day(limits[t.account_id], accounts[t.account_id].name),) if t.login else (),
-                       WARN_AT[0] * limits[t.account_id] if t.login else 0, {})
+                       WARN_AT[0] * limits[t.account_id] if t.login else 0, {},
+                       t.agency_id, t.account_id, t.domain, t.login)
              for t in targets}
     plans: dict[tuple[str, str, str], tuple[tuple, tuple[Counter, ...]]] = {}  # (login, day, hour) -> in force
     counted: dict[Counter, int] = {}  # what each limit but the account's day has used, kept up to date
@@ -300,8 +303,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
     tells: list[tuple] = []  # the recorded messages that may warn or cross (metering/notices.py)
     credit_spans: dict[int, list] = {}  # prepaid agency id -> [its credits, its charges before this batch]
     for item, target, at_text, day, emails, at in accepted:
+        credits, windowed, day_limit, warn_from, daily, agency_id, account_id, domain, login = facts[target]
         direction = item.direction
-        credits, windowed, day_limit, warn_from, daily = facts[target]
         if direction == "outbound":
             key = (target.account_id, day)
             total = running[key]
@@ -344,8 +347,6 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         if credits is not None:
             credit_spans.setdefault(target.agency_id, [credits, credits.charges])
             credits.charge(emails, day)
-        total_emails += emails
-        agency_id, account_id, domain, login = target.agency_id, target.account_id, target.domain, target.login
         append((item.source_id, at_text, day, direction, agency_id, account_id, domain, login, item.to, item.cc,
                 item.bcc, emails, recorded_at))  # an EventRow's fields, in order: the insert's parameters
         counts = daily.get(day)  # (the target's own rollup: a day's key, not a tuple of six made a message)
@@ -359,8 +360,8 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
                                   "user": target.login or None, "domain": target.domain, "account": target.account,
                                   "to": item.to, "cc": item.cc, "bcc": item.bcc, "emails": emails})
     result.recorded = result.messages = len(rows)
-    result.emails = total_emails
-    if rows and not store.insert_usage(rows, _daily_rollup(facts), hourly, only_new=speculate and bool(wanted_ids)):
+    result.emails = sum(emails for found in facts.values() for _, emails in found.daily.values())
+    if rows and not store.insert_usage(rows, _daily_rollup(facts), hourly, only_new=speculate and bool(seen_ids)):
         again = _apply(store, items, strict=strict, resolver=resolver, zone=zone, keep_events=keep_events,
                        days=days, hours=hours)
         again.found_old_ids = True
@@ -391,6 +392,10 @@ class _Facts(NamedTuple):
     day_limit: tuple[Limit, ...]  # its account's daily limit, alone: the limits in force when not windowed
     warn_from: int  # 100 x the daily total at which its messages may warn (the first of WARN_AT)
     daily: dict[str, list[int]]  # day -> [messages, emails] its rows add to the per-day rollup
+    agency_id: int  # the target's own fields, as its rows take them
+    account_id: int
+    domain: str
+    login: str
 
 
 def _daily_rollup(facts: dict[_Target, _Facts]) -> dict[tuple, list[int]]:
@@ -508,13 +513,16 @@ def import_usage(store: Store, items: Iterable[UsageInput | BadLine], *, strict:
 
     # An import makes millions of short-lived objects and no reference
     # cycles: the cyclic collector, run every 700 allocations over a heap
-    # that holds a whole batch, cost ~8% of it. It runs every 50,000 here,
-    # and never over the objects from before the import (frozen).
+    # that holds a whole batch, cost ~8% of it. It runs here when 200,000
+    # more objects are held than freed, which a batch of 20,000 (~100,000
+    # objects) never reaches, and never over the objects from before the
+    # import (frozen). At 50,000 it ran twice a batch, each time over the
+    # batch in hand: 0.21 s of a 1,000,000-event JSONL import (issue 22).
     import gc
 
     threshold = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    gc.set_threshold(max(threshold[0], 200_000), *threshold[1:])
     try:
         for item in items:
             batch.append(item)
