@@ -225,28 +225,35 @@ def build_input(*, direction: str | None, user: Any, domain: Any, to: Any, cc: A
         if lists and any(lists):
             raise InvalidInput("give either recipients (a count) or to/cc/bcc addresses, not both")
         if recipients.__class__ is int and 0 < recipients <= MAX_RECIPIENTS:
-            to_n, cc_n, bcc_n = recipients, 0, 0
+            to_n, cc_n, bcc_n = recipients, 0, 0  # (at least one recipient)
         else:
             to_n, cc_n, bcc_n = count(recipients, "recipients"), 0, 0
+            if to_n == 0:
+                raise InvalidInput(_NO_RECIPIENT)
     else:
         to_n, cc_n, bcc_n = count_addresses(*lists) if lists else (0, 0, 0)
-    if to_n + cc_n + bcc_n == 0:
-        raise InvalidInput("a message needs at least one recipient")
+        if to_n + cc_n + bcc_n == 0:
+            raise InvalidInput(_NO_RECIPIENT)
     if at.__class__ is str:
         when, at_text = _read_time(at, default_tz) if at else (None, None)
     elif at is None:
         when = at_text = None
     else:
         raise InvalidInput(f"at must be an ISO 8601 time (a string), not {_show(at)}")
-    if source_id is None or source_id == "":
-        sid = None
-    elif source_id.__class__ is str or (isinstance(source_id, int) and not isinstance(source_id, bool)):
-        sid = str(source_id).strip()
-        if len(sid) > MAX_ID or not sid.isprintable():
-            raise InvalidInput(f"id must be at most {MAX_ID} printable characters")
+    if source_id.__class__ is str:
+        sid = source_id.strip()
+    elif source_id is None:
+        sid = ""
+    elif isinstance(source_id, int) and not isinstance(source_id, bool):
+        sid = str(source_id)
     else:
         raise InvalidInput(f"id must be a string, not {_show(source_id)}")
+    if len(sid) > MAX_ID or not sid.isprintable():
+        raise InvalidInput(f"id must be at most {MAX_ID} printable characters")
     return UsageInput(direction, user, domain, to_n, cc_n, bcc_n, when, sid or None, line, at_text)
+
+
+_NO_RECIPIENT = "a message needs at least one recipient"
 
 
 _JSON_KEYS = {"user", "domain", "to", "cc", "bcc", "recipients", "at", "id", "direction"}
