@@ -307,7 +307,7 @@ def _apply(store: Store, items: list[UsageInput | BadLine], *, strict: bool, res
         credits, windowed, day_limit, warn_from, daily, agency_id, account_id, domain, login = facts[target]
         direction = item.direction
         if direction == "outbound":
-            key = (target.account_id, day)
+            key = (account_id, day)
             total = running[key]
             if windowed:
                 hour = hours.by_text.get(at_text[:15]) or hours.of_text(at, at_text)
