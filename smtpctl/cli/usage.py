@@ -27,7 +27,6 @@ from smtpctl.cli.output import (
 )
 from smtpctl.cli.state import store_of
 from smtpctl.cli.table import rich_console
-from smtpctl.core.billing import statements
 from smtpctl.core.billing.credits import low_notices
 from smtpctl.core.directory.settings import store_zone
 from smtpctl.core.model import rules
@@ -385,6 +384,8 @@ def prune(
     json_out: JsonOption = False,
 ) -> None:
     """Delete raw usage events of closed months; statements and the daily rollup stay (reports still work)."""
+    from smtpctl.core.billing import statements  # here, not at the top: ~1 ms of start-up (billing prices)
+
     store = store_of(ctx)
     month = statements.parse_month(before, "--before")
     still_open = statements.months_open_before(store, month)
