@@ -9,9 +9,7 @@ hands back an argon2id hash to store instead.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import string
 import warnings
 from functools import lru_cache
@@ -85,6 +83,10 @@ def validate_password(password: str) -> str:
 
 def generate_password() -> str:
     """A strong random password from ``secrets``: 32 letters and digits (~190 bits)."""
+    # Here, not at the top: secrets and the hashlib it loads are ~6 ms of CPU at start-up
+    # of every command that reaches this module (user list, account list, settings...).
+    import secrets
+
     return "".join(secrets.choice(GENERATED_ALPHABET) for _ in range(GENERATED_LENGTH))
 
 
@@ -121,12 +123,27 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
     return True, (ctx.hash(password) if ctx.needs_update(stored_hash) else None)
 
 
+# How the context's handlers identify a hash, in its order of schemes: by
+# its prefix alone (passlib's argon2 matches ``^\$argon2[a-z]+\$``, bcrypt its
+# five idents, SHA-crypt ``$6$`` and ``$5$``). Read here, not through
+# ``context().identify``: building the context imports passlib and argon2,
+# ~30 ms of ``user list``, which shows every credential's scheme and verifies
+# nothing (tests/core/test_passwords.py checks both agree).
+_ARGON2_IDENT = re.compile(r"\$argon2[a-z]+\$")
+_BCRYPT_IDENTS = ("$2$", "$2a$", "$2x$", "$2y$", "$2b$")
+
+
 def scheme_of(stored_hash: str) -> str:
     """The scheme's name as shown to people: argon2id, argon2i, bcrypt, sha512-crypt or sha256-crypt."""
-    name = context().identify(stored_hash)
-    if name == "argon2" and stored_hash.startswith("$argon2i$"):
-        return "argon2i"
-    return SCHEMES.get(name or "", name or "unknown")
+    if _ARGON2_IDENT.match(stored_hash):
+        return "argon2i" if stored_hash.startswith("$argon2i$") else "argon2id"
+    if stored_hash.startswith(_BCRYPT_IDENTS):
+        return "bcrypt"
+    if stored_hash.startswith("$6$"):
+        return "sha512-crypt"
+    if stored_hash.startswith("$5$"):
+        return "sha256-crypt"
+    return "unknown"
 
 
 def dovecot_scheme(stored_hash: str) -> str:
@@ -223,6 +240,8 @@ def fingerprint(adopted_hash: str) -> str:
     replaced by the argon2id rehash. It cannot be turned back into the hash,
     and a password guess cannot be tested against it without the hash's salt.
     """
+    import hashlib  # here, not at the top: with secrets ~6 ms of every command that reads credentials
+
     return hashlib.sha256(adopted_hash.encode("utf-8")).hexdigest()
 
 

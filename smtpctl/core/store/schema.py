@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 MIGRATION_SET = "smtpctl"
 
-
 class Migration(NamedTuple):
     name: str
     sqlite: str
