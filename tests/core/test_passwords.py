@@ -120,6 +120,7 @@ def _scheme_by_passlib(stored_hash):
     "", "plain text", "{SHA512-CRYPT}$6$x", " $6$x", "$argon2id$\n",
 ])
 def test_scheme_of_reads_the_prefix_as_the_context_identifies(stored_hash):
+    assert passwords.handler_of(stored_hash) == passwords.context().identify(stored_hash)
     assert passwords.scheme_of(stored_hash) == _scheme_by_passlib(stored_hash)
 
 
@@ -127,4 +128,5 @@ def test_scheme_of_reads_the_prefix_as_the_context_identifies(stored_hash):
 @given(st.sampled_from(["$argon2", "$argon2i", "$argon2id", "$2", "$2a", "$2b", "$2y", "$2x", "$5", "$6", "$", ""]),
        st.text(alphabet="$abcdiz0159=,A", max_size=12))
 def test_scheme_of_agrees_with_the_context_on_any_text(prefix, rest):
+    assert passwords.handler_of(prefix + rest) == passwords.context().identify(prefix + rest)
     assert passwords.scheme_of(prefix + rest) == _scheme_by_passlib(prefix + rest)

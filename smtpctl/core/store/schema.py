@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 MIGRATION_SET = "smtpctl"
 
+
 class Migration(NamedTuple):
     name: str
     sqlite: str
