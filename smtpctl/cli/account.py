@@ -33,8 +33,6 @@ from smtpctl.core.directory.accounts import (
     rename_account,
     set_account_limit,
 )
-from smtpctl.core.directory.limits import set_window_limit
-from smtpctl.core.metering.enforcement import block_account, unblock_account
 
 app = typer.Typer(help="Sub-accounts: they own dedicated domains and SMTP credentials.", no_args_is_help=True)
 
@@ -105,6 +103,8 @@ def set_limit(
     Setting the daily limit warns when today's count already reaches it. The daily limit is the service's rule: crossing it revokes the account's credentials. An hourly or monthly limit
     refuses mail until the window resets and deletes nothing.
     """
+    from smtpctl.core.directory.limits import set_window_limit  # here: ~5 ms of start-up (credentials, windows)
+
     store = store_of(ctx)
     limit = limit_or_clear(limit, clear)
     if window != "day":
@@ -144,6 +144,7 @@ def block(
     json_out: JsonOption = False,
 ) -> None:
     """Block credential creation for an account (and revoke its credentials with --revoke)."""
+    from smtpctl.core.metering.enforcement import block_account  # here: ~2 ms of start-up (credentials)
 
     store = store_of(ctx)
     if revoke:
@@ -171,6 +172,7 @@ def block(
 def unblock(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Account name.")],
             json_out: JsonOption = False) -> None:
     """Lift a block (automatic or manual). Deleted credentials are not restored."""
+    from smtpctl.core.metering.enforcement import unblock_account  # here: ~2 ms of start-up (credentials)
 
     result = unblock_account(store_of(ctx), name)
     if json_out:

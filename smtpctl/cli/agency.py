@@ -23,7 +23,6 @@ from smtpctl.cli.output import (
     warning,
 )
 from smtpctl.cli.state import store_of
-from smtpctl.core.directory.limits import set_window_limit
 from smtpctl.core.directory.agencies import (
     add_agency,
     agency_removal_check,
@@ -31,7 +30,6 @@ from smtpctl.core.directory.agencies import (
     remove_agency,
     rename_agency,
 )
-from smtpctl.core.reporting import credits
 
 app = typer.Typer(help="Agencies: they own sub-accounts and agency-assigned domains.", no_args_is_help=True)
 
@@ -62,6 +60,8 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, csv_out: CsvOption =
 def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Agency name.")],
          json_out: JsonOption = False) -> None:
     """Show an agency, its accounts and domains, and the credits each account spent this month and last."""
+    from smtpctl.core.reporting import credits  # here: ~4 ms of start-up (billing), for show only
+
     view = credits.agency_view(store_of(ctx, read_only=True), name)
     if json_out:
         print_json(view)
@@ -92,6 +92,8 @@ def set_limit(
 
     Reaching it refuses its accounts' mail until the month ends; it deletes nothing.
     """
+    from smtpctl.core.directory.limits import set_window_limit  # here: ~5 ms of start-up (credentials, windows)
+
     report_window_limit(set_window_limit(store_of(ctx), "agency", name, window, limit_or_clear(limit, clear)),
                         json_out)
 

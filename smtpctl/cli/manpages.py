@@ -41,9 +41,12 @@ def _synopsis(path: str, command: Any, ctx: Any) -> str:
 
 def page(path: str, command: Any) -> str:
     """The man page of ``command``, invoked as ``path`` (``smtpctl account add``)."""
-    import click
+    try:  # typer 0.28 vendors click as typer._click (the click package is no dependency of smtpctl)
+        from typer._click import Context
+    except ImportError:  # an older typer depends on the click package
+        from click import Context
 
-    ctx = click.Context(command, info_name=path)
+    ctx = Context(command, info_name=path)
     name = path.replace(" ", "-")
     help_text = command.help or ""
     summary = _paragraphs(help_text)[0] if help_text.strip() else ""

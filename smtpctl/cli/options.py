@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import click
 import typer
 
 from smtpctl.core.model import rules
 from smtpctl.core.model.errors import InvalidInput
+
+try:  # recent typer (0.28 here) vendors click as typer._click: its ParamType, not the click package's
+    from typer._click.types import ParamType
+except ImportError:  # pragma: no cover - an older typer (pyproject allows >= 0.20) uses the click package
+    from click.types import ParamType
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row on stdout.")]
@@ -20,7 +24,7 @@ ExistOkOption = Annotated[
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
-class Count(click.ParamType):
+class Count(ParamType):
     """A count as people type it (``1500``, ``1,500``, ``1_500``), read by the
     one rule for whole numbers (``rules.whole_number``), so ``--daily-limit
     1,500`` is taken as ``set-limit NAME 1,500`` is. With ``low`` and

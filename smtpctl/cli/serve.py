@@ -16,6 +16,7 @@ from smtpctl.core.model.clients import parse_networks
 from smtpctl.core.model.errors import InvalidInput
 from smtpctl.core.store.paths import default_store_path
 from smtpctl.servers import guard, runtime, tls
+from smtpctl.servers.body import DEFAULT_SPOOL_ABOVE, Spool, prepare_spool
 from smtpctl.servers.delivery import prepare_maildir
 from smtpctl.servers.submission.config import DEFAULT_SMTPS, DEFAULT_SUBMISSION, ServeConfig
 from smtpctl.servers.submission.server import bind_listeners, serve
@@ -73,6 +74,13 @@ def serve_command(
     pre_auth_timeout: Annotated[float, typer.Option(
         "--pre-auth-timeout", min=1, max=86400,
         help="The same before AUTH (and for the TLS handshake on --smtps, at most 60).")] = 60.0,
+    spool_above: Annotated[int, typer.Option(
+        "--spool-above", click_type=Count(0, 25 * 1024 * 1024, "--spool-above"), metavar="BYTES",
+        help="A message body larger than this is kept on disk in --spool-dir while it is received and delivered, "
+             "not in memory (0: every body).")] = DEFAULT_SPOOL_ABOVE,
+    spool_dir: Annotated[Optional[Path], typer.Option(
+        "--spool-dir", help="Where those bodies go, as files with no name that vanish when closed (default: a "
+                            "spool folder beside the store).")] = None,
     metrics_address: Annotated[Optional[str], typer.Option(
         "--metrics", help="Serve Prometheus metrics at http://HOST:PORT/metrics (docs/servers.md, Metrics).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and exit.")] = False,
@@ -100,6 +108,11 @@ def serve_command(
     if tls_cert is None:
         tls_cert, tls_key, made = tls.self_signed(data_dir / "tls", hostname)
     context = tls.server_context(tls_cert, tls_key)
+    spool = Spool(spool_above, spool_dir or data_dir / "spool")
+    try:
+        prepare_spool(spool)
+    except OSError as exc:
+        raise InvalidInput(f"cannot use the spool folder {spool.directory}: {exc.strerror}") from None
     box = maildir or data_dir / "maildir"
     if relay_address is None:
         try:
@@ -116,7 +129,7 @@ def serve_command(
         hostname=hostname, auth_delay=auth_delay, max_auth_failures=max_auth_failures,
         auth_cache_size=auth_cache_size, auth_cache_ttl=auth_cache_ttl,
         max_auth_failures_per_login=max_auth_failures_per_login, failure_window=auth_failure_window,
-        trusted_networks=trusted_networks,
+        trusted_networks=trusted_networks, spool=spool,
         max_connections_per_client=max_connections_per_client, timeout=timeout, pre_auth_timeout=pre_auth_timeout,
     )
     config.max_connections = guard.checked_max_connections(max_connections, config.fds_per_connection)
@@ -138,7 +151,8 @@ def serve_command(
                 f"login in {_window(auth_failure_window)}"
                 + (f" (no per-client cap for {', '.join(map(str, trusted_networks))})" if trusted_networks else "")
                 + f"; timeouts {pre_auth_timeout:g} s before AUTH, {timeout:g} s after; "
-                f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s"
+                f"AUTH cache {auth_cache_size} logins for {auth_cache_ttl:g} s; "
+                f"bodies over {spool_above} bytes spooled to {spool.directory}"
                 + (f"; metrics on {metrics_address}." if metrics_address else "."))
         return
     config.bound, config.metrics_bound = bound, scrape

@@ -35,6 +35,7 @@ from aiosmtpd.smtp import Envelope
 
 from smtpctl.core.metering.live import cancel_message
 from smtpctl.servers import replies
+from smtpctl.servers.body import Body
 from smtpctl.servers.metrics import Metrics
 from smtpctl.servers.runtime import Lanes, StoreWorker, log_event
 
@@ -88,15 +89,16 @@ class MaildirSpool:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def stage(self, queue_id: str, mail_from: str, content: bytes) -> str:
-        """Write the message to ``tmp/`` and fsync it; the staged file's path."""
+    def stage(self, queue_id: str, mail_from: str, received: bytes, body: Body) -> str:
+        """Write the message (its headers of ours, then the body, chunk by
+        chunk) to ``tmp/`` and fsync it; the staged file's path."""
         staged = f"{self.tmp}{int(time.time())}.M{queue_id}{self.suffix}"
-        data = memoryview(b"Return-Path: <" + mail_from.encode() + b">\r\n" + content)
         # os.open, not open(): the buffered file's fstat, ioctl and lseek are syscalls a message need not make.
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
-            while data:
-                data = data[os.write(fd, data):]
+            _write_all(fd, b"Return-Path: <" + mail_from.encode() + b">\r\n" + received)
+            for chunk in body.chunks():
+                _write_all(fd, chunk)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -168,6 +170,12 @@ class MaildirSpool:
         return False
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def prepare_maildir(path: Path) -> None:
     """Create a Maildir (cur, new, tmp; 0700) if it is not one yet."""
     for sub in ("cur", "new", "tmp"):
@@ -201,9 +209,9 @@ class MaildirDelivery:
     def end(self, envelope: Envelope | None) -> None:
         pass
 
-    async def take(self, envelope: Envelope, queue_id: str, content: bytes) -> "StagedMessage":
+    async def take(self, envelope: Envelope, queue_id: str, received: bytes, body: Body) -> "StagedMessage":
         """Stage the message in ``tmp/`` (fsynced); raises ``OSError`` with nothing kept."""
-        staged = await self.lanes.run(self.spool.stage, queue_id, envelope.mail_from, content)
+        staged = await self.lanes.run(self.spool.stage, queue_id, envelope.mail_from, received, body)
         return StagedMessage(self.spool, staged)
 
     def close(self) -> None:
@@ -245,6 +253,9 @@ class NextHop:
     password: str | None = field(default=None, repr=False)
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")  # dot-stuffing, as smtplib's data() does it (RFC 5321 4.5.2)
+
+
 class RelayLeg:
     """One client transaction's conversation with the next hop, opened at
     MAIL: each RCPT is asked of the next hop while the client waits, so a
@@ -269,12 +280,22 @@ class RelayLeg:
         assert self.client is not None
         return self.client.rcpt(address)
 
-    def data(self, content: bytes) -> tuple[int, bytes]:
-        assert self.client is not None
-        try:
-            return self.client.data(content)
-        except smtplib.SMTPDataError as exc:
-            return exc.smtp_code, exc.smtp_error
+    def data(self, received: bytes, body: Body) -> tuple[int, bytes]:
+        """smtplib's ``data``, sending the body chunk by chunk as it is read
+        (a spooled body is never read into memory whole)."""
+        client = self.client
+        assert client is not None
+        client.putcmd("data")
+        code, text = client.getreply()
+        if code != 354:
+            return code, text
+        client.send(received)
+        ends_line = True
+        for chunk in body.chunks():  # each ends at a line's end: stuffed on its own as a whole body would be
+            client.send(_LEADING_DOT.sub(b"..", chunk))
+            ends_line = chunk.endswith(b"\r\n")
+        client.send(b".\r\n" if ends_line else b"\r\n.\r\n")
+        return client.getreply()
 
     def close(self) -> None:
         client, self.client = self.client, None
@@ -342,11 +363,11 @@ class RelayDelivery:
         except RuntimeError:  # shutting down: no pool left
             leg.close()
 
-    async def take(self, envelope: Envelope, queue_id: str, content: bytes) -> "RelayedMessage":
+    async def take(self, envelope: Envelope, queue_id: str, received: bytes, body: Body) -> "RelayedMessage":
         """The transaction's leg, which the message now owns to its end."""
         leg: RelayLeg = envelope.relay_leg
         envelope.relay_leg = None
-        return RelayedMessage(self, leg, content)
+        return RelayedMessage(self, leg, received, body)
 
     def close(self) -> None:
         self.lanes.shutdown(wait=False)
@@ -355,8 +376,8 @@ class RelayDelivery:
 class RelayedMessage:
     """One message on its leg: its data sent once billed, its bill cancelled if the next hop refuses it."""
 
-    def __init__(self, relay: RelayDelivery, leg: RelayLeg, content: bytes):
-        self.relay, self.leg, self.content = relay, leg, content
+    def __init__(self, relay: RelayDelivery, leg: RelayLeg, received: bytes, body: Body):
+        self.relay, self.leg, self.received, self.body = relay, leg, received, body
 
     def discard(self) -> None:
         pass  # nothing sent yet: release() closes the leg
@@ -364,7 +385,7 @@ class RelayedMessage:
     async def deliver(self, login: str, queue_id: str, source_id: str) -> str | None:
         relay = self.relay
         try:
-            code, text = await relay.lanes.run(self.leg.data, self.content)
+            code, text = await relay.lanes.run(self.leg.data, self.received, self.body)
         except (OSError, smtplib.SMTPException) as exc:
             code, text = replies.next_hop_failed(exc)
         if code == 250:

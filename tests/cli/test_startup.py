@@ -6,6 +6,7 @@ never asserted here."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -100,6 +101,8 @@ def test_a_common_command_loads_its_own_group_and_no_rich(small_db, args):
     assert {m for m in TREE if f"smtpctl.cli.{m}" in modules} == COMMON[args]
     assert loaded(modules, ["rich", "psycopg", "psycopg_binary", "psycopg_c", "smtpctl.core.store.postgresql",
                             "smtpctl.servers"]) == []
+    if importlib.util.find_spec("typer._click"):  # typer vendors click: the click package is no dependency of ours
+        assert loaded(modules, ["click"]) == []
 
 
 def test_a_table_loads_rich(small_db):

@@ -9,11 +9,15 @@ import os
 import subprocess
 import sys
 
+from smtpctl.servers.body import Spool
 from smtpctl.servers.delivery import MaildirSpool, prepare_maildir
 
 
 def staged_by(spool: MaildirSpool, queue_id: str) -> str:
-    return spool.stage(queue_id, "a@d.example", b"Subject: x\r\n\r\nbody\r\n")
+    body = Spool().body()
+    for line in (b"Subject: x\r\n", b"\r\n", b"body\r\n"):
+        body.add(line)
+    return spool.stage(queue_id, "a@d.example", b"Received: test\r\n", body)
 
 
 def test_a_dead_owner_whose_pid_is_alive_again_is_settled(tmp_path):

@@ -102,3 +102,31 @@ def test_hashes_at_the_ceiling_are_adopted():
     ]
     for text in at_most:
         assert passwords.adopt_hash(text) == text
+
+
+def _scheme_by_passlib(stored_hash):
+    """What scheme_of said when it asked the CryptContext (before it read the prefix itself)."""
+    name = passwords.context().identify(stored_hash)
+    if name == "argon2" and stored_hash.startswith("$argon2i$"):
+        return "argon2i"
+    return passwords.SCHEMES.get(name or "", name or "unknown")
+
+
+@pytest.mark.parametrize("stored_hash", [
+    passwords.hash_password(GOOD), "$argon2i$v=19$m=512,t=2,p=2$5VtWOO3cGWYQHEMaYGbsfQ$AcmqasQgW/wI6wAHAMk4aQ",
+    "$argon2d$v=19$m=512,t=2,p=2$c2FsdHNhbHQ$aGFzaA", "$argon2$x", "$argon2id", "$ARGON2ID$v=19$",
+    bcrypt.using(rounds=5).hash(GOOD), "$2$05$x", "$2a$05$x", "$2x$05$x", "$2y$05$x", "$2b$05$x", "$2c$05$x",
+    sha512_crypt.using(rounds=5000).hash(GOOD), "$6$", "$5$rounds=5000$salt$hash", "$1$md5$hash", "$7$",
+    "", "plain text", "{SHA512-CRYPT}$6$x", " $6$x", "$argon2id$\n",
+])
+def test_scheme_of_reads_the_prefix_as_the_context_identifies(stored_hash):
+    assert passwords.handler_of(stored_hash) == passwords.context().identify(stored_hash)
+    assert passwords.scheme_of(stored_hash) == _scheme_by_passlib(stored_hash)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["$argon2", "$argon2i", "$argon2id", "$2", "$2a", "$2b", "$2y", "$2x", "$5", "$6", "$", ""]),
+       st.text(alphabet="$abcdiz0159=,A", max_size=12))
+def test_scheme_of_agrees_with_the_context_on_any_text(prefix, rest):
+    assert passwords.handler_of(prefix + rest) == passwords.context().identify(prefix + rest)
+    assert passwords.scheme_of(prefix + rest) == _scheme_by_passlib(prefix + rest)

@@ -357,7 +357,8 @@ def test_check_tries_the_binds_and_shows_the_caps(world, run):
              "--max-connections", "200", "--max-connections-per-client", "20")
     assert ok.returncode == 0
     assert ("connections at most 200 (20 per client); AUTH failures at most 5 per client and 10 per login in "
-            "5 minutes; timeouts 60 s before AUTH, 300 s after; AUTH cache 10000 logins for 300 s.") in ok.stderr
+            "5 minutes; timeouts 60 s before AUTH, 300 s after; AUTH cache 10000 logins for 300 s; bodies over 262144 "
+            "bytes spooled to ") in ok.stderr
     huge = run("serve", "--check", "--submission", "127.0.0.1:0", "--smtps", "127.0.0.1:0",
                "--max-connections", "100000000")
     assert (huge.returncode, huge.stderr) == (2, "Error: --max-connections must be between 1 and 1,000,000, "

@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
-from typing import NamedTuple
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, NamedTuple
 
 from smtpctl.core.metering.rule import Limit
 from smtpctl.core.model.clock import stored_time
+
+if TYPE_CHECKING:  # annotations only: importing zoneinfo (and the sysconfig it loads) is ~2.5 ms of start-up
+    from zoneinfo import ZoneInfo
 
 # The windows each scope may have, in the order the rule checks them
 # (``in_force``). The account's daily limit is the service's rule and is

@@ -9,9 +9,7 @@ hands back an argon2id hash to store instead.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import string
 import warnings
 from functools import lru_cache
@@ -85,6 +83,10 @@ def validate_password(password: str) -> str:
 
 def generate_password() -> str:
     """A strong random password from ``secrets``: 32 letters and digits (~190 bits)."""
+    # Here, not at the top: secrets and the hashlib it loads are ~6 ms of CPU at start-up
+    # of every command that reaches this module (user list, account list, settings...).
+    import secrets
+
     return "".join(secrets.choice(GENERATED_ALPHABET) for _ in range(GENERATED_LENGTH))
 
 
@@ -102,11 +104,10 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
     more than the ceiling (one stored before the ceiling existed: a verify
     would stall whoever waits for it).
     """
-    ctx = context()
-    try:
-        scheme = ctx.identify(stored_hash, required=True)
-    except ValueError:
+    scheme = handler_of(stored_hash)
+    if scheme is None:
         return False, None
+    ctx = context()
     costly = _over_ceiling(scheme, ctx.handler(scheme).from_string(stored_hash))
     if costly:
         raise InvalidInput(f"the stored {scheme_of(stored_hash)} hash costs more to verify than smtpctl accepts "
@@ -121,12 +122,36 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
     return True, (ctx.hash(password) if ctx.needs_update(stored_hash) else None)
 
 
+# Which of the context's schemes a hash is, by its prefix, as passlib's
+# handlers tell (argon2 ``^\$argon2[a-z]+\$``, bcrypt its five idents,
+# SHA-crypt ``$6$`` and ``$5$``; tests/core/test_passwords.py checks it
+# agrees with ``CryptContext.identify``). The one identification: verify,
+# adoption and display all ask it. Not the context's own: building the
+# context imports passlib and argon2, ~30 ms of ``user list``, which shows
+# every credential's scheme and verifies nothing.
+_ARGON2_IDENT = re.compile(r"\$argon2[a-z]+\$")
+_BCRYPT_IDENTS = ("$2$", "$2a$", "$2x$", "$2y$", "$2b$")
+
+
+def handler_of(stored_hash: str) -> str | None:
+    """The context's scheme (passlib's handler name) a hash belongs to, or None."""
+    if _ARGON2_IDENT.match(stored_hash):
+        return "argon2"
+    if stored_hash.startswith(_BCRYPT_IDENTS):
+        return "bcrypt"
+    if stored_hash.startswith("$6$"):
+        return "sha512_crypt"
+    if stored_hash.startswith("$5$"):
+        return "sha256_crypt"
+    return None
+
+
 def scheme_of(stored_hash: str) -> str:
     """The scheme's name as shown to people: argon2id, argon2i, bcrypt, sha512-crypt or sha256-crypt."""
-    name = context().identify(stored_hash)
+    name = handler_of(stored_hash)
     if name == "argon2" and stored_hash.startswith("$argon2i$"):
         return "argon2i"
-    return SCHEMES.get(name or "", name or "unknown")
+    return SCHEMES.get(name or "", "unknown")
 
 
 def dovecot_scheme(stored_hash: str) -> str:
@@ -156,7 +181,7 @@ def adopt_hash(text: str) -> str:
                                "hashes (give this login a new password instead)")
     elif raw.startswith("{"):
         raise InvalidInput("the password hash starts with a malformed {SCHEME} prefix")
-    name = context().identify(raw) if raw.startswith("$") else None
+    name = handler_of(raw)
     if name is None:
         raise InvalidInput(f"not a password hash smtpctl adopts: it takes {ADOPTABLE} hashes; "
                            "plain text, MD5 and DES crypt are refused")
@@ -223,6 +248,8 @@ def fingerprint(adopted_hash: str) -> str:
     replaced by the argon2id rehash. It cannot be turned back into the hash,
     and a password guess cannot be tested against it without the hash's salt.
     """
+    import hashlib  # here, not at the top: with secrets ~6 ms of every command that reads credentials
+
     return hashlib.sha256(adopted_hash.encode("utf-8")).hexdigest()
 
 

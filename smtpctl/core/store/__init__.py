@@ -50,9 +50,11 @@ __all__ = [
 class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries, RevokedQueries, NoticeQueries):
     """An open store. Use ``Store.open``; close it with ``close()`` or ``with``."""
 
-    def __init__(self, backend: Any, actor: str):
+    def __init__(self, backend: Any, actor: str | None):
         self.backend = backend
-        self.actor = actor
+        # Worked out on first use: default_actor() loads getpass (~0.7 ms of
+        # start-up), and only a write names its actor.
+        self._actor = actor or None
         self._savepoints = 0
         # The settings as read inside the current write transaction: no other
         # writer can change them while it holds the write lock, so one read
@@ -71,6 +73,13 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries, Revoke
         self._metering = False
 
     # -- what callers read -----------------------------------------------------
+    @property
+    def actor(self) -> str:
+        """Who the audit trail names: the actor the store was opened with, else ``default_actor()``."""
+        if self._actor is None:
+            self._actor = default_actor()
+        return self._actor
+
     @property
     def engine(self) -> str:
         """``sqlite`` or ``postgresql``."""
@@ -120,7 +129,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries, Revoke
             backend: Any = PostgresBackend.open(str(path), busy_timeout=busy_timeout)
         else:
             backend = SqliteBackend.open(Path(path).expanduser(), busy_timeout=busy_timeout)
-        store = cls(backend, actor or default_actor())
+        store = cls(backend, actor)
         try:
             store._migrate()
         except backend.errors as exc:
@@ -136,7 +145,7 @@ class Store(DirectoryQueries, UsageQueries, AuditQueries, BillingQueries, Revoke
         """An empty, migrated store in memory that names ``path``: what a
         read-only command sees where no store exists yet. Nothing is created
         on disk, and nothing written to it is kept."""
-        store = cls(SqliteBackend.memory(Path(path).expanduser()), actor or default_actor())
+        store = cls(SqliteBackend.memory(Path(path).expanduser()), actor)
         store._migrate()
         return store
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from smtpctl.core.model.clock import now_iso
 from smtpctl.core.model.records import RevokedCredential
-from smtpctl.core.store.throttle import EPOCH_NOW
+from smtpctl.core.store.clock import EPOCH_NOW
 
 KEPT_FOR = 7 * 86400.0  # a week: a sender's weekly job still hears why, and an old hash does not linger
 REASONS = ("daily_limit", "operator_block")

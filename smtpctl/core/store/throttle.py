@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from smtpctl.core.store.clock import EPOCH_NOW
+
 if TYPE_CHECKING:
     from smtpctl.core.store import Store
 
@@ -75,13 +77,6 @@ class Verdict:
     trusted_for: float = 0.0
 
 
-# The store's clock in seconds since the epoch, read by the statement itself
-# (one round trip less than Store.now(), which is the same clock: the
-# machine's for an SQLite file, the server's on PostgreSQL).
-EPOCH_NOW = {
-    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
-    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::float8",
-}
 
 # Per key: failures (a stale pending guess counts as one), guesses being
 # verified, and the earliest end of a counted failure; with the client's

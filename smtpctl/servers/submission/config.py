@@ -10,6 +10,7 @@ from pathlib import Path
 from smtpctl.core.model.clients import Network
 from smtpctl.core.store import throttle
 from smtpctl.servers import authcache, guard
+from smtpctl.servers.body import Spool
 
 DEFAULT_SUBMISSION = ("127.0.0.1:2525", "127.0.0.1:587")
 DEFAULT_SMTPS = ("127.0.0.1:465",)
@@ -37,6 +38,7 @@ class ServeConfig:
     # --trusted-network: clients there are out of the per-client AUTH cap (never the per-login one)
     trusted_networks: tuple[Network, ...] = ()
     data_size_limit: int = 25 * 1024 * 1024
+    spool: Spool = field(default_factory=Spool)  # where bodies past --spool-above wait (servers/body.py)
     max_connections: int | None = None  # None: guard.default_max_connections
     max_connections_per_client: int = guard.DEFAULT_MAX_CONNECTIONS_PER_CLIENT
     timeout: float = 300.0  # per command once authenticated (RFC 5321 4.5.3.2.7)

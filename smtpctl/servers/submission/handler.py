@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
@@ -19,6 +17,7 @@ from smtpctl.core.model.records import Credential, RevokedCredential
 from smtpctl.core.store import Store
 from smtpctl.servers import guard, replies
 from smtpctl.servers.authcache import AuthCache
+from smtpctl.servers.body import Body, header_from
 from smtpctl.servers.delivery import Delivery, Taken
 from smtpctl.servers.guard import AuthThrottle
 from smtpctl.servers.metering import GroupCommit, ReadBatch
@@ -216,7 +215,7 @@ class SubmissionHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         try:
-            return await self._data(session, envelope)
+            return await self._data(session, envelope, envelope.body)
         finally:
             self.end_transaction(envelope)
 
@@ -224,34 +223,41 @@ class SubmissionHandler:
         """RSET, the end of DATA or a client gone: what delivery holds for the transaction goes."""
         self.delivery.end(envelope)
 
-    async def _data(self, session: Session, envelope: Envelope) -> str:
-        login = session.auth_data
-        recipients = envelope.rcpt_tos  # distinct already (handle_RCPT); RCPT TO is the truth, Bcc included
-        queue_id = os.urandom(10).hex().upper()  # 80 random bits, as uuid4's 20 digits without its object (3 -> 0.7 us)
-        source_id = f"serve:{queue_id}"
-        content = (f"Received: from {session.host_name or 'unknown'} ({peer_of(session)}) by {self.config.hostname} "
-                   f"(smtpctl) with ESMTPSA id {queue_id}\r\n").encode() + (envelope.original_content or b"")
-        refused = await self._header_from_refused(session, envelope, login)
-        if refused is not None:
-            return refused
-        try:  # Maildir: staged in tmp/, published once billed (docs/servers.md, crash safety); relay: the leg
-            message = await self.delivery.take(envelope, queue_id, content)
-        except OSError as exc:
-            log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
-            self.metrics.refused("delivery_failed")
-            return replies.DELIVERY_FAILED
-        # From here on the message is settled to the end even if the client goes
-        # away (aiosmtpd cancels the handler): once billed, it is delivered.
-        settle = asyncio.ensure_future(self._settle(login, recipients, queue_id, source_id, message))
-        return await asyncio.shield(settle)
+    async def _data(self, session: Session, envelope: Envelope, body: Body) -> str:
+        """The body is this call's to close (servers/body.py), or the settling's once it is handed on."""
+        handed_on = False
+        try:
+            login = session.auth_data
+            recipients = envelope.rcpt_tos  # distinct already (handle_RCPT); RCPT TO is the truth, Bcc included
+            queue_id = os.urandom(10).hex().upper()  # 80 random bits, as uuid4's 20 digits without its object
+            source_id = f"serve:{queue_id}"
+            received = (f"Received: from {session.host_name or 'unknown'} ({peer_of(session)}) by "
+                        f"{self.config.hostname} (smtpctl) with ESMTPSA id {queue_id}\r\n").encode()
+            refused = await self._header_from_refused(session, body, login)
+            if refused is not None:
+                return refused
+            try:  # Maildir: staged in tmp/, published once billed (docs/servers.md, crash safety); relay: the leg
+                message = await self.delivery.take(envelope, queue_id, received, body)
+            except OSError as exc:
+                log_event("delivery_failed", login=login, queue_id=queue_id, error=type(exc).__name__)
+                self.metrics.refused("delivery_failed")
+                return replies.DELIVERY_FAILED
+            # From here on the message is settled to the end even if the client goes
+            # away (aiosmtpd cancels the handler): once billed, it is delivered.
+            settle = asyncio.ensure_future(self._settle(login, recipients, queue_id, source_id, message, body))
+            handed_on = True
+            return await asyncio.shield(settle)
+        finally:
+            if not handed_on:
+                body.close()
 
-    async def _header_from_refused(self, session: Session, envelope: Envelope, login: str) -> str | None:
+    async def _header_from_refused(self, session: Session, body: Body, login: str) -> str | None:
         """Sender alignment covers the header From too (issue 23: another
         tenant's From was delivered when the envelope was aligned): each of its
         addresses must be one the login may send from, by the same rule and
         setting as MAIL FROM; else the message is refused at the end of DATA,
         nothing delivered or billed."""
-        for address in header_from(envelope.original_content or b""):
+        for address in header_from(body.header_lines()):
             try:
                 check = await self.envelope_checks.read(login, address)
             except StoreError as exc:
@@ -265,11 +271,12 @@ class SubmissionHandler:
         return None
 
     async def _settle(self, login: str, recipients: list[str], queue_id: str, source_id: str,
-                      message: Taken) -> str:
+                      message: Taken, body: Body) -> str:
         try:
             return await self._bill_and_deliver(login, recipients, queue_id, source_id, message)
         finally:
             message.release()
+            body.close()
 
     async def _bill_and_deliver(self, login: str, recipients: list[str], queue_id: str, source_id: str,
                                 message: Taken) -> str:
@@ -304,8 +311,3 @@ class SubmissionHandler:
         self.cpu.shutdown(wait=False)
         self.delivery.close()
 
-
-def header_from(content: bytes) -> list[str]:
-    """The addresses of a message's From header(s) (only the header block is read)."""
-    headers = BytesHeaderParser().parsebytes(content)
-    return [address for _, address in getaddresses([str(v) for v in headers.get_all("From", [])]) if address]

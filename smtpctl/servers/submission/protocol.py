@@ -16,7 +16,10 @@ traps handled:
   RCPT: ``SubmissionSMTP._getaddr`` parses the same way without it, and
   answers a plain ``<local@domain>`` without the standard library's parser;
 - it cancels and makes a timeout timer on every command line:
-  ``SubmissionSMTP._reset_timeout`` moves one deadline instead.
+  ``SubmissionSMTP._reset_timeout`` moves one deadline instead;
+- its DATA holds a whole body in memory, and joins it into one more copy:
+  ``SubmissionSMTP.smtp_DATA`` receives into a ``Body`` (servers/body.py),
+  spooled to disk past ``--spool-above``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Callable
 
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 
+from smtpctl.servers.body import Body, Spool
 from smtpctl.servers.guard import ConnectionLimits
 from smtpctl.servers.runtime import log_event
 
@@ -39,6 +43,10 @@ _DEFERRED = AuthResult(success=False, handled=True)
 # keep-alives cannot hold a pre-AUTH slot (issue 23).
 MAX_PRE_AUTH_COMMANDS = 20
 TOO_MANY_PRE_AUTH = b"421 4.7.0 Too many commands before authentication; closing\r\n"
+# aiosmtpd's DATA replies, unchanged
+_DATA_GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
+_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
+_TOO_MUCH_DATA = "552 Error: Too much mail data"
 
 
 # What nearly every client sends: ``<local@domain>``, alone or followed by its
@@ -59,8 +67,10 @@ class SubmissionSMTP(SMTP):
     AuthLoginPasswordChallenge = "Password:"
 
     def __init__(self, handler: Any, *, listener: str, implicit_tls: bool,
-                 limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None, **kwargs: Any):
+                 limits: ConnectionLimits | None = None, pre_auth_timeout: float | None = None,
+                 spool: Spool | None = None, **kwargs: Any):
         self.listener, self.implicit_tls, self.limits = listener, implicit_tls, limits
+        self.spool = spool or Spool()
         self.slot: str | None = None  # the client this connection is counted under (guard.Listener), until it closes
         self._pending: tuple[str, Any] | None = None
         self._deadline, self._armed = 0.0, False  # _reset_timeout
@@ -140,6 +150,76 @@ class SubmissionSMTP(SMTP):
                 self.transport.close()
             return
         await super().push(status)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA as aiosmtpd 1.4 answers it (the same replies, limits and
+        states), but each line goes into a ``Body`` as it arrives, which
+        spools to disk past ``--spool-above``, instead of a list joined at
+        the end (issue 23: 20 bodies of 24 MB took 579 MB). The handler gets
+        it as ``envelope.body`` and owns it from then on (it closes it)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push(_DATA_GO_AHEAD)
+        body = self.spool.body()
+        try:
+            problem = await self._receive(body)
+        except BaseException:
+            body.close()
+            raise
+        if problem is not None:
+            body.close()
+            self._set_post_data_state()
+            await self.push(problem)
+            return
+        self.envelope.body = body
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+    async def _receive(self, body: Body) -> str | None:
+        """Read the body up to the lone dot; None, or the reply refusing it
+        (given only once the whole body has been read, RFC 5321 4.2.5, and
+        with nothing of it kept past the point it went wrong)."""
+        limit, received, problem = self.data_size_limit, 0, None
+        fragments: list[bytes] = []  # the pieces of a line longer than the reader's limit
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.CancelledError:
+                self._writer.close()  # the connection went during DATA
+                raise
+            except asyncio.LimitOverrunError as exc:
+                if problem is None:
+                    problem = _LINE_TOO_LONG
+                    body.close()  # what was kept goes at once
+                line = await self._reader.read(exc.consumed)  # drained, not kept
+            if not fragments and line == b".\r\n":
+                break
+            received += len(line)
+            if problem is None and limit and received > limit:
+                problem = _TOO_MUCH_DATA
+                body.close()
+            if not line.endswith(b"\r\n"):
+                fragments.append(line)
+                continue
+            if fragments:
+                fragments.append(line)
+                line = b"".join(fragments)
+                fragments = []
+            if problem is None:
+                if len(line) > self.line_length_limit:
+                    problem = _LINE_TOO_LONG
+                    body.close()
+                else:
+                    body.add(line[1:] if line[:1] == b"." else line)  # dot-transparency undone (RFC 5321 4.5.2)
+        return problem
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The address of a MAIL FROM or RCPT TO argument, and the rest (its

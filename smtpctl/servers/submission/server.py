@@ -54,7 +54,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
         def make() -> SubmissionSMTP:
             common = dict(hostname=config.hostname, auth_required=True, data_size_limit=config.data_size_limit,
                           ident="smtpctl", loop=loop, limits=limits, timeout=config.timeout,
-                          pre_auth_timeout=config.pre_auth_timeout)
+                          pre_auth_timeout=config.pre_auth_timeout, spool=config.spool)
             if implicit:
                 return SubmissionSMTP(handler, listener=listener, implicit_tls=True, auth_require_tls=False,
                                       **common)
