@@ -78,11 +78,15 @@ class Body:
             self._lines = []
 
     def header_lines(self) -> Iterator[bytes]:
-        """The lines before the first empty one (the header block)."""
-        for line in self._all_lines():
-            if line == b"\r\n":
-                return
-            yield line
+        """The lines before the first empty one (the header block). A line
+        ends at CRLF, a bare LF or a bare CR alike, as Python's email parser
+        and most mail readers end one: a field after a bare LF is a field,
+        not part of the one before it."""
+        for received in self._all_lines():
+            for line in received.splitlines(keepends=True):
+                if not line.rstrip(b"\r\n"):
+                    return
+                yield line
 
     def chunks(self) -> Iterator[bytes]:
         """The whole body, in chunks of about ``CHUNK`` bytes that each end at

@@ -62,6 +62,20 @@ def test_header_lines_stop_at_the_first_empty_line_spooled_or_not(tmp_path):
         body.close()
 
 
+def test_a_from_after_a_bare_lf_or_cr_is_found_spooled_or_not(tmp_path):
+    """A bare LF or CR ends a line for mail readers (and Python's parser): a
+    From there must not hide inside the field before it."""
+    for hidden in (b"X-A: y\nFrom: ceo@rival.example\r\n", b"X-A: y\rFrom: ceo@rival.example\r\n"):
+        for above in (0, 10_000):
+            body = filled(Spool(above, tmp_path), [b"From: app@d.example\r\n", hidden, b"\r\n", b"text\r\n"])
+            assert header_from(body.header_lines()) == ["app@d.example", "ceo@rival.example"], (hidden, above)
+            parsed = BytesHeaderParser().parsebytes(b"".join(body.chunks()))
+            assert [a for _, a in getaddresses(parsed.get_all("From"))] == ["app@d.example", "ceo@rival.example"]
+            body.close()
+    body = filled(Spool(10_000, tmp_path), [b"Subject: x\r\n", b"\n", b"From: in@the.body\r\n"])
+    assert header_from(body.header_lines()) == []  # a bare LF alone is the empty line that ends the header
+
+
 def test_header_from_finds_every_from_field_folded_or_not():
     block = [b"Subject: hi\r\n", b"from: One <one@a.example>,\r\n", b"\t two@b.example\r\n", b"To: t@c.example\r\n",
              b"FROM : three@c.example\r\n", b"X-From: no@x.example\r\n", b"not a header\r\n",

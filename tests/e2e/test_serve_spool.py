@@ -80,6 +80,17 @@ def serve(tmp_path, above: int, *extra: str) -> Running:
                     "--spool-dir", str(tmp_path / "spool"), *extra], tmp_path / f"serve-{above}.log")
 
 
+def in_data(running: Running):
+    """A client of ``running``, authenticated, in DATA (its 354 read)."""
+    client = submission(running)
+    client.login("app@d.example", PW)
+    client.mail("app@d.example")
+    client.rcpt("a@x.test")
+    client.putcmd("data")
+    assert client.getreply()[0] == 354
+    return client
+
+
 def held_at_once(running: Running, bodies: list[bytes]) -> tuple[int, int]:
     """Send every body up to its last line on its own connection, all before
     any is ended, so serve holds them at once; then end each. Returns the
@@ -95,12 +106,7 @@ def held_at_once(running: Running, bodies: list[bytes]) -> tuple[int, int]:
     before = kib(pid, "VmHWM")
     clients = []
     for body in bodies:
-        client = submission(running)
-        client.login("app@d.example", PW)
-        client.mail("app@d.example")
-        client.rcpt("a@x.test")
-        client.putcmd("data")
-        assert client.getreply()[0] == 354
+        client = in_data(running)
         client.send(re.sub(rb"(?m)^\.", b"..", body))  # dot-stuffed, as smtplib's data() sends it
         clients.append(client)
     # Every body but its terminating dot is sent: they are all in DATA now, and read once the kernel holds no
@@ -187,12 +193,7 @@ def test_a_spooled_body_is_relayed_whole_with_its_dots(world, tmp_path, run):
 def test_a_client_gone_in_the_middle_of_a_spooled_body_leaves_nothing(world, tmp_path, run):
     running = serve(tmp_path, 1024, "--maildir", str(tmp_path / "maildir"))
     try:
-        client = submission(running)
-        client.login("app@d.example", PW)
-        client.mail("app@d.example")
-        client.rcpt("a@x.test")
-        client.putcmd("data")
-        assert client.getreply()[0] == 354
+        client = in_data(running)
         client.send(LINE * 200)
         assert wait_for(lambda: spool_files(running.proc.pid, str(tmp_path / "spool")) == 1)
         client.sock.shutdown(socket.SHUT_RDWR)
@@ -241,3 +242,22 @@ def test_the_data_replies_are_aiosmtpds(world, tmp_path):
         client.quit()
     finally:
         assert running.stop() == 0, running.text()
+
+
+def test_a_from_hidden_after_a_bare_lf_is_refused_spooled_or_not(world, tmp_path, run):
+    """A bare LF ends a header line for mail readers: another tenant's From
+    there is refused, whether the body is held in memory or on disk."""
+    running = serve(tmp_path, 4096, "--maildir", str(tmp_path / "maildir"))
+    try:
+        client = submission(running)
+        client.login("app@d.example", PW)
+        for padding in (b"", LINE * 10):  # in memory; past --spool-above
+            hidden = b"From: app@d.example\r\nX-Note: hi\nFrom: ceo@rival.example\r\n" + padding + b"\r\nbody\r\n"
+            client.mail("app@d.example")
+            client.rcpt("a@x.test")
+            assert client.data(hidden) == (
+                550, b"5.7.1 <ceo@rival.example>: header From address not owned by user app@d.example")
+        client.quit()
+    finally:
+        assert running.stop() == 0, running.text()
+    assert json.loads(run("usage", "report", "--json", check_rc=0).stdout)["total"]["emails"] == 0
