@@ -261,3 +261,29 @@ def test_a_from_hidden_after_a_bare_lf_is_refused_spooled_or_not(world, tmp_path
     finally:
         assert running.stop() == 0, running.text()
     assert json.loads(run("usage", "report", "--json", check_rc=0).stdout)["total"]["emails"] == 0
+
+
+def test_a_line_that_never_ends_is_refused_and_not_kept(world, tmp_path):
+    """aiosmtpd keeps the pieces of an over-long data line until its CRLF: a
+    client sending 30 MiB with no line end held 30 MiB of serve's memory.
+    Here it is refused (500, once the data ends) and nothing of it is kept."""
+    running = serve(tmp_path, 64 * 1024, "--maildir", str(tmp_path / "maildir"))
+    pid = running.proc.pid
+    try:
+        warm = submission(running)
+        warm.login("app@d.example", PW)
+        assert warm.sendmail("app@d.example", ["a@x.test"], b"From: app@d.example\r\n\r\nwarm\r\n") == {}
+        warm.quit()
+        with open(f"/proc/{pid}/clear_refs", "w") as reset:
+            reset.write("5")
+        before = kib(pid, "VmHWM")
+        client = in_data(running)
+        for _ in range(30):
+            client.send(b"z" * (1024 * 1024))  # 30 MiB, no line end
+        client.send(b"\r\n.\r\n")
+        assert client.getreply() == (500, b"Line too long (see RFC5321 4.5.3.1.6)")
+        growth = kib(pid, "VmHWM") - before
+        client.quit()
+    finally:
+        assert running.stop() == 0, running.text()
+    assert growth < 16 * 1024, f"serve's peak memory grew {growth} KiB for one 30 MiB line"

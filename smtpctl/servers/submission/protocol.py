@@ -188,7 +188,9 @@ class SubmissionSMTP(SMTP):
         (given only once the whole body has been read, RFC 5321 4.2.5, and
         with nothing of it kept past the point it went wrong)."""
         limit, received, problem = self.data_size_limit, 0, None
-        fragments: list[bytes] = []  # the pieces of a line longer than the reader's limit
+        # Inside a line longer than the reader's limit: refused already, and none of it kept (aiosmtpd keeps
+        # its pieces, so a client that never sends CRLF grows the server's memory without end).
+        in_long_line = False
         while self.transport is not None:
             try:
                 line = await self._reader.readuntil(b"\r\n")
@@ -200,19 +202,13 @@ class SubmissionSMTP(SMTP):
                     problem = _LINE_TOO_LONG
                     body.close()  # what was kept goes at once
                 line = await self._reader.read(exc.consumed)  # drained, not kept
-            if not fragments and line == b".\r\n":
+            if not in_long_line and line == b".\r\n":
                 break
             received += len(line)
             if problem is None and limit and received > limit:
                 problem = _TOO_MUCH_DATA
                 body.close()
-            if not line.endswith(b"\r\n"):
-                fragments.append(line)
-                continue
-            if fragments:
-                fragments.append(line)
-                line = b"".join(fragments)
-                fragments = []
+            in_long_line = not line.endswith(b"\r\n")
             if problem is None:
                 if len(line) > self.line_length_limit:
                     problem = _LINE_TOO_LONG
