@@ -341,9 +341,12 @@ class EnvelopeCheck:
 
 
 def credential_stamp(credential: Credential) -> tuple[int, str]:
-    """What tells a credential from its successor: a reset changes ``updated_at``,
-    a delete and create the id (a rehash of the same password changes neither)."""
-    return credential.id, credential.updated_at
+    """What tells a credential from its successor: a delete and create changes
+    the id, a reset the hash. Not ``updated_at``, which counts whole seconds:
+    a reset in the second the session authenticated went unseen. A rehash of
+    the same password changes the hash too: the session that made it takes
+    the new hash as its stamp (submission/handler.py)."""
+    return credential.id, credential.password_hash
 
 
 def envelope_check(store: Store, login: str, sender: str) -> EnvelopeCheck:

@@ -117,7 +117,8 @@ class SubmissionHandler:
             # sending, docs/rules.md); DATA checks again in the transaction that records the message.
             if new_hash is not None:
                 await self.worker.call(store_rehash, credential, new_hash)
-            self.verified_logins.remember(login, password, new_hash or credential.password_hash)
+                credential = credential._replace(password_hash=new_hash)  # this session's stamp follows its rehash
+            self.verified_logins.remember(login, password, credential.password_hash)
             return self._authenticated(session, mechanism, credential, verified_by)
         finally:
             throttle.abandoned(attempt)  # left mid-verify (client gone, store error): it was a guess
